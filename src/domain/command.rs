@@ -1,0 +1,98 @@
+//! What a caller asks for. A command may be refused; it is not a fact yet.
+
+use serde::{Deserialize, Serialize};
+
+use super::AccountId;
+
+/// The personal data of an account: encrypted with the account's own key wherever it is stored.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Profile {
+    pub login: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub email: String,
+}
+
+impl Profile {
+    /// The profile of an account whose key was destroyed (read back after deletion).
+    pub fn erased() -> Self {
+        Profile::default()
+    }
+
+    pub fn is_erased(&self) -> bool {
+        self.login.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    RegisterDomain {
+        domain: String,
+        license_limit: u32,
+    },
+    SetLicenseLimit {
+        domain: String,
+        license_limit: u32,
+    },
+    /// Share of active imported accounts a full import may remove without confirmation.
+    SetMassChangeGuard {
+        domain: String,
+        percent: u8,
+    },
+    /// `account` is the next free number, assigned by the ledger before deciding.
+    CreateAccount {
+        domain: String,
+        account: AccountId,
+        import_id: Option<String>,
+        profile: Profile,
+        role: String,
+        enabled: bool,
+    },
+    UpdateProfile {
+        account: AccountId,
+        profile: Profile,
+        role: String,
+    },
+    Disable {
+        account: AccountId,
+    },
+    /// By hand, Enable also reactivates a deactivated account (DOMAIN.md, "reactivate by hand").
+    Enable {
+        account: AccountId,
+    },
+    Deactivate {
+        account: AccountId,
+    },
+    /// Import path: restore `active`; the `enabled` flag becomes what the row says.
+    Reactivate {
+        account: AccountId,
+        enabled: bool,
+    },
+    Delete {
+        account: AccountId,
+    },
+    RecordSignIn {
+        account: AccountId,
+        at_us: i64,
+    },
+    RecordDataOwned {
+        account: AccountId,
+    },
+}
+
+impl Command {
+    /// The account a command acts on, if it acts on an existing one.
+    pub fn target_account(&self) -> Option<AccountId> {
+        match self {
+            Command::UpdateProfile { account, .. }
+            | Command::Disable { account }
+            | Command::Enable { account }
+            | Command::Deactivate { account }
+            | Command::Reactivate { account, .. }
+            | Command::Delete { account }
+            | Command::RecordSignIn { account, .. }
+            | Command::RecordDataOwned { account } => Some(*account),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,384 @@
+//! `decide`: the rules of DOMAIN.md, as a pure function of the current state and one command.
+
+use super::state::login_key;
+use super::{AccountState, Command, DomainError, DomainState, Event, LedgerState, Profile};
+
+/// Decide what happens. `Ok(vec![])` means the command is a no-op (already so).
+pub fn decide(state: &LedgerState, command: &Command) -> Result<Vec<Event>, DomainError> {
+    match command {
+        Command::RegisterDomain {
+            domain,
+            license_limit,
+        } => {
+            validate_name("domain", domain)?;
+            if state.domains.contains_key(domain) {
+                return Err(DomainError::DomainExists {
+                    domain: domain.clone(),
+                });
+            }
+            Ok(vec![Event::DomainRegistered {
+                domain: domain.clone(),
+                license_limit: *license_limit,
+            }])
+        }
+        Command::SetLicenseLimit {
+            domain,
+            license_limit,
+        } => {
+            let d = domain_of(state, domain)?;
+            if d.license_limit == *license_limit {
+                return Ok(vec![]);
+            }
+            if *license_limit < d.licenses_used {
+                return Err(DomainError::LimitBelowUsage {
+                    domain: domain.clone(),
+                    limit: *license_limit,
+                    used: d.licenses_used,
+                });
+            }
+            Ok(vec![Event::LicenseLimitChanged {
+                domain: domain.clone(),
+                license_limit: *license_limit,
+            }])
+        }
+        Command::SetMassChangeGuard { domain, percent } => {
+            let d = domain_of(state, domain)?;
+            if *percent > 100 {
+                return Err(DomainError::Invalid {
+                    field: "percent",
+                    reason: format!("{percent} is more than 100"),
+                });
+            }
+            if d.mass_change_percent == *percent {
+                return Ok(vec![]);
+            }
+            Ok(vec![Event::MassChangeGuardChanged {
+                domain: domain.clone(),
+                percent: *percent,
+            }])
+        }
+        Command::CreateAccount {
+            domain,
+            account,
+            import_id,
+            profile,
+            role,
+            enabled,
+        } => {
+            let d = domain_of(state, domain)?;
+            validate_profile(profile)?;
+            validate_name("role", role)?;
+            if let Some(iid) = import_id {
+                validate_name("import_id", iid)?;
+                if state.account_by_import_id(domain, iid).is_some() {
+                    return Err(DomainError::ImportIdTaken {
+                        domain: domain.clone(),
+                        import_id: iid.clone(),
+                    });
+                }
+            }
+            if state.by_login.contains_key(&login_key(domain, &profile.login)) {
+                return Err(DomainError::LoginTaken {
+                    domain: domain.clone(),
+                    login: profile.login.clone(),
+                });
+            }
+            if state.accounts.contains_key(account) {
+                return Err(DomainError::Invalid {
+                    field: "account",
+                    reason: format!("account number {account} is already used"),
+                });
+            }
+            if *enabled {
+                check_license_free(d)?;
+            }
+            Ok(vec![Event::AccountCreated {
+                account: *account,
+                domain: domain.clone(),
+                import_id: import_id.clone(),
+                profile: profile.clone(),
+                role: role.clone(),
+                enabled: *enabled,
+            }])
+        }
+        Command::UpdateProfile {
+            account,
+            profile,
+            role,
+        } => {
+            let acc = live_account(state, *account)?;
+            validate_profile(profile)?;
+            validate_name("role", role)?;
+            if acc.profile == *profile && acc.role == *role {
+                return Ok(vec![]);
+            }
+            if let Some(other) = state.account_by_login(&acc.domain, &profile.login)
+                && other.id != acc.id
+            {
+                return Err(DomainError::LoginTaken {
+                    domain: acc.domain.clone(),
+                    login: profile.login.clone(),
+                });
+            }
+            Ok(vec![Event::ProfileUpdated {
+                account: *account,
+                profile: profile.clone(),
+                role: role.clone(),
+            }])
+        }
+        Command::Disable { account } => {
+            let acc = live_account(state, *account)?;
+            Ok(if acc.enabled {
+                vec![Event::AccountDisabled { account: *account }]
+            } else {
+                vec![]
+            })
+        }
+        Command::Enable { account } => set_flags(state, *account, true),
+        Command::Reactivate { account, enabled } => set_flags(state, *account, *enabled),
+        Command::Deactivate { account } => {
+            let acc = live_account(state, *account)?;
+            Ok(if acc.active {
+                vec![Event::AccountDeactivated { account: *account }]
+            } else {
+                vec![]
+            })
+        }
+        Command::Delete { account } => {
+            live_account(state, *account)?;
+            Ok(vec![Event::AccountDeleted { account: *account }])
+        }
+        Command::RecordSignIn { account, at_us } => {
+            live_account(state, *account)?;
+            Ok(vec![Event::SignInRecorded {
+                account: *account,
+                at_us: *at_us,
+            }])
+        }
+        Command::RecordDataOwned { account } => {
+            let acc = live_account(state, *account)?;
+            Ok(if acc.owns_data {
+                vec![]
+            } else {
+                vec![Event::DataOwnershipRecorded { account: *account }]
+            })
+        }
+    }
+}
+
+/// Make the account active with the given `enabled` flag; refuse if that would take a license
+/// the domain does not have.
+fn set_flags(
+    state: &LedgerState,
+    account: u64,
+    enabled: bool,
+) -> Result<Vec<Event>, DomainError> {
+    let acc = live_account(state, account)?;
+    let mut events = Vec::new();
+    if !acc.active {
+        events.push(Event::AccountReactivated { account });
+    }
+    if acc.enabled != enabled {
+        events.push(if enabled {
+            Event::AccountEnabled { account }
+        } else {
+            Event::AccountDisabled { account }
+        });
+    }
+    let takes_after = enabled;
+    if takes_after && !acc.takes_license() {
+        check_license_free(domain_of(state, &acc.domain)?)?;
+    }
+    Ok(events)
+}
+
+fn check_license_free(d: &DomainState) -> Result<(), DomainError> {
+    if d.licenses_used >= d.license_limit {
+        return Err(DomainError::LicenseLimitReached {
+            domain: d.name.clone(),
+            limit: d.license_limit,
+            used: d.licenses_used,
+        });
+    }
+    Ok(())
+}
+
+fn domain_of<'a>(state: &'a LedgerState, domain: &str) -> Result<&'a DomainState, DomainError> {
+    state
+        .domains
+        .get(domain)
+        .ok_or_else(|| DomainError::UnknownDomain {
+            domain: domain.to_string(),
+        })
+}
+
+/// An account that exists and is not deleted (Deleted is terminal).
+fn live_account(state: &LedgerState, account: u64) -> Result<&AccountState, DomainError> {
+    let acc = state
+        .accounts
+        .get(&account)
+        .ok_or(DomainError::UnknownAccount { account })?;
+    if acc.deleted {
+        return Err(DomainError::AccountDeleted { account });
+    }
+    Ok(acc)
+}
+
+fn validate_name(field: &'static str, value: &str) -> Result<(), DomainError> {
+    if value.trim().is_empty() {
+        return Err(DomainError::Invalid {
+            field,
+            reason: "must not be empty".into(),
+        });
+    }
+    if value.len() > 256 {
+        return Err(DomainError::Invalid {
+            field,
+            reason: "longer than 256 bytes".into(),
+        });
+    }
+    Ok(())
+}
+
+fn validate_profile(p: &Profile) -> Result<(), DomainError> {
+    validate_name("login", &p.login)?;
+    for (field, v) in [
+        ("first_name", &p.first_name),
+        ("last_name", &p.last_name),
+        ("email", &p.email),
+    ] {
+        if v.len() > 256 {
+            return Err(DomainError::Invalid {
+                field,
+                reason: "longer than 256 bytes".into(),
+            });
+        }
+    }
+    if !p.email.is_empty() && !p.email.contains('@') {
+        return Err(DomainError::Invalid {
+            field: "email",
+            reason: format!("{:?} is not an email address", p.email),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn given(events: &[Event]) -> LedgerState {
+        let mut s = LedgerState::default();
+        for e in events {
+            s.evolve(e);
+        }
+        s
+    }
+
+    fn domain(limit: u32) -> Event {
+        Event::DomainRegistered {
+            domain: "d".into(),
+            license_limit: limit,
+        }
+    }
+
+    fn created(id: u64, enabled: bool) -> Event {
+        Event::AccountCreated {
+            account: id,
+            domain: "d".into(),
+            import_id: Some(format!("i{id}")),
+            profile: Profile {
+                login: format!("u{id}"),
+                ..Default::default()
+            },
+            role: "student".into(),
+            enabled,
+        }
+    }
+
+    #[test]
+    fn enabling_past_the_limit_is_refused_with_limit_and_count() {
+        let s = given(&[domain(1), created(0, true), created(1, false)]);
+        let err = decide(&s, &Command::Enable { account: 1 }).unwrap_err();
+        assert_eq!(
+            err,
+            DomainError::LicenseLimitReached {
+                domain: "d".into(),
+                limit: 1,
+                used: 1
+            }
+        );
+        assert!(err.to_string().contains("1 of 1"));
+    }
+
+    #[test]
+    fn disable_twice_is_a_no_op() {
+        let s = given(&[domain(5), created(0, false)]);
+        assert_eq!(decide(&s, &Command::Disable { account: 0 }), Ok(vec![]));
+    }
+
+    #[test]
+    fn deleted_is_terminal() {
+        let s = given(&[
+            domain(5),
+            created(0, true),
+            Event::AccountDeleted { account: 0 },
+        ]);
+        for cmd in [
+            Command::Enable { account: 0 },
+            Command::Delete { account: 0 },
+            Command::RecordSignIn {
+                account: 0,
+                at_us: 1,
+            },
+        ] {
+            assert_eq!(
+                decide(&s, &cmd),
+                Err(DomainError::AccountDeleted { account: 0 })
+            );
+        }
+        assert_eq!(s.domains["d"].licenses_used, 0);
+        assert!(s.account_by_import_id("d", "i0").is_none());
+    }
+
+    #[test]
+    fn manual_enable_reactivates_a_deactivated_account() {
+        let s = given(&[
+            domain(5),
+            created(0, false),
+            Event::AccountDeactivated { account: 0 },
+        ]);
+        assert_eq!(
+            decide(&s, &Command::Enable { account: 0 }),
+            Ok(vec![
+                Event::AccountReactivated { account: 0 },
+                Event::AccountEnabled { account: 0 }
+            ])
+        );
+    }
+
+    #[test]
+    fn status_precedence() {
+        let s = given(&[
+            domain(5),
+            created(0, false),
+            Event::AccountDeactivated { account: 0 },
+        ]);
+        assert_eq!(s.accounts[&0].status(), crate::domain::Status::Deactivated);
+    }
+
+    #[test]
+    fn limit_cannot_drop_below_usage() {
+        let s = given(&[domain(2), created(0, true), created(1, true)]);
+        assert!(matches!(
+            decide(
+                &s,
+                &Command::SetLicenseLimit {
+                    domain: "d".into(),
+                    license_limit: 1
+                }
+            ),
+            Err(DomainError::LimitBelowUsage { used: 2, .. })
+        ));
+    }
+}

@@ -1,0 +1,262 @@
+//! The state that rules are decided against, and `evolve`, the fold of events into it.
+//! The same fold serves as the live read model (projections) and as replay: one definition of
+//! what an event means.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use super::{AccountId, DEFAULT_MASS_CHANGE_PERCENT, Event, Profile};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Status {
+    Enabled,
+    Disabled,
+    Deactivated,
+    Deleted,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Enabled => "enabled",
+            Status::Disabled => "disabled",
+            Status::Deactivated => "deactivated",
+            Status::Deleted => "deleted",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DomainState {
+    pub name: String,
+    pub license_limit: u32,
+    /// Accounts that are Enabled and active right now.
+    pub licenses_used: u32,
+    pub mass_change_percent: u8,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountState {
+    pub id: AccountId,
+    pub domain: String,
+    pub import_id: Option<String>,
+    pub profile: Profile,
+    pub role: String,
+    pub enabled: bool,
+    pub active: bool,
+    pub deleted: bool,
+    pub last_sign_in_us: Option<i64>,
+    pub owns_data: bool,
+    /// Number of events in this account's stream.
+    pub version: u64,
+}
+
+impl AccountState {
+    /// Displayed status, by precedence Deleted > Deactivated > Disabled > Enabled.
+    pub fn status(&self) -> Status {
+        if self.deleted {
+            Status::Deleted
+        } else if !self.active {
+            Status::Deactivated
+        } else if !self.enabled {
+            Status::Disabled
+        } else {
+            Status::Enabled
+        }
+    }
+
+    pub fn takes_license(&self) -> bool {
+        self.status() == Status::Enabled
+    }
+
+    /// Never signed into and owns no data: the vendor's "user without data".
+    pub fn is_stub(&self) -> bool {
+        self.last_sign_in_us.is_none() && !self.owns_data
+    }
+}
+
+/// Everything the rules need, for every domain. Deleted accounts stay (as tombstones with an
+/// erased profile) so that commands on them fail as "deleted", not "unknown".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LedgerState {
+    pub domains: BTreeMap<String, DomainState>,
+    pub accounts: HashMap<AccountId, AccountState>,
+    /// (domain, import id) of live (not deleted) accounts.
+    pub by_import_id: HashMap<(String, String), AccountId>,
+    /// (domain, lowercased login) of live accounts: the sign-in index.
+    pub by_login: HashMap<(String, String), AccountId>,
+    /// Live and deleted accounts of each domain, in creation order (point-in-time lists).
+    pub domain_accounts: HashMap<String, Vec<AccountId>>,
+    pub next_account_id: AccountId,
+}
+
+pub(crate) fn login_key(domain: &str, login: &str) -> (String, String) {
+    (domain.to_string(), login.trim().to_lowercase())
+}
+
+impl LedgerState {
+    pub fn account(&self, id: AccountId) -> Option<&AccountState> {
+        self.accounts.get(&id)
+    }
+
+    pub fn account_by_import_id(&self, domain: &str, import_id: &str) -> Option<&AccountState> {
+        self.by_import_id
+            .get(&(domain.to_string(), import_id.to_string()))
+            .and_then(|id| self.accounts.get(id))
+    }
+
+    pub fn account_by_login(&self, domain: &str, login: &str) -> Option<&AccountState> {
+        self.by_login
+            .get(&login_key(domain, login))
+            .and_then(|id| self.accounts.get(id))
+    }
+
+    /// Apply one fact. Total: an event that does not fit the state (which `decide` never
+    /// produces) is ignored rather than panicking, so replay of any log terminates.
+    pub fn evolve(&mut self, event: &Event) {
+        match event {
+            Event::DomainRegistered {
+                domain,
+                license_limit,
+            } => {
+                self.domains.insert(
+                    domain.clone(),
+                    DomainState {
+                        name: domain.clone(),
+                        license_limit: *license_limit,
+                        licenses_used: 0,
+                        mass_change_percent: DEFAULT_MASS_CHANGE_PERCENT,
+                    },
+                );
+            }
+            Event::LicenseLimitChanged {
+                domain,
+                license_limit,
+            } => {
+                if let Some(d) = self.domains.get_mut(domain) {
+                    d.license_limit = *license_limit;
+                }
+            }
+            Event::MassChangeGuardChanged { domain, percent } => {
+                if let Some(d) = self.domains.get_mut(domain) {
+                    d.mass_change_percent = *percent;
+                }
+            }
+            Event::AccountCreated {
+                account,
+                domain,
+                import_id,
+                profile,
+                role,
+                enabled,
+            } => {
+                let state = AccountState {
+                    id: *account,
+                    domain: domain.clone(),
+                    import_id: import_id.clone(),
+                    profile: profile.clone(),
+                    role: role.clone(),
+                    enabled: *enabled,
+                    active: true,
+                    deleted: false,
+                    last_sign_in_us: None,
+                    owns_data: false,
+                    version: 1,
+                };
+                if let Some(iid) = import_id {
+                    self.by_import_id
+                        .insert((domain.clone(), iid.clone()), *account);
+                }
+                if !profile.is_erased() {
+                    self.by_login
+                        .insert(login_key(domain, &profile.login), *account);
+                }
+                self.domain_accounts
+                    .entry(domain.clone())
+                    .or_default()
+                    .push(*account);
+                self.next_account_id = self.next_account_id.max(account + 1);
+                self.accounts.insert(*account, state);
+                self.recount_after(None, *account);
+            }
+            other => {
+                let Some(id) = other.account() else { return };
+                let Some(acc) = self.accounts.get_mut(&id) else {
+                    return;
+                };
+                let before = acc.takes_license();
+                acc.version += 1;
+                match other {
+                    Event::ProfileUpdated { profile, role, .. } => {
+                        let old = std::mem::replace(&mut acc.profile, profile.clone());
+                        acc.role = role.clone();
+                        let domain = acc.domain.clone();
+                        self.by_login.remove(&login_key(&domain, &old.login));
+                        if !profile.is_erased() {
+                            self.by_login.insert(login_key(&domain, &profile.login), id);
+                        }
+                    }
+                    Event::AccountDisabled { .. } => acc.enabled = false,
+                    Event::AccountEnabled { .. } => acc.enabled = true,
+                    Event::AccountDeactivated { .. } => acc.active = false,
+                    Event::AccountReactivated { .. } => acc.active = true,
+                    Event::SignInRecorded { at_us, .. } => acc.last_sign_in_us = Some(*at_us),
+                    Event::DataOwnershipRecorded { .. } => acc.owns_data = true,
+                    Event::AccountDeleted { .. } => {
+                        acc.deleted = true;
+                        let profile = std::mem::replace(&mut acc.profile, Profile::erased());
+                        let domain = acc.domain.clone();
+                        if let Some(iid) = &acc.import_id {
+                            self.by_import_id.remove(&(domain.clone(), iid.clone()));
+                        }
+                        self.by_login.remove(&login_key(&domain, &profile.login));
+                    }
+                    _ => {}
+                }
+                self.recount_after(Some(before), id);
+            }
+        }
+    }
+
+    /// Keep the domain's license count in step with one account's change.
+    fn recount_after(&mut self, before: Option<bool>, id: AccountId) {
+        let Some(acc) = self.accounts.get(&id) else {
+            return;
+        };
+        let after = acc.takes_license();
+        let before = before.unwrap_or(false);
+        if before == after {
+            return;
+        }
+        if let Some(d) = self.domains.get_mut(&acc.domain) {
+            if after {
+                d.licenses_used += 1;
+            } else {
+                d.licenses_used = d.licenses_used.saturating_sub(1);
+            }
+        }
+    }
+}
+
+impl LedgerState {
+    /// Put back an account row loaded from a persisted view, with its indexes.
+    pub fn insert_account_row(&mut self, acc: AccountState) {
+        if !acc.deleted {
+            if let Some(iid) = &acc.import_id {
+                self.by_import_id
+                    .insert((acc.domain.clone(), iid.clone()), acc.id);
+            }
+            if !acc.profile.is_erased() {
+                self.by_login
+                    .insert(login_key(&acc.domain, &acc.profile.login), acc.id);
+            }
+        }
+        self.domain_accounts
+            .entry(acc.domain.clone())
+            .or_default()
+            .push(acc.id);
+        self.next_account_id = self.next_account_id.max(acc.id + 1);
+        self.accounts.insert(acc.id, acc);
+    }
+}

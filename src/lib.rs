@@ -1,0 +1,16 @@
+//! account-ledger: the lifecycle of school-LMS accounts as an event-sourced ledger.
+//!
+//! One path for every change:
+//! gRPC / CLI / CSV import → [`ledger::Ledger::execute`] (the single writer task) →
+//! [`domain::decide`] (pure rules) → [`store::EventLog::append`] (one sled batch, one flush +
+//! fsync for many callers) → [`projections`] (the live read model, the same fold as replay) →
+//! queries, now or as of an instant.
+//!
+//! Personal data is encrypted with a per-account key ([`store::vault`]); deleting an account
+//! destroys its key, so the log stays append-only and the person becomes unrecoverable.
+
+pub mod domain;
+pub mod store;
+pub mod projections;
+pub mod ledger;
+pub mod queries;

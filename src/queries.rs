@@ -1,0 +1,297 @@
+//! Reads: the current views (from the live projections, no I/O), point-in-time answers and
+//! audit (from the log's per-stream index), and subscriptions.
+//!
+//! Point-in-time costs (none replays the log):
+//! - "as of T" → position P: one binary search over commit stamps, O(log commits).
+//! - account as of T: fold of that account's own stream up to P: O(events of the account),
+//!   each read decoding one log chunk.
+//! - license usage as of T: one reverse seek in the domain's license series: O(log n).
+//! - account list as of T: fold of each of the domain's accounts up to P: O(events of the
+//!   domain's accounts), chunks decoded once per query.
+
+use std::sync::Arc;
+
+use tokio::sync::{broadcast::error::RecvError, mpsc};
+use uuid::Uuid;
+
+use crate::domain::{AccountId, AccountState, DomainError, LedgerState, Status, StreamId};
+use crate::ledger::{Ledger, LedgerError, event_domain};
+use crate::store::RecordedEvent;
+
+/// Which accounts a listing shows. Deleted accounts are never listed.
+#[derive(Debug, Clone, Default)]
+pub struct AccountFilter {
+    pub include_disabled: bool,
+    pub include_deactivated: bool,
+    /// Case-insensitive substring of login, first/last name, email or import id.
+    pub search: Option<String>,
+    pub role: Option<String>,
+}
+
+impl AccountFilter {
+    pub fn matches(&self, a: &AccountState) -> bool {
+        let shown = match a.status() {
+            Status::Enabled => true,
+            Status::Disabled => self.include_disabled,
+            Status::Deactivated => self.include_deactivated,
+            Status::Deleted => false,
+        };
+        if !shown {
+            return false;
+        }
+        if let Some(role) = &self.role
+            && !a.role.eq_ignore_ascii_case(role)
+        {
+            return false;
+        }
+        if let Some(q) = &self.search {
+            let q = q.to_lowercase();
+            let p = &a.profile;
+            let hay = [
+                p.login.as_str(),
+                p.first_name.as_str(),
+                p.last_name.as_str(),
+                p.email.as_str(),
+                a.import_id.as_deref().unwrap_or(""),
+            ];
+            if !hay.iter().any(|h| h.to_lowercase().contains(&q)) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LicenseUsage {
+    pub domain: String,
+    pub used: u32,
+    pub limit: u32,
+}
+
+/// In the users export: Enabled and Disabled, never Deactivated or Deleted.
+pub fn in_users_export(a: &AccountState) -> bool {
+    matches!(a.status(), Status::Enabled | Status::Disabled)
+}
+
+fn unknown_domain(domain: &str) -> LedgerError {
+    DomainError::UnknownDomain {
+        domain: domain.to_string(),
+    }
+    .into()
+}
+
+impl Ledger {
+    pub fn account(&self, id: AccountId) -> Option<AccountState> {
+        self.read(|s| s.account(id).cloned())
+    }
+
+    /// A live (not deleted) account by its SIS import id.
+    pub fn account_by_import_id(&self, domain: &str, import_id: &str) -> Option<AccountState> {
+        self.read(|s| s.account_by_import_id(domain, import_id).cloned())
+    }
+
+    pub fn domain_exists(&self, domain: &str) -> bool {
+        self.read(|s| s.domains.contains_key(domain))
+    }
+
+    /// One page of a domain's accounts (creation order) and the total that match.
+    pub fn list_accounts(
+        &self,
+        domain: &str,
+        filter: &AccountFilter,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<AccountState>, usize), LedgerError> {
+        self.read(|s| {
+            if !s.domains.contains_key(domain) {
+                return Err(unknown_domain(domain));
+            }
+            let ids = s.domain_accounts.get(domain).map(Vec::as_slice).unwrap_or(&[]);
+            let matching = ids
+                .iter()
+                .filter_map(|id| s.accounts.get(id))
+                .filter(|a| filter.matches(a));
+            let total = matching.clone().count();
+            Ok((matching.skip(offset).take(limit).cloned().collect(), total))
+        })
+    }
+
+    pub fn license_usage(&self, domain: &str) -> Result<LicenseUsage, LedgerError> {
+        self.read(|s| {
+            s.domains
+                .get(domain)
+                .map(|d| LicenseUsage {
+                    domain: d.name.clone(),
+                    used: d.licenses_used,
+                    limit: d.license_limit,
+                })
+                .ok_or_else(|| unknown_domain(domain))
+        })
+    }
+
+    /// May this login sign in now? Only an Enabled account may. One hash lookup.
+    pub fn can_sign_in(&self, domain: &str, login: &str) -> Option<(AccountId, Status)> {
+        self.read(|s| s.account_by_login(domain, login).map(|a| (a.id, a.status())))
+    }
+
+    /// The users export of a domain, now.
+    pub fn export_users(&self, domain: &str) -> Result<Vec<AccountState>, LedgerError> {
+        self.read(|s| {
+            if !s.domains.contains_key(domain) {
+                return Err(unknown_domain(domain));
+            }
+            Ok(s.domain_accounts
+                .get(domain)
+                .into_iter()
+                .flatten()
+                .filter_map(|id| s.accounts.get(id))
+                .filter(|a| in_users_export(a))
+                .cloned()
+                .collect())
+        })
+    }
+
+    /// The account as it was at `at_us` (None: it did not exist yet).
+    pub async fn account_as_of(
+        &self,
+        id: AccountId,
+        at_us: i64,
+    ) -> Result<Option<AccountState>, LedgerError> {
+        let position = self.log().position_at(at_us);
+        let state = self.fold_accounts(&[id], position).await?;
+        Ok(state.accounts.get(&id).cloned())
+    }
+
+    pub async fn license_usage_as_of(
+        &self,
+        domain: &str,
+        at_us: i64,
+    ) -> Result<LicenseUsage, LedgerError> {
+        let position = self.log().position_at(at_us);
+        let point = self
+            .shared
+            .views
+            .license_at(domain, position)?
+            .ok_or_else(|| unknown_domain(domain))?;
+        Ok(LicenseUsage {
+            domain: domain.to_string(),
+            used: point.used,
+            limit: point.limit,
+        })
+    }
+
+    /// The domain's accounts as they were at `at_us` (deleted ones included, with status).
+    pub async fn accounts_as_of(
+        &self,
+        domain: &str,
+        at_us: i64,
+    ) -> Result<Vec<AccountState>, LedgerError> {
+        let position = self.log().position_at(at_us);
+        let ids = self.read(|s| s.domain_accounts.get(domain).cloned().unwrap_or_default());
+        let state = self.fold_accounts(&ids, position).await?;
+        Ok(ids
+            .iter()
+            .filter_map(|id| state.accounts.get(id).cloned())
+            .collect())
+    }
+
+    /// Fold the streams of `ids` up to `position` into a scratch state.
+    async fn fold_accounts(
+        &self,
+        ids: &[AccountId],
+        position: u64,
+    ) -> Result<LedgerState, LedgerError> {
+        let mut positions: Vec<u64> = ids
+            .iter()
+            .flat_map(|id| self.log().stream_positions(&StreamId::Account(*id)))
+            .filter(|p| *p <= position)
+            .collect();
+        positions.sort_unstable();
+        let events = self.log().read_positions(&positions).await?;
+        let mut state = LedgerState::default();
+        for e in &events {
+            state.evolve(&e.event);
+        }
+        Ok(state)
+    }
+
+    /// Every event of one account, oldest first, with actor, time and source.
+    pub async fn account_history(&self, id: AccountId) -> Result<Vec<RecordedEvent>, LedgerError> {
+        let positions = self.log().stream_positions(&StreamId::Account(id));
+        Ok(self.log().read_positions(&positions).await?)
+    }
+
+    /// Every event one import job caused.
+    pub async fn import_job_history(&self, job: &Uuid) -> Result<Vec<RecordedEvent>, LedgerError> {
+        let positions = self.log().job_positions(job);
+        Ok(self.log().read_positions(&positions).await?)
+    }
+
+    pub async fn read_log(
+        &self,
+        from: u64,
+        to: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, LedgerError> {
+        Ok(self.log().read_range(from, to, limit).await?)
+    }
+
+    /// Events from `from` on: first what the log holds (catch-up), then live ones as they are
+    /// recorded, optionally only one domain's. Ends when the receiver is dropped.
+    pub fn subscribe(
+        &self,
+        from: u64,
+        domain: Option<String>,
+    ) -> mpsc::Receiver<Result<Arc<RecordedEvent>, LedgerError>> {
+        let (tx, rx) = mpsc::channel(1024);
+        let this = self.clone();
+        let mut live = self.shared.live.subscribe();
+        tokio::spawn(async move {
+            let mut next = from.max(1);
+            let wanted = |e: &RecordedEvent| match &domain {
+                None => true,
+                Some(d) => this.read(|s| event_domain(s, &e.event)).as_deref() == Some(d),
+            };
+            loop {
+                // Catch up from the log (also after falling behind the live channel).
+                loop {
+                    let last = this.log().last_position();
+                    if next > last {
+                        break;
+                    }
+                    let page = match this.log().read_range(next, last, 4096).await {
+                        Ok(p) => p,
+                        Err(e) => {
+                            let _ = tx.send(Err(e.into())).await;
+                            return;
+                        }
+                    };
+                    if page.is_empty() {
+                        break;
+                    }
+                    for e in page {
+                        next = e.position + 1;
+                        if wanted(&e) && tx.send(Ok(Arc::new(e))).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                loop {
+                    match live.recv().await {
+                        Ok(e) if e.position < next => continue,
+                        Ok(e) if e.position == next => {
+                            next += 1;
+                            if wanted(&e) && tx.send(Ok(e)).await.is_err() {
+                                return;
+                            }
+                        }
+                        Ok(_) | Err(RecvError::Lagged(_)) => break,
+                        Err(RecvError::Closed) => return,
+                    }
+                }
+            }
+        });
+        rx
+    }
+}

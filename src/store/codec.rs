@@ -1,0 +1,241 @@
+//! The one place that turns records into bytes and back. Every stored value starts with a
+//! format version byte; a reader refuses versions it does not know instead of guessing.
+//! bincode (2.x, serde mode) is an implementation detail of this module: it is unmaintained
+//! (RUSTSEC-2025-0141), and swapping it means a new version byte here and nothing elsewhere.
+//!
+//! Personal data (the `Profile` inside an event or a view) is taken out before encoding and
+//! stored sealed with the account's key from the [`Vault`].
+
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use uuid::Uuid;
+
+use super::vault::Vault;
+use super::{RecordedEvent, Source, StoreError};
+use crate::domain::{AccountId, AccountState, DomainState, Event, Profile};
+
+/// Current format of log chunks and views.
+pub const FORMAT_V1: u8 = 1;
+
+/// Events of one chunk share their commit's time stamp.
+#[derive(Serialize, Deserialize)]
+struct ChunkV1 {
+    recorded_at_us: i64,
+    events: Vec<EventV1>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct EventV1 {
+    stream_version: u64,
+    event_id: [u8; 16],
+    actor: String,
+    source: Source,
+    request_id: Option<String>,
+    /// The event with its profile blanked out.
+    event: Event,
+    /// The profile, sealed with the account's key.
+    sealed_profile: Option<Vec<u8>>,
+}
+
+fn config() -> bincode::config::Configuration {
+    bincode::config::standard()
+}
+
+fn to_bytes<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
+    let mut out = vec![FORMAT_V1];
+    let body = bincode::serde::encode_to_vec(v, config())
+        .map_err(|e| StoreError::Io(format!("encode: {e}")))?;
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+fn from_bytes<T: DeserializeOwned>(bytes: &[u8], at: &dyn Fn() -> String) -> Result<T, StoreError> {
+    let (&version, body) = bytes.split_first().ok_or_else(|| StoreError::Corrupt {
+        at: at(),
+        reason: "empty record".into(),
+    })?;
+    if version != FORMAT_V1 {
+        return Err(StoreError::UnknownVersion { at: at(), version });
+    }
+    let (v, _) =
+        bincode::serde::decode_from_slice(body, config()).map_err(|e| StoreError::Corrupt {
+            at: at(),
+            reason: e.to_string(),
+        })?;
+    Ok(v)
+}
+
+fn profile_slot(event: &mut Event) -> Option<(AccountId, &mut Profile)> {
+    match event {
+        Event::AccountCreated {
+            account, profile, ..
+        }
+        | Event::ProfileUpdated {
+            account, profile, ..
+        } => Some((*account, profile)),
+        _ => None,
+    }
+}
+
+fn seal_profile(
+    vault: &Vault,
+    account: AccountId,
+    profile: &Profile,
+) -> Result<Vec<u8>, StoreError> {
+    let plain = bincode::serde::encode_to_vec(profile, config())
+        .map_err(|e| StoreError::Io(format!("encode: {e}")))?;
+    vault.seal(account, &plain)
+}
+
+fn open_profile(vault: &Vault, account: AccountId, sealed: &[u8]) -> Profile {
+    vault
+        .open_sealed(account, sealed)
+        .and_then(|plain| {
+            bincode::serde::decode_from_slice::<Profile, _>(&plain, config())
+                .ok()
+                .map(|(p, _)| p)
+        })
+        .unwrap_or_else(Profile::erased)
+}
+
+/// Encode consecutive events of one commit (all stamped `recorded_at_us`).
+pub fn encode_chunk(events: &[RecordedEvent], vault: &Vault) -> Result<Vec<u8>, StoreError> {
+    let recorded_at_us = events.first().map(|e| e.recorded_at_us).unwrap_or(0);
+    let mut out = Vec::with_capacity(events.len());
+    for e in events {
+        let mut event = e.event.clone();
+        let sealed_profile = match profile_slot(&mut event) {
+            Some((account, profile)) => {
+                let sealed = seal_profile(vault, account, profile)?;
+                *profile = Profile::erased();
+                Some(sealed)
+            }
+            None => None,
+        };
+        out.push(EventV1 {
+            stream_version: e.stream_version,
+            event_id: *e.event_id.as_bytes(),
+            actor: e.actor.clone(),
+            source: e.source.clone(),
+            request_id: e.request_id.clone(),
+            event,
+            sealed_profile,
+        });
+    }
+    to_bytes(&ChunkV1 {
+        recorded_at_us,
+        events: out,
+    })
+}
+
+/// Decode a chunk whose first event is at `first_position`. With `vault`, profiles are opened
+/// (erased where the key is gone); without, they stay blank (index building needs no names).
+pub fn decode_chunk(
+    first_position: u64,
+    bytes: &[u8],
+    vault: Option<&Vault>,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let chunk: ChunkV1 = from_bytes(bytes, &|| format!("log position {first_position}"))?;
+    Ok(chunk
+        .events
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let mut event = e.event;
+            if let (Some(vault), Some(sealed)) = (vault, &e.sealed_profile)
+                && let Some((account, profile)) = profile_slot(&mut event)
+            {
+                *profile = open_profile(vault, account, sealed);
+            }
+            RecordedEvent {
+                position: first_position + i as u64,
+                stream_version: e.stream_version,
+                event_id: Uuid::from_bytes(e.event_id),
+                recorded_at_us: chunk.recorded_at_us,
+                actor: e.actor,
+                source: e.source,
+                request_id: e.request_id,
+                event,
+            }
+        })
+        .collect())
+}
+
+#[derive(Serialize, Deserialize)]
+struct AccountViewV1 {
+    state: AccountState,
+    sealed_profile: Vec<u8>,
+}
+
+/// An account view row, profile sealed.
+/// A deleted account is a tombstone with no personal data and needs no key.
+pub fn encode_account(acc: &AccountState, vault: &Vault) -> Result<Vec<u8>, StoreError> {
+    let sealed_profile = if acc.deleted || acc.profile.is_erased() {
+        Vec::new()
+    } else {
+        seal_profile(vault, acc.id, &acc.profile)?
+    };
+    let mut state = acc.clone();
+    state.profile = Profile::erased();
+    to_bytes(&AccountViewV1 {
+        state,
+        sealed_profile,
+    })
+}
+
+pub fn decode_account(bytes: &[u8], vault: &Vault) -> Result<AccountState, StoreError> {
+    let v: AccountViewV1 = from_bytes(bytes, &|| "account view".to_string())?;
+    let mut state = v.state;
+    state.profile = open_profile(vault, state.id, &v.sealed_profile);
+    Ok(state)
+}
+
+pub fn encode_domain(d: &DomainState) -> Result<Vec<u8>, StoreError> {
+    to_bytes(d)
+}
+
+pub fn decode_domain(bytes: &[u8]) -> Result<DomainState, StoreError> {
+    from_bytes(bytes, &|| "domain view".to_string())
+}
+
+/// Small integers (checkpoints, counts) are plain big-endian: no version byte needed for a
+/// fixed-width number, and keys must sort.
+pub fn u64_key(v: u64) -> [u8; 8] {
+    v.to_be_bytes()
+}
+
+pub fn read_u64(bytes: &[u8]) -> Option<u64> {
+    bytes.try_into().ok().map(u64::from_be_bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_version_is_an_error_not_a_panic() {
+        let mut bytes = encode_domain(&DomainState {
+            name: "d".into(),
+            license_limit: 1,
+            licenses_used: 0,
+            mass_change_percent: 10,
+        })
+        .unwrap();
+        bytes[0] = 99;
+        assert!(matches!(
+            decode_domain(&bytes),
+            Err(StoreError::UnknownVersion { version: 99, .. })
+        ));
+        assert!(matches!(
+            decode_chunk(1, &bytes, None),
+            Err(StoreError::UnknownVersion { version: 99, .. })
+        ));
+        assert!(matches!(
+            decode_chunk(1, &[], None),
+            Err(StoreError::Corrupt { .. })
+        ));
+        assert!(matches!(
+            decode_chunk(1, &[FORMAT_V1, 0xff, 0xff], None),
+            Err(StoreError::Corrupt { .. })
+        ));
+    }
+}

@@ -1,0 +1,38 @@
+//! What can go wrong below the rules: disk, format, concurrency.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// ABORTED: re-read the stream and retry.
+    #[error("stream {stream} is at version {actual}, expected {expected}")]
+    Conflict {
+        stream: String,
+        expected: u64,
+        actual: u64,
+    },
+    /// The data directory cannot be used (damaged, foreign, locked). Fatal at start-up.
+    #[error("cannot open data dir {path}: {reason}")]
+    Open { path: PathBuf, reason: String },
+    /// A stored record was written by a newer or unknown format.
+    #[error("record at {at} has unknown format version {version}")]
+    UnknownVersion { at: String, version: u8 },
+    /// A stored record cannot be decoded.
+    #[error("record at {at} is corrupt: {reason}")]
+    Corrupt { at: String, reason: String },
+    /// INTERNAL / UNAVAILABLE: the disk failed.
+    #[error("storage I/O failed: {0}")]
+    Io(String),
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        StoreError::Io(e.to_string())
+    }
+}
+
+impl From<std::io::Error> for StoreError {
+    fn from(e: std::io::Error) -> Self {
+        StoreError::Io(e.to_string())
+    }
+}

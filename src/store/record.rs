@@ -1,0 +1,48 @@
+//! A stored event with its metadata.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::domain::{Event, StreamId};
+
+/// Where a change came from: a person, an import file row, or the LMS.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Source {
+    Manual,
+    Import {
+        job_id: Uuid,
+        file: String,
+        row: u64,
+    },
+    LmsReport,
+}
+
+/// An event on its way into the log; position and time are assigned by the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    pub event_id: Uuid,
+    pub actor: String,
+    pub source: Source,
+    /// The client request id of the command that caused it (idempotent retries).
+    pub request_id: Option<String>,
+    pub event: Event,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedEvent {
+    pub position: u64,
+    pub stream_version: u64,
+    pub event_id: Uuid,
+    /// UTC microseconds since the Unix epoch.
+    pub recorded_at_us: i64,
+    pub actor: String,
+    pub source: Source,
+    pub request_id: Option<String>,
+    pub event: Event,
+}
+
+impl RecordedEvent {
+    pub fn stream(&self) -> StreamId {
+        self.event.stream()
+    }
+}
