@@ -1,0 +1,52 @@
+//! Helpers shared by the ledger-core tests: a real ledger on a real sled dir in a tempdir.
+#![allow(dead_code)]
+
+use account_ledger::domain::{Command, Profile};
+use account_ledger::ledger::{Ledger, Request};
+
+pub async fn open() -> (tempfile::TempDir, Ledger) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ledger = Ledger::open(dir.path()).await.expect("open ledger");
+    (dir, ledger)
+}
+
+pub fn profile(login: &str) -> Profile {
+    Profile {
+        login: login.to_string(),
+        first_name: format!("First {login}"),
+        last_name: format!("Last {login}"),
+        email: format!("{login}@school.example"),
+    }
+}
+
+pub async fn register(ledger: &Ledger, domain: &str, limit: u32) {
+    ledger
+        .execute(Request::manual(
+            "op",
+            Command::RegisterDomain {
+                domain: domain.into(),
+                license_limit: limit,
+            },
+        ))
+        .await
+        .expect("register domain");
+}
+
+pub async fn create(ledger: &Ledger, domain: &str, login: &str, enabled: bool) -> u64 {
+    ledger
+        .execute(Request::manual(
+            "admin",
+            Command::CreateAccount {
+                domain: domain.into(),
+                account: 0,
+                import_id: Some(format!("sis-{login}")),
+                profile: profile(login),
+                role: "student".into(),
+                enabled,
+            },
+        ))
+        .await
+        .expect("create account")
+        .account
+        .expect("account id")
+}
