@@ -1,0 +1,187 @@
+//! The sled event log on its own: optimistic concurrency, idempotent event ids, atomic batches
+//! across a kill -9, unknown format versions, foreign and damaged data dirs.
+
+use std::process::Command as Process;
+
+use account_ledger::domain::{Event, StreamId};
+use account_ledger::store::{EventLog, NewEvent, Source, StoreError, open_store};
+use uuid::Uuid;
+
+fn registered(domain: &str) -> NewEvent {
+    NewEvent {
+        event_id: Uuid::new_v4(),
+        actor: "op".into(),
+        source: Source::Manual,
+        request_id: None,
+        event: Event::DomainRegistered {
+            domain: domain.into(),
+            license_limit: 1,
+        },
+    }
+}
+
+fn limit_changed(domain: &str, limit: u32) -> NewEvent {
+    NewEvent {
+        event: Event::LicenseLimitChanged {
+            domain: domain.into(),
+            license_limit: limit,
+        },
+        ..registered(domain)
+    }
+}
+
+#[tokio::test]
+async fn expected_version_mismatch_is_a_conflict_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(dir.path()).unwrap();
+    let stream = StreamId::Domain("d".into());
+    store
+        .log
+        .append(vec![registered("d")], vec![(stream.clone(), 0)])
+        .await
+        .unwrap();
+    let err = store
+        .log
+        .append(vec![limit_changed("d", 5)], vec![(stream.clone(), 0)])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict { expected: 0, actual: 1, .. }),
+        "{err:?}"
+    );
+    assert_eq!(store.log.last_position(), 1);
+    store
+        .log
+        .append(vec![limit_changed("d", 5)], vec![(stream.clone(), 1)])
+        .await
+        .unwrap();
+    assert_eq!(store.log.stream_version(&stream), 2);
+}
+
+#[tokio::test]
+async fn appending_a_stored_event_id_again_returns_the_original_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(dir.path()).unwrap();
+    let first = registered("d");
+    let a = store.log.append(vec![first.clone()], vec![]).await.unwrap();
+    let b = store
+        .log
+        .append(vec![limit_changed("d", 3), first.clone()], vec![])
+        .await
+        .unwrap();
+    assert_eq!(a.positions, vec![1]);
+    assert_eq!(b.positions, vec![2, 1]);
+    assert_eq!(b.recorded.len(), 1);
+    assert_eq!(store.log.last_position(), 2);
+    assert_eq!(store.log.event_position(&first.event_id), Some(1));
+}
+
+#[tokio::test]
+async fn positions_are_gap_free_and_stamps_never_go_back_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open_store(dir.path()).unwrap();
+        let batch: Vec<_> = (0..600).map(|i| limit_changed("d", i)).collect();
+        store.log.append(batch, vec![]).await.unwrap();
+    }
+    let store = open_store(dir.path()).unwrap();
+    store.log.append(vec![limit_changed("d", 1)], vec![]).await.unwrap();
+    let all = store.log.read_range(1, u64::MAX, usize::MAX).await.unwrap();
+    assert_eq!(all.len(), 601);
+    for (i, pair) in all.windows(2).enumerate() {
+        assert_eq!(pair[0].position, i as u64 + 1);
+        assert_eq!(pair[1].position, pair[0].position + 1);
+        assert!(pair[1].recorded_at_us >= pair[0].recorded_at_us);
+        assert_eq!(pair[1].stream_version, pair[0].stream_version + 1);
+    }
+    // read_positions across chunk boundaries matches read_range.
+    let picked = store.log.read_positions(&[1, 255, 256, 257, 600, 601]).await.unwrap();
+    let want: Vec<u64> = picked.iter().map(|e| e.position).collect();
+    assert_eq!(want, vec![1, 255, 256, 257, 600, 601]);
+}
+
+#[test]
+fn an_unknown_record_version_is_a_clear_error_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    {
+        let store = open_store(dir.path()).unwrap();
+        rt.block_on(store.log.append(vec![registered("d")], vec![]))
+            .unwrap();
+    }
+    {
+        // Rewrite the stored chunk as if a future format had written it.
+        let db = sled::open(dir.path().join("sled")).unwrap();
+        let log = db.open_tree("log").unwrap();
+        let (k, v) = log.iter().next().unwrap().unwrap();
+        let mut bytes = v.to_vec();
+        bytes[0] = 42;
+        log.insert(k, bytes).unwrap();
+        db.flush().unwrap();
+    }
+    let err = open_store(dir.path()).err().expect("open must fail");
+    let text = err.to_string();
+    assert!(text.contains("unknown format version 42"), "{text}");
+    assert!(text.contains(&dir.path().display().to_string()), "{text}");
+}
+
+#[test]
+fn a_foreign_or_damaged_data_dir_is_refused_with_its_path() {
+    let foreign = tempfile::tempdir().unwrap();
+    std::fs::write(foreign.path().join("notes.txt"), "not ours").unwrap();
+    let err = open_store(foreign.path()).err().expect("foreign dir refused");
+    assert!(err.to_string().contains("not an account-ledger data directory"));
+    assert!(err.to_string().contains(&foreign.path().display().to_string()));
+
+    let damaged = tempfile::tempdir().unwrap();
+    drop(open_store(damaged.path()).unwrap());
+    let db_file = damaged.path().join("sled").join("conf");
+    std::fs::write(&db_file, b"\xff\xfe garbage that is not a sled config").unwrap();
+    let err = open_store(damaged.path()).err().expect("damaged dir refused");
+    assert!(err.to_string().contains(&damaged.path().display().to_string()));
+}
+
+const CHILD_ENV: &str = "ACCOUNT_LEDGER_TEST_CHILD_DIR";
+const BATCH: usize = 5000;
+
+/// In a child process: append batches of BATCH events forever (until killed).
+#[test]
+fn child_appends_batches_until_killed() {
+    let Ok(dir) = std::env::var(CHILD_ENV) else {
+        return; // only does something when started by the crash test below
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let store = open_store(std::path::Path::new(&dir)).unwrap();
+    if store.log.last_position() == 0 {
+        rt.block_on(store.log.append(vec![registered("d")], vec![]))
+            .unwrap();
+    }
+    loop {
+        let batch: Vec<_> = (0..BATCH as u32).map(|i| limit_changed("d", i)).collect();
+        rt.block_on(store.log.append(batch, vec![])).unwrap();
+    }
+}
+
+#[test]
+fn a_batch_interrupted_by_kill_9_is_all_there_or_not_at_all() {
+    let dir = tempfile::tempdir().unwrap();
+    for round in 0..3 {
+        let mut child = Process::new(std::env::current_exe().unwrap())
+            .args(["--exact", "child_appends_batches_until_killed", "--nocapture"])
+            .env(CHILD_ENV, dir.path())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(400 + 150 * round));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let store = open_store(dir.path()).unwrap();
+        let n = store.log.last_position();
+        assert!(n >= 1, "the first, acknowledged event survives");
+        assert_eq!(
+            (n - 1) % BATCH as u64,
+            0,
+            "round {round}: {n} events is not whole batches"
+        );
+    }
+}
