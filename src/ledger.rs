@@ -299,11 +299,18 @@ impl Writer {
                             next = rx.try_recv().ok();
                         }
                     }
+                    Job::Close { reply } => {
+                        self.run_group(std::mem::take(&mut group)).await;
+                        let result = self.persist_and_sync().await;
+                        // Release the store (its file lock) before answering, so the caller
+                        // may reopen the directory as soon as `close` returns.
+                        drop(self);
+                        let _ = reply.send(result);
+                        return;
+                    }
                     admin => {
                         self.run_group(std::mem::take(&mut group)).await;
-                        if self.run_admin(admin).await {
-                            return;
-                        }
+                        self.run_admin(admin).await;
                         next = rx.try_recv().ok();
                     }
                 }
@@ -312,21 +319,14 @@ impl Writer {
         }
     }
 
-    /// Returns true when the writer must stop.
-    async fn run_admin(&mut self, job: Job) -> bool {
+    async fn run_admin(&mut self, job: Job) {
         match job {
-            Job::Execute { .. } => false,
+            Job::Execute { .. } | Job::Close { .. } => {}
             Job::Rebuild { reply } => {
                 let _ = reply.send(self.rebuild().await);
-                false
             }
             Job::Verify { reply } => {
                 let _ = reply.send(self.verify().await);
-                false
-            }
-            Job::Close { reply } => {
-                let _ = reply.send(self.persist_and_sync().await);
-                true
             }
         }
     }

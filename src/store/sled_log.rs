@@ -117,14 +117,7 @@ pub fn open_store(dir: &Path) -> Result<OpenedStore, StoreError> {
         }
     }
     let sled_dir = dir.join("sled");
-    let db = catch_unwind(AssertUnwindSafe(|| {
-        sled::Config::new()
-            .path(&sled_dir)
-            .cache_capacity(256 * 1024 * 1024)
-            .open()
-    }))
-    .map_err(|panic| open_err(format!("sled panicked while opening: {}", panic_text(&panic))))?
-    .map_err(|e| open_err(format!("sled: {e}")))?;
+    let db = open_sled(&sled_dir).map_err(open_err)?;
     let log = db.open_tree("log").map_err(|e| open_err(e.to_string()))?;
     let db_file = File::open(sled_dir.join("db")).map_err(|e| open_err(e.to_string()))?;
     let vault = Arc::new(Vault::open(&dir.join("keys.vault"))?);
@@ -143,6 +136,36 @@ pub fn open_store(dir: &Path) -> Result<OpenedStore, StoreError> {
     let views = super::sled_views::SledViews::open(&db, vault.clone())
         .map_err(|e| open_err(e.to_string()))?;
     Ok(OpenedStore { log, views, vault })
+}
+
+/// sled's file lock is released by its background threads shortly after the last handle is
+/// dropped; a reopen in the same process (restart, tests) waits briefly for it.
+fn open_sled(sled_dir: &Path) -> Result<sled::Db, String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        let opened = catch_unwind(AssertUnwindSafe(|| {
+            sled::Config::new()
+                .path(sled_dir)
+                .cache_capacity(256 * 1024 * 1024)
+                .open()
+        }))
+        .map_err(|panic| format!("sled panicked while opening: {}", panic_text(&panic)))?;
+        match opened {
+            Ok(db) => return Ok(db),
+            Err(sled::Error::Io(e))
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(sled::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                return Err(format!(
+                    "it is locked by another process (is a server already running on it?): {e}"
+                ));
+            }
+            Err(e) => return Err(format!("sled: {e}")),
+        }
+    }
 }
 
 fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
