@@ -14,3 +14,4 @@ pub mod store;
 pub mod projections;
 pub mod ledger;
 pub mod queries;
+pub mod bench;
