@@ -53,7 +53,10 @@ fn create(domain: usize, n: u64, enabled: bool) -> Command {
     }
 }
 
-fn scratch(opts: &BenchOptions, name: &str) -> std::io::Result<(Option<tempfile::TempDir>, PathBuf)> {
+fn scratch(
+    opts: &BenchOptions,
+    name: &str,
+) -> std::io::Result<(Option<tempfile::TempDir>, PathBuf)> {
     match &opts.data_dir {
         Some(d) => Ok((None, d.join(name))),
         None => {
@@ -65,7 +68,10 @@ fn scratch(opts: &BenchOptions, name: &str) -> std::io::Result<(Option<tempfile:
 }
 
 pub async fn run(opts: BenchOptions) -> Result<(), Box<dyn std::error::Error>> {
-    println!("account-ledger bench: {} events, batches of {BATCH}", opts.events);
+    println!(
+        "account-ledger bench: {} events, batches of {BATCH}",
+        opts.events
+    );
 
     // 1. Raw durable batched append on the log (no rules, no projections).
     {
@@ -241,7 +247,7 @@ pub async fn run(opts: BenchOptions) -> Result<(), Box<dyn std::error::Error>> {
                 let mut i = 0u64;
                 while Instant::now() < deadline {
                     let account = (t * 1_000_003 + i * 64) % accounts;
-                    let command = if i % 2 == 0 {
+                    let command = if i.is_multiple_of(2) {
                         Command::Disable { account }
                     } else {
                         Command::Enable { account }

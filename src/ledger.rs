@@ -11,15 +11,14 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{broadcast, mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::domain::{self, AccountId, Command, DomainError, Event, LedgerState, StreamId};
 use crate::projections::Projections;
-use crate::store::{
-    self, EventLog, NewEvent, RecordedEvent, Source, StoreError, ViewStore,
-};
+use crate::store::{self, EventLog, NewEvent, RecordedEvent, Source, StoreError, ViewStore};
 
 /// One command with who asked, through what, and retry/concurrency controls.
 #[derive(Debug, Clone)]
@@ -160,7 +159,7 @@ impl Ledger {
             Projections::from_snapshot(snapshot)
         };
         catch_up(&*log, &mut projections).await?;
-        views.save(&projections.take_batch())?;
+        save_views(&mut projections, &*views)?;
         log.sync().await?;
         let decision_state = projections.state.clone();
         let (live, _) = broadcast::channel(8192);
@@ -174,6 +173,7 @@ impl Ledger {
         let writer = Writer {
             shared: shared.clone(),
             state: decision_state,
+            last_save: Instant::now(),
         };
         tokio::spawn(writer.run(rx));
         Ok(Ledger { shared, jobs })
@@ -249,22 +249,44 @@ impl Ledger {
     }
 }
 
-/// Apply every event after the projections' checkpoint.
+/// How often the writer persists projection rows (and when idle that long). Between saves a
+/// crash only costs a longer catch-up at start: the checkpoint says where the rows are.
+const SAVE_EVERY: Duration = Duration::from_secs(1);
+
+/// Persist everything pending: license points, then rows with their checkpoint.
+fn save_views(projections: &mut Projections, views: &dyn ViewStore) -> Result<(), StoreError> {
+    views.save_license_points(&projections.take_license_points())?;
+    views.save(&projections.take_batch())
+}
+
+/// Apply every event after the projections' checkpoint. Pages are decoded on a blocking thread
+/// while the previous page is applied here, so replay uses both cores.
 async fn catch_up(log: &dyn EventLog, projections: &mut Projections) -> Result<u64, StoreError> {
-    const PAGE: usize = 65536;
+    const PAGE: usize = 16384;
     let last = log.last_position();
     let mut applied = 0;
-    while projections.checkpoint < last {
-        let events = log
-            .read_range(projections.checkpoint + 1, last, PAGE)
-            .await?;
-        if events.is_empty() {
-            break;
-        }
-        for e in &events {
-            projections.apply(e);
-        }
-        applied += events.len() as u64;
+    if projections.checkpoint >= last {
+        return Ok(0);
+    }
+    let mut page = log
+        .read_range(projections.checkpoint + 1, last, PAGE)
+        .await?;
+    while let Some(tail) = page.last().map(|e| e.position) {
+        let next = async {
+            if tail < last {
+                log.read_range(tail + 1, last, PAGE).await
+            } else {
+                Ok(Vec::new())
+            }
+        };
+        let apply = async {
+            for e in &page {
+                projections.apply(e);
+            }
+        };
+        let (next, ()) = futures::join!(next, apply);
+        applied += page.len() as u64;
+        page = next?;
     }
     Ok(applied)
 }
@@ -273,6 +295,7 @@ struct Writer {
     shared: Arc<Shared>,
     /// Decision state: ahead of the read projections while a group is being decided.
     state: LedgerState,
+    last_save: Instant,
 }
 
 /// One accepted request waiting for its group's append.
@@ -284,7 +307,15 @@ struct Pending {
 
 impl Writer {
     async fn run(mut self, mut rx: mpsc::Receiver<Job>) {
-        while let Some(first) = rx.recv().await {
+        loop {
+            let first = match tokio::time::timeout(SAVE_EVERY, rx.recv()).await {
+                Ok(Some(job)) => job,
+                Ok(None) => break,
+                Err(_idle) => {
+                    self.save_rows_if(true).await;
+                    continue;
+                }
+            };
             let mut group = Vec::new();
             let mut next = Some(first);
             while let Some(job) = next.take() {
@@ -316,6 +347,30 @@ impl Writer {
                 }
             }
             self.run_group(group).await;
+            self.save_rows_if(self.last_save.elapsed() >= SAVE_EVERY)
+                .await;
+        }
+        // Every handle is gone: leave the views saved and durable.
+        if let Err(e) = self.persist_and_sync().await {
+            tracing::error!("saving projections at shutdown failed: {e}");
+        }
+    }
+
+    /// Save projection rows when `due` and something changed. Made durable by the next append's
+    /// flush, or right away when idle.
+    async fn save_rows_if(&mut self, due: bool) {
+        if !due
+            || !self
+                .shared
+                .read
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .has_unsaved_rows()
+        {
+            return;
+        }
+        if let Err(e) = self.persist_and_sync().await {
+            tracing::error!("saving projections failed: {e}");
         }
     }
 
@@ -332,9 +387,15 @@ impl Writer {
     }
 
     async fn persist_and_sync(&mut self) -> Result<(), LedgerError> {
-        let batch = self.read_mut().take_batch();
+        // Rows are cloned under the lock, encoded and written outside it.
+        let (points, batch) = {
+            let mut read = self.read_mut();
+            (read.take_license_points(), read.take_batch())
+        };
+        self.shared.views.save_license_points(&points)?;
         self.shared.views.save(&batch)?;
         self.shared.log.sync().await?;
+        self.last_save = Instant::now();
         Ok(())
     }
 
@@ -346,7 +407,7 @@ impl Writer {
         let mut fresh = Projections::default();
         let replayed = catch_up(&*self.shared.log, &mut fresh).await?;
         self.shared.views.clear()?;
-        self.shared.views.save(&fresh.take_batch())?;
+        save_views(&mut fresh, &*self.shared.views)?;
         self.shared.log.sync().await?;
         self.state = fresh.state.clone();
         *self.read_mut() = fresh;
@@ -371,7 +432,10 @@ impl Writer {
         })
     }
 
-    async fn run_group(&mut self, group: Vec<(Vec<Request>, BatchMode, oneshot::Sender<BatchOutcome>)>) {
+    async fn run_group(
+        &mut self,
+        group: Vec<(Vec<Request>, BatchMode, oneshot::Sender<BatchOutcome>)>,
+    ) {
         if group.is_empty() {
             return;
         }
@@ -382,7 +446,12 @@ impl Writer {
                 BatchMode::DryRun => {
                     let mut scratch = self.state.clone();
                     let mut scratch_events = Vec::new();
-                    let results = decide_all(&*self.shared.log, &mut scratch, requests, &mut scratch_events);
+                    let results = decide_all(
+                        &*self.shared.log,
+                        &mut scratch,
+                        requests,
+                        &mut scratch_events,
+                    );
                     let results = results
                         .into_iter()
                         .map(|r| {
@@ -403,7 +472,12 @@ impl Writer {
                 BatchMode::Strict => {
                     let mut scratch = self.state.clone();
                     let mut scratch_events = Vec::new();
-                    let results = decide_all(&*self.shared.log, &mut scratch, requests, &mut scratch_events);
+                    let results = decide_all(
+                        &*self.shared.log,
+                        &mut scratch,
+                        requests,
+                        &mut scratch_events,
+                    );
                     if results.iter().any(|r| r.is_err()) {
                         let results = results
                             .into_iter()
@@ -436,8 +510,12 @@ impl Writer {
                     }
                 }
                 BatchMode::BestEffort => {
-                    let results =
-                        decide_all(&*self.shared.log, &mut self.state, requests, &mut new_events);
+                    let results = decide_all(
+                        &*self.shared.log,
+                        &mut self.state,
+                        requests,
+                        &mut new_events,
+                    );
                     answers.push((results, reply));
                 }
             }
@@ -454,7 +532,13 @@ impl Writer {
             Ok(a) => a,
             Err(e) => {
                 // Nothing of this group is acknowledged; go back to what is durable.
-                self.state = self.shared.read.read().unwrap_or_else(|e| e.into_inner()).state.clone();
+                self.state = self
+                    .shared
+                    .read
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .state
+                    .clone();
                 let msg = e.to_string();
                 for (results, reply) in answers {
                     let results = results
@@ -469,16 +553,16 @@ impl Writer {
                 return;
             }
         };
-        let batch = {
+        let points = {
             let mut read = self.read_mut();
             for e in &appended.recorded {
                 read.apply(e);
             }
-            read.take_batch()
+            read.take_license_points()
         };
-        if let Err(e) = self.shared.views.save(&batch) {
-            // The log is durable; the views will catch up from their checkpoint at restart.
-            tracing::error!("saving projections failed: {e}");
+        if let Err(e) = self.shared.views.save_license_points(&points) {
+            // The log is durable; the series is rewritten by catch-up at restart.
+            tracing::error!("saving license points failed: {e}");
         }
         for e in &appended.recorded {
             let _ = self.shared.live.send(Arc::new(e.clone()));
@@ -611,7 +695,10 @@ fn describe_difference(live: &Projections, replay: &Projections) -> String {
     let (a, b) = (&live.state, &replay.state);
     for (name, d) in &b.domains {
         if a.domains.get(name) != Some(d) {
-            return format!("domain {name:?} differs: live {:?}, replay {d:?}", a.domains.get(name));
+            return format!(
+                "domain {name:?} differs: live {:?}, replay {d:?}",
+                a.domains.get(name)
+            );
         }
     }
     for (id, acc) in &b.accounts {

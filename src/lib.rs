@@ -9,9 +9,9 @@
 //! Personal data is encrypted with a per-account key ([`store::vault`]); deleting an account
 //! destroys its key, so the log stays append-only and the person becomes unrecoverable.
 
-pub mod domain;
-pub mod store;
-pub mod projections;
-pub mod ledger;
-pub mod queries;
 pub mod bench;
+pub mod domain;
+pub mod ledger;
+pub mod projections;
+pub mod queries;
+pub mod store;

@@ -4,10 +4,12 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(1_000_000);
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    if let Err(e) = rt.block_on(account_ledger::bench::run(account_ledger::bench::BenchOptions {
-        events,
-        data_dir: None,
-    })) {
+    if let Err(e) = rt.block_on(account_ledger::bench::run(
+        account_ledger::bench::BenchOptions {
+            events,
+            data_dir: None,
+        },
+    )) {
         eprintln!("{e}");
         std::process::exit(1);
     }

@@ -4,18 +4,21 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::domain::{AccountId, LedgerState};
-use crate::store::{LicensePoint, RecordedEvent, ViewBatch, ViewSnapshot};
+use crate::domain::LedgerState;
+use crate::store::{ACCOUNT_BUCKET, LicensePoint, RecordedEvent, ViewBatch, ViewSnapshot};
 
 #[derive(Debug, Default, Clone)]
 pub struct Projections {
     pub state: LedgerState,
     /// Last applied log position.
     pub checkpoint: u64,
-    dirty_accounts: BTreeSet<AccountId>,
+    /// Account buckets changed since the last save.
+    dirty_buckets: BTreeSet<u64>,
     dirty_domains: BTreeSet<String>,
-    /// Newest (used, limit) per domain changed since the last save, at its position.
-    pending_points: BTreeMap<String, LicensePoint>,
+    /// License series points not yet saved, at most one per domain per time stamp.
+    pending_points: Vec<LicensePoint>,
+    /// Per domain: index in `pending_points` of its newest point, and that point's stamp.
+    newest_point: BTreeMap<String, (usize, i64)>,
 }
 
 impl Projections {
@@ -41,52 +44,59 @@ impl Projections {
         if e.position <= self.checkpoint {
             return;
         }
-        let domain_before = self.domain_of(e);
-        let usage_before = domain_before
-            .as_ref()
-            .and_then(|d| self.state.domains.get(d))
-            .map(|d| (d.licenses_used, d.license_limit));
+        let usage_before = self.usage_of(e);
         self.state.evolve(&e.event);
         self.checkpoint = e.position;
         if let Some(acc) = e.event.account() {
-            self.dirty_accounts.insert(acc);
+            self.dirty_buckets.insert(acc / ACCOUNT_BUCKET);
         }
-        let Some(domain) = self.domain_of(e) else {
+        let Some(domain) = domain_name(&self.state, e) else {
             return;
         };
-        let Some(d) = self.state.domains.get(&domain) else {
+        let Some(d) = self.state.domains.get(domain) else {
             return;
         };
-        let usage_after = Some((d.licenses_used, d.license_limit));
-        self.dirty_domains.insert(domain.clone());
-        if usage_after != usage_before {
-            self.pending_points.insert(
-                domain.clone(),
-                LicensePoint {
-                    domain,
-                    position: e.position,
-                    used: d.licenses_used,
-                    limit: d.license_limit,
-                },
-            );
+        if !self.dirty_domains.contains(domain) {
+            self.dirty_domains.insert(domain.to_string());
         }
-    }
-
-    fn domain_of(&self, e: &RecordedEvent) -> Option<String> {
-        match e.stream() {
-            crate::domain::StreamId::Domain(d) => Some(d),
-            crate::domain::StreamId::Account(a) => {
-                self.state.accounts.get(&a).map(|acc| acc.domain.clone())
+        if Some((d.licenses_used, d.license_limit)) == usage_before {
+            return;
+        }
+        let point = LicensePoint {
+            domain: domain.to_string(),
+            position: e.position,
+            used: d.licenses_used,
+            limit: d.license_limit,
+        };
+        // Events with one stamp are indistinguishable "as of T": keep the last of them.
+        match self.newest_point.get(domain) {
+            Some(&(i, stamp)) if stamp == e.recorded_at_us => self.pending_points[i] = point,
+            _ => {
+                self.newest_point.insert(
+                    domain.to_string(),
+                    (self.pending_points.len(), e.recorded_at_us),
+                );
+                self.pending_points.push(point);
             }
         }
     }
 
-    /// Rows changed since the last call. Within one commit all events share a time stamp, so
-    /// one license point per domain per save is exact for "as of T" queries.
+    fn usage_of(&self, e: &RecordedEvent) -> Option<(u32, u32)> {
+        let domain = domain_name(&self.state, e)?;
+        let d = self.state.domains.get(domain)?;
+        Some((d.licenses_used, d.license_limit))
+    }
+
+    /// Rows changed since the last call, in whole buckets, with the checkpoint.
     pub fn take_batch(&mut self) -> ViewBatch {
-        let accounts = std::mem::take(&mut self.dirty_accounts)
+        let account_buckets = std::mem::take(&mut self.dirty_buckets)
             .into_iter()
-            .filter_map(|id| self.state.accounts.get(&id).cloned())
+            .map(|b| {
+                let rows = (b * ACCOUNT_BUCKET..(b + 1) * ACCOUNT_BUCKET)
+                    .filter_map(|id| self.state.accounts.get(&id).cloned())
+                    .collect();
+                (b, rows)
+            })
             .collect();
         let domains = std::mem::take(&mut self.dirty_domains)
             .into_iter()
@@ -94,16 +104,38 @@ impl Projections {
             .collect();
         ViewBatch {
             checkpoint: self.checkpoint,
-            accounts,
+            account_buckets,
             domains,
-            license_points: std::mem::take(&mut self.pending_points)
-                .into_values()
-                .collect(),
         }
+    }
+
+    /// License series points since the last call.
+    pub fn take_license_points(&mut self) -> Vec<LicensePoint> {
+        self.newest_point.clear();
+        std::mem::take(&mut self.pending_points)
+    }
+
+    /// Whether rows changed since the last save.
+    pub fn has_unsaved_rows(&self) -> bool {
+        !self.dirty_buckets.is_empty() || !self.dirty_domains.is_empty()
     }
 
     /// Equal as read models (ignores what is pending a save).
     pub fn same_view(&self, other: &Projections) -> bool {
         self.checkpoint == other.checkpoint && self.state == other.state
+    }
+}
+
+/// The domain an event belongs to, borrowed from the state (no allocation on the hot path).
+fn domain_name<'a>(state: &'a LedgerState, e: &'a RecordedEvent) -> Option<&'a str> {
+    use crate::domain::Event;
+    match &e.event {
+        Event::DomainRegistered { domain, .. }
+        | Event::LicenseLimitChanged { domain, .. }
+        | Event::MassChangeGuardChanged { domain, .. } => Some(domain.as_str()),
+        other => {
+            let id = other.account()?;
+            state.accounts.get(&id).map(|a| a.domain.as_str())
+        }
     }
 }

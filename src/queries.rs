@@ -107,7 +107,11 @@ impl Ledger {
             if !s.domains.contains_key(domain) {
                 return Err(unknown_domain(domain));
             }
-            let ids = s.domain_accounts.get(domain).map(Vec::as_slice).unwrap_or(&[]);
+            let ids = s
+                .domain_accounts
+                .get(domain)
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
             let matching = ids
                 .iter()
                 .filter_map(|id| s.accounts.get(id))
@@ -132,7 +136,10 @@ impl Ledger {
 
     /// May this login sign in now? Only an Enabled account may. One hash lookup.
     pub fn can_sign_in(&self, domain: &str, login: &str) -> Option<(AccountId, Status)> {
-        self.read(|s| s.account_by_login(domain, login).map(|a| (a.id, a.status())))
+        self.read(|s| {
+            s.account_by_login(domain, login)
+                .map(|a| (a.id, a.status()))
+        })
     }
 
     /// The users export of a domain, now.

@@ -66,7 +66,10 @@ async fn expected_version_mismatch_is_refused_and_writes_nothing() {
     }
     assert_eq!(ledger.log().last_position(), before);
     req.expected_version = Some(1);
-    ledger.execute(req).await.expect("right version is accepted");
+    ledger
+        .execute(req)
+        .await
+        .expect("right version is accepted");
     assert_eq!(ledger.account(id).unwrap().status(), Status::Disabled);
 }
 

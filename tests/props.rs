@@ -141,7 +141,9 @@ async fn drive(ledger: &Ledger, ops: &[Op], batch_every: usize) -> Vec<u64> {
     let mut created = Vec::new();
     let mut pending = Vec::new();
     for (n, op) in ops.iter().enumerate() {
-        let Some(cmd) = command(op, &created, n) else { continue };
+        let Some(cmd) = command(op, &created, n) else {
+            continue;
+        };
         if matches!(cmd, Command::CreateAccount { .. }) {
             // Creation goes alone so the id is known for later ops.
             flush(ledger, &mut pending).await;

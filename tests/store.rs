@@ -46,7 +46,14 @@ async fn expected_version_mismatch_is_a_conflict_and_writes_nothing() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, StoreError::Conflict { expected: 0, actual: 1, .. }),
+        matches!(
+            err,
+            StoreError::Conflict {
+                expected: 0,
+                actual: 1,
+                ..
+            }
+        ),
         "{err:?}"
     );
     assert_eq!(store.log.last_position(), 1);
@@ -85,7 +92,11 @@ async fn positions_are_gap_free_and_stamps_never_go_back_across_reopen() {
         store.log.append(batch, vec![]).await.unwrap();
     }
     let store = open_store(dir.path()).unwrap();
-    store.log.append(vec![limit_changed("d", 1)], vec![]).await.unwrap();
+    store
+        .log
+        .append(vec![limit_changed("d", 1)], vec![])
+        .await
+        .unwrap();
     let all = store.log.read_range(1, u64::MAX, usize::MAX).await.unwrap();
     assert_eq!(all.len(), 601);
     for (i, pair) in all.windows(2).enumerate() {
@@ -95,7 +106,11 @@ async fn positions_are_gap_free_and_stamps_never_go_back_across_reopen() {
         assert_eq!(pair[1].stream_version, pair[0].stream_version + 1);
     }
     // read_positions across chunk boundaries matches read_range.
-    let picked = store.log.read_positions(&[1, 255, 256, 257, 600, 601]).await.unwrap();
+    let picked = store
+        .log
+        .read_positions(&[1, 255, 256, 257, 600, 601])
+        .await
+        .unwrap();
     let want: Vec<u64> = picked.iter().map(|e| e.position).collect();
     assert_eq!(want, vec![1, 255, 256, 257, 600, 601]);
 }
@@ -129,16 +144,29 @@ fn an_unknown_record_version_is_a_clear_error_on_open() {
 fn a_foreign_or_damaged_data_dir_is_refused_with_its_path() {
     let foreign = tempfile::tempdir().unwrap();
     std::fs::write(foreign.path().join("notes.txt"), "not ours").unwrap();
-    let err = open_store(foreign.path()).err().expect("foreign dir refused");
-    assert!(err.to_string().contains("not an account-ledger data directory"));
-    assert!(err.to_string().contains(&foreign.path().display().to_string()));
+    let err = open_store(foreign.path())
+        .err()
+        .expect("foreign dir refused");
+    assert!(
+        err.to_string()
+            .contains("not an account-ledger data directory")
+    );
+    assert!(
+        err.to_string()
+            .contains(&foreign.path().display().to_string())
+    );
 
     let damaged = tempfile::tempdir().unwrap();
     drop(open_store(damaged.path()).unwrap());
     let db_file = damaged.path().join("sled").join("conf");
     std::fs::write(&db_file, b"\xff\xfe garbage that is not a sled config").unwrap();
-    let err = open_store(damaged.path()).err().expect("damaged dir refused");
-    assert!(err.to_string().contains(&damaged.path().display().to_string()));
+    let err = open_store(damaged.path())
+        .err()
+        .expect("damaged dir refused");
+    assert!(
+        err.to_string()
+            .contains(&damaged.path().display().to_string())
+    );
 }
 
 const CHILD_ENV: &str = "ACCOUNT_LEDGER_TEST_CHILD_DIR";
@@ -167,7 +195,11 @@ fn a_batch_interrupted_by_kill_9_is_all_there_or_not_at_all() {
     let dir = tempfile::tempdir().unwrap();
     for round in 0..3 {
         let mut child = Process::new(std::env::current_exe().unwrap())
-            .args(["--exact", "child_appends_batches_until_killed", "--nocapture"])
+            .args([
+                "--exact",
+                "child_appends_batches_until_killed",
+                "--nocapture",
+            ])
             .env(CHILD_ENV, dir.path())
             .stdout(std::process::Stdio::null())
             .spawn()

@@ -77,7 +77,10 @@ pub fn decide(state: &LedgerState, command: &Command) -> Result<Vec<Event>, Doma
                     });
                 }
             }
-            if state.by_login.contains_key(&login_key(domain, &profile.login)) {
+            if state
+                .by_login
+                .contains_key(&login_key(domain, &profile.login))
+            {
                 return Err(DomainError::LoginTaken {
                     domain: domain.clone(),
                     login: profile.login.clone(),
@@ -168,11 +171,7 @@ pub fn decide(state: &LedgerState, command: &Command) -> Result<Vec<Event>, Doma
 
 /// Make the account active with the given `enabled` flag; refuse if that would take a license
 /// the domain does not have.
-fn set_flags(
-    state: &LedgerState,
-    account: u64,
-    enabled: bool,
-) -> Result<Vec<Event>, DomainError> {
+fn set_flags(state: &LedgerState, account: u64, enabled: bool) -> Result<Vec<Event>, DomainError> {
     let acc = live_account(state, account)?;
     let mut events = Vec::new();
     if !acc.active {

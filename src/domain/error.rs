@@ -21,12 +21,20 @@ pub enum DomainError {
     #[error(
         "domain {domain:?} is at its license limit: {used} of {limit} licenses in use, enabling one more would exceed it"
     )]
-    LicenseLimitReached { domain: String, limit: u32, used: u32 },
+    LicenseLimitReached {
+        domain: String,
+        limit: u32,
+        used: u32,
+    },
     /// FAILED_PRECONDITION: disable accounts first.
     #[error(
         "domain {domain:?} has {used} licenses in use; the limit cannot go below that (asked {limit})"
     )]
-    LimitBelowUsage { domain: String, limit: u32, used: u32 },
+    LimitBelowUsage {
+        domain: String,
+        limit: u32,
+        used: u32,
+    },
     /// ALREADY_EXISTS.
     #[error("domain {domain:?} already has an account with import id {import_id:?}")]
     ImportIdTaken { domain: String, import_id: String },

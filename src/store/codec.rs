@@ -127,26 +127,39 @@ pub fn encode_chunk(events: &[RecordedEvent], vault: &Vault) -> Result<Vec<u8>, 
     })
 }
 
-/// Decode a chunk whose first event is at `first_position`. With `vault`, profiles are opened
-/// (erased where the key is gone); without, they stay blank (index building needs no names).
-pub fn decode_chunk(
+/// A decoded event whose profile (if any) is still sealed: decoding a chunk is cheap, opening
+/// a profile costs a decryption, so readers open only the events they return.
+#[derive(Debug, Clone)]
+pub struct SealedRecord {
+    pub record: RecordedEvent,
+    sealed_profile: Option<Vec<u8>>,
+}
+
+impl SealedRecord {
+    /// Put the profile back (erased where the key is gone).
+    pub fn open(self, vault: &Vault) -> RecordedEvent {
+        let mut record = self.record;
+        if let Some(sealed) = &self.sealed_profile
+            && let Some((account, profile)) = profile_slot(&mut record.event)
+        {
+            *profile = open_profile(vault, account, sealed);
+        }
+        record
+    }
+}
+
+/// Decode a chunk whose first event is at `first_position`, profiles left sealed.
+pub fn decode_chunk_sealed(
     first_position: u64,
     bytes: &[u8],
-    vault: Option<&Vault>,
-) -> Result<Vec<RecordedEvent>, StoreError> {
+) -> Result<Vec<SealedRecord>, StoreError> {
     let chunk: ChunkV1 = from_bytes(bytes, &|| format!("log position {first_position}"))?;
     Ok(chunk
         .events
         .into_iter()
         .enumerate()
-        .map(|(i, e)| {
-            let mut event = e.event;
-            if let (Some(vault), Some(sealed)) = (vault, &e.sealed_profile)
-                && let Some((account, profile)) = profile_slot(&mut event)
-            {
-                *profile = open_profile(vault, account, sealed);
-            }
-            RecordedEvent {
+        .map(|(i, e)| SealedRecord {
+            record: RecordedEvent {
                 position: first_position + i as u64,
                 stream_version: e.stream_version,
                 event_id: Uuid::from_bytes(e.event_id),
@@ -154,10 +167,25 @@ pub fn decode_chunk(
                 actor: e.actor,
                 source: e.source,
                 request_id: e.request_id,
-                event,
-            }
+                event: e.event,
+            },
+            sealed_profile: e.sealed_profile,
         })
         .collect())
+}
+
+/// Decode a chunk. With `vault`, profiles are opened (erased where the key is gone); without,
+/// they stay blank (index building needs no names).
+pub fn decode_chunk(
+    first_position: u64,
+    bytes: &[u8],
+    vault: Option<&Vault>,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let sealed = decode_chunk_sealed(first_position, bytes)?;
+    Ok(match vault {
+        Some(v) => sealed.into_iter().map(|s| s.open(v)).collect(),
+        None => sealed.into_iter().map(|s| s.record).collect(),
+    })
 }
 
 #[derive(Serialize, Deserialize)]
@@ -166,27 +194,38 @@ struct AccountViewV1 {
     sealed_profile: Vec<u8>,
 }
 
-/// An account view row, profile sealed.
-/// A deleted account is a tombstone with no personal data and needs no key.
-pub fn encode_account(acc: &AccountState, vault: &Vault) -> Result<Vec<u8>, StoreError> {
-    let sealed_profile = if acc.deleted || acc.profile.is_erased() {
-        Vec::new()
-    } else {
-        seal_profile(vault, acc.id, &acc.profile)?
-    };
-    let mut state = acc.clone();
-    state.profile = Profile::erased();
-    to_bytes(&AccountViewV1 {
-        state,
-        sealed_profile,
-    })
+/// A bucket of account view rows (consecutive account numbers), each profile sealed with its
+/// own account's key. A deleted account is a tombstone with no personal data and needs no key.
+pub fn encode_accounts(accounts: &[AccountState], vault: &Vault) -> Result<Vec<u8>, StoreError> {
+    let rows = accounts
+        .iter()
+        .map(|acc| {
+            let sealed_profile = if acc.deleted || acc.profile.is_erased() {
+                Vec::new()
+            } else {
+                seal_profile(vault, acc.id, &acc.profile)?
+            };
+            let mut state = acc.clone();
+            state.profile = Profile::erased();
+            Ok(AccountViewV1 {
+                state,
+                sealed_profile,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    to_bytes(&rows)
 }
 
-pub fn decode_account(bytes: &[u8], vault: &Vault) -> Result<AccountState, StoreError> {
-    let v: AccountViewV1 = from_bytes(bytes, &|| "account view".to_string())?;
-    let mut state = v.state;
-    state.profile = open_profile(vault, state.id, &v.sealed_profile);
-    Ok(state)
+pub fn decode_accounts(bytes: &[u8], vault: &Vault) -> Result<Vec<AccountState>, StoreError> {
+    let rows: Vec<AccountViewV1> = from_bytes(bytes, &|| "account views".to_string())?;
+    Ok(rows
+        .into_iter()
+        .map(|v| {
+            let mut state = v.state;
+            state.profile = open_profile(vault, state.id, &v.sealed_profile);
+            state
+        })
+        .collect())
 }
 
 pub fn encode_domain(d: &DomainState) -> Result<Vec<u8>, StoreError> {

@@ -97,13 +97,17 @@ pub struct LicensePoint {
     pub limit: u32,
 }
 
+/// Accounts are persisted in buckets of this many consecutive account numbers: one sled key
+/// per bucket, since sled's cost is per key.
+pub const ACCOUNT_BUCKET: u64 = 128;
+
 /// Rows changed since the last save, with the checkpoint they bring the views to.
 #[derive(Debug, Default)]
 pub struct ViewBatch {
     pub checkpoint: u64,
-    pub accounts: Vec<AccountState>,
+    /// Whole buckets: (bucket number, every account in it).
+    pub account_buckets: Vec<(u64, Vec<AccountState>)>,
     pub domains: Vec<DomainState>,
-    pub license_points: Vec<LicensePoint>,
 }
 
 /// The persisted projections as loaded at start-up.
@@ -114,13 +118,17 @@ pub struct ViewSnapshot {
     pub domains: Vec<DomainState>,
 }
 
-/// Where projections persist their rows and checkpoint. Writes become durable with the next
+/// Where projections persist their rows and checkpoint. Rows are saved periodically, not per
+/// commit (the checkpoint says how far they are). Writes become durable with the next
 /// [`EventLog::sync`] or append; a crash leaves them behind the log, never ahead, and start-up
 /// catches up from the checkpoint.
 pub trait ViewStore: Send + Sync {
     fn load(&self) -> Result<ViewSnapshot, StoreError>;
     /// One atomic write: the rows and their checkpoint.
     fn save(&self, batch: &ViewBatch) -> Result<(), StoreError>;
+    /// Points of the license series, written with each commit so "as of" answers are current;
+    /// rewriting a point is harmless (same key, same value).
+    fn save_license_points(&self, points: &[LicensePoint]) -> Result<(), StoreError>;
     fn clear(&self) -> Result<(), StoreError>;
     /// The domain's usage as of `position` (the last point at or before it).
     fn license_at(&self, domain: &str, position: u64) -> Result<Option<LicensePoint>, StoreError>;

@@ -101,7 +101,12 @@ pub fn open_store(dir: &Path) -> Result<OpenedStore, StoreError> {
     let marker = dir.join(MARKER_FILE);
     match std::fs::read_to_string(&marker) {
         Ok(text) if text == MARKER_TEXT => {}
-        Ok(_) => return Err(open_err(format!("{} has unknown content", marker.display()))),
+        Ok(_) => {
+            return Err(open_err(format!(
+                "{} has unknown content",
+                marker.display()
+            )));
+        }
         Err(_) => {
             let non_empty = std::fs::read_dir(dir)
                 .map_err(|e| open_err(e.to_string()))?
@@ -256,9 +261,9 @@ impl SledEventLog {
                     continue;
                 }
                 let stream = ne.event.stream();
-                let version = versions.entry(stream.clone()).or_insert_with(|| {
-                    index.streams.get(&stream).map_or(0, |p| p.len() as u64)
-                });
+                let version = versions
+                    .entry(stream.clone())
+                    .or_insert_with(|| index.streams.get(&stream).map_or(0, |p| p.len() as u64));
                 *version += 1;
                 positions.push(next);
                 records.push(RecordedEvent {
@@ -282,14 +287,20 @@ impl SledEventLog {
             });
         }
         let vault = &self.inner.vault;
-        for r in &records {
-            if let Event::AccountCreated { account, .. } = r.event {
-                vault.ensure_key(account)?;
-            }
-        }
+        let created: Vec<u64> = records
+            .iter()
+            .filter_map(|r| match r.event {
+                Event::AccountCreated { account, .. } => Some(account),
+                _ => None,
+            })
+            .collect();
+        vault.ensure_keys(&created)?;
         let mut batch = sled::Batch::default();
         for chunk in records.chunks(CHUNK_EVENTS) {
-            batch.insert(&u64_key(chunk[0].position), codec::encode_chunk(chunk, vault)?);
+            batch.insert(
+                &u64_key(chunk[0].position),
+                codec::encode_chunk(chunk, vault)?,
+            );
         }
         // Keys first: a durable record must never point at a key that was not yet durable.
         vault.sync()?;
@@ -357,21 +368,25 @@ impl SledEventLog {
     }
 
     /// Read events at ascending positions, decoding each chunk at most once.
-    pub fn read_positions_blocking(&self, positions: &[u64]) -> Result<Vec<RecordedEvent>, StoreError> {
+    pub fn read_positions_blocking(
+        &self,
+        positions: &[u64],
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
         let mut out = Vec::with_capacity(positions.len());
-        let mut cached: Option<(u64, Vec<RecordedEvent>)> = None;
+        // Decode each chunk once, but open (decrypt) only the events asked for.
+        let mut cached: Option<(u64, Vec<codec::SealedRecord>)> = None;
         for &p in positions {
             let hit = matches!(&cached, Some((first, evs)) if p >= *first && p < first + evs.len() as u64);
             if !hit {
                 let Some((first, bytes)) = self.chunk_at_or_before(p)? else {
                     continue;
                 };
-                cached = Some((first, codec::decode_chunk(first, &bytes, Some(&self.inner.vault))?));
+                cached = Some((first, codec::decode_chunk_sealed(first, &bytes)?));
             }
             if let Some((first, evs)) = &cached
                 && let Some(e) = evs.get((p - first) as usize)
             {
-                out.push(e.clone());
+                out.push(e.clone().open(&self.inner.vault));
             }
         }
         Ok(out)
@@ -416,21 +431,36 @@ impl EventLog for SledEventLog {
     }
 
     fn stream_positions(&self, stream: &StreamId) -> Vec<u64> {
-        self.index().streams.get(stream).cloned().unwrap_or_default()
+        self.index()
+            .streams
+            .get(stream)
+            .cloned()
+            .unwrap_or_default()
     }
 
     fn stream_version(&self, stream: &StreamId) -> u64 {
-        self.index().streams.get(stream).map_or(0, |p| p.len() as u64)
+        self.index()
+            .streams
+            .get(stream)
+            .map_or(0, |p| p.len() as u64)
     }
 
     fn position_at(&self, at_us: i64) -> u64 {
         let index = self.index();
         let n = index.commit_times.partition_point(|(t, _)| *t <= at_us);
-        if n == 0 { 0 } else { index.commit_times[n - 1].1 }
+        if n == 0 {
+            0
+        } else {
+            index.commit_times[n - 1].1
+        }
     }
 
     fn request_positions(&self, request_id: &str) -> Vec<u64> {
-        self.index().requests.get(request_id).cloned().unwrap_or_default()
+        self.index()
+            .requests
+            .get(request_id)
+            .cloned()
+            .unwrap_or_default()
     }
 
     fn job_positions(&self, job_id: &Uuid) -> Vec<u64> {

@@ -1,8 +1,9 @@
 //! Persisted projections on sled (tree `views`), each save one atomic sled batch that carries
 //! the checkpoint with the rows it reflects. Keys:
 //! - `K` → checkpoint (last applied log position, u64 BE)
-//! - `A` + account (u64 BE) → account view (codec; profile sealed; deleted accounts keep a
-//!   tombstone without personal data so "deleted" stays distinguishable from "unknown")
+//! - `B` + bucket (u64 BE) → the account views of [`ACCOUNT_BUCKET`] consecutive accounts (codec;
+//!   profiles sealed; deleted accounts keep a tombstone without personal data so "deleted"
+//!   stays distinguishable from "unknown")
 //! - `D` + domain name → domain view (limit, usage, guard)
 //! - `C` + domain name + 0x00 + position (u64 BE) → license usage after that position
 //!   (used u32 BE, limit u32 BE): the series that answers "usage as of T" with one reverse seek.
@@ -11,7 +12,7 @@ use std::sync::Arc;
 
 use super::codec::{self, u64_key};
 use super::vault::Vault;
-use super::{LicensePoint, StoreError, ViewBatch, ViewSnapshot, ViewStore};
+use super::{ACCOUNT_BUCKET, LicensePoint, StoreError, ViewBatch, ViewSnapshot, ViewStore};
 
 pub struct SledViews {
     tree: sled::Tree,
@@ -20,9 +21,9 @@ pub struct SledViews {
 
 const CHECKPOINT: &[u8] = b"K";
 
-fn account_key(id: u64) -> Vec<u8> {
-    let mut k = vec![b'A'];
-    k.extend_from_slice(&u64_key(id));
+fn bucket_key(bucket: u64) -> Vec<u8> {
+    let mut k = vec![b'B'];
+    k.extend_from_slice(&u64_key(bucket));
     k
 }
 
@@ -61,11 +62,11 @@ impl ViewStore for SledViews {
             checkpoint,
             ..Default::default()
         };
-        for item in self.tree.scan_prefix(b"A") {
+        for item in self.tree.scan_prefix(b"B") {
             let (_, v) = item?;
             snapshot
                 .accounts
-                .push(codec::decode_account(&v, &self.vault)?);
+                .extend(codec::decode_accounts(&v, &self.vault)?);
         }
         for item in self.tree.scan_prefix(b"D") {
             let (_, v) = item?;
@@ -76,20 +77,30 @@ impl ViewStore for SledViews {
 
     fn save(&self, batch: &ViewBatch) -> Result<(), StoreError> {
         let mut b = sled::Batch::default();
-        for acc in &batch.accounts {
-            b.insert(account_key(acc.id), codec::encode_account(acc, &self.vault)?);
+        for (bucket, accounts) in &batch.account_buckets {
+            debug_assert!(accounts.iter().all(|a| a.id / ACCOUNT_BUCKET == *bucket));
+            b.insert(
+                bucket_key(*bucket),
+                codec::encode_accounts(accounts, &self.vault)?,
+            );
         }
         for d in &batch.domains {
             b.insert(domain_key(&d.name), codec::encode_domain(d)?);
         }
-        for p in &batch.license_points {
+        b.insert(CHECKPOINT, &u64_key(batch.checkpoint));
+        self.tree.apply_batch(b)?;
+        Ok(())
+    }
+
+    fn save_license_points(&self, points: &[LicensePoint]) -> Result<(), StoreError> {
+        let mut b = sled::Batch::default();
+        for p in points {
             let mut k = series_prefix(&p.domain);
             k.extend_from_slice(&u64_key(p.position));
             let mut v = p.used.to_be_bytes().to_vec();
             v.extend_from_slice(&p.limit.to_be_bytes());
             b.insert(k, v);
         }
-        b.insert(CHECKPOINT, &u64_key(batch.checkpoint));
         self.tree.apply_batch(b)?;
         Ok(())
     }

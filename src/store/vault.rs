@@ -56,14 +56,39 @@ impl Vault {
         })
     }
 
-    /// Make sure the account has a key (a no-op when it has one). Durable after [`Vault::sync`].
-    pub fn ensure_key(&self, account: AccountId) -> Result<(), StoreError> {
-        if self.read_keys().contains_key(&account) {
+    /// Make sure each account has a key (no-op for those that have one). Consecutive new
+    /// accounts (an import) are written with one `pwrite`. Durable after [`Vault::sync`].
+    pub fn ensure_keys(&self, accounts: &[AccountId]) -> Result<(), StoreError> {
+        let mut new: Vec<AccountId> = {
+            let keys = self.read_keys();
+            accounts
+                .iter()
+                .copied()
+                .filter(|a| !keys.contains_key(a))
+                .collect()
+        };
+        if new.is_empty() {
             return Ok(());
         }
-        let key: [u8; KEY_LEN] = XChaCha20Poly1305::generate_key(&mut OsRng).into();
-        self.file.write_all_at(&key, slot_offset(account))?;
-        self.write_keys().insert(account, key);
+        new.sort_unstable();
+        new.dedup();
+        let mut keys = self.write_keys();
+        let mut run_start = 0;
+        while run_start < new.len() {
+            let mut run_end = run_start + 1;
+            while run_end < new.len() && new[run_end] == new[run_end - 1] + 1 {
+                run_end += 1;
+            }
+            let mut bytes = Vec::with_capacity((run_end - run_start) * KEY_LEN);
+            for &account in &new[run_start..run_end] {
+                let key: [u8; KEY_LEN] = XChaCha20Poly1305::generate_key(&mut OsRng).into();
+                bytes.extend_from_slice(&key);
+                keys.insert(account, key);
+            }
+            self.file
+                .write_all_at(&bytes, slot_offset(new[run_start]))?;
+            run_start = run_end;
+        }
         *self.dirty.lock().unwrap_or_else(|e| e.into_inner()) = true;
         Ok(())
     }
