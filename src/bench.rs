@@ -177,7 +177,7 @@ pub async fn run(opts: BenchOptions) -> Result<(), Box<dyn std::error::Error>> {
         total
     );
 
-    // 3. Rebuild by replay.
+    // 3. Rebuild by replay (replay, then persist every view), and replay alone (verify).
     let started = Instant::now();
     let replayed = ledger.rebuild_projections().await?;
     let took = started.elapsed();
@@ -186,6 +186,17 @@ pub async fn run(opts: BenchOptions) -> Result<(), Box<dyn std::error::Error>> {
         replayed,
         took,
         rate(replayed, took)
+    );
+
+    let started = Instant::now();
+    let verified = ledger.verify_projections().await?;
+    let took = started.elapsed();
+    println!(
+        "replay into scratch + compare:      {} events in {:.2?} = {}  (equal: {})",
+        verified.events_replayed,
+        took,
+        rate(verified.events_replayed, took),
+        verified.equal
     );
 
     // 4. Point-in-time queries on the built log.

@@ -14,3 +14,8 @@ fn main() {
         std::process::exit(1);
     }
 }
+
+// The ledger allocates many small strings and maps; mimalloc is markedly faster at that than
+// glibc's allocator (measured with `account-ledger bench`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
