@@ -15,3 +15,4 @@ pub mod ledger;
 pub mod projections;
 pub mod queries;
 pub mod store;
+pub mod import;

@@ -1,0 +1,567 @@
+//! CSV imports: how a district's SIS drives account lifecycles (DOMAIN.md, "Import files").
+//!
+//! One import is one job: the file is streamed and checked ([`powerschool`], [`oneroster`]),
+//! planned against the current state ([`plan`]: only what differs), checked by the mass-change
+//! guard ([`guard`]), then applied with ONE [`Ledger::execute_batch`] call (one atomic, durable
+//! batch), every request tagged `Source::Import { job_id, file, row }`. A structural problem
+//! (header, encoding, mixed versions) refuses the file before anything is applied; a bad row is
+//! reported and skipped. The entry point for the CLI and the API is [`run_import`].
+
+pub mod error;
+pub mod guard;
+pub mod oneroster;
+pub mod plan;
+pub mod powerschool;
+pub mod report;
+pub mod rows;
+mod table;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use uuid::Uuid;
+
+pub use error::{ImportError, RowError};
+pub use guard::GuardCheck;
+pub use oneroster::UsersMode;
+pub use plan::{ChangeKind, Plan, Planner, Scope};
+pub use powerschool::{FileKind, Version, write_users_csv};
+pub use report::{Counts, ImportReport, JobStatus, RowChange};
+
+use crate::ledger::{BatchMode, BatchOutcome, Ledger};
+use error::ColumnNames;
+use rows::UserReader;
+use table::Counting;
+
+/// Who runs which job against which domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportJob {
+    pub job_id: Uuid,
+    pub domain: String,
+    /// The administrator, recorded as the actor of every event.
+    pub actor: String,
+}
+
+impl ImportJob {
+    /// A job with a fresh random id.
+    pub fn new(domain: &str, actor: &str) -> ImportJob {
+        ImportJob {
+            job_id: Uuid::new_v4(),
+            domain: domain.to_string(),
+            actor: actor.to_string(),
+        }
+    }
+}
+
+/// The CLI flags, as values.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ImportOptions {
+    /// Decide everything, write nothing; the report is the exact diff.
+    pub dry_run: bool,
+    /// Any bad or refused row refuses the whole file.
+    pub strict: bool,
+    /// Let a full import deactivate/delete more than the domain's guard share.
+    pub confirm_mass_change: bool,
+    /// PowerSchool version, when the header cannot say (or to override it).
+    pub version: Option<Version>,
+    /// PowerSchool file kind, when the file name does not say (e.g. an upload named otherwise).
+    pub kind: Option<FileKind>,
+}
+
+/// What to import.
+pub enum ImportInput {
+    /// A PowerSchool file (`users.csv`, `update_users.csv`, `delete_users.csv`), a OneRoster
+    /// directory, or a OneRoster `.zip`.
+    Path(PathBuf),
+    /// A PowerSchool CSV as a byte stream (an upload). `name` is the file name, used for the
+    /// kind (unless [`ImportOptions::kind`] says) and in audit records. A OneRoster zip upload
+    /// must be spooled to a file and passed as [`ImportInput::Path`] (zip needs to seek).
+    Reader {
+        name: String,
+        reader: Box<dyn Read + Send>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Reading and planning; `rows` and `bytes` grow.
+    Reading,
+    /// The one batch is with the ledger.
+    Applying,
+    Done,
+}
+
+/// Progress of a job, for a progress bar. Reported about every 1024 rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    pub phase: Phase,
+    pub rows: u64,
+    /// Bytes of the CSV read so far (compressed size is unknown for zip members).
+    pub bytes: u64,
+}
+
+/// Rows planned per read of the ledger state (one short read lock per chunk).
+const CHUNK_ROWS: usize = 1024;
+
+/// Run one import job: read and check `input`, plan it against `job.domain`'s current state,
+/// apply it as one atomic batch (or not at all: dry run, strict refusal, file error, guard).
+///
+/// `Err` means the whole job was refused and nothing was written; row problems are in the
+/// `Ok` report. Reading and planning run on a blocking thread; `progress` is called from it.
+pub async fn run_import<P>(
+    ledger: &Ledger,
+    job: ImportJob,
+    input: ImportInput,
+    opts: ImportOptions,
+    progress: P,
+) -> Result<ImportReport, ImportError>
+where
+    P: FnMut(Progress) + Send + 'static,
+{
+    if !ledger.domain_exists(&job.domain) {
+        return Err(ImportError::UnknownDomain {
+            domain: job.domain.clone(),
+        });
+    }
+    let reading = {
+        let ledger = ledger.clone();
+        let domain = job.domain.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut progress = progress;
+            let read = read_and_plan(&ledger, &domain, input, &opts, &mut progress);
+            (read, progress)
+        })
+    };
+    let (read, mut progress) = reading.await.map_err(|e| ImportError::Io {
+        file: job.domain.clone(),
+        source: std::io::Error::other(format!("the import task failed: {e}")),
+    })?;
+    let read = read?;
+    apply(ledger, &job, read, &opts, &mut progress).await
+}
+
+/// A read and planned file.
+struct ReadFile {
+    plan: Plan,
+    format: String,
+    warnings: Vec<String>,
+    names: ColumnNames,
+    flag_column: String,
+}
+
+async fn apply(
+    ledger: &Ledger,
+    job: &ImportJob,
+    read: ReadFile,
+    opts: &ImportOptions,
+    progress: &mut impl FnMut(Progress),
+) -> Result<ImportReport, ImportError> {
+    let ReadFile {
+        plan,
+        format,
+        mut warnings,
+        names,
+        flag_column,
+    } = read;
+    let file = plan.file.clone();
+    if plan.guard.exceeded() && !opts.confirm_mass_change {
+        let refusal = ImportError::MassChange {
+            domain: job.domain.clone(),
+            file: file.clone(),
+            affected: plan.guard.removals,
+            active: plan.guard.active_imported,
+            percent: plan.guard.percent,
+        };
+        if !opts.dry_run {
+            return Err(refusal);
+        }
+        warnings.push(format!("{refusal} (dry run: shown, not applied)"));
+    }
+    let strict_refused_early = opts.strict && !plan.row_errors.is_empty();
+    let mode = if opts.dry_run || strict_refused_early {
+        BatchMode::DryRun
+    } else if opts.strict {
+        BatchMode::Strict
+    } else {
+        BatchMode::BestEffort
+    };
+    progress(Progress {
+        phase: Phase::Applying,
+        rows: plan.rows_read,
+        bytes: 0,
+    });
+    let requests = plan.requests(&job.actor, job.job_id);
+    let outcome = if requests.is_empty() {
+        BatchOutcome {
+            results: Vec::new(),
+            written: false,
+        }
+    } else {
+        ledger
+            .execute_batch(requests, mode)
+            .await
+            .map_err(|source| ImportError::Ledger {
+                file: file.clone(),
+                source,
+            })?
+    };
+    let mut counts = Counts {
+        unchanged: plan.unchanged,
+        failed: plan.row_errors.len() as u64,
+        ..Counts::default()
+    };
+    let mut row_errors = plan.row_errors;
+    let mut changes = Vec::new();
+    let mut events_written = 0u64;
+    let mut results = outcome.results.into_iter();
+    for row in plan.rows {
+        let mut done = Vec::new();
+        let mut account = row.account;
+        let mut failure = None;
+        for step in &row.steps {
+            match results.next() {
+                Some(Ok(executed)) if failure.is_none() => {
+                    events_written += executed.positions.len() as u64;
+                    account = account.or(executed.account);
+                    done.extend(step.changes.iter().copied());
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    failure.get_or_insert(e);
+                }
+                None => {
+                    failure.get_or_insert(crate::ledger::LedgerError::Closed);
+                }
+            }
+        }
+        if let Some(e) = failure {
+            counts.failed += 1;
+            let mut reason = e.to_string();
+            if !done.is_empty() {
+                let kinds: Vec<&str> = done.iter().map(|k| k.as_str()).collect();
+                reason.push_str(&format!(" (partly applied: {})", kinds.join(", ")));
+            }
+            row_errors.push(RowError {
+                file: file.clone(),
+                row: row.row,
+                column: error::column_of(&e, &flag_column, &names),
+                import_id: Some(row.import_id.clone()),
+                reason,
+            });
+        }
+        for k in &done {
+            counts.add(*k);
+        }
+        if !done.is_empty() {
+            changes.push(RowChange {
+                row: row.row,
+                import_id: row.import_id,
+                account,
+                changes: done,
+            });
+        }
+    }
+    row_errors.sort_by_key(|e| e.row);
+    let status = if opts.dry_run {
+        JobStatus::DryRun
+    } else if opts.strict && counts.failed > 0 {
+        JobStatus::RefusedStrict
+    } else if events_written == 0 {
+        JobStatus::NoChanges
+    } else {
+        JobStatus::Applied
+    };
+    progress(Progress {
+        phase: Phase::Done,
+        rows: plan.rows_read,
+        bytes: 0,
+    });
+    Ok(ImportReport {
+        job_id: job.job_id,
+        domain: job.domain.clone(),
+        file,
+        format,
+        status,
+        counts,
+        events_written,
+        rows_read: plan.rows_read,
+        changes,
+        row_errors,
+        warnings,
+        guard: plan.guard,
+    })
+}
+
+/// Read the input (on a blocking thread) and plan it.
+fn read_and_plan(
+    ledger: &Ledger,
+    domain: &str,
+    input: ImportInput,
+    opts: &ImportOptions,
+    progress: &mut impl FnMut(Progress),
+) -> Result<ReadFile, ImportError> {
+    match input {
+        ImportInput::Reader { name, reader } => {
+            plan_powerschool(ledger, domain, &name, reader, opts, progress)
+        }
+        ImportInput::Path(path) => {
+            let shown = path.display().to_string();
+            if path.is_dir() {
+                return plan_oneroster_dir(ledger, domain, &path, progress);
+            }
+            let is_zip = path
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("zip"));
+            let file = std::fs::File::open(&path).map_err(|source| ImportError::Io {
+                file: shown.clone(),
+                source,
+            })?;
+            if is_zip {
+                return plan_oneroster_zip(ledger, domain, &path, file, progress);
+            }
+            let name = base_name(&path);
+            plan_powerschool(ledger, domain, &name, file, opts, progress)
+        }
+    }
+}
+
+fn base_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
+}
+
+fn plan_powerschool<R: Read>(
+    ledger: &Ledger,
+    domain: &str,
+    name: &str,
+    input: R,
+    opts: &ImportOptions,
+    progress: &mut impl FnMut(Progress),
+) -> Result<ReadFile, ImportError> {
+    let kind = opts
+        .kind
+        .or_else(|| FileKind::from_file_name(name))
+        .ok_or_else(|| ImportError::UnknownFile {
+            file: name.to_string(),
+            reason: "expected users.csv, update_users.csv or delete_users.csv (or name the kind)"
+                .into(),
+        })?;
+    let counting = Counting::new(input);
+    let bytes = counting.bytes.clone();
+    let opened = powerschool::open(name, counting, kind, opts.version)?;
+    let scope = match kind {
+        FileKind::Users => Scope::Full,
+        FileKind::UpdateUsers | FileKind::DeleteUsers => Scope::Partial,
+    };
+    let (kind_name, scope_name) = match kind {
+        FileKind::Users => ("users.csv", "full import"),
+        FileKind::UpdateUsers => ("update_users.csv", "partial import"),
+        FileKind::DeleteUsers => ("delete_users.csv", "partial import"),
+    };
+    let format = match opened.version {
+        Some(v) if kind != FileKind::DeleteUsers => {
+            format!("PowerSchool {kind_name} {v:?}, {scope_name}").replace(" V", " v")
+        }
+        _ => format!("PowerSchool {kind_name}, {scope_name}"),
+    };
+    let flag_column = match opened.version {
+        Some(Version::V2) => "blocked",
+        _ => "enabled",
+    };
+    let mut reader = opened.reader;
+    let planner = Planner::new(domain, scope, name, powerschool::NAMES);
+    let plan = plan_rows(ledger, &mut reader, planner, &bytes, progress)?;
+    Ok(ReadFile {
+        plan,
+        format,
+        warnings: opened.warnings,
+        names: powerschool::NAMES,
+        flag_column: flag_column.to_string(),
+    })
+}
+
+/// Stream every row through the planner, a chunk per read of the state.
+fn plan_rows<R: Read>(
+    ledger: &Ledger,
+    reader: &mut UserReader<R>,
+    mut planner: Planner,
+    bytes: &AtomicU64,
+    progress: &mut impl FnMut(Progress),
+) -> Result<Plan, ImportError> {
+    let mut chunk = Vec::with_capacity(CHUNK_ROWS);
+    let mut rows = 0u64;
+    loop {
+        let mut end = false;
+        while chunk.len() < CHUNK_ROWS {
+            match reader.next_row()? {
+                Some(r) => chunk.push(r),
+                None => {
+                    end = true;
+                    break;
+                }
+            }
+        }
+        rows += chunk.len() as u64;
+        ledger.read(|state| {
+            for r in chunk.drain(..) {
+                planner.add(state, r);
+            }
+        });
+        progress(Progress {
+            phase: Phase::Reading,
+            rows,
+            bytes: bytes.load(Ordering::Relaxed),
+        });
+        if end {
+            break;
+        }
+    }
+    Ok(ledger.read(move |state| planner.finish(state)))
+}
+
+/// What the OneRoster manifest said, as a plan scope and a format name.
+fn oneroster_scope(mode: UsersMode) -> (Scope, String) {
+    match mode {
+        UsersMode::Bulk => (Scope::Full, "OneRoster 1.1 users.csv, bulk (full import)".into()),
+        UsersMode::Delta => (
+            Scope::Partial,
+            "OneRoster 1.1 users.csv, delta (partial import)".into(),
+        ),
+        UsersMode::Absent => (Scope::Partial, "OneRoster 1.1, users absent".into()),
+    }
+}
+
+fn plan_oneroster<R: Read>(
+    ledger: &Ledger,
+    domain: &str,
+    file: &str,
+    mode: UsersMode,
+    users: Option<R>,
+    mut warnings: Vec<String>,
+    progress: &mut impl FnMut(Progress),
+) -> Result<ReadFile, ImportError> {
+    let (scope, format) = oneroster_scope(mode);
+    let planner = Planner::new(domain, scope, file, oneroster::NAMES);
+    let plan = match (mode, users) {
+        (UsersMode::Absent, _) => {
+            warnings.push(format!(
+                "{file}: the manifest says file.users is absent: nothing to import"
+            ));
+            ledger.read(move |state| planner.finish(state))
+        }
+        (_, None) => {
+            return Err(ImportError::Io {
+                file: file.to_string(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "the manifest lists users.csv but the file is missing",
+                ),
+            });
+        }
+        (_, Some(input)) => {
+            let counting = Counting::new(input);
+            let bytes = counting.bytes.clone();
+            let (mut reader, more) = oneroster::open_users(file, counting)?;
+            warnings.extend(more);
+            plan_rows(ledger, &mut reader, planner, &bytes, progress)?
+        }
+    };
+    Ok(ReadFile {
+        plan,
+        format,
+        warnings,
+        names: oneroster::NAMES,
+        flag_column: "enabledUser".into(),
+    })
+}
+
+fn plan_oneroster_dir(
+    ledger: &Ledger,
+    domain: &str,
+    dir: &Path,
+    progress: &mut impl FnMut(Progress),
+) -> Result<ReadFile, ImportError> {
+    let set = base_name(dir);
+    let open = |name: &str| {
+        let path = dir.join(name);
+        std::fs::File::open(&path).map_err(|source| ImportError::Io {
+            file: format!("{set}/{name}"),
+            source,
+        })
+    };
+    let manifest = open("manifest.csv")?;
+    let (mode, warnings) = oneroster::read_manifest(&format!("{set}/manifest.csv"), manifest)?;
+    let users = if mode == UsersMode::Absent {
+        None
+    } else {
+        Some(open("users.csv")?)
+    };
+    plan_oneroster(
+        ledger,
+        domain,
+        &format!("{set}/users.csv"),
+        mode,
+        users,
+        warnings,
+        progress,
+    )
+}
+
+fn plan_oneroster_zip(
+    ledger: &Ledger,
+    domain: &str,
+    path: &Path,
+    file: std::fs::File,
+    progress: &mut impl FnMut(Progress),
+) -> Result<ReadFile, ImportError> {
+    let set = base_name(path);
+    let zip_err = |e: zip::result::ZipError| ImportError::Zip {
+        file: set.clone(),
+        reason: e.to_string(),
+    };
+    let mut archive = zip::ZipArchive::new(std::io::BufReader::new(file)).map_err(zip_err)?;
+    let find = |archive: &zip::ZipArchive<_>, name: &str| {
+        archive.file_names().position(|n| {
+            n.rsplit('/')
+                .next()
+                .is_some_and(|b| b.eq_ignore_ascii_case(name))
+        })
+    };
+    let Some(manifest_at) = find(&archive, "manifest.csv") else {
+        return Err(ImportError::Zip {
+            file: set.clone(),
+            reason: "no manifest.csv in the archive".into(),
+        });
+    };
+    let users_at = find(&archive, "users.csv");
+    let (mode, warnings) = {
+        let manifest = archive.by_index(manifest_at).map_err(zip_err)?;
+        oneroster::read_manifest(&format!("{set}/manifest.csv"), manifest)?
+    };
+    let users_file = format!("{set}/users.csv");
+    match (mode, users_at) {
+        (UsersMode::Absent, _) | (_, None) => plan_oneroster(
+            ledger,
+            domain,
+            &users_file,
+            mode,
+            None::<std::io::Empty>,
+            warnings,
+            progress,
+        ),
+        (_, Some(at)) => {
+            let users = archive.by_index(at).map_err(zip_err)?;
+            plan_oneroster(
+                ledger,
+                domain,
+                &users_file,
+                mode,
+                Some(users),
+                warnings,
+                progress,
+            )
+        }
+    }
+}

@@ -1,0 +1,383 @@
+//! Planning: file rows + the current state → the commands that make the ledger match the file.
+//! Pure (no I/O): the caller feeds rows as they are read and holds the state only per call.
+//!
+//! Rules (DOMAIN.md, "How each change happens" and "Decisions"):
+//! - a row whose import id is unknown (or whose account was Deleted) creates a new account;
+//! - a known account gets only what differs: Reactivate (if Deactivated; the row's flag
+//!   applies), Enable/Disable, UpdateProfile; an unchanged row plans nothing, so re-running a
+//!   file plans zero commands;
+//! - a removal (delete_users.csv, OneRoster `tobedeleted`) Deletes a stub, Deactivates others;
+//! - a full import removes the import-managed, active accounts the file left out (stub: Delete;
+//!   other: Deactivate); accounts created by hand, and those already Deactivated, are left alone;
+//! - a duplicate import id or login within one file is a row error on the later row.
+//!
+//! Every command on an existing account carries the account version it was planned against, so
+//! a change that happens between planning and applying (a sign-in turning a stub into an account
+//! with data, say) refuses the row instead of applying a stale decision; a row's second command
+//! expects the version after its first, so a row is refused whole when its first command is.
+//! Removals of left-out accounts are ordered before the file's rows, so licenses they free are
+//! available to the rows; the rows then apply in file order.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::error::{ColumnNames, RowError};
+use super::guard::GuardCheck;
+use super::rows::{RowAction, UserFields, UserRow};
+use crate::domain::{AccountId, AccountState, Command, LedgerState, Profile};
+use crate::ledger::Request;
+use crate::store::Source;
+
+/// Whether accounts left out of the file are removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Scope {
+    /// users.csv, OneRoster bulk.
+    Full,
+    /// update_users.csv, delete_users.csv, OneRoster delta.
+    Partial,
+}
+
+/// One kind of change, as counted in reports; each is exactly one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeKind {
+    Created,
+    Updated,
+    Enabled,
+    Disabled,
+    Deactivated,
+    Reactivated,
+    Deleted,
+}
+
+impl ChangeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Created => "created",
+            ChangeKind::Updated => "updated",
+            ChangeKind::Enabled => "enabled",
+            ChangeKind::Disabled => "disabled",
+            ChangeKind::Deactivated => "deactivated",
+            ChangeKind::Reactivated => "reactivated",
+            ChangeKind::Deleted => "deleted",
+        }
+    }
+}
+
+/// One command and the events it is expected to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub command: Command,
+    pub expected_version: Option<u64>,
+    pub changes: Vec<ChangeKind>,
+}
+
+/// The commands of one row (or of one left-out account: row 0).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedRow {
+    pub row: u64,
+    pub import_id: String,
+    pub account: Option<AccountId>,
+    pub steps: Vec<Step>,
+}
+
+/// The whole plan of one file.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    pub domain: String,
+    pub file: String,
+    /// Left-out removals first, then the file's rows in file order.
+    pub rows: Vec<PlannedRow>,
+    /// Valid rows that need no change.
+    pub unchanged: u64,
+    /// Rows that could not be planned (bad values, duplicates), in file order.
+    pub row_errors: Vec<RowError>,
+    /// Rows read (good and bad).
+    pub rows_read: u64,
+    pub guard: GuardCheck,
+}
+
+impl Plan {
+    /// The ledger requests, in order, each tagged with the job, file and row.
+    pub fn requests(&self, actor: &str, job_id: Uuid) -> Vec<Request> {
+        self.rows
+            .iter()
+            .flat_map(|r| {
+                r.steps.iter().map(move |s| Request {
+                    command: s.command.clone(),
+                    actor: actor.to_string(),
+                    source: Source::Import {
+                        job_id,
+                        file: self.file.clone(),
+                        row: r.row,
+                    },
+                    request_id: None,
+                    expected_version: s.expected_version,
+                })
+            })
+            .collect()
+    }
+
+    pub fn command_count(&self) -> usize {
+        self.rows.iter().map(|r| r.steps.len()).sum()
+    }
+}
+
+/// Builds a [`Plan`] from rows fed one at a time.
+pub struct Planner {
+    domain: String,
+    scope: Scope,
+    file: String,
+    names: ColumnNames,
+    /// Import id → row where first seen (good or bad rows: a listed account is never removed).
+    seen_ids: HashMap<String, u64>,
+    /// Lowercased login → row where first seen.
+    seen_logins: HashMap<String, u64>,
+    plan: Plan,
+    removals_in_file: u64,
+}
+
+impl Planner {
+    pub(crate) fn new(
+        domain: &str,
+        scope: Scope,
+        file: &str,
+        names: ColumnNames,
+    ) -> Planner {
+        Planner {
+            domain: domain.to_string(),
+            scope,
+            file: file.to_string(),
+            names,
+            seen_ids: HashMap::new(),
+            seen_logins: HashMap::new(),
+            plan: Plan {
+                domain: domain.to_string(),
+                file: file.to_string(),
+                ..Plan::default()
+            },
+            removals_in_file: 0,
+        }
+    }
+
+    fn error(&mut self, row: &UserRow, column: &str, reason: String) {
+        self.plan.row_errors.push(RowError {
+            file: self.file.clone(),
+            row: row.row,
+            column: Some(column.to_string()),
+            import_id: Some(row.import_id.clone()),
+            reason,
+        });
+    }
+
+    /// Plan one row (or record a bad one) against the current state.
+    pub fn add(&mut self, state: &LedgerState, row: Result<UserRow, RowError>) {
+        self.plan.rows_read += 1;
+        let row = match row {
+            Ok(r) => r,
+            Err(e) => {
+                if let Some(iid) = &e.import_id {
+                    self.seen_ids.entry(iid.clone()).or_insert(e.row);
+                }
+                self.plan.row_errors.push(e);
+                return;
+            }
+        };
+        if let Some(first) = self.seen_ids.get(&row.import_id) {
+            let reason = format!(
+                "duplicate import id {:?}: already on row {first} of this file",
+                row.import_id
+            );
+            let col = self.names.import_id;
+            self.error(&row, col, reason);
+            return;
+        }
+        self.seen_ids.insert(row.import_id.clone(), row.row);
+        if let RowAction::Upsert(UserFields {
+            login: Some(login), ..
+        }) = &row.action
+        {
+            let key = login.to_lowercase();
+            if let Some(first) = self.seen_logins.get(&key) {
+                let reason =
+                    format!("duplicate login {login:?}: already on row {first} of this file");
+                let col = self.names.login;
+                self.error(&row, col, reason);
+                return;
+            }
+            self.seen_logins.insert(key, row.row);
+        }
+        let existing = state.account_by_import_id(&self.domain, &row.import_id);
+        let planned = match &row.action {
+            RowAction::Upsert(fields) => match existing {
+                None => match create(&self.domain, &row, fields) {
+                    Ok(step) => vec![step],
+                    Err(reason) => {
+                        let col = self.names.login;
+                        self.error(&row, col, reason);
+                        return;
+                    }
+                },
+                Some(acc) => update(acc, fields),
+            },
+            RowAction::Remove => match existing {
+                None => vec![],
+                Some(acc) => remove(acc).into_iter().collect(),
+            },
+        };
+        if planned.is_empty() {
+            self.plan.unchanged += 1;
+            return;
+        }
+        if row.action == RowAction::Remove {
+            self.removals_in_file += 1;
+        }
+        self.plan.rows.push(PlannedRow {
+            row: row.row,
+            import_id: row.import_id,
+            account: existing.map(|a| a.id),
+            steps: planned,
+        });
+    }
+
+    /// Close the plan: for a full import, remove what the file left out, and fill in the guard.
+    pub fn finish(mut self, state: &LedgerState) -> Plan {
+        let mut active_imported = 0;
+        let mut left_out = Vec::new();
+        let ids = state.domain_accounts.get(&self.domain);
+        for acc in ids.into_iter().flatten().filter_map(|id| state.account(*id)) {
+            let Some(iid) = &acc.import_id else { continue };
+            if acc.deleted || !acc.active {
+                continue;
+            }
+            active_imported += 1;
+            if self.scope == Scope::Full
+                && !self.seen_ids.contains_key(iid)
+                && let Some(step) = remove(acc)
+            {
+                left_out.push(PlannedRow {
+                    row: 0,
+                    import_id: iid.clone(),
+                    account: Some(acc.id),
+                    steps: vec![step],
+                });
+            }
+        }
+        let percent = state
+            .domains
+            .get(&self.domain)
+            .map_or(crate::domain::DEFAULT_MASS_CHANGE_PERCENT, |d| {
+                d.mass_change_percent
+            });
+        let removals = match self.scope {
+            Scope::Full => left_out.len() as u64 + self.removals_in_file,
+            Scope::Partial => 0,
+        };
+        self.plan.guard = GuardCheck {
+            active_imported,
+            removals,
+            percent,
+        };
+        left_out.append(&mut self.plan.rows);
+        self.plan.rows = left_out;
+        self.plan
+    }
+}
+
+fn create(domain: &str, row: &UserRow, f: &UserFields) -> Result<Step, String> {
+    let Some(login) = &f.login else {
+        return Err("a login is needed to create a new account".into());
+    };
+    Ok(Step {
+        command: Command::CreateAccount {
+            domain: domain.to_string(),
+            account: 0,
+            import_id: Some(row.import_id.clone()),
+            profile: Profile {
+                login: login.clone(),
+                first_name: f.first_name.clone().unwrap_or_default(),
+                last_name: f.last_name.clone().unwrap_or_default(),
+                email: f.email.clone().unwrap_or_default(),
+            },
+            role: f.role.clone().unwrap_or_else(|| DEFAULT_ROLE.to_string()),
+            enabled: f.enabled.unwrap_or(true),
+        },
+        expected_version: None,
+        changes: vec![ChangeKind::Created],
+    })
+}
+
+/// Role of a new account whose row gives none.
+pub const DEFAULT_ROLE: &str = "student";
+
+fn update(acc: &AccountState, f: &UserFields) -> Vec<Step> {
+    let mut steps = Vec::new();
+    let mut version = acc.version;
+    let want = f.enabled.unwrap_or(acc.enabled);
+    let flag_change = (want != acc.enabled).then_some(if want {
+        ChangeKind::Enabled
+    } else {
+        ChangeKind::Disabled
+    });
+    if !acc.active {
+        let mut changes = vec![ChangeKind::Reactivated];
+        changes.extend(flag_change);
+        steps.push(Step {
+            command: Command::Reactivate {
+                account: acc.id,
+                enabled: want,
+            },
+            expected_version: Some(version),
+            changes,
+        });
+    } else if let Some(kind) = flag_change {
+        steps.push(Step {
+            command: if want {
+                Command::Enable { account: acc.id }
+            } else {
+                Command::Disable { account: acc.id }
+            },
+            expected_version: Some(version),
+            changes: vec![kind],
+        });
+    }
+    version += steps.iter().map(|s| s.changes.len() as u64).sum::<u64>();
+    let pick = |v: &Option<String>, old: &str| v.clone().unwrap_or_else(|| old.to_string());
+    let profile = Profile {
+        login: pick(&f.login, &acc.profile.login),
+        first_name: pick(&f.first_name, &acc.profile.first_name),
+        last_name: pick(&f.last_name, &acc.profile.last_name),
+        email: pick(&f.email, &acc.profile.email),
+    };
+    let role = pick(&f.role, &acc.role);
+    if profile != acc.profile || role != acc.role {
+        steps.push(Step {
+            command: Command::UpdateProfile {
+                account: acc.id,
+                profile,
+                role,
+            },
+            expected_version: Some(version),
+            changes: vec![ChangeKind::Updated],
+        });
+    }
+    steps
+}
+
+/// Delete a stub, Deactivate an active account with data; nothing for a Deactivated one.
+fn remove(acc: &AccountState) -> Option<Step> {
+    let (command, kind) = if acc.is_stub() {
+        (Command::Delete { account: acc.id }, ChangeKind::Deleted)
+    } else if acc.active {
+        (Command::Deactivate { account: acc.id }, ChangeKind::Deactivated)
+    } else {
+        return None;
+    };
+    Some(Step {
+        command,
+        expected_version: Some(acc.version),
+        changes: vec![kind],
+    })
+}

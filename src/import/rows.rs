@@ -1,0 +1,149 @@
+//! The format-independent row: what one line of any user file asks for (an import id, and
+//! either the account's wanted fields or its removal), and [`UserReader`], which maps a
+//! [`Table`]'s columns onto it. PowerSchool and OneRoster differ only in the [`Layout`] they
+//! build from their header.
+
+use std::io::Read;
+
+use super::error::{ImportError, RowError};
+use super::table::{Next, Table};
+
+/// What one row asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRow {
+    /// Line the row starts on (header = 1).
+    pub row: u64,
+    pub import_id: String,
+    pub action: RowAction,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RowAction {
+    /// Create or update the account (users.csv, update_users.csv, OneRoster active rows).
+    Upsert(UserFields),
+    /// delete_users.csv or OneRoster `status=tobedeleted`: Delete a stub, Deactivate the rest.
+    Remove,
+}
+
+/// Wanted values; `None` means "the file does not say": keep the account's value (or the
+/// default when creating). There is no password field: it is never read into memory.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserFields {
+    pub login: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub email: Option<String>,
+    pub role: Option<String>,
+    pub enabled: Option<bool>,
+}
+
+/// How the enabled flag is written in a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FlagStyle {
+    /// PowerSchool v1 `enabled`: 1 = enabled.
+    Enabled,
+    /// PowerSchool v2 `blocked`: 1 = disabled.
+    Blocked,
+    /// OneRoster `enabledUser`: true = enabled.
+    EnabledUser,
+}
+
+/// Column indexes of one file's header.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Layout {
+    pub import_id: usize,
+    pub login: Option<usize>,
+    pub first_name: Option<usize>,
+    pub last_name: Option<usize>,
+    pub email: Option<usize>,
+    pub role: Option<usize>,
+    pub flag: Option<(usize, FlagStyle)>,
+    /// OneRoster `status`: `tobedeleted` removes.
+    pub status: Option<usize>,
+    /// Every row removes (delete_users.csv).
+    pub all_remove: bool,
+}
+
+pub(crate) struct UserReader<R> {
+    pub(crate) table: Table<R>,
+    pub(crate) layout: Layout,
+}
+
+fn parse_flag(style: FlagStyle, v: &str) -> Result<Option<bool>, String> {
+    let truth = match v.to_ascii_lowercase().as_str() {
+        "" => return Ok(None),
+        "1" | "true" | "yes" | "y" | "t" => true,
+        "0" | "false" | "no" | "n" | "f" => false,
+        other => {
+            return Err(format!(
+                "{other:?} is not a flag value (expected {})",
+                match style {
+                    FlagStyle::EnabledUser => "true or false",
+                    _ => "1 or 0",
+                }
+            ));
+        }
+    };
+    Ok(Some(match style {
+        FlagStyle::Enabled | FlagStyle::EnabledUser => truth,
+        FlagStyle::Blocked => !truth,
+    }))
+}
+
+impl<R: Read> UserReader<R> {
+    /// The next row: `Ok(None)` at the end; `Ok(Some(Err(_)))` a bad row (report, skip);
+    /// `Err(_)` a file error (refuse the whole file).
+    pub(crate) fn next_row(&mut self) -> Result<Option<Result<UserRow, RowError>>, ImportError> {
+        match self.table.next()? {
+            Next::End => Ok(None),
+            Next::Bad(mut e) => {
+                let iid = self.table.get(Some(self.layout.import_id));
+                if !iid.is_empty() {
+                    e.import_id = Some(iid.to_string());
+                }
+                Ok(Some(Err(e)))
+            }
+            Next::Row => Ok(Some(self.current())),
+        }
+    }
+
+    fn current(&self) -> Result<UserRow, RowError> {
+        let t = &self.table;
+        let l = &self.layout;
+        let import_id = t.get(Some(l.import_id));
+        if import_id.is_empty() {
+            return Err(t.row_error(l.import_id, None, "the import id is empty".into()));
+        }
+        let row = t.line();
+        let remove = l.all_remove
+            || l
+                .status
+                .is_some_and(|c| t.get(Some(c)).eq_ignore_ascii_case("tobedeleted"));
+        if remove {
+            return Ok(UserRow {
+                row,
+                import_id: import_id.to_string(),
+                action: RowAction::Remove,
+            });
+        }
+        let text = |c: Option<usize>| c.map(|c| t.get(Some(c)).to_string());
+        let nonempty = |c: Option<usize>| text(c).filter(|s| !s.is_empty());
+        let enabled = match l.flag {
+            Some((c, style)) => parse_flag(style, t.get(Some(c)))
+                .map_err(|reason| t.row_error(c, Some(import_id), reason))?,
+            None => None,
+        };
+        Ok(UserRow {
+            row,
+            import_id: import_id.to_string(),
+            action: RowAction::Upsert(UserFields {
+                login: nonempty(l.login),
+                first_name: text(l.first_name),
+                last_name: text(l.last_name),
+                email: text(l.email),
+                role: nonempty(l.role),
+                enabled,
+            }),
+        })
+    }
+}
