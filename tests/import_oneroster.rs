@@ -1,0 +1,90 @@
+//! OneRoster 1.1 sets: a bulk directory (full import), a delta directory (`tobedeleted` acts as
+//! delete_users.csv), the same bulk set as a .zip, and a manifest with users absent.
+
+mod import_common;
+
+use std::io::Write;
+
+use account_ledger::domain::Status;
+use account_ledger::import::{ImportError, ImportOptions, JobStatus};
+use import_common::*;
+
+#[tokio::test]
+async fn bulk_then_delta() {
+    let env = env().await;
+    let r = env.import(&fixture("oneroster/bulk")).await;
+    assert_eq!(r.counts.created, 4, "{r:#?}");
+    assert!(r.format.contains("bulk"));
+    assert_eq!(r.file, "bulk/users.csv");
+    assert!(r.warnings.iter().any(|w| w.contains("file.classes")));
+    let kim = env.account("or-1").expect("sourcedId is the import id");
+    assert_eq!(kim.profile.login, "kim");
+    assert_eq!(
+        (kim.profile.first_name.as_str(), kim.profile.last_name.as_str()),
+        ("Kim", "Park")
+    );
+    assert_eq!(env.status("or-3"), Some(Status::Disabled), "enabledUser=false");
+    assert_eq!(env.account("or-3").expect("or-3").role, "teacher");
+    env.sign_in("or-2").await;
+    let r = env.import(&fixture("oneroster/delta")).await;
+    assert_eq!(
+        (
+            r.counts.disabled,
+            r.counts.deactivated,
+            r.counts.deleted,
+            r.counts.created
+        ),
+        (1, 1, 1, 1),
+        "{r:#?}"
+    );
+    assert_eq!(env.status("or-1"), Some(Status::Disabled));
+    assert_eq!(env.status("or-2"), Some(Status::Deactivated), "has data");
+    assert_eq!(env.status("or-4"), None, "stub: deleted");
+    assert_eq!(env.status("or-3"), Some(Status::Disabled), "delta: others untouched");
+    let again = env.import(&fixture("oneroster/delta")).await;
+    assert_eq!(again.status, JobStatus::NoChanges, "{again:#?}");
+}
+
+fn zip_dir(src: &std::path::Path, dest: &std::path::Path) {
+    let file = std::fs::File::create(dest).expect("create zip");
+    let mut zip = zip::ZipWriter::new(file);
+    let opts = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    for name in ["manifest.csv", "users.csv"] {
+        zip.start_file(format!("export/{name}"), opts).expect("start");
+        zip.write_all(&std::fs::read(src.join(name)).expect("read"))
+            .expect("write");
+    }
+    zip.finish().expect("finish");
+}
+
+#[tokio::test]
+async fn a_zip_imports_like_its_directory() {
+    let env = env_with(1000, 10).await;
+    let zip_path = env.files.path().join("sis.zip");
+    zip_dir(&fixture("oneroster/bulk"), &zip_path);
+    let r = env.import(&zip_path).await;
+    assert_eq!(r.counts.created, 4, "{r:#?}");
+    assert_eq!(r.file, "sis.zip/users.csv");
+    // the directory carries the same set: no changes
+    let r = env.import(&fixture("oneroster/bulk")).await;
+    assert_eq!(r.status, JobStatus::NoChanges);
+    // a broken zip is a file error
+    let bad = env.files.path().join("bad.zip");
+    std::fs::write(&bad, b"not a zip").expect("write");
+    let err = env
+        .import_with(&bad, ImportOptions::default())
+        .await
+        .expect_err("bad zip");
+    assert!(matches!(err, ImportError::Zip { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn manifest_with_users_absent_changes_nothing() {
+    let env = env().await;
+    env.import(&fixture("oneroster/bulk")).await;
+    let r = env.import(&fixture("oneroster/absent")).await;
+    assert_eq!(r.status, JobStatus::NoChanges);
+    assert!(r.warnings.iter().any(|w| w.contains("absent")));
+    assert_eq!(env.status("or-1"), Some(Status::Enabled));
+}
