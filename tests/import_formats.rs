@@ -17,7 +17,9 @@ async fn scenario(dir: &str) {
     assert_eq!(env.status("s3"), Some(Status::Disabled));
     assert_eq!(env.status("s1"), Some(Status::Enabled));
     env.sign_in("s2").await;
-    let r = env.import(&fixture(&format!("{dir}/update_users.csv"))).await;
+    let r = env
+        .import(&fixture(&format!("{dir}/update_users.csv")))
+        .await;
     assert_eq!(
         (r.counts.created, r.counts.updated, r.counts.disabled),
         (1, 1, 1),
@@ -27,14 +29,20 @@ async fn scenario(dir: &str) {
     assert_eq!(s1.profile.last_name, "King");
     assert_eq!(s1.status(), Status::Disabled);
     assert_eq!(env.status("s6"), Some(Status::Enabled));
-    let r = env.import(&fixture(&format!("{dir}/delete_users.csv"))).await;
+    let r = env
+        .import(&fixture(&format!("{dir}/delete_users.csv")))
+        .await;
     assert_eq!((r.counts.deactivated, r.counts.deleted), (1, 1), "{r:#?}");
     assert_eq!(env.status("s2"), Some(Status::Deactivated));
     assert_eq!(env.status("s4"), None);
     // the partial files, re-run, change nothing
-    let r = env.import(&fixture(&format!("{dir}/update_users.csv"))).await;
+    let r = env
+        .import(&fixture(&format!("{dir}/update_users.csv")))
+        .await;
     assert_eq!(r.status, JobStatus::NoChanges, "{r:#?}");
-    let r = env.import(&fixture(&format!("{dir}/delete_users.csv"))).await;
+    let r = env
+        .import(&fixture(&format!("{dir}/delete_users.csv")))
+        .await;
     assert_eq!(r.status, JobStatus::NoChanges);
 }
 
@@ -54,7 +62,9 @@ async fn bom_crlf_and_header_names_matched_loosely() {
     let r = env.import(&fixture("powerschool/bom_crlf/users.csv")).await;
     assert_eq!(r.counts.created, 2, "{r:#?}");
     assert!(r.format.contains("v2"), "{}", r.format);
-    let b1 = env.account("b1").expect("b1: import_id matched despite BOM");
+    let b1 = env
+        .account("b1")
+        .expect("b1: import_id matched despite BOM");
     assert_eq!(b1.profile.login, "marie");
     assert_eq!(b1.profile.email, "marie@school.org");
     assert_eq!(b1.role, "teacher");
@@ -78,7 +88,10 @@ async fn quoted_fields_and_trailing_blank_lines() {
     let q1 = env.account("q1").expect("q1");
     assert_eq!(q1.profile.first_name, "Mary, Jane");
     assert_eq!(q1.profile.last_name, "O'Brien \"MJ\"");
-    assert_eq!(env.account("q2").expect("q2").profile.first_name, "Two\nLines");
+    assert_eq!(
+        env.account("q2").expect("q2").profile.first_name,
+        "Two\nLines"
+    );
     // row numbers are the lines rows start on, after a field spanning two lines
     let rows: Vec<u64> = r.changes.iter().map(|c| c.row).collect();
     assert_eq!(rows, vec![2, 3, 5]);
@@ -89,7 +102,10 @@ async fn non_utf8_refuses_the_file_naming_row_and_column() {
     let env = env().await;
     let before = env.last_position();
     let err = env
-        .import_with(&fixture("powerschool/latin1/users.csv"), ImportOptions::default())
+        .import_with(
+            &fixture("powerschool/latin1/users.csv"),
+            ImportOptions::default(),
+        )
         .await
         .expect_err("not UTF-8");
     match &err {
@@ -103,7 +119,11 @@ async fn non_utf8_refuses_the_file_naming_row_and_column() {
         other => panic!("expected an encoding error, got {other}"),
     }
     assert!(err.to_string().contains("row 3"));
-    assert_eq!(env.last_position(), before, "row 2 was fine, but nothing applies");
+    assert_eq!(
+        env.last_position(),
+        before,
+        "row 2 was fine, but nothing applies"
+    );
     assert!(env.account("l1").is_none());
 }
 
@@ -111,7 +131,10 @@ async fn non_utf8_refuses_the_file_naming_row_and_column() {
 async fn missing_required_column_is_a_file_error() {
     let env = env().await;
     let err = env
-        .import_with(&fixture("powerschool/missing_login/users.csv"), ImportOptions::default())
+        .import_with(
+            &fixture("powerschool/missing_login/users.csv"),
+            ImportOptions::default(),
+        )
         .await
         .expect_err("missing login");
     assert!(
@@ -131,7 +154,9 @@ async fn missing_required_column_is_a_file_error() {
 #[tokio::test]
 async fn duplicates_within_a_file_are_row_errors_naming_both_rows() {
     let env = env().await;
-    let r = env.import(&fixture("powerschool/duplicates/users.csv")).await;
+    let r = env
+        .import(&fixture("powerschool/duplicates/users.csv"))
+        .await;
     assert_eq!(r.counts.created, 2);
     assert_eq!(r.counts.failed, 2);
     let e = &r.row_errors[0];
@@ -148,7 +173,10 @@ async fn version_comes_from_the_header_or_the_caller() {
     let env = env().await;
     for dir in ["both_versions", "no_version"] {
         let err = env
-            .import_with(&fixture(&format!("powerschool/{dir}/users.csv")), ImportOptions::default())
+            .import_with(
+                &fixture(&format!("powerschool/{dir}/users.csv")),
+                ImportOptions::default(),
+            )
             .await
             .expect_err(dir);
         assert!(matches!(err, ImportError::Version { .. }), "{dir}: {err}");
@@ -160,13 +188,19 @@ async fn version_comes_from_the_header_or_the_caller() {
     };
     // both columns, v2 named: `blocked`=0 applies
     let r = env
-        .import_checked(&fixture("powerschool/both_versions/users.csv"), named(Version::V2))
+        .import_checked(
+            &fixture("powerschool/both_versions/users.csv"),
+            named(Version::V2),
+        )
         .await;
     assert_eq!(r.counts.created, 1);
     assert_eq!(env.status("v1"), Some(Status::Enabled));
     // no flag column, version named: created enabled, flags left alone afterwards
     let r = env
-        .import_checked(&fixture("powerschool/no_version/users.csv"), named(Version::V1))
+        .import_checked(
+            &fixture("powerschool/no_version/users.csv"),
+            named(Version::V1),
+        )
         .await;
     assert_eq!(r.counts.created, 1);
     assert!(!r.warnings.is_empty());

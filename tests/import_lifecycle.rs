@@ -35,7 +35,11 @@ async fn full_import_table(v: Version) {
         "users.csv",
         &users_csv(
             v,
-            &[u("a", "ann", false), u("b", "bob", true), u("d", "dan", true)],
+            &[
+                u("a", "ann", false),
+                u("b", "bob", true),
+                u("d", "dan", true),
+            ],
         ),
     );
     let r = env.import(&f2).await;
@@ -127,7 +131,11 @@ async fn partial_import_table(v: Version) {
         .await;
     assert_eq!((r.counts.disabled, r.counts.created), (1, 1), "{r:#?}");
     assert_eq!(env.status("a"), Some(Status::Disabled));
-    assert_eq!(env.status("c"), Some(Status::Enabled), "partial: others untouched");
+    assert_eq!(
+        env.status("c"),
+        Some(Status::Enabled),
+        "partial: others untouched"
+    );
     // enable
     let r = env
         .import(&env.write("update_users.csv", &users_csv(v, &[u("a", "ann", true)])))
@@ -135,12 +143,16 @@ async fn partial_import_table(v: Version) {
     assert_eq!(r.counts.enabled, 1);
     assert_eq!(env.status("a"), Some(Status::Enabled));
     // delete_users.csv: a stub is Deleted, an account with data Deactivated
-    let r = env.import(&env.write("delete_users.csv", &delete_csv(&["b", "c"]))).await;
+    let r = env
+        .import(&env.write("delete_users.csv", &delete_csv(&["b", "c"])))
+        .await;
     assert_eq!((r.counts.deactivated, r.counts.deleted), (1, 1), "{r:#?}");
     assert_eq!(env.status("b"), Some(Status::Deactivated));
     assert_eq!(env.status("c"), None);
     // re-running delete_users.csv changes nothing
-    let r = env.import(&env.write("delete_users.csv", &delete_csv(&["b", "c"]))).await;
+    let r = env
+        .import(&env.write("delete_users.csv", &delete_csv(&["b", "c"])))
+        .await;
     assert_eq!(r.status, JobStatus::NoChanges);
     // reactivate: listed in update_users.csv
     let r = env
@@ -165,8 +177,11 @@ async fn partial_import_v2_drives_every_change() {
 async fn profile_changes_are_updates_and_unchanged_rows_are_not() {
     let env = env().await;
     let v = Version::V1;
-    env.import(&env.write("users.csv", &users_csv(v, &[u("a", "ann", true), u("b", "bob", true)])))
-        .await;
+    env.import(&env.write(
+        "users.csv",
+        &users_csv(v, &[u("a", "ann", true), u("b", "bob", true)]),
+    ))
+    .await;
     let mut renamed = u("a", "ann", true);
     renamed.last = "Smith";
     let r = env
@@ -291,7 +306,11 @@ async fn strict_refuses_the_whole_file_on_any_row_error() {
         "users.csv",
         &users_csv(
             Version::V1,
-            &[u("a", "ann", true), u("b", "bob", true), u("c", "cat", true)],
+            &[
+                u("a", "ann", true),
+                u("b", "bob", true),
+                u("c", "cat", true),
+            ],
         ),
     );
     let r = env
@@ -345,11 +364,20 @@ async fn license_limit_applies_row_by_row_in_file_order() {
         "users.csv",
         &users_csv(
             Version::V2,
-            &[u("b", "bob", false), u("c", "cat", true), u("d", "dan", true), u("e", "eve", false)],
+            &[
+                u("b", "bob", false),
+                u("c", "cat", true),
+                u("d", "dan", true),
+                u("e", "eve", false),
+            ],
         ),
     );
     let r = env.import(&g).await;
-    assert_eq!((r.counts.deleted, r.counts.created, r.counts.failed), (1, 1, 0), "{r:#?}");
+    assert_eq!(
+        (r.counts.deleted, r.counts.created, r.counts.failed),
+        (1, 1, 0),
+        "{r:#?}"
+    );
 }
 
 #[tokio::test]
@@ -394,14 +422,19 @@ async fn dry_run_writes_nothing_and_equals_the_real_diff() {
             .collect::<Vec<_>>()
     };
     assert_eq!(shape(&dry), shape(&real));
-    assert!(real.counts.failed >= 1, "the license limit bites: {real:#?}");
+    assert!(
+        real.counts.failed >= 1,
+        "the license limit bites: {real:#?}"
+    );
 }
 
 #[tokio::test]
 async fn audit_shows_job_file_and_row_of_every_event() {
     let env = env().await;
     let first = env.import(&fixture("powerschool/v1/users.csv")).await;
-    let r = env.import(&fixture("powerschool/v1/update_users.csv")).await;
+    let r = env
+        .import(&fixture("powerschool/v1/update_users.csv"))
+        .await;
     assert_eq!(r.events_written, 4, "{r:#?}");
     let history = env
         .ledger
@@ -422,7 +455,10 @@ async fn audit_shows_job_file_and_row_of_every_event() {
     }
     // one job, one batch: its events are contiguous in the log
     let positions: Vec<u64> = history.iter().map(|e| e.position).collect();
-    assert_eq!(positions.last().unwrap() - positions[0] + 1, positions.len() as u64);
+    assert_eq!(
+        positions.last().unwrap() - positions[0] + 1,
+        positions.len() as u64
+    );
     // an account's own history names the file and row of each change
     let s1 = env.account("s1").expect("s1");
     let h = env.ledger.account_history(s1.id).await.expect("history");

@@ -20,10 +20,17 @@ async fn bulk_then_delta() {
     let kim = env.account("or-1").expect("sourcedId is the import id");
     assert_eq!(kim.profile.login, "kim");
     assert_eq!(
-        (kim.profile.first_name.as_str(), kim.profile.last_name.as_str()),
+        (
+            kim.profile.first_name.as_str(),
+            kim.profile.last_name.as_str()
+        ),
         ("Kim", "Park")
     );
-    assert_eq!(env.status("or-3"), Some(Status::Disabled), "enabledUser=false");
+    assert_eq!(
+        env.status("or-3"),
+        Some(Status::Disabled),
+        "enabledUser=false"
+    );
     assert_eq!(env.account("or-3").expect("or-3").role, "teacher");
     env.sign_in("or-2").await;
     let r = env.import(&fixture("oneroster/delta")).await;
@@ -40,7 +47,11 @@ async fn bulk_then_delta() {
     assert_eq!(env.status("or-1"), Some(Status::Disabled));
     assert_eq!(env.status("or-2"), Some(Status::Deactivated), "has data");
     assert_eq!(env.status("or-4"), None, "stub: deleted");
-    assert_eq!(env.status("or-3"), Some(Status::Disabled), "delta: others untouched");
+    assert_eq!(
+        env.status("or-3"),
+        Some(Status::Disabled),
+        "delta: others untouched"
+    );
     let again = env.import(&fixture("oneroster/delta")).await;
     assert_eq!(again.status, JobStatus::NoChanges, "{again:#?}");
 }
@@ -51,7 +62,8 @@ fn zip_dir(src: &std::path::Path, dest: &std::path::Path) {
     let opts = zip::write::SimpleFileOptions::default()
         .compression_method(zip::CompressionMethod::Deflated);
     for name in ["manifest.csv", "users.csv"] {
-        zip.start_file(format!("export/{name}"), opts).expect("start");
+        zip.start_file(format!("export/{name}"), opts)
+            .expect("start");
         zip.write_all(&std::fs::read(src.join(name)).expect("read"))
             .expect("write");
     }

@@ -25,7 +25,9 @@ pub enum ImportError {
     },
     #[error("{file}: the file is empty (no header row)")]
     Empty { file: String },
-    #[error("{file}, row {row}, column {column:?}: not valid UTF-8 ({detail}); save the file as UTF-8 and re-run")]
+    #[error(
+        "{file}, row {row}, column {column:?}: not valid UTF-8 ({detail}); save the file as UTF-8 and re-run"
+    )]
     Encoding {
         file: String,
         row: u64,
@@ -34,7 +36,9 @@ pub enum ImportError {
     },
     #[error("{file}: required column {column:?} is missing from the header")]
     MissingColumn { file: String, column: String },
-    #[error("{file}: column {column:?} appears twice in the header (row 1, columns {first} and {second})")]
+    #[error(
+        "{file}: column {column:?} appears twice in the header (row 1, columns {first} and {second})"
+    )]
     DuplicateColumn {
         file: String,
         column: String,
@@ -46,7 +50,11 @@ pub enum ImportError {
     #[error("{file}: cannot tell what kind of import this is: {reason}")]
     UnknownFile { file: String, reason: String },
     #[error("{file}, row {row}: {reason}")]
-    Manifest { file: String, row: u64, reason: String },
+    Manifest {
+        file: String,
+        row: u64,
+        reason: String,
+    },
     #[error("{file}: not a readable zip archive: {reason}")]
     Zip { file: String, reason: String },
     #[error("domain {domain:?} is not registered")]
@@ -97,7 +105,11 @@ impl std::fmt::Display for RowError {
 }
 
 /// The column a ledger refusal is about, for the row error (in the file's own column names).
-pub(crate) fn column_of(err: &LedgerError, flag_column: &str, names: &ColumnNames) -> Option<String> {
+pub(crate) fn column_of(
+    err: &LedgerError,
+    flag_column: &str,
+    names: &ColumnNames,
+) -> Option<String> {
     let LedgerError::Domain(d) = err else {
         return None;
     };

@@ -424,7 +424,10 @@ fn plan_rows<R: Read>(
 /// What the OneRoster manifest said, as a plan scope and a format name.
 fn oneroster_scope(mode: UsersMode) -> (Scope, String) {
     match mode {
-        UsersMode::Bulk => (Scope::Full, "OneRoster 1.1 users.csv, bulk (full import)".into()),
+        UsersMode::Bulk => (
+            Scope::Full,
+            "OneRoster 1.1 users.csv, bulk (full import)".into(),
+        ),
         UsersMode::Delta => (
             Scope::Partial,
             "OneRoster 1.1 users.csv, delta (partial import)".into(),

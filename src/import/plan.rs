@@ -140,12 +140,7 @@ pub struct Planner {
 }
 
 impl Planner {
-    pub(crate) fn new(
-        domain: &str,
-        scope: Scope,
-        file: &str,
-        names: ColumnNames,
-    ) -> Planner {
+    pub(crate) fn new(domain: &str, scope: Scope, file: &str, names: ColumnNames) -> Planner {
         Planner {
             domain: domain.to_string(),
             scope,
@@ -247,7 +242,11 @@ impl Planner {
         let mut active_imported = 0;
         let mut left_out = Vec::new();
         let ids = state.domain_accounts.get(&self.domain);
-        for acc in ids.into_iter().flatten().filter_map(|id| state.account(*id)) {
+        for acc in ids
+            .into_iter()
+            .flatten()
+            .filter_map(|id| state.account(*id))
+        {
             let Some(iid) = &acc.import_id else { continue };
             if acc.deleted || !acc.active {
                 continue;
@@ -371,7 +370,10 @@ fn remove(acc: &AccountState) -> Option<Step> {
     let (command, kind) = if acc.is_stub() {
         (Command::Delete { account: acc.id }, ChangeKind::Deleted)
     } else if acc.active {
-        (Command::Deactivate { account: acc.id }, ChangeKind::Deactivated)
+        (
+            Command::Deactivate { account: acc.id },
+            ChangeKind::Deactivated,
+        )
     } else {
         return None;
     };

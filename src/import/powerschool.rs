@@ -32,7 +32,11 @@ impl FileKind {
     /// The kind a file name says (`users.csv`, `update_users.csv`, `delete_users.csv`; any case,
     /// any directory).
     pub fn from_file_name(name: &str) -> Option<FileKind> {
-        let base = name.rsplit(['/', '\\']).next().unwrap_or(name).to_lowercase();
+        let base = name
+            .rsplit(['/', '\\'])
+            .next()
+            .unwrap_or(name)
+            .to_lowercase();
         match base.as_str() {
             "users.csv" => Some(FileKind::Users),
             "update_users.csv" => Some(FileKind::UpdateUsers),

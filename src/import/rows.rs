@@ -116,8 +116,7 @@ impl<R: Read> UserReader<R> {
         }
         let row = t.line();
         let remove = l.all_remove
-            || l
-                .status
+            || l.status
                 .is_some_and(|c| t.get(Some(c)).eq_ignore_ascii_case("tobedeleted"));
         if remove {
             return Ok(UserRow {

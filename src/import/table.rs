@@ -199,7 +199,12 @@ impl<R: Read> Table<R> {
     }
 
     /// A row error about column `col` of the current record.
-    pub(crate) fn row_error(&self, col: usize, import_id: Option<&str>, reason: String) -> RowError {
+    pub(crate) fn row_error(
+        &self,
+        col: usize,
+        import_id: Option<&str>,
+        reason: String,
+    ) -> RowError {
         RowError {
             file: self.file.clone(),
             row: self.line,
