@@ -11,8 +11,8 @@
 
 pub mod bench;
 pub mod domain;
+pub mod import;
 pub mod ledger;
 pub mod projections;
 pub mod queries;
 pub mod store;
-pub mod import;

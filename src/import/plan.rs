@@ -137,6 +137,8 @@ pub struct Planner {
     seen_logins: HashMap<String, u64>,
     plan: Plan,
     removals_in_file: u64,
+    /// (domain, import id) lookup key, reused so a lookup allocates nothing.
+    key: (String, String),
 }
 
 impl Planner {
@@ -154,6 +156,7 @@ impl Planner {
                 ..Plan::default()
             },
             removals_in_file: 0,
+            key: (domain.to_string(), String::new()),
         }
     }
 
@@ -204,7 +207,12 @@ impl Planner {
             }
             self.seen_logins.insert(key, row.row);
         }
-        let existing = state.account_by_import_id(&self.domain, &row.import_id);
+        self.key.1.clear();
+        self.key.1.push_str(&row.import_id);
+        let existing = state
+            .by_import_id
+            .get(&self.key)
+            .and_then(|id| state.accounts.get(id));
         let planned = match &row.action {
             RowAction::Upsert(fields) => match existing {
                 None => match create(&self.domain, &row, fields) {
@@ -343,15 +351,22 @@ fn update(acc: &AccountState, f: &UserFields) -> Vec<Step> {
         });
     }
     version += steps.iter().map(|s| s.changes.len() as u64).sum::<u64>();
-    let pick = |v: &Option<String>, old: &str| v.clone().unwrap_or_else(|| old.to_string());
-    let profile = Profile {
-        login: pick(&f.login, &acc.profile.login),
-        first_name: pick(&f.first_name, &acc.profile.first_name),
-        last_name: pick(&f.last_name, &acc.profile.last_name),
-        email: pick(&f.email, &acc.profile.email),
-    };
-    let role = pick(&f.role, &acc.role);
-    if profile != acc.profile || role != acc.role {
+    let differs = |v: &Option<String>, old: &str| v.as_deref().is_some_and(|v| v != old);
+    let p = &acc.profile;
+    let changed = differs(&f.login, &p.login)
+        || differs(&f.first_name, &p.first_name)
+        || differs(&f.last_name, &p.last_name)
+        || differs(&f.email, &p.email)
+        || differs(&f.role, &acc.role);
+    if changed {
+        let pick = |v: &Option<String>, old: &str| v.clone().unwrap_or_else(|| old.to_string());
+        let profile = Profile {
+            login: pick(&f.login, &p.login),
+            first_name: pick(&f.first_name, &p.first_name),
+            last_name: pick(&f.last_name, &p.last_name),
+            email: pick(&f.email, &p.email),
+        };
+        let role = pick(&f.role, &acc.role);
         steps.push(Step {
             command: Command::UpdateProfile {
                 account: acc.id,

@@ -73,7 +73,7 @@ impl<R: Read> Table<R> {
                 file: file.to_string(),
             });
         }
-        let mut header = std::mem::take(&mut t.fields);
+        let mut header = t.fields.clone();
         if let Some(first) = header.first_mut() {
             *first = first.trim_start_matches('\u{feff}').to_string();
         }
@@ -136,10 +136,16 @@ impl<R: Read> Table<R> {
                 return Ok(false);
             }
             self.line = self.record.position().map_or(self.line + 1, |p| p.line());
-            self.fields.clear();
+            // Field buffers are reused from record to record: no allocation per field.
+            let n = self.record.len();
+            self.fields.resize_with(n, String::new);
             for (i, raw) in self.record.iter().enumerate() {
                 match std::str::from_utf8(raw) {
-                    Ok(s) => self.fields.push(s.to_string()),
+                    Ok(s) => {
+                        let f = &mut self.fields[i];
+                        f.clear();
+                        f.push_str(s);
+                    }
                     Err(e) => {
                         let column = if self.header.is_empty() {
                             format!("#{}", i + 1)
