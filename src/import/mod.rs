@@ -135,7 +135,7 @@ where
         })
     };
     let (read, mut progress) = reading.await.map_err(|e| ImportError::Io {
-        file: job.domain.clone(),
+        file: "(import task)".into(),
         source: std::io::Error::other(format!("the import task failed: {e}")),
     })?;
     let read = read?;
