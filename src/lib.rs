@@ -9,7 +9,9 @@
 //! Personal data is encrypted with a per-account key ([`store::vault`]); deleting an account
 //! destroys its key, so the log stays append-only and the person becomes unrecoverable.
 
+pub mod api;
 pub mod bench;
+pub mod cli;
 pub mod domain;
 pub mod import;
 pub mod ledger;

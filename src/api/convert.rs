@@ -1,0 +1,190 @@
+//! Wire ↔ domain conversion. Wire types stay at the edge: every conversion of client input is a
+//! `TryFrom`/function returning INVALID_ARGUMENT naming the field, never an unwrap.
+
+use prost_types::Timestamp;
+use tonic::Status;
+
+use super::auth::Role;
+use super::pb;
+use super::status::{invalid, missing};
+use crate::domain::{AccountState, Profile, Status as AccountStatus};
+use crate::store::{RecordedEvent, Source};
+
+/// Microseconds since the Unix epoch from a wire timestamp (`field` names it in errors).
+pub fn timestamp_to_us(ts: &Timestamp, field: &str) -> Result<i64, Status> {
+    if !(0..1_000_000_000).contains(&ts.nanos) {
+        return Err(invalid(field, format!("nanos {} out of range", ts.nanos)));
+    }
+    ts.seconds
+        .checked_mul(1_000_000)
+        .and_then(|us| us.checked_add(i64::from(ts.nanos / 1000)))
+        .ok_or_else(|| invalid(field, format!("seconds {} out of range", ts.seconds)))
+}
+
+pub fn us_to_timestamp(us: i64) -> Timestamp {
+    Timestamp {
+        seconds: us.div_euclid(1_000_000),
+        nanos: (us.rem_euclid(1_000_000) * 1000) as i32,
+    }
+}
+
+pub fn optional_as_of(ts: Option<&Timestamp>) -> Result<Option<i64>, Status> {
+    ts.map(|t| timestamp_to_us(t, "as_of")).transpose()
+}
+
+impl TryFrom<Option<pb::Profile>> for Profile {
+    type Error = Status;
+    fn try_from(p: Option<pb::Profile>) -> Result<Profile, Status> {
+        let p = p.ok_or_else(|| missing("profile"))?;
+        if p.login.trim().is_empty() {
+            return Err(missing("profile.login"));
+        }
+        Ok(Profile {
+            login: p.login,
+            first_name: p.first_name,
+            last_name: p.last_name,
+            email: p.email,
+        })
+    }
+}
+
+impl From<&Profile> for pb::Profile {
+    fn from(p: &Profile) -> pb::Profile {
+        pb::Profile {
+            login: p.login.clone(),
+            first_name: p.first_name.clone(),
+            last_name: p.last_name.clone(),
+            email: p.email.clone(),
+        }
+    }
+}
+
+impl From<AccountStatus> for pb::AccountStatus {
+    fn from(s: AccountStatus) -> pb::AccountStatus {
+        match s {
+            AccountStatus::Enabled => pb::AccountStatus::Enabled,
+            AccountStatus::Disabled => pb::AccountStatus::Disabled,
+            AccountStatus::Deactivated => pb::AccountStatus::Deactivated,
+            AccountStatus::Deleted => pb::AccountStatus::Deleted,
+        }
+    }
+}
+
+impl From<&AccountState> for pb::Account {
+    fn from(a: &AccountState) -> pb::Account {
+        pb::Account {
+            id: a.id,
+            domain: a.domain.clone(),
+            import_id: a.import_id.clone(),
+            profile: Some((&a.profile).into()),
+            role: a.role.clone(),
+            status: pb::AccountStatus::from(a.status()) as i32,
+            enabled: a.enabled,
+            active: a.active,
+            deleted: a.deleted,
+            last_sign_in: a.last_sign_in_us.map(us_to_timestamp),
+            owns_data: a.owns_data,
+            version: a.version,
+        }
+    }
+}
+
+/// The role of a token, from the wire enum (an i32 on the wire).
+pub fn role_from_wire(role: i32) -> Result<Role, Status> {
+    match pb::Role::try_from(role) {
+        Ok(pb::Role::Operator) => Ok(Role::Operator),
+        Ok(pb::Role::DomainAdmin) => Ok(Role::DomainAdmin),
+        Ok(pb::Role::Lms) => Ok(Role::Lms),
+        Ok(pb::Role::Auditor) => Ok(Role::Auditor),
+        Ok(pb::Role::Unspecified) | Err(_) => Err(invalid(
+            "role",
+            "must be operator, domain admin, lms or auditor",
+        )),
+    }
+}
+
+impl From<&Source> for pb::EventSource {
+    fn from(s: &Source) -> pb::EventSource {
+        use pb::event_source::Kind;
+        let kind = match s {
+            Source::Manual => Kind::Manual(pb::Manual {}),
+            Source::LmsReport => Kind::LmsReport(pb::LmsReport {}),
+            Source::Import { job_id, file, row } => Kind::Import(pb::ImportRow {
+                job_id: job_id.to_string(),
+                file: file.clone(),
+                row: *row,
+            }),
+        };
+        pb::EventSource { kind: Some(kind) }
+    }
+}
+
+/// An event for the wire; `domain` is the domain of its stream when known.
+pub fn event_to_wire(e: &RecordedEvent, domain: Option<String>) -> pb::LedgerEvent {
+    let detail = serde_json::to_value(&e.event)
+        .ok()
+        .and_then(|v| match v {
+            serde_json::Value::Object(mut map) => map.remove(e.event.kind()),
+            other => Some(other),
+        })
+        .map(|v| v.to_string())
+        .unwrap_or_default();
+    pb::LedgerEvent {
+        position: e.position,
+        stream_version: e.stream_version,
+        event_id: e.event_id.to_string(),
+        recorded_at: Some(us_to_timestamp(e.recorded_at_us)),
+        actor: e.actor.clone(),
+        source: Some((&e.source).into()),
+        request_id: e.request_id.clone(),
+        kind: e.event.kind().to_string(),
+        domain: domain.unwrap_or_default(),
+        account: e.event.account(),
+        detail_json: detail,
+    }
+}
+
+/// A client request id: non-empty, at most 200 characters.
+pub fn request_id(id: Option<String>) -> Result<Option<String>, Status> {
+    match id {
+        None => Ok(None),
+        Some(id) if id.is_empty() || id.len() > 200 => Err(invalid(
+            "request_id",
+            "must be 1 to 200 characters when given",
+        )),
+        Some(id) => Ok(Some(id)),
+    }
+}
+
+/// A required non-blank text field.
+pub fn required(field: &str, value: String) -> Result<String, Status> {
+    if value.trim().is_empty() {
+        Err(missing(field))
+    } else {
+        Ok(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_round_trip_and_bad_ones_name_the_field() {
+        for us in [0, 1, 1_700_000_000_123_456, -5] {
+            assert_eq!(timestamp_to_us(&us_to_timestamp(us), "as_of").unwrap(), us);
+        }
+        let bad = Timestamp {
+            seconds: 1,
+            nanos: -1,
+        };
+        let e = timestamp_to_us(&bad, "as_of").unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        assert!(e.message().contains("as_of"));
+        let huge = Timestamp {
+            seconds: i64::MAX,
+            nanos: 0,
+        };
+        assert!(timestamp_to_us(&huge, "as_of").is_err());
+    }
+}

@@ -1,0 +1,18 @@
+//! The gRPC edge: generated wire types ([`pb`]), the service ([`server`]), bearer-token
+//! authorization ([`auth`]), the one error-to-status mapping ([`status`]) and wire ↔ domain
+//! conversion ([`convert`]).
+
+pub mod auth;
+pub mod convert;
+pub mod server;
+pub mod status;
+
+/// Code generated from `proto/account_ledger/v1/*.proto` by `build.rs`.
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
+pub mod pb {
+    tonic::include_proto!("account_ledger.v1");
+
+    /// Encoded descriptors of every generated file, for server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        tonic::include_file_descriptor_set!("account_ledger_descriptor");
+}

@@ -1,0 +1,119 @@
+//! The one place that maps ledger, domain and store errors to gRPC status codes.
+//!
+//! User mistakes never become INTERNAL: invalid input is INVALID_ARGUMENT (the message names the
+//! field), unknown things NOT_FOUND, rule refusals FAILED_PRECONDITION (the message names the
+//! limit and count), concurrency ABORTED, duplicates ALREADY_EXISTS. Only the disk failing is
+//! INTERNAL/UNAVAILABLE.
+
+use tonic::Status;
+
+use crate::domain::DomainError;
+use crate::ledger::LedgerError;
+use crate::store::StoreError;
+
+pub fn from_domain(e: &DomainError) -> Status {
+    let msg = e.to_string();
+    match e {
+        DomainError::UnknownDomain { .. } | DomainError::UnknownAccount { .. } => {
+            Status::not_found(msg)
+        }
+        DomainError::DomainExists { .. }
+        | DomainError::ImportIdTaken { .. }
+        | DomainError::LoginTaken { .. } => Status::already_exists(msg),
+        DomainError::AccountDeleted { .. }
+        | DomainError::LicenseLimitReached { .. }
+        | DomainError::LimitBelowUsage { .. } => Status::failed_precondition(msg),
+        DomainError::Invalid { .. } => Status::invalid_argument(msg),
+    }
+}
+
+pub fn from_store(e: &StoreError) -> Status {
+    let msg = e.to_string();
+    match e {
+        StoreError::Conflict { .. } => Status::aborted(msg),
+        StoreError::Open { .. } | StoreError::Io(_) => Status::unavailable(msg),
+        StoreError::UnknownVersion { .. } | StoreError::Corrupt { .. } => Status::internal(msg),
+    }
+}
+
+pub fn from_ledger(e: &LedgerError) -> Status {
+    match e {
+        LedgerError::Domain(d) => from_domain(d),
+        LedgerError::Store(s) => from_store(s),
+        LedgerError::VersionMismatch { .. } => Status::aborted(e.to_string()),
+        LedgerError::Closed => Status::unavailable(e.to_string()),
+    }
+}
+
+impl From<LedgerError> for Status {
+    fn from(e: LedgerError) -> Status {
+        from_ledger(&e)
+    }
+}
+
+/// INVALID_ARGUMENT naming the field.
+pub fn invalid(field: &str, reason: impl std::fmt::Display) -> Status {
+    Status::invalid_argument(format!("invalid {field}: {reason}"))
+}
+
+/// INVALID_ARGUMENT for a required field left out.
+pub fn missing(field: &str) -> Status {
+    Status::invalid_argument(format!("invalid {field}: required"))
+}
+
+pub fn unauthenticated(reason: impl std::fmt::Display) -> Status {
+    Status::unauthenticated(reason.to_string())
+}
+
+pub fn permission_denied(reason: impl std::fmt::Display) -> Status {
+    Status::permission_denied(reason.to_string())
+}
+
+pub fn account_not_found(what: impl std::fmt::Display) -> Status {
+    Status::not_found(format!("account {what} does not exist"))
+}
+
+pub fn domain_not_found(domain: &str) -> Status {
+    from_domain(&DomainError::UnknownDomain {
+        domain: domain.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::Code;
+
+    #[test]
+    fn user_mistakes_are_never_internal() {
+        let cases = [
+            (
+                DomainError::LicenseLimitReached {
+                    domain: "d".into(),
+                    limit: 2,
+                    used: 2,
+                },
+                Code::FailedPrecondition,
+            ),
+            (DomainError::AccountDeleted { account: 1 }, Code::FailedPrecondition),
+            (DomainError::UnknownAccount { account: 1 }, Code::NotFound),
+            (DomainError::DomainExists { domain: "d".into() }, Code::AlreadyExists),
+            (
+                DomainError::Invalid {
+                    field: "email",
+                    reason: "x".into(),
+                },
+                Code::InvalidArgument,
+            ),
+        ];
+        for (e, code) in cases {
+            assert_eq!(from_domain(&e).code(), code, "{e}");
+        }
+        let s = from_domain(&DomainError::LicenseLimitReached {
+            domain: "d".into(),
+            limit: 2,
+            used: 2,
+        });
+        assert!(s.message().contains("2 of 2"), "{}", s.message());
+    }
+}
