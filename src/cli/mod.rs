@@ -1,1 +1,285 @@
-//! placeholder
+//! The command line of the one binary `account-ledger`: clap definitions and dispatch.
+//! `serve` runs the server; every other subcommand is a gRPC client of a running server.
+//! One place ([`run`]) turns outcomes into exit codes: 0 ok, 1 refused or failed.
+
+mod client;
+mod output;
+mod serve;
+pub mod time;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "account-ledger", version, about = "Event-sourced ledger of school-LMS account lifecycles")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Top,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Top {
+    /// Run the gRPC server (health + reflection included).
+    Serve(ServeArgs),
+    /// Run the storage benchmark.
+    Bench(BenchArgs),
+    #[command(flatten)]
+    Client(ClientCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Data directory (sled store and config.json). Default: the platform data dir.
+    #[arg(long, env = "ACCOUNT_LEDGER_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address to listen on (port 0 picks a free port; the chosen address is printed).
+    #[arg(long, env = "ACCOUNT_LEDGER_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: String,
+    /// Token config file. Default: <data-dir>/config.json.
+    #[arg(long, env = "ACCOUNT_LEDGER_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Number of events to write.
+    #[arg(long, default_value_t = 100_000)]
+    pub events: u64,
+    /// Data directory (default: a temporary one).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Options every client subcommand shares.
+#[derive(Debug, Args, Clone)]
+pub struct Conn {
+    /// Server URL.
+    #[arg(long, global = true, env = "ACCOUNT_LEDGER_SERVER", default_value = "http://127.0.0.1:50051")]
+    pub server: String,
+    /// Bearer token.
+    #[arg(long, global = true, env = "ACCOUNT_LEDGER_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Domains (operator).
+    Domain {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        command: DomainCommand,
+    },
+    /// Tokens (operator): issue a token for a domain admin, LMS service or auditor.
+    Token {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Accounts (domain admin; reads also auditor).
+    Account {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        command: AccountCommand,
+    },
+    /// License usage of a domain.
+    License {
+        #[command(flatten)]
+        conn: Conn,
+        domain: String,
+        /// Answer as of this instant (RFC 3339, e.g. 2025-01-31T12:00:00Z, or Unix seconds).
+        #[arg(long)]
+        as_of: Option<String>,
+    },
+    /// The users export of a domain (Enabled and Disabled accounts).
+    Export {
+        #[command(flatten)]
+        conn: Conn,
+        domain: String,
+        #[arg(long)]
+        as_of: Option<String>,
+    },
+    /// May this login sign in now?
+    CanSignIn {
+        #[command(flatten)]
+        conn: Conn,
+        domain: String,
+        login: String,
+    },
+    /// Read the log by position (auditor).
+    Log {
+        #[command(flatten)]
+        conn: Conn,
+        #[arg(long, default_value_t = 1)]
+        from: u64,
+        #[arg(long, default_value_t = 0)]
+        to: u64,
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+    },
+    /// Replay the log into a scratch projection and compare with the live one (operator).
+    Verify {
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Rebuild the projections from the log (operator).
+    Rebuild {
+        #[command(flatten)]
+        conn: Conn,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DomainCommand {
+    /// Register a domain with its license limit.
+    Create {
+        domain: String,
+        #[arg(long)]
+        limit: u32,
+    },
+    /// Change a domain's license limit.
+    Limit { domain: String, limit: u32 },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token (printed once).
+    Add {
+        /// Name recorded as the actor of every event caused with the token.
+        #[arg(long)]
+        principal: String,
+        /// operator, domain-admin, lms or auditor.
+        #[arg(long)]
+        role: String,
+        /// A domain the token may act in (repeat for several).
+        #[arg(long = "domain")]
+        domains: Vec<String>,
+    },
+}
+
+/// Common write options.
+#[derive(Debug, Args, Clone)]
+pub struct WriteOpts {
+    /// Client request id: a retry with the same id records nothing new.
+    #[arg(long)]
+    pub request_id: Option<String>,
+    /// Refuse unless the account is at this version.
+    #[arg(long)]
+    pub expected_version: Option<u64>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountCommand {
+    /// Create an account by hand.
+    Create {
+        #[arg(long)]
+        domain: String,
+        #[arg(long)]
+        login: String,
+        #[arg(long, default_value = "")]
+        first_name: String,
+        #[arg(long, default_value = "")]
+        last_name: String,
+        #[arg(long, default_value = "")]
+        email: String,
+        #[arg(long, default_value = "student")]
+        role: String,
+        #[arg(long)]
+        import_id: Option<String>,
+        /// Create it Disabled.
+        #[arg(long)]
+        disabled: bool,
+        #[command(flatten)]
+        write: WriteOpts,
+    },
+    /// Disable (after a warning; --yes skips the question).
+    Disable {
+        /// Account id, or DOMAIN:IMPORT_ID.
+        account: String,
+        #[arg(long, short)]
+        yes: bool,
+        #[command(flatten)]
+        write: WriteOpts,
+    },
+    /// Enable (also reactivates a deactivated account).
+    Enable {
+        account: String,
+        #[command(flatten)]
+        write: WriteOpts,
+    },
+    Deactivate {
+        account: String,
+        #[command(flatten)]
+        write: WriteOpts,
+    },
+    Reactivate {
+        account: String,
+        /// Reactivate it Disabled.
+        #[arg(long)]
+        disabled: bool,
+        #[command(flatten)]
+        write: WriteOpts,
+    },
+    /// Delete for good (after a warning saying what is destroyed; --yes skips the question).
+    Delete {
+        account: String,
+        #[arg(long, short)]
+        yes: bool,
+        #[command(flatten)]
+        write: WriteOpts,
+    },
+    /// One account, now or --as-of an instant.
+    Show {
+        account: String,
+        #[arg(long)]
+        as_of: Option<String>,
+    },
+    /// A domain's accounts.
+    List {
+        domain: String,
+        #[arg(long)]
+        include_disabled: bool,
+        #[arg(long)]
+        include_deactivated: bool,
+        #[arg(long)]
+        search: Option<String>,
+        #[arg(long)]
+        role: Option<String>,
+        #[arg(long, default_value_t = 0)]
+        offset: u32,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[arg(long)]
+        as_of: Option<String>,
+    },
+    /// Every event of an account: who, when, through what.
+    History { account: String },
+}
+
+/// Parse arguments and run; the one place that chooses the exit code.
+pub async fn run(cli: Cli) -> ExitCode {
+    let outcome = match cli.command {
+        Top::Serve(args) => serve::run(args).await,
+        Top::Bench(args) => crate::bench::run(crate::bench::BenchOptions {
+            events: args.events,
+            data_dir: args.data_dir,
+        })
+        .await
+        .map_err(|e| e.to_string()),
+        Top::Client(cmd) => client::run(cmd).await,
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! `account-ledger serve`: open the data dir, load or create the token config, serve gRPC until
+//! SIGINT/SIGTERM, then shut down gracefully (stop accepting, finish in-flight, close the ledger).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::api::auth::{Auth, AuthConfig};
+use crate::api::server;
+use crate::ledger::Ledger;
+
+use super::ServeArgs;
+
+fn default_data_dir() -> Result<PathBuf, String> {
+    dirs::data_dir()
+        .map(|d| d.join("account-ledger"))
+        .ok_or_else(|| "no platform data directory; pass --data-dir".to_string())
+}
+
+pub async fn run(args: ServeArgs) -> Result<(), String> {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+
+    let data_dir = match args.data_dir {
+        Some(d) => d,
+        None => default_data_dir()?,
+    };
+    let config_path = args.config.unwrap_or_else(|| data_dir.join("config.json"));
+    let addr: std::net::SocketAddr = args
+        .listen
+        .parse()
+        .map_err(|e| format!("--listen {:?}: {e}", args.listen))?;
+
+    let (config, new_token) = AuthConfig::load_or_init(&config_path).map_err(|e| e.to_string())?;
+    if let Some(token) = new_token {
+        println!(
+            "Created {} with one operator token. It is shown only this once; keep it:\n\
+             export ACCOUNT_LEDGER_TOKEN={token}",
+            config_path.display()
+        );
+    }
+    let store_dir = data_dir.join("ledger");
+    let ledger = Ledger::open(&store_dir)
+        .await
+        .map_err(|e| format!("opening {}: {e}", store_dir.display()))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    tracing::info!(data_dir = %data_dir.display(), "serving on {local}");
+    println!("account-ledger listening on {local}");
+
+    let auth = Arc::new(Auth::new(config, Some(config_path)));
+    server::serve(ledger, auth, listener, shutdown_signal())
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("shutdown signal received; finishing in-flight calls");
+}

@@ -1,0 +1,102 @@
+//! Instants on the command line: RFC 3339 (`2025-01-31T12:00:00Z`, `...+02:00`, fractions
+//! allowed) or Unix seconds in, RFC 3339 UTC out. No calendar crate needed for UTC.
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// Microseconds since the epoch from RFC 3339 or Unix seconds.
+pub fn parse_instant(s: &str) -> Result<i64, String> {
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<i64>() {
+        return secs
+            .checked_mul(1_000_000)
+            .ok_or_else(|| format!("--as-of {s}: out of range"));
+    }
+    let bad = || format!("--as-of {s:?}: expected RFC 3339 like 2025-01-31T12:00:00Z or Unix seconds");
+    let b = s.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return Err(bad());
+    }
+    let num = |r: std::ops::Range<usize>| -> Result<i64, String> {
+        s.get(r).and_then(|t| t.parse::<i64>().ok()).ok_or_else(bad)
+    };
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if b[13] != b':' || b[16] != b':' || !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+        return Err(bad());
+    }
+    let mut rest = &s[19..];
+    let mut micros = 0i64;
+    if let Some(frac) = rest.strip_prefix('.') {
+        let digits: String = frac.chars().take_while(char::is_ascii_digit).collect();
+        if digits.is_empty() {
+            return Err(bad());
+        }
+        let padded: String = digits.chars().chain(std::iter::repeat('0')).take(6).collect();
+        micros = padded.parse().map_err(|_| bad())?;
+        rest = &frac[digits.len()..];
+    }
+    let offset_secs = match rest {
+        "Z" | "z" => 0,
+        o if o.len() == 6 && (o.starts_with('+') || o.starts_with('-')) && &o[3..4] == ":" => {
+            let oh: i64 = o[1..3].parse().map_err(|_| bad())?;
+            let om: i64 = o[4..6].parse().map_err(|_| bad())?;
+            let v = oh * 3600 + om * 60;
+            if o.starts_with('-') { -v } else { v }
+        }
+        _ => return Err(bad()),
+    };
+    let secs = days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + sec - offset_secs;
+    Ok(secs * 1_000_000 + micros)
+}
+
+/// RFC 3339 UTC with microseconds.
+pub fn format_us(us: i64) -> String {
+    let secs = us.div_euclid(1_000_000);
+    let micros = us.rem_euclid(1_000_000);
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    let sod = secs.rem_euclid(86_400);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_offsets() {
+        for us in [0, 1_700_000_000_123_456, 951_782_400_000_000] {
+            assert_eq!(parse_instant(&format_us(us)).unwrap(), us);
+        }
+        assert_eq!(parse_instant("1970-01-01T01:00:00+01:00").unwrap(), 0);
+        assert_eq!(parse_instant("2000-02-29T00:00:00Z").unwrap(), 951_782_400_000_000);
+        assert_eq!(parse_instant("60").unwrap(), 60_000_000);
+        assert!(parse_instant("yesterday").is_err());
+        assert!(parse_instant("2025-13-01T00:00:00Z").is_err());
+    }
+}
