@@ -54,13 +54,20 @@ fn start(data_dir: &Path) -> Running {
 async fn acknowledged_commands_survive_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = start(dir.path());
-    let operator = server.token.clone().expect("first start prints an operator token");
+    let operator = server
+        .token
+        .clone()
+        .expect("first start prints an operator token");
     let mut c = connect(server.addr).await;
     register_as(&mut c, &operator, "d1").await;
     let admin = c
         .create_token(req(
             &operator,
-            pb::CreateTokenRequest { principal: "alice".into(), role: pb::Role::DomainAdmin as i32, domains: vec!["d1".into()] },
+            pb::CreateTokenRequest {
+                principal: "alice".into(),
+                role: pb::Role::DomainAdmin as i32,
+                domains: vec!["d1".into()],
+            },
         ))
         .await
         .unwrap()
@@ -81,7 +88,10 @@ async fn acknowledged_commands_survive_kill_9() {
                     break;
                 }
                 let iid = format!("w{w}-{i}");
-                match c.create_account(req(&admin, create("d1", &iid, Some(&iid)))).await {
+                match c
+                    .create_account(req(&admin, create("d1", &iid, Some(&iid))))
+                    .await
+                {
                     Ok(r) => acked.push((iid, r.into_inner().account.unwrap())),
                     Err(_) => break,
                 }
@@ -97,7 +107,11 @@ async fn acknowledged_commands_survive_kill_9() {
     for w in writers {
         acked.extend(w.await.unwrap());
     }
-    assert!(acked.len() > 10, "only {} commands were acknowledged", acked.len());
+    assert!(
+        acked.len() > 10,
+        "only {} commands were acknowledged",
+        acked.len()
+    );
 
     // Restart on the same data dir: no new token, every acknowledged command is there.
     let mut server = start(dir.path());
@@ -105,7 +119,13 @@ async fn acknowledged_commands_survive_kill_9() {
     let mut c = connect(server.addr).await;
     for (iid, id) in &acked {
         let got = c
-            .get_account(req(&admin, pb::GetAccountRequest { account: by_import("d1", iid), as_of: None }))
+            .get_account(req(
+                &admin,
+                pb::GetAccountRequest {
+                    account: by_import("d1", iid),
+                    as_of: None,
+                },
+            ))
             .await
             .unwrap_or_else(|e| panic!("acknowledged account {iid} lost: {e}"))
             .into_inner();
@@ -136,7 +156,14 @@ async fn acknowledged_commands_survive_kill_9() {
         .into_inner();
     assert!(v.equal, "{}", v.detail);
     let list = c
-        .list_accounts(req(&admin, pb::ListAccountsRequest { domain: "d1".into(), limit: 1000, ..Default::default() }))
+        .list_accounts(req(
+            &admin,
+            pb::ListAccountsRequest {
+                domain: "d1".into(),
+                limit: 1000,
+                ..Default::default()
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -152,7 +179,12 @@ async fn register_as(
 ) {
     c.register_domain(req(
         token,
-        pb::RegisterDomainRequest { domain: domain.into(), license_limit: 1_000_000, request_id: None, expected_version: None },
+        pb::RegisterDomainRequest {
+            domain: domain.into(),
+            license_limit: 1_000_000,
+            request_id: None,
+            expected_version: None,
+        },
     ))
     .await
     .unwrap();

@@ -36,7 +36,13 @@ async fn commands_and_queries_round_trip() {
 
     // Addressed by id and by (domain, import id).
     let got = c
-        .get_account(req(AUDITOR, pb::GetAccountRequest { account: by_import("d1", "S1"), as_of: None }))
+        .get_account(req(
+            AUDITOR,
+            pb::GetAccountRequest {
+                account: by_import("d1", "S1"),
+                as_of: None,
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -62,7 +68,9 @@ async fn commands_and_queries_round_trip() {
     assert_eq!(r.account_version, 2);
 
     // Deactivate, reactivate (disabled), enable.
-    c.deactivate_account(req(ADMIN_D1, account_cmd(ann))).await.unwrap();
+    c.deactivate_account(req(ADMIN_D1, account_cmd(ann)))
+        .await
+        .unwrap();
     let r = c
         .reactivate_account(req(
             ADMIN_D1,
@@ -78,44 +86,88 @@ async fn commands_and_queries_round_trip() {
         .into_inner();
     assert!(!r.positions.is_empty());
     let got = c
-        .get_account(req(ADMIN_D1, pb::GetAccountRequest { account: by_id(ann), as_of: None }))
+        .get_account(req(
+            ADMIN_D1,
+            pb::GetAccountRequest {
+                account: by_id(ann),
+                as_of: None,
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
     assert_eq!(status(&got), pb::AccountStatus::Disabled);
-    c.enable_account(req(ADMIN_D1, account_cmd(ann))).await.unwrap();
+    c.enable_account(req(ADMIN_D1, account_cmd(ann)))
+        .await
+        .unwrap();
     // Enabling an enabled account is a no-op: nothing recorded.
-    let again = c.enable_account(req(ADMIN_D1, account_cmd(ann))).await.unwrap().into_inner();
+    let again = c
+        .enable_account(req(ADMIN_D1, account_cmd(ann)))
+        .await
+        .unwrap()
+        .into_inner();
     assert!(again.positions.is_empty());
 
     // LMS reports.
     c.record_sign_in(req(
         LMS,
-        pb::RecordSignInRequest { account: by_id(ann), at: None, request_id: None, expected_version: None },
+        pb::RecordSignInRequest {
+            account: by_id(ann),
+            at: None,
+            request_id: None,
+            expected_version: None,
+        },
     ))
     .await
     .unwrap();
-    c.record_data_owned(req(LMS, account_cmd(bob))).await.unwrap();
+    c.record_data_owned(req(LMS, account_cmd(bob)))
+        .await
+        .unwrap();
     let got = c
-        .get_account(req(AUDITOR, pb::GetAccountRequest { account: by_id(bob), as_of: None }))
+        .get_account(req(
+            AUDITOR,
+            pb::GetAccountRequest {
+                account: by_id(bob),
+                as_of: None,
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
     assert!(got.owns_data);
 
     // CanSignIn.
-    let can = |login: &str| pb::CanSignInRequest { domain: "d1".into(), login: login.into() };
-    let r = c.can_sign_in(req(LMS, can("ANN"))).await.unwrap().into_inner();
+    let can = |login: &str| pb::CanSignInRequest {
+        domain: "d1".into(),
+        login: login.into(),
+    };
+    let r = c
+        .can_sign_in(req(LMS, can("ANN")))
+        .await
+        .unwrap()
+        .into_inner();
     assert!(r.allowed);
     assert_eq!(r.account, Some(ann));
-    let r = c.can_sign_in(req(LMS, can("tess"))).await.unwrap().into_inner();
+    let r = c
+        .can_sign_in(req(LMS, can("tess")))
+        .await
+        .unwrap()
+        .into_inner();
     assert!(!r.allowed);
     assert_eq!(r.status, pb::AccountStatus::Disabled as i32);
-    let r = c.can_sign_in(req(LMS, can("nobody"))).await.unwrap().into_inner();
+    let r = c
+        .can_sign_in(req(LMS, can("nobody")))
+        .await
+        .unwrap()
+        .into_inner();
     assert!(!r.allowed && r.account.is_none());
 
     // ListAccounts: default view hides disabled; filters; paging.
-    let list = |include_disabled: bool, search: Option<&str>, role: Option<&str>, offset: u32, limit: u32| {
+    let list = |include_disabled: bool,
+                search: Option<&str>,
+                role: Option<&str>,
+                offset: u32,
+                limit: u32| {
         pb::ListAccountsRequest {
             domain: "d1".into(),
             include_disabled,
@@ -127,28 +179,65 @@ async fn commands_and_queries_round_trip() {
             as_of: None,
         }
     };
-    let r = c.list_accounts(req(AUDITOR, list(false, None, None, 0, 0))).await.unwrap().into_inner();
+    let r = c
+        .list_accounts(req(AUDITOR, list(false, None, None, 0, 0)))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(r.total, 2);
-    let r = c.list_accounts(req(AUDITOR, list(true, None, None, 0, 0))).await.unwrap().into_inner();
+    let r = c
+        .list_accounts(req(AUDITOR, list(true, None, None, 0, 0)))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(r.total, 3);
-    let r = c.list_accounts(req(AUDITOR, list(true, None, None, 1, 1))).await.unwrap().into_inner();
+    let r = c
+        .list_accounts(req(AUDITOR, list(true, None, None, 1, 1)))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!((r.total, r.accounts.len()), (3, 1));
     assert_eq!(r.accounts[0].id, bob);
-    let r = c.list_accounts(req(AUDITOR, list(true, Some("T1"), None, 0, 0))).await.unwrap().into_inner();
-    assert_eq!(r.accounts.iter().map(|a| a.id).collect::<Vec<_>>(), vec![tess]);
-    let r = c.list_accounts(req(AUDITOR, list(true, None, Some("teacher"), 0, 0))).await.unwrap().into_inner();
+    let r = c
+        .list_accounts(req(AUDITOR, list(true, Some("T1"), None, 0, 0)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        r.accounts.iter().map(|a| a.id).collect::<Vec<_>>(),
+        vec![tess]
+    );
+    let r = c
+        .list_accounts(req(AUDITOR, list(true, None, Some("teacher"), 0, 0)))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(r.total, 2);
 
     // License usage and the export (enabled + disabled, not deactivated).
     let u = c
-        .get_license_usage(req(OPERATOR, pb::GetLicenseUsageRequest { domain: "d1".into(), as_of: None }))
+        .get_license_usage(req(
+            OPERATOR,
+            pb::GetLicenseUsageRequest {
+                domain: "d1".into(),
+                as_of: None,
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
     assert_eq!((u.used, u.limit), (2, 10));
-    c.deactivate_account(req(ADMIN_D1, account_cmd(bob))).await.unwrap();
+    c.deactivate_account(req(ADMIN_D1, account_cmd(bob)))
+        .await
+        .unwrap();
     let mut stream = c
-        .export_users(req(AUDITOR, pb::ExportUsersRequest { domain: "d1".into(), as_of: None }))
+        .export_users(req(
+            AUDITOR,
+            pb::ExportUsersRequest {
+                domain: "d1".into(),
+                as_of: None,
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -160,7 +249,12 @@ async fn commands_and_queries_round_trip() {
 
     // History: who, when, what.
     let h = c
-        .get_account_history(req(AUDITOR, pb::GetAccountHistoryRequest { account: by_id(ann) }))
+        .get_account_history(req(
+            AUDITOR,
+            pb::GetAccountHistoryRequest {
+                account: by_id(ann),
+            },
+        ))
         .await
         .unwrap()
         .into_inner()
@@ -187,21 +281,43 @@ async fn commands_and_queries_round_trip() {
 
     // ReadLog by position range.
     let log = c
-        .read_log(req(AUDITOR, pb::ReadLogRequest { from_position: 2, to_position: 3, limit: 0 }))
+        .read_log(req(
+            AUDITOR,
+            pb::ReadLogRequest {
+                from_position: 2,
+                to_position: 3,
+                limit: 0,
+            },
+        ))
         .await
         .unwrap()
         .into_inner()
         .events;
-    assert_eq!(log.iter().map(|e| e.position).collect::<Vec<_>>(), vec![2, 3]);
+    assert_eq!(
+        log.iter().map(|e| e.position).collect::<Vec<_>>(),
+        vec![2, 3]
+    );
     assert_eq!(log[0].kind, "AccountCreated");
 
     // Admin.
-    let v = c.verify_projections(req(OPERATOR, pb::VerifyProjectionsRequest {})).await.unwrap().into_inner();
+    let v = c
+        .verify_projections(req(OPERATOR, pb::VerifyProjectionsRequest {}))
+        .await
+        .unwrap()
+        .into_inner();
     assert!(v.equal, "{}", v.detail);
     let total = server.ledger.log().last_position();
-    let r = c.rebuild_projections(req(OPERATOR, pb::RebuildProjectionsRequest {})).await.unwrap().into_inner();
+    let r = c
+        .rebuild_projections(req(OPERATOR, pb::RebuildProjectionsRequest {}))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(r.events_replayed, total);
-    let v = c.verify_projections(req(OPERATOR, pb::VerifyProjectionsRequest {})).await.unwrap().into_inner();
+    let v = c
+        .verify_projections(req(OPERATOR, pb::VerifyProjectionsRequest {}))
+        .await
+        .unwrap()
+        .into_inner();
     assert!(v.equal, "{}", v.detail);
     server.stop().await;
 }
@@ -217,60 +333,122 @@ async fn every_status_code() {
     // INVALID_ARGUMENT names the field.
     let mut no_profile = create("d1", "x", None);
     no_profile.profile = None;
-    assert_status(c.create_account(req(ADMIN_D1, no_profile)).await, Code::InvalidArgument, &["profile"]);
     assert_status(
-        c.create_account(req(ADMIN_D1, create("d1", "  ", None))).await,
+        c.create_account(req(ADMIN_D1, no_profile)).await,
+        Code::InvalidArgument,
+        &["profile"],
+    );
+    assert_status(
+        c.create_account(req(ADMIN_D1, create("d1", "  ", None)))
+            .await,
         Code::InvalidArgument,
         &["profile.login"],
     );
     assert_status(
-        c.get_account(req(AUDITOR, pb::GetAccountRequest { account: None, as_of: None })).await,
+        c.get_account(req(
+            AUDITOR,
+            pb::GetAccountRequest {
+                account: None,
+                as_of: None,
+            },
+        ))
+        .await,
         Code::InvalidArgument,
         &["account"],
     );
     assert_status(
         c.get_account(req(
             AUDITOR,
-            pb::GetAccountRequest { account: by_id(a), as_of: Some(prost_types::Timestamp { seconds: 1, nanos: -3 }) },
+            pb::GetAccountRequest {
+                account: by_id(a),
+                as_of: Some(prost_types::Timestamp {
+                    seconds: 1,
+                    nanos: -3,
+                }),
+            },
         ))
         .await,
         Code::InvalidArgument,
         &["as_of"],
     );
     assert_status(
-        c.get_import_job_history(req(AUDITOR, pb::GetImportJobHistoryRequest { job_id: "nope".into() })).await,
+        c.get_import_job_history(req(
+            AUDITOR,
+            pb::GetImportJobHistoryRequest {
+                job_id: "nope".into(),
+            },
+        ))
+        .await,
         Code::InvalidArgument,
         &["job_id"],
     );
     assert_status(
-        c.read_log(req(AUDITOR, pb::ReadLogRequest { from_position: 5, to_position: 2, limit: 0 })).await,
+        c.read_log(req(
+            AUDITOR,
+            pb::ReadLogRequest {
+                from_position: 5,
+                to_position: 2,
+                limit: 0,
+            },
+        ))
+        .await,
         Code::InvalidArgument,
         &["to_position"],
     );
     let mut bad_rid = create("d1", "y", None);
     bad_rid.request_id = Some(String::new());
-    assert_status(c.create_account(req(ADMIN_D1, bad_rid)).await, Code::InvalidArgument, &["request_id"]);
+    assert_status(
+        c.create_account(req(ADMIN_D1, bad_rid)).await,
+        Code::InvalidArgument,
+        &["request_id"],
+    );
 
     // NOT_FOUND.
     assert_status(
-        c.get_account(req(AUDITOR, pb::GetAccountRequest { account: by_id(999), as_of: None })).await,
+        c.get_account(req(
+            AUDITOR,
+            pb::GetAccountRequest {
+                account: by_id(999),
+                as_of: None,
+            },
+        ))
+        .await,
         Code::NotFound,
         &["999"],
     );
     assert_status(
-        c.get_account(req(AUDITOR, pb::GetAccountRequest { account: by_import("d1", "nope"), as_of: None })).await,
+        c.get_account(req(
+            AUDITOR,
+            pb::GetAccountRequest {
+                account: by_import("d1", "nope"),
+                as_of: None,
+            },
+        ))
+        .await,
         Code::NotFound,
         &["nope"],
     );
     assert_status(
-        c.get_license_usage(req(AUDITOR, pb::GetLicenseUsageRequest { domain: "zz".into(), as_of: None })).await,
+        c.get_license_usage(req(
+            AUDITOR,
+            pb::GetLicenseUsageRequest {
+                domain: "zz".into(),
+                as_of: None,
+            },
+        ))
+        .await,
         Code::NotFound,
         &["zz"],
     );
     assert_status(
         c.set_license_limit(req(
             OPERATOR,
-            pb::SetLicenseLimitRequest { domain: "zz".into(), license_limit: 1, request_id: None, expected_version: None },
+            pb::SetLicenseLimitRequest {
+                domain: "zz".into(),
+                license_limit: 1,
+                request_id: None,
+                expected_version: None,
+            },
         ))
         .await,
         Code::NotFound,
@@ -279,7 +457,9 @@ async fn every_status_code() {
     assert_status(
         c.get_import_job_history(req(
             AUDITOR,
-            pb::GetImportJobHistoryRequest { job_id: uuid::Uuid::new_v4().to_string() },
+            pb::GetImportJobHistoryRequest {
+                job_id: uuid::Uuid::new_v4().to_string(),
+            },
         ))
         .await,
         Code::NotFound,
@@ -290,7 +470,12 @@ async fn every_status_code() {
     assert_status(
         c.register_domain(req(
             OPERATOR,
-            pb::RegisterDomainRequest { domain: "d1".into(), license_limit: 5, request_id: None, expected_version: None },
+            pb::RegisterDomainRequest {
+                domain: "d1".into(),
+                license_limit: 5,
+                request_id: None,
+                expected_version: None,
+            },
         ))
         .await,
         Code::AlreadyExists,
@@ -298,18 +483,28 @@ async fn every_status_code() {
     );
     let mut dup = create("d1", "other", Some("S1"));
     dup.enabled = Some(false);
-    assert_status(c.create_account(req(ADMIN_D1, dup)).await, Code::AlreadyExists, &["S1"]);
+    assert_status(
+        c.create_account(req(ADMIN_D1, dup)).await,
+        Code::AlreadyExists,
+        &["S1"],
+    );
 
     // FAILED_PRECONDITION: the license limit, naming limit and count.
     assert_status(
-        c.create_account(req(ADMIN_D1, create("d1", "cy", None))).await,
+        c.create_account(req(ADMIN_D1, create("d1", "cy", None)))
+            .await,
         Code::FailedPrecondition,
         &["license limit", "2 of 2"],
     );
     assert_status(
         c.set_license_limit(req(
             OPERATOR,
-            pb::SetLicenseLimitRequest { domain: "d1".into(), license_limit: 1, request_id: None, expected_version: None },
+            pb::SetLicenseLimitRequest {
+                domain: "d1".into(),
+                license_limit: 1,
+                request_id: None,
+                expected_version: None,
+            },
         ))
         .await,
         Code::FailedPrecondition,
@@ -319,11 +514,20 @@ async fn every_status_code() {
     // ABORTED: expected version mismatch (account and domain streams).
     let mut cmd = account_cmd(a);
     cmd.expected_version = Some(7);
-    assert_status(c.deactivate_account(req(ADMIN_D1, cmd)).await, Code::Aborted, &["expected 7"]);
+    assert_status(
+        c.deactivate_account(req(ADMIN_D1, cmd)).await,
+        Code::Aborted,
+        &["expected 7"],
+    );
     assert_status(
         c.set_license_limit(req(
             OPERATOR,
-            pb::SetLicenseLimitRequest { domain: "d1".into(), license_limit: 3, request_id: None, expected_version: Some(9) },
+            pb::SetLicenseLimitRequest {
+                domain: "d1".into(),
+                license_limit: 3,
+                request_id: None,
+                expected_version: Some(9),
+            },
         ))
         .await,
         Code::Aborted,
@@ -331,12 +535,22 @@ async fn every_status_code() {
     );
 
     // FAILED_PRECONDITION: Deleted is terminal.
-    let warn = c.delete_account(req(ADMIN_D1, confirmable(a, None))).await.unwrap().into_inner();
+    let warn = c
+        .delete_account(req(ADMIN_D1, confirmable(a, None)))
+        .await
+        .unwrap()
+        .into_inner();
     let Some(pb::confirmable_reply::Outcome::ConfirmationRequired(conf)) = warn.outcome else {
         panic!("expected a warning");
     };
-    c.delete_account(req(ADMIN_D1, confirmable(a, Some(conf.confirmation_token)))).await.unwrap();
-    assert_status(c.enable_account(req(ADMIN_D1, account_cmd(a))).await, Code::FailedPrecondition, &["deleted"]);
+    c.delete_account(req(ADMIN_D1, confirmable(a, Some(conf.confirmation_token))))
+        .await
+        .unwrap();
+    assert_status(
+        c.enable_account(req(ADMIN_D1, account_cmd(a))).await,
+        Code::FailedPrecondition,
+        &["deleted"],
+    );
     assert_status(
         c.delete_account(req(ADMIN_D1, confirmable(a, None))).await,
         Code::FailedPrecondition,
@@ -379,7 +593,12 @@ async fn disable_and_delete_take_two_steps() {
     let last = server.ledger.log().last_position();
 
     // First call: a warning and a token; nothing recorded.
-    let conf = token_of(c.disable_account(req(ADMIN_D1, confirmable(a, None))).await.unwrap().into_inner());
+    let conf = token_of(
+        c.disable_account(req(ADMIN_D1, confirmable(a, None)))
+            .await
+            .unwrap()
+            .into_inner(),
+    );
     assert!(conf.warning.contains("Disabling"), "{}", conf.warning);
     assert!(!conf.confirmation_token.is_empty());
     assert!(conf.expires_at.is_some());
@@ -387,17 +606,26 @@ async fn disable_and_delete_take_two_steps() {
 
     // A wrong token, or the token for another account or action, is refused.
     assert_status(
-        c.disable_account(req(ADMIN_D1, confirmable(a, Some("bogus".into())))).await,
+        c.disable_account(req(ADMIN_D1, confirmable(a, Some("bogus".into()))))
+            .await,
         Code::FailedPrecondition,
         &["confirmation_token"],
     );
     assert_status(
-        c.disable_account(req(ADMIN_D1, confirmable(b, Some(conf.confirmation_token.clone())))).await,
+        c.disable_account(req(
+            ADMIN_D1,
+            confirmable(b, Some(conf.confirmation_token.clone())),
+        ))
+        .await,
         Code::FailedPrecondition,
         &["confirmation_token"],
     );
     assert_status(
-        c.delete_account(req(ADMIN_D1, confirmable(a, Some(conf.confirmation_token.clone())))).await,
+        c.delete_account(req(
+            ADMIN_D1,
+            confirmable(a, Some(conf.confirmation_token.clone())),
+        ))
+        .await,
         Code::FailedPrecondition,
         &["confirmation_token"],
     );
@@ -415,22 +643,47 @@ async fn disable_and_delete_take_two_steps() {
     assert!(!server.ledger.account(a).unwrap().enabled);
 
     // Delete: the warning says what is destroyed.
-    c.record_sign_in(req(LMS, pb::RecordSignInRequest { account: by_id(b), at: None, request_id: None, expected_version: None }))
-        .await
-        .unwrap();
+    c.record_sign_in(req(
+        LMS,
+        pb::RecordSignInRequest {
+            account: by_id(b),
+            at: None,
+            request_id: None,
+            expected_version: None,
+        },
+    ))
+    .await
+    .unwrap();
     c.record_data_owned(req(LMS, account_cmd(b))).await.unwrap();
-    let conf = token_of(c.delete_account(req(ADMIN_D1, confirmable(b, None))).await.unwrap().into_inner());
+    let conf = token_of(
+        c.delete_account(req(ADMIN_D1, confirmable(b, None)))
+            .await
+            .unwrap()
+            .into_inner(),
+    );
     assert!(conf.owns_data && conf.signed_in && !conf.is_stub);
     assert!(conf.last_sign_in.is_some());
     assert!(conf.warning.contains("classes it owns"), "{}", conf.warning);
-    assert!(conf.warning.contains("cannot be undone"), "{}", conf.warning);
-    let stub = token_of(c.delete_account(req(ADMIN_D1, confirmable(a, None))).await.unwrap().into_inner());
+    assert!(
+        conf.warning.contains("cannot be undone"),
+        "{}",
+        conf.warning
+    );
+    let stub = token_of(
+        c.delete_account(req(ADMIN_D1, confirmable(a, None)))
+            .await
+            .unwrap()
+            .into_inner(),
+    );
     assert!(stub.is_stub && !stub.owns_data && !stub.signed_in);
 
     // A warning goes stale when the account changes before confirmation: ABORTED.
-    c.enable_account(req(ADMIN_D1, account_cmd(a))).await.unwrap();
+    c.enable_account(req(ADMIN_D1, account_cmd(a)))
+        .await
+        .unwrap();
     assert_status(
-        c.delete_account(req(ADMIN_D1, confirmable(a, Some(stub.confirmation_token)))).await,
+        c.delete_account(req(ADMIN_D1, confirmable(a, Some(stub.confirmation_token))))
+            .await,
         Code::Aborted,
         &[],
     );
@@ -444,7 +697,13 @@ async fn disable_and_delete_take_two_steps() {
     );
     assert_eq!(done.account, Some(b));
     let got = c
-        .get_account(req(AUDITOR, pb::GetAccountRequest { account: by_id(b), as_of: None }))
+        .get_account(req(
+            AUDITOR,
+            pb::GetAccountRequest {
+                account: by_id(b),
+                as_of: None,
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -460,32 +719,72 @@ async fn request_ids_make_retries_idempotent() {
     register(&mut c, "d1", 10).await;
     let mut first = create("d1", "ann", Some("S1"));
     first.request_id = Some("create-ann".into());
-    let r1 = c.create_account(req(ADMIN_D1, first.clone())).await.unwrap().into_inner();
+    let r1 = c
+        .create_account(req(ADMIN_D1, first.clone()))
+        .await
+        .unwrap()
+        .into_inner();
     let last = server.ledger.log().last_position();
-    let r2 = c.create_account(req(ADMIN_D1, first.clone())).await.unwrap().into_inner();
+    let r2 = c
+        .create_account(req(ADMIN_D1, first.clone()))
+        .await
+        .unwrap()
+        .into_inner();
     assert!(!r1.replayed && r2.replayed);
     assert_eq!(r1.account, r2.account);
     assert_eq!(r1.positions, r2.positions);
-    assert_eq!(server.ledger.log().last_position(), last, "a retry records nothing");
+    assert_eq!(
+        server.ledger.log().last_position(),
+        last,
+        "a retry records nothing"
+    );
 
     // A retried command on an account.
     let a = r1.account.unwrap();
     let mut cmd = account_cmd(a);
     cmd.request_id = Some("deact-1".into());
-    let d1 = c.deactivate_account(req(ADMIN_D1, cmd.clone())).await.unwrap().into_inner();
-    c.enable_account(req(ADMIN_D1, account_cmd(a))).await.unwrap();
-    let d2 = c.deactivate_account(req(ADMIN_D1, cmd)).await.unwrap().into_inner();
+    let d1 = c
+        .deactivate_account(req(ADMIN_D1, cmd.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    c.enable_account(req(ADMIN_D1, account_cmd(a)))
+        .await
+        .unwrap();
+    let d2 = c
+        .deactivate_account(req(ADMIN_D1, cmd))
+        .await
+        .unwrap()
+        .into_inner();
     assert!(d2.replayed);
     assert_eq!(d1.positions, d2.positions);
-    assert_eq!(server.ledger.account(a).unwrap().active, true, "the retry did not deactivate again");
+    assert!(
+        server.ledger.account(a).unwrap().active,
+        "the retry did not deactivate again"
+    );
 
     // A confirmed delete retried after the token is used up replays without a token.
-    let warn = token_of(c.delete_account(req(ADMIN_D1, confirmable(a, None))).await.unwrap().into_inner());
+    let warn = token_of(
+        c.delete_account(req(ADMIN_D1, confirmable(a, None)))
+            .await
+            .unwrap()
+            .into_inner(),
+    );
     let mut del = confirmable(a, Some(warn.confirmation_token));
     del.request_id = Some("del-ann".into());
-    let x = done_of(c.delete_account(req(ADMIN_D1, del.clone())).await.unwrap().into_inner());
+    let x = done_of(
+        c.delete_account(req(ADMIN_D1, del.clone()))
+            .await
+            .unwrap()
+            .into_inner(),
+    );
     del.confirmation_token = None;
-    let y = done_of(c.delete_account(req(ADMIN_D1, del)).await.unwrap().into_inner());
+    let y = done_of(
+        c.delete_account(req(ADMIN_D1, del))
+            .await
+            .unwrap()
+            .into_inner(),
+    );
     assert!(y.replayed);
     assert_eq!(x.positions, y.positions);
     server.stop().await;
@@ -501,21 +800,35 @@ async fn subscription_sees_catch_up_then_live_events() {
     create_account(&mut c, ADMIN_D2, "d2", "zed", None).await;
 
     let mut stream = c
-        .subscribe(req(AUDITOR, pb::SubscribeRequest { from_position: 0, domain: Some("d1".into()) }))
+        .subscribe(req(
+            AUDITOR,
+            pb::SubscribeRequest {
+                from_position: 0,
+                domain: Some("d1".into()),
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
     // Catch-up: only d1's events, in order.
     let e1 = next(&mut stream).await;
-    assert_eq!((e1.kind.as_str(), e1.domain.as_str(), e1.position), ("DomainRegistered", "d1", 1));
+    assert_eq!(
+        (e1.kind.as_str(), e1.domain.as_str(), e1.position),
+        ("DomainRegistered", "d1", 1)
+    );
     let e2 = next(&mut stream).await;
     assert_eq!((e2.kind.as_str(), e2.account), ("AccountCreated", Some(a)));
 
     // Live: a d2 change is filtered out, a d1 change arrives.
     create_account(&mut c, ADMIN_D2, "d2", "zoe", None).await;
-    c.deactivate_account(req(ADMIN_D1, account_cmd(a))).await.unwrap();
+    c.deactivate_account(req(ADMIN_D1, account_cmd(a)))
+        .await
+        .unwrap();
     let e3 = next(&mut stream).await;
-    assert_eq!((e3.kind.as_str(), e3.account, e3.domain.as_str()), ("AccountDeactivated", Some(a), "d1"));
+    assert_eq!(
+        (e3.kind.as_str(), e3.account, e3.domain.as_str()),
+        ("AccountDeactivated", Some(a), "d1")
+    );
     assert!(e3.position > e2.position + 1, "d2's events were skipped");
     assert_eq!(e3.actor, "alice");
     drop(stream);
@@ -532,34 +845,67 @@ async fn as_of_reads_see_the_past() {
     tokio::time::sleep(Duration::from_millis(20)).await;
     let then = account_ledger::api::convert::us_to_timestamp(account_ledger::store::now_us());
     tokio::time::sleep(Duration::from_millis(20)).await;
-    let conf = token_of(c.disable_account(req(ADMIN_D1, confirmable(a, None))).await.unwrap().into_inner());
-    c.disable_account(req(ADMIN_D1, confirmable(a, Some(conf.confirmation_token)))).await.unwrap();
-    c.deactivate_account(req(ADMIN_D1, account_cmd(b))).await.unwrap();
+    let conf = token_of(
+        c.disable_account(req(ADMIN_D1, confirmable(a, None)))
+            .await
+            .unwrap()
+            .into_inner(),
+    );
+    c.disable_account(req(ADMIN_D1, confirmable(a, Some(conf.confirmation_token))))
+        .await
+        .unwrap();
+    c.deactivate_account(req(ADMIN_D1, account_cmd(b)))
+        .await
+        .unwrap();
     create_account(&mut c, ADMIN_D1, "d1", "cy", None).await;
 
     // Now.
     let now = c
-        .get_account(req(AUDITOR, pb::GetAccountRequest { account: by_id(a), as_of: None }))
+        .get_account(req(
+            AUDITOR,
+            pb::GetAccountRequest {
+                account: by_id(a),
+                as_of: None,
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
     assert_eq!(status(&now), pb::AccountStatus::Disabled);
     // Then.
     let past = c
-        .get_account(req(AUDITOR, pb::GetAccountRequest { account: by_id(a), as_of: Some(then) }))
+        .get_account(req(
+            AUDITOR,
+            pb::GetAccountRequest {
+                account: by_id(a),
+                as_of: Some(then),
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
     assert_eq!(status(&past), pb::AccountStatus::Enabled);
     assert_eq!(past.version, 1);
     let u = c
-        .get_license_usage(req(AUDITOR, pb::GetLicenseUsageRequest { domain: "d1".into(), as_of: Some(then) }))
+        .get_license_usage(req(
+            AUDITOR,
+            pb::GetLicenseUsageRequest {
+                domain: "d1".into(),
+                as_of: Some(then),
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
     assert_eq!(u.used, 2);
     let u = c
-        .get_license_usage(req(AUDITOR, pb::GetLicenseUsageRequest { domain: "d1".into(), as_of: None }))
+        .get_license_usage(req(
+            AUDITOR,
+            pb::GetLicenseUsageRequest {
+                domain: "d1".into(),
+                as_of: None,
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -581,9 +927,18 @@ async fn as_of_reads_see_the_past() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(list.accounts.iter().map(|x| x.id).collect::<Vec<_>>(), vec![a, b]);
+    assert_eq!(
+        list.accounts.iter().map(|x| x.id).collect::<Vec<_>>(),
+        vec![a, b]
+    );
     let mut s = c
-        .export_users(req(AUDITOR, pb::ExportUsersRequest { domain: "d1".into(), as_of: Some(then) }))
+        .export_users(req(
+            AUDITOR,
+            pb::ExportUsersRequest {
+                domain: "d1".into(),
+                as_of: Some(then),
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -591,11 +946,25 @@ async fn as_of_reads_see_the_past() {
     while let Some(x) = s.message().await.unwrap() {
         ids.push(x.id);
     }
-    assert_eq!(ids, vec![a, b], "cy did not exist then; bob was still active");
+    assert_eq!(
+        ids,
+        vec![a, b],
+        "cy did not exist then; bob was still active"
+    );
     // Before the account existed: NOT_FOUND.
-    let before = prost_types::Timestamp { seconds: 1, nanos: 0 };
+    let before = prost_types::Timestamp {
+        seconds: 1,
+        nanos: 0,
+    };
     assert_status(
-        c.get_account(req(AUDITOR, pb::GetAccountRequest { account: by_id(a), as_of: Some(before) })).await,
+        c.get_account(req(
+            AUDITOR,
+            pb::GetAccountRequest {
+                account: by_id(a),
+                as_of: Some(before),
+            },
+        ))
+        .await,
         Code::NotFound,
         &["did not exist"],
     );
@@ -618,12 +987,19 @@ async fn import_job_history_lists_a_jobs_events() {
                     domain: "d1".into(),
                     account: 0,
                     import_id: Some(format!("S{row}")),
-                    profile: account_ledger::domain::Profile { login: login.into(), ..Default::default() },
+                    profile: account_ledger::domain::Profile {
+                        login: login.into(),
+                        ..Default::default()
+                    },
                     role: "student".into(),
                     enabled: true,
                 },
                 actor: "alice".into(),
-                source: Source::Import { job_id: job, file: "users.csv".into(), row },
+                source: Source::Import {
+                    job_id: job,
+                    file: "users.csv".into(),
+                    row,
+                },
                 request_id: None,
                 expected_version: None,
             })
@@ -631,7 +1007,12 @@ async fn import_job_history_lists_a_jobs_events() {
             .unwrap();
     }
     let events = c
-        .get_import_job_history(req(ADMIN_D1, pb::GetImportJobHistoryRequest { job_id: job.to_string() }))
+        .get_import_job_history(req(
+            ADMIN_D1,
+            pb::GetImportJobHistoryRequest {
+                job_id: job.to_string(),
+            },
+        ))
         .await
         .unwrap()
         .into_inner()
@@ -639,13 +1020,22 @@ async fn import_job_history_lists_a_jobs_events() {
     assert_eq!(events.len(), 2);
     match events[1].source.as_ref().and_then(|s| s.kind.clone()) {
         Some(pb::event_source::Kind::Import(i)) => {
-            assert_eq!((i.file.as_str(), i.row, i.job_id), ("users.csv", 3, job.to_string()));
+            assert_eq!(
+                (i.file.as_str(), i.row, i.job_id),
+                ("users.csv", 3, job.to_string())
+            );
         }
         other => panic!("expected an import source, got {other:?}"),
     }
     // Another domain's admin may not see it.
     assert_status(
-        c.get_import_job_history(req(ADMIN_D2, pb::GetImportJobHistoryRequest { job_id: job.to_string() })).await,
+        c.get_import_job_history(req(
+            ADMIN_D2,
+            pb::GetImportJobHistoryRequest {
+                job_id: job.to_string(),
+            },
+        ))
+        .await,
         Code::PermissionDenied,
         &[],
     );

@@ -194,7 +194,8 @@ impl AuthConfig {
         {
             use std::io::Write;
             let mut f = std::fs::File::create(&tmp).map_err(|e| err(e.to_string()))?;
-            f.write_all(text.as_bytes()).map_err(|e| err(e.to_string()))?;
+            f.write_all(text.as_bytes())
+                .map_err(|e| err(e.to_string()))?;
             f.sync_all().map_err(|e| err(e.to_string()))?;
         }
         #[cfg(unix)]

@@ -70,10 +70,9 @@ impl LedgerService {
     fn resolve(&self, r: Option<pb::AccountRef>) -> Result<AccountState, Status> {
         let r = r.and_then(|r| r.r#ref).ok_or_else(|| missing("account"))?;
         match r {
-            pb::account_ref::Ref::Id(id) => self
-                .ledger
-                .account(id)
-                .ok_or_else(|| account_not_found(id)),
+            pb::account_ref::Ref::Id(id) => {
+                self.ledger.account(id).ok_or_else(|| account_not_found(id))
+            }
             pb::account_ref::Ref::Import(key) => {
                 let domain = required("account.import.domain", key.domain)?;
                 let import_id = required("account.import.import_id", key.import_id)?;
@@ -195,18 +194,16 @@ impl LedgerService {
             Self::purge_expired(&mut map);
             map.get(&token).cloned()
         };
-        let valid = pending.as_ref().is_some_and(|p| {
-            p.account == acc.id && p.action == action && p.principal == who.name
-        });
+        let valid = pending
+            .as_ref()
+            .is_some_and(|p| p.account == acc.id && p.action == action && p.principal == who.name);
         if !valid && !already_done {
             return Err(Status::failed_precondition(
                 "confirmation_token is unknown, expired, or for another account or action; \
                  call again without it to get a new warning",
             ));
         }
-        let expected = req
-            .expected_version
-            .or(pending.as_ref().map(|p| p.version));
+        let expected = req.expected_version.or(pending.as_ref().map(|p| p.version));
         let expected = if already_done { None } else { expected };
         let done = self.run(&who, command, req.request_id, expected).await?;
         self.confirmations
@@ -226,10 +223,10 @@ impl LedgerService {
     ) -> Result<pb::ConfirmableReply, Status> {
         if acc.deleted {
             // Same refusal the core gives; no point in confirming.
-            return Err(LedgerError::from(crate::domain::DomainError::AccountDeleted {
-                account: acc.id,
-            })
-            .into());
+            return Err(
+                LedgerError::from(crate::domain::DomainError::AccountDeleted { account: acc.id })
+                    .into(),
+            );
         }
         let signed_in = acc.last_sign_in_us.is_some();
         let warning = match action {
@@ -303,7 +300,8 @@ impl LedgerService {
             .iter()
             .filter_map(|e| {
                 let domain = self.domain_of_event(e);
-                let visible = who.all_domains() || domain.as_deref().is_some_and(|d| who.may_see(d));
+                let visible =
+                    who.all_domains() || domain.as_deref().is_some_and(|d| who.may_see(d));
                 visible.then(|| event_to_wire(e, domain))
             })
             .collect()
@@ -399,7 +397,10 @@ impl pb::account_ledger_server::AccountLedger for LedgerService {
         let principal = required("principal", req.principal)?;
         let role = convert::role_from_wire(req.role)?;
         if role == Role::DomainAdmin && req.domains.is_empty() {
-            return Err(invalid("domains", "a domain admin needs at least one domain"));
+            return Err(invalid(
+                "domains",
+                "a domain admin needs at least one domain",
+            ));
         }
         if let Some(blank) = req.domains.iter().find(|d| d.trim().is_empty()) {
             return Err(invalid("domains", format!("blank domain {blank:?}")));
@@ -698,7 +699,9 @@ impl pb::account_ledger_server::AccountLedger for LedgerService {
             .map_err(|e| invalid("job_id", format!("not a UUID: {e}")))?;
         let events = self.ledger.import_job_history(&job).await?;
         if events.is_empty() {
-            return Err(Status::not_found(format!("import job {job} recorded no events")));
+            return Err(Status::not_found(format!(
+                "import job {job} recorded no events"
+            )));
         }
         let visible = self.events_for(&who, events);
         if visible.is_empty() {
@@ -768,7 +771,9 @@ impl pb::account_ledger_server::AccountLedger for LedgerService {
         let who = self.auth.authenticate(&request)?;
         who.require(Op::Operate)?;
         let events_replayed = self.ledger.rebuild_projections().await?;
-        Ok(Response::new(pb::RebuildProjectionsResponse { events_replayed }))
+        Ok(Response::new(pb::RebuildProjectionsResponse {
+            events_replayed,
+        }))
     }
 
     async fn verify_projections(

@@ -95,9 +95,15 @@ mod tests {
                 },
                 Code::FailedPrecondition,
             ),
-            (DomainError::AccountDeleted { account: 1 }, Code::FailedPrecondition),
+            (
+                DomainError::AccountDeleted { account: 1 },
+                Code::FailedPrecondition,
+            ),
             (DomainError::UnknownAccount { account: 1 }, Code::NotFound),
-            (DomainError::DomainExists { domain: "d".into() }, Code::AlreadyExists),
+            (
+                DomainError::DomainExists { domain: "d".into() },
+                Code::AlreadyExists,
+            ),
             (
                 DomainError::Invalid {
                     field: "email",

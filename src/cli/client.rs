@@ -42,14 +42,13 @@ impl Client {
             .connect()
             .await
             .map_err(|e| format!("cannot reach {}: {e}", conn.server))?;
-        let auth = match &conn.token {
-            Some(t) => Some(
-                format!("Bearer {}", t.trim())
-                    .parse()
-                    .map_err(|_| "--token contains characters not allowed in a header".to_string())?,
-            ),
-            None => None,
-        };
+        let auth =
+            match &conn.token {
+                Some(t) => Some(format!("Bearer {}", t.trim()).parse().map_err(|_| {
+                    "--token contains characters not allowed in a header".to_string()
+                })?),
+                None => None,
+            };
         Ok(Client {
             inner: AccountLedgerClient::new(channel),
             auth,
@@ -189,7 +188,10 @@ pub async fn run(command: ClientCommand) -> Result<(), String> {
             let u = c.inner.get_license_usage(req).await.map_err(status_text)?;
             let u = u.get_ref();
             if c.json {
-                println!("{}", json!({"domain": u.domain, "used": u.used, "limit": u.limit}));
+                println!(
+                    "{}",
+                    json!({"domain": u.domain, "used": u.used, "limit": u.limit})
+                );
             } else {
                 println!("{}: {} of {} licenses in use", u.domain, u.used, u.limit);
             }
@@ -204,7 +206,12 @@ pub async fn run(command: ClientCommand) -> Result<(), String> {
                 domain,
                 as_of: as_of(&when)?,
             });
-            let mut stream = c.inner.export_users(req).await.map_err(status_text)?.into_inner();
+            let mut stream = c
+                .inner
+                .export_users(req)
+                .await
+                .map_err(status_text)?
+                .into_inner();
             let mut all = Vec::new();
             while let Some(a) = stream.message().await.map_err(status_text)? {
                 if c.json {
@@ -281,9 +288,16 @@ pub async fn run(command: ClientCommand) -> Result<(), String> {
         ClientCommand::Rebuild { conn } => {
             let mut c = Client::connect(&conn).await?;
             let req = c.req(pb::RebuildProjectionsRequest {});
-            let r = c.inner.rebuild_projections(req).await.map_err(status_text)?;
+            let r = c
+                .inner
+                .rebuild_projections(req)
+                .await
+                .map_err(status_text)?;
             if c.json {
-                println!("{}", json!({"events_replayed": r.get_ref().events_replayed}));
+                println!(
+                    "{}",
+                    json!({"events_replayed": r.get_ref().events_replayed})
+                );
             } else {
                 println!("rebuilt from {} events", r.get_ref().events_replayed);
             }
@@ -328,7 +342,10 @@ async fn confirm(
             }
         }
     };
-    let first = call(c, make(None)?).await.map_err(status_text)?.into_inner();
+    let first = call(c, make(None)?)
+        .await
+        .map_err(status_text)?
+        .into_inner();
     let confirmation = match first.outcome {
         Some(pb::confirmable_reply::Outcome::Done(done)) => {
             c.reply(&done);
@@ -466,7 +483,11 @@ async fn account(conn: Conn, command: AccountCommand) -> Result<(), String> {
             let req = c.req(pb::GetAccountHistoryRequest {
                 account: Some(account_ref(&account)?),
             });
-            let r = c.inner.get_account_history(req).await.map_err(status_text)?;
+            let r = c
+                .inner
+                .get_account_history(req)
+                .await
+                .map_err(status_text)?;
             print_events(c.json, &r.get_ref().events);
             return Ok(());
         }

@@ -13,7 +13,11 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "account-ledger", version, about = "Event-sourced ledger of school-LMS account lifecycles")]
+#[command(
+    name = "account-ledger",
+    version,
+    about = "Event-sourced ledger of school-LMS account lifecycles"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Top,
@@ -56,10 +60,20 @@ pub struct BenchArgs {
 #[derive(Debug, Args, Clone)]
 pub struct Conn {
     /// Server URL.
-    #[arg(long, global = true, env = "ACCOUNT_LEDGER_SERVER", default_value = "http://127.0.0.1:50051")]
+    #[arg(
+        long,
+        global = true,
+        env = "ACCOUNT_LEDGER_SERVER",
+        default_value = "http://127.0.0.1:50051"
+    )]
     pub server: String,
     /// Bearer token.
-    #[arg(long, global = true, env = "ACCOUNT_LEDGER_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "ACCOUNT_LEDGER_TOKEN",
+        hide_env_values = true
+    )]
     pub token: Option<String>,
     /// Print JSON instead of tables.
     #[arg(long, global = true)]

@@ -128,7 +128,9 @@ pub fn account_rows(accounts: &[pb::Account]) -> Vec<Vec<String>> {
                 status_text(a.status).to_string(),
                 a.import_id.clone().unwrap_or_else(|| "-".into()),
                 p.login,
-                format!("{} {}", p.first_name, p.last_name).trim().to_string(),
+                format!("{} {}", p.first_name, p.last_name)
+                    .trim()
+                    .to_string(),
                 p.email,
                 a.role.clone(),
             ]
@@ -136,7 +138,15 @@ pub fn account_rows(accounts: &[pb::Account]) -> Vec<Vec<String>> {
         .collect()
 }
 
-pub const ACCOUNT_HEADER: [&str; 7] = ["ID", "STATUS", "IMPORT_ID", "LOGIN", "NAME", "EMAIL", "ROLE"];
+pub const ACCOUNT_HEADER: [&str; 7] = [
+    "ID",
+    "STATUS",
+    "IMPORT_ID",
+    "LOGIN",
+    "NAME",
+    "EMAIL",
+    "ROLE",
+];
 
 pub fn print_account(a: &pb::Account) {
     let p = a.profile.clone().unwrap_or_default();
@@ -144,9 +154,17 @@ pub fn print_account(a: &pb::Account) {
         ("id", a.id.to_string()),
         ("domain", a.domain.clone()),
         ("status", status_text(a.status).to_string()),
-        ("import id", a.import_id.clone().unwrap_or_else(|| "-".into())),
+        (
+            "import id",
+            a.import_id.clone().unwrap_or_else(|| "-".into()),
+        ),
         ("login", p.login),
-        ("name", format!("{} {}", p.first_name, p.last_name).trim().to_string()),
+        (
+            "name",
+            format!("{} {}", p.first_name, p.last_name)
+                .trim()
+                .to_string(),
+        ),
         ("email", p.email),
         ("role", a.role.clone()),
         ("last sign-in", ts_text(a.last_sign_in.as_ref())),
@@ -183,4 +201,12 @@ pub fn event_rows(events: &[pb::LedgerEvent]) -> Vec<Vec<String>> {
         .collect()
 }
 
-pub const EVENT_HEADER: [&str; 7] = ["POS", "RECORDED_AT", "ACTOR", "SOURCE", "EVENT", "ACCOUNT", "DOMAIN"];
+pub const EVENT_HEADER: [&str; 7] = [
+    "POS",
+    "RECORDED_AT",
+    "ACTOR",
+    "SOURCE",
+    "EVENT",
+    "ACCOUNT",
+    "DOMAIN",
+];

@@ -32,7 +32,8 @@ pub fn parse_instant(s: &str) -> Result<i64, String> {
             .checked_mul(1_000_000)
             .ok_or_else(|| format!("--as-of {s}: out of range"));
     }
-    let bad = || format!("--as-of {s:?}: expected RFC 3339 like 2025-01-31T12:00:00Z or Unix seconds");
+    let bad =
+        || format!("--as-of {s:?}: expected RFC 3339 like 2025-01-31T12:00:00Z or Unix seconds");
     let b = s.as_bytes();
     if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
         return Err(bad());
@@ -42,7 +43,14 @@ pub fn parse_instant(s: &str) -> Result<i64, String> {
     };
     let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
     let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if b[13] != b':' || b[16] != b':' || !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+    if b[13] != b':'
+        || b[16] != b':'
+        || !(1..=12).contains(&mo)
+        || !(1..=31).contains(&d)
+        || h > 23
+        || mi > 59
+        || sec > 60
+    {
         return Err(bad());
     }
     let mut rest = &s[19..];
@@ -52,7 +60,11 @@ pub fn parse_instant(s: &str) -> Result<i64, String> {
         if digits.is_empty() {
             return Err(bad());
         }
-        let padded: String = digits.chars().chain(std::iter::repeat('0')).take(6).collect();
+        let padded: String = digits
+            .chars()
+            .chain(std::iter::repeat('0'))
+            .take(6)
+            .collect();
         micros = padded.parse().map_err(|_| bad())?;
         rest = &frac[digits.len()..];
     }
@@ -94,7 +106,10 @@ mod tests {
             assert_eq!(parse_instant(&format_us(us)).unwrap(), us);
         }
         assert_eq!(parse_instant("1970-01-01T01:00:00+01:00").unwrap(), 0);
-        assert_eq!(parse_instant("2000-02-29T00:00:00Z").unwrap(), 951_782_400_000_000);
+        assert_eq!(
+            parse_instant("2000-02-29T00:00:00Z").unwrap(),
+            951_782_400_000_000
+        );
         assert_eq!(parse_instant("60").unwrap(), 60_000_000);
         assert!(parse_instant("yesterday").is_err());
         assert!(parse_instant("2025-13-01T00:00:00Z").is_err());
