@@ -214,6 +214,47 @@ async fn commands_and_queries_round_trip() {
         .into_inner();
     assert_eq!(r.total, 2);
 
+    // SetLicenseLimit, with the domain stream's expected version.
+    let r = c
+        .set_license_limit(req(
+            OPERATOR,
+            pb::SetLicenseLimitRequest {
+                domain: "d1".into(),
+                license_limit: 10,
+                request_id: None,
+                expected_version: Some(1),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.positions.is_empty(), "same limit: nothing to change");
+    let r = c
+        .set_license_limit(req(
+            OPERATOR,
+            pb::SetLicenseLimitRequest {
+                domain: "d1".into(),
+                license_limit: 12,
+                request_id: None,
+                expected_version: Some(1),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.positions.len(), 1);
+    c.set_license_limit(req(
+        OPERATOR,
+        pb::SetLicenseLimitRequest {
+            domain: "d1".into(),
+            license_limit: 10,
+            request_id: None,
+            expected_version: Some(2),
+        },
+    ))
+    .await
+    .unwrap();
+
     // License usage and the export (enabled + disabled, not deactivated).
     let u = c
         .get_license_usage(req(
