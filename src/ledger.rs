@@ -29,7 +29,9 @@ pub struct Request {
     pub actor: String,
     pub source: Source,
     /// A client's id for this request: a retry with the same id returns the first result and
-    /// records nothing new.
+    /// records nothing new. Only accepted requests are remembered (through their events): a
+    /// retry of a refused request is decided again, which for a refusal gives the same answer
+    /// unless the state changed meanwhile.
     pub request_id: Option<String>,
     /// The version the target account's stream must be at (optimistic concurrency).
     pub expected_version: Option<u64>,
@@ -64,10 +66,10 @@ pub enum LedgerError {
     Domain(#[from] DomainError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// ABORTED: the stream moved on; re-read and retry.
-    #[error("account {account} is at version {actual}, expected {expected}")]
+    /// ABORTED: the stream (an account or a domain) moved on; re-read and retry.
+    #[error("{stream} is at version {actual}, expected {expected}")]
     VersionMismatch {
-        account: AccountId,
+        stream: StreamId,
         expected: u64,
         actual: u64,
     },
@@ -670,17 +672,26 @@ impl Decider<'_> {
         }
         let mut command = req.command;
         if let Command::CreateAccount { account, .. } = &mut command {
-            *account = state.next_account_id;
+            // Numbers start at 1: people read them in the CLI, and 0 looks like "unset".
+            *account = state.next_account_id.max(1);
         }
         let target = match &command {
             Command::CreateAccount { account, .. } => Some(*account),
             other => other.target_account(),
         };
-        if let (Some(expected), Some(account)) = (req.expected_version, target) {
-            let actual = state.account(account).map_or(0, |a| a.version);
+        if let Some(expected) = req.expected_version {
+            let stream = command.stream();
+            let actual = match &stream {
+                StreamId::Account(account) => state.account(*account).map_or(0, |a| a.version),
+                StreamId::Domain(_) => {
+                    // Durable events of the stream plus those decided earlier in this group.
+                    let pending = out.iter().filter(|e| e.event.stream() == stream).count();
+                    log.stream_version(&stream) + pending as u64
+                }
+            };
             if actual != expected {
                 return Err(LedgerError::VersionMismatch {
-                    account,
+                    stream,
                     expected,
                     actual,
                 });

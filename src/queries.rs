@@ -285,7 +285,13 @@ impl Ledger {
                     }
                 }
                 loop {
-                    match live.recv().await {
+                    // Also wake when the subscriber goes away, so an idle filtered subscription
+                    // does not keep its task until the next event.
+                    let received = tokio::select! {
+                        r = live.recv() => r,
+                        () = tx.closed() => return,
+                    };
+                    match received {
                         Ok(e) if e.position < next => continue,
                         Ok(e) if e.position == next => {
                             next += 1;

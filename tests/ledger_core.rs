@@ -74,6 +74,40 @@ async fn expected_version_mismatch_is_refused_and_writes_nothing() {
 }
 
 #[tokio::test]
+async fn expected_version_applies_to_domain_streams_too() {
+    let (_dir, ledger) = open().await;
+    register(&ledger, "d", 10).await;
+    let limit = |v: u64, expected: u64| {
+        let mut r = Request::manual(
+            "op",
+            Command::SetLicenseLimit {
+                domain: "d".into(),
+                license_limit: v as u32,
+            },
+        );
+        r.expected_version = Some(expected);
+        r
+    };
+    // Two requests for version 1 in one group: the second sees the first's pending event.
+    let outcome = ledger
+        .execute_batch(vec![limit(20, 1), limit(30, 1)], BatchMode::BestEffort)
+        .await
+        .unwrap();
+    assert!(outcome.results[0].is_ok());
+    assert!(matches!(
+        outcome.results[1],
+        Err(LedgerError::VersionMismatch {
+            expected: 1,
+            actual: 2,
+            ..
+        })
+    ));
+    assert_eq!(ledger.license_usage("d").unwrap().limit, 20);
+    ledger.execute(limit(30, 2)).await.unwrap();
+    assert_eq!(ledger.license_usage("d").unwrap().limit, 30);
+}
+
+#[tokio::test]
 async fn a_retried_request_id_returns_the_first_result_and_records_nothing() {
     let (_dir, ledger) = open().await;
     register(&ledger, "d", 10).await;

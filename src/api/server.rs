@@ -22,7 +22,7 @@ use super::convert::{
 };
 use super::pb::{self, account_ledger_server::AccountLedgerServer};
 use super::status::{account_not_found, domain_not_found, invalid, missing, permission_denied};
-use crate::domain::{AccountId, AccountState, Command, Profile, Status as AccountStatus, StreamId};
+use crate::domain::{AccountId, AccountState, Command, Profile, Status as AccountStatus};
 use crate::ledger::{Ledger, LedgerError, Request as LedgerRequest, event_domain};
 use crate::queries::{AccountFilter, in_users_export};
 use crate::store::{Source, now_us};
@@ -139,21 +139,6 @@ impl LedgerService {
 
     /// Domain streams: the core checks expected versions of account streams only, so check the
     /// domain stream's version here (before the writer; a race can slip between, see README).
-    fn check_domain_version(&self, domain: &str, expected: Option<u64>) -> Result<(), Status> {
-        if let Some(expected) = expected {
-            let actual = self
-                .ledger
-                .log()
-                .stream_version(&StreamId::Domain(domain.to_string()));
-            if actual != expected {
-                return Err(Status::aborted(format!(
-                    "domain {domain:?} is at version {actual}, expected {expected}"
-                )));
-            }
-        }
-        Ok(())
-    }
-
     fn purge_expired(map: &mut HashMap<String, PendingConfirmation>) {
         let now = Instant::now();
         map.retain(|_, p| p.expires > now);
@@ -359,13 +344,13 @@ impl pb::account_ledger_server::AccountLedger for LedgerService {
         who.require(Op::Operate)?;
         let req = request.into_inner();
         let domain = required("domain", req.domain)?;
-        self.check_domain_version(&domain, req.expected_version)?;
         let command = Command::RegisterDomain {
             domain,
             license_limit: req.license_limit,
         };
         Ok(Response::new(
-            self.run(&who, command, req.request_id, None).await?,
+            self.run(&who, command, req.request_id, req.expected_version)
+                .await?,
         ))
     }
 
@@ -377,13 +362,13 @@ impl pb::account_ledger_server::AccountLedger for LedgerService {
         who.require(Op::Operate)?;
         let req = request.into_inner();
         let domain = required("domain", req.domain)?;
-        self.check_domain_version(&domain, req.expected_version)?;
         let command = Command::SetLicenseLimit {
             domain,
             license_limit: req.license_limit,
         };
         Ok(Response::new(
-            self.run(&who, command, req.request_id, None).await?,
+            self.run(&who, command, req.request_id, req.expected_version)
+                .await?,
         ))
     }
 

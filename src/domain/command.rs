@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::AccountId;
+use super::{AccountId, StreamId};
 
 /// The personal data of an account: encrypted with the account's own key wherever it is stored.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -81,6 +81,17 @@ pub enum Command {
 }
 
 impl Command {
+    /// The stream the command's events go to (for optimistic concurrency).
+    pub fn stream(&self) -> StreamId {
+        match self {
+            Command::RegisterDomain { domain, .. }
+            | Command::SetLicenseLimit { domain, .. }
+            | Command::SetMassChangeGuard { domain, .. } => StreamId::Domain(domain.clone()),
+            Command::CreateAccount { account, .. } => StreamId::Account(*account),
+            other => StreamId::Account(other.target_account().unwrap_or_default()),
+        }
+    }
+
     /// The account a command acts on, if it acts on an existing one.
     pub fn target_account(&self) -> Option<AccountId> {
         match self {
