@@ -255,6 +255,28 @@ async fn commands_and_queries_round_trip() {
     .await
     .unwrap();
 
+    // The mass-change guard share, per domain; out of range is named.
+    let guard = |percent: u32| {
+        req(
+            OPERATOR,
+            pb::SetMassChangeGuardRequest {
+                domain: "d1".into(),
+                percent,
+                request_id: None,
+                expected_version: None,
+            },
+        )
+    };
+    let r = c
+        .set_mass_change_guard(guard(25))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.positions.len(), 1);
+    let err = c.set_mass_change_guard(guard(101)).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(err.message().contains("percent"), "{}", err.message());
+
     // License usage and the export (enabled + disabled, not deactivated).
     let u = c
         .get_license_usage(req(

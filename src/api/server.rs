@@ -354,6 +354,25 @@ impl pb::account_ledger_server::AccountLedger for LedgerService {
         ))
     }
 
+    async fn set_mass_change_guard(
+        &self,
+        request: Request<pb::SetMassChangeGuardRequest>,
+    ) -> Result<Response<pb::CommandReply>, Status> {
+        let who = self.auth.authenticate(&request)?;
+        who.require(Op::Operate)?;
+        let req = request.into_inner();
+        let domain = required("domain", req.domain)?;
+        let percent = u8::try_from(req.percent)
+            .ok()
+            .filter(|p| *p <= 100)
+            .ok_or_else(|| invalid("percent", format!("{} is not in 0..=100", req.percent)))?;
+        let command = Command::SetMassChangeGuard { domain, percent };
+        Ok(Response::new(
+            self.run(&who, command, req.request_id, req.expected_version)
+                .await?,
+        ))
+    }
+
     async fn set_license_limit(
         &self,
         request: Request<pb::SetLicenseLimitRequest>,

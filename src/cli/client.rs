@@ -140,6 +140,15 @@ pub async fn run(command: ClientCommand) -> Result<(), String> {
                     });
                     c.inner.set_license_limit(req).await
                 }
+                DomainCommand::Guard { domain, percent } => {
+                    let req = c.req(pb::SetMassChangeGuardRequest {
+                        domain,
+                        percent,
+                        request_id: None,
+                        expected_version: None,
+                    });
+                    c.inner.set_mass_change_guard(req).await
+                }
             }
             .map_err(status_text)?;
             c.reply(r.get_ref());

@@ -160,6 +160,9 @@ pub enum DomainCommand {
     },
     /// Change a domain's license limit.
     Limit { domain: String, limit: u32 },
+    /// Set the share (percent) of active imported accounts one full import may deactivate or
+    /// delete without --confirm-mass-change.
+    Guard { domain: String, percent: u32 },
 }
 
 #[derive(Debug, Subcommand)]
