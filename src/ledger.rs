@@ -578,8 +578,10 @@ impl Writer {
             // The log is durable; the series is rewritten by catch-up at restart.
             tracing::error!("saving license points failed: {e}");
         }
-        for e in &appended.recorded {
-            let _ = self.shared.live.send(Arc::new(e.clone()));
+        if self.shared.live.receiver_count() > 0 {
+            for e in &appended.recorded {
+                let _ = self.shared.live.send(Arc::new(e.clone()));
+            }
         }
         let written = !appended.recorded.is_empty();
         for (results, reply) in answers {

@@ -139,6 +139,23 @@ impl LedgerService {
 
     /// Domain streams: the core checks expected versions of account streams only, so check the
     /// domain stream's version here (before the writer; a race can slip between, see README).
+    /// The shape shared by the commands that take only an account: authenticate, resolve the
+    /// account within the caller's domains, run.
+    async fn account_command(
+        &self,
+        request: Request<pb::AccountCommandRequest>,
+        op: Op,
+        make: fn(AccountId) -> Command,
+    ) -> Result<Response<pb::CommandReply>, Status> {
+        let who = self.auth.authenticate(&request)?;
+        let req = request.into_inner();
+        let acc = self.target(&who, op, req.account)?;
+        Ok(Response::new(
+            self.run(&who, make(acc.id), req.request_id, req.expected_version)
+                .await?,
+        ))
+    }
+
     fn purge_expired(map: &mut HashMap<String, PendingConfirmation>) {
         let now = Instant::now();
         map.retain(|_, p| p.expires > now);
@@ -467,28 +484,20 @@ impl pb::account_ledger_server::AccountLedger for LedgerService {
         &self,
         request: Request<pb::AccountCommandRequest>,
     ) -> Result<Response<pb::CommandReply>, Status> {
-        let who = self.auth.authenticate(&request)?;
-        let req = request.into_inner();
-        let acc = self.target(&who, Op::ManageAccounts, req.account)?;
-        let command = Command::Enable { account: acc.id };
-        Ok(Response::new(
-            self.run(&who, command, req.request_id, req.expected_version)
-                .await?,
-        ))
+        self.account_command(request, Op::ManageAccounts, |account| Command::Enable {
+            account,
+        })
+        .await
     }
 
     async fn deactivate_account(
         &self,
         request: Request<pb::AccountCommandRequest>,
     ) -> Result<Response<pb::CommandReply>, Status> {
-        let who = self.auth.authenticate(&request)?;
-        let req = request.into_inner();
-        let acc = self.target(&who, Op::ManageAccounts, req.account)?;
-        let command = Command::Deactivate { account: acc.id };
-        Ok(Response::new(
-            self.run(&who, command, req.request_id, req.expected_version)
-                .await?,
-        ))
+        self.account_command(request, Op::ManageAccounts, |account| Command::Deactivate {
+            account,
+        })
+        .await
     }
 
     async fn reactivate_account(
@@ -540,14 +549,10 @@ impl pb::account_ledger_server::AccountLedger for LedgerService {
         &self,
         request: Request<pb::AccountCommandRequest>,
     ) -> Result<Response<pb::CommandReply>, Status> {
-        let who = self.auth.authenticate(&request)?;
-        let req = request.into_inner();
-        let acc = self.target(&who, Op::ReportActivity, req.account)?;
-        let command = Command::RecordDataOwned { account: acc.id };
-        Ok(Response::new(
-            self.run(&who, command, req.request_id, req.expected_version)
-                .await?,
-        ))
+        self.account_command(request, Op::ReportActivity, |account| {
+            Command::RecordDataOwned { account }
+        })
+        .await
     }
 
     async fn can_sign_in(
