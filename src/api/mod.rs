@@ -1,6 +1,6 @@
 //! The gRPC edge: generated wire types ([`pb`]), the service ([`server`]), bearer-token
 //! authorization ([`auth`]), the one error-to-status mapping ([`status`]) and wire ↔ domain
-//! conversion ([`convert`]).
+//! conversion ([`convert`]); CSV imports ([`import`]: their own service, same server).
 
 // `tonic::Status` is large (176 bytes); it is what every handler returns anyway, and boxing it
 // at every helper would only add allocations on the error path.
@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod convert;
+pub mod import;
 pub mod server;
 pub mod status;
 

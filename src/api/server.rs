@@ -1,5 +1,5 @@
 //! The tonic service `account_ledger.v1.AccountLedger` and the server around it (health,
-//! reflection, graceful shutdown).
+//! reflection, graceful shutdown); [`router`] also serves `ImportService` ([`super::import`]).
 //!
 //! Each handler: authenticate → convert the wire request (INVALID_ARGUMENT on bad input) →
 //! resolve the account and authorize on its domain → one call into the ledger → convert back.
@@ -819,12 +819,14 @@ pub async fn router(
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
+    let imports = super::import::ImportService::new(ledger.clone(), auth.clone());
     let service = LedgerService::new(ledger, auth);
     Ok(tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(AccountLedgerServer::new(service)))
+        .add_service(AccountLedgerServer::new(service))
+        .add_service(pb::import_service_server::ImportServiceServer::new(imports)))
 }
 
 /// Serve on `listener` until `shutdown` resolves: then stop accepting, finish in-flight calls,

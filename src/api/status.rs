@@ -8,6 +8,7 @@
 use tonic::Status;
 
 use crate::domain::DomainError;
+use crate::import::ImportError;
 use crate::ledger::LedgerError;
 use crate::store::StoreError;
 
@@ -42,6 +43,44 @@ pub fn from_ledger(e: &LedgerError) -> Status {
         LedgerError::Store(s) => from_store(s),
         LedgerError::VersionMismatch { .. } => Status::aborted(e.to_string()),
         LedgerError::Closed => Status::unavailable(e.to_string()),
+    }
+}
+
+/// A refused import job. The file's problems are INVALID_ARGUMENT (the message names file, row
+/// and column); an unknown domain NOT_FOUND; the mass-change guard FAILED_PRECONDITION (the
+/// message says how many accounts); the ledger's own refusals as [`from_ledger`] (prefixed with
+/// the file); the disk or the import task failing UNAVAILABLE.
+pub fn from_import(e: &ImportError) -> Status {
+    let msg = e.to_string();
+    match e {
+        ImportError::UnknownDomain { .. } => Status::not_found(msg),
+        ImportError::MassChange { .. } => Status::failed_precondition(msg),
+        ImportError::Ledger { source, .. } => {
+            let s = from_ledger(source);
+            Status::new(s.code(), msg)
+        }
+        ImportError::Io { source, .. } => match source.kind() {
+            // Content the upload (or an archive's manifest) should have had.
+            std::io::ErrorKind::NotFound
+            | std::io::ErrorKind::InvalidData
+            | std::io::ErrorKind::InvalidInput
+            | std::io::ErrorKind::UnexpectedEof => Status::invalid_argument(msg),
+            _ => Status::unavailable(msg),
+        },
+        ImportError::Empty { .. }
+        | ImportError::Encoding { .. }
+        | ImportError::MissingColumn { .. }
+        | ImportError::DuplicateColumn { .. }
+        | ImportError::Version { .. }
+        | ImportError::UnknownFile { .. }
+        | ImportError::Manifest { .. }
+        | ImportError::Zip { .. } => Status::invalid_argument(msg),
+    }
+}
+
+impl From<ImportError> for Status {
+    fn from(e: ImportError) -> Status {
+        from_import(&e)
     }
 }
 
@@ -121,5 +160,31 @@ mod tests {
             used: 2,
         });
         assert!(s.message().contains("2 of 2"), "{}", s.message());
+    }
+
+    #[test]
+    fn import_refusals_map_to_their_codes() {
+        let guard = from_import(&ImportError::MassChange {
+            domain: "d".into(),
+            file: "users.csv".into(),
+            affected: 3,
+            active: 5,
+            percent: 10,
+        });
+        assert_eq!(guard.code(), Code::FailedPrecondition);
+        assert!(guard.message().contains("3 of the 5"), "{}", guard.message());
+        let col = from_import(&ImportError::MissingColumn {
+            file: "users.csv".into(),
+            column: "login".into(),
+        });
+        assert_eq!(col.code(), Code::InvalidArgument);
+        assert!(col.message().contains("users.csv") && col.message().contains("login"));
+        let dom = from_import(&ImportError::UnknownDomain { domain: "x".into() });
+        assert_eq!(dom.code(), Code::NotFound);
+        let disk = from_import(&ImportError::Io {
+            file: "users.csv".into(),
+            source: std::io::Error::other("disk gone"),
+        });
+        assert_eq!(disk.code(), Code::Unavailable);
     }
 }

@@ -1,0 +1,666 @@
+//! The tonic service `account_ledger.v1.ImportService`: CSV imports over gRPC.
+//!
+//! A separate service from `AccountLedger` (its own `import.proto`, same package and server):
+//! imports are a workflow of their own (upload, job, report), and keeping them apart leaves the
+//! core service's proto untouched.
+//!
+//! - `UploadImport` (client streaming): header first, then chunks. A PowerSchool CSV is never
+//!   held whole: chunks go through a bounded channel ([`ChannelReader`]) into
+//!   [`run_import`]'s blocking reader, so memory stays flat in the file size. A OneRoster `.zip`
+//!   is spooled to a temp file (zip needs to seek). A broken upload stream refuses the job: a
+//!   truncated file is never imported as if it were whole.
+//! - Finished job reports are kept in a **bounded in-memory registry** ([`JobRegistry`]: the
+//!   newest [`MAX_JOBS`] jobs, at most [`MAX_RETAINED_ROWS`] row errors + changed rows in all;
+//!   older ones are evicted, and everything is lost on restart). `GetImportJob` for a job no
+//!   longer held is answered from the log (`Ledger::import_job_history`: counts by event kind,
+//!   file, actor); its row errors and diff are then gone (NOT_FOUND from the streams).
+//! - Only domain admins run imports, for their own domains; domain admins (own domains) and
+//!   auditors read jobs. Refusals map through [`super::status::from_import`].
+
+use std::collections::{HashMap, VecDeque};
+use std::io::Read;
+use std::sync::{Arc, Mutex};
+
+use tokio::io::AsyncWriteExt;
+use tokio_stream::StreamExt;
+use tonic::{Request, Response, Status, Streaming};
+use uuid::Uuid;
+
+use super::auth::{Auth, Op, Principal};
+use super::convert::{required, us_to_timestamp};
+use super::pb::{self, upload_import_request::Part};
+use super::status::{domain_not_found, from_import, invalid, missing, permission_denied};
+use crate::import::{
+    Counts, FileKind, GuardCheck, ImportInput, ImportJob, ImportOptions, ImportReport, JobStatus,
+    RowChange, RowError, Version, run_import,
+};
+use crate::ledger::{Ledger, event_domain};
+use crate::store::{Source, now_us};
+
+/// Jobs the registry keeps (newest first out last).
+pub const MAX_JOBS: usize = 64;
+/// Row errors plus changed rows the registry keeps over all its jobs (about 100 bytes each).
+pub const MAX_RETAINED_ROWS: usize = 2_000_000;
+/// Row errors in an upload's reply when the header asks for none in particular.
+pub const DEFAULT_ROW_ERRORS: u32 = 100;
+/// At most this many row errors inline (the rest: `StreamImportRowErrors`).
+pub const MAX_INLINE_ROW_ERRORS: u32 = 1000;
+/// Chunks buffered between the gRPC stream and the CSV reader.
+const CHANNEL_CHUNKS: usize = 16;
+
+type BoxStream<T> =
+    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+/// A finished job as the registry holds it.
+#[derive(Debug)]
+pub struct JobRecord {
+    pub report: ImportReport,
+    pub actor: String,
+    pub finished_at_us: i64,
+}
+
+impl JobRecord {
+    fn rows(&self) -> usize {
+        self.report.row_errors.len() + self.report.changes.len()
+    }
+}
+
+/// The bounded registry of recent jobs (see the module doc).
+#[derive(Debug, Default)]
+pub struct JobRegistry {
+    order: VecDeque<Uuid>,
+    jobs: HashMap<Uuid, Arc<JobRecord>>,
+    rows: usize,
+}
+
+impl JobRegistry {
+    pub fn insert(&mut self, record: JobRecord) {
+        let id = record.report.job_id;
+        self.rows += record.rows();
+        if let Some(old) = self.jobs.insert(id, Arc::new(record)) {
+            self.rows -= old.rows();
+            self.order.retain(|j| *j != id);
+        }
+        self.order.push_back(id);
+        while self.order.len() > MAX_JOBS
+            || (self.rows > MAX_RETAINED_ROWS && self.order.len() > 1)
+        {
+            let Some(oldest) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(old) = self.jobs.remove(&oldest) {
+                self.rows -= old.rows();
+            }
+        }
+    }
+
+    pub fn get(&self, id: &Uuid) -> Option<Arc<JobRecord>> {
+        self.jobs.get(id).cloned()
+    }
+
+    /// A domain's jobs, newest first.
+    pub fn of_domain(&self, domain: &str) -> Vec<Arc<JobRecord>> {
+        self.order
+            .iter()
+            .rev()
+            .filter_map(|id| self.jobs.get(id))
+            .filter(|r| r.report.domain == domain)
+            .cloned()
+            .collect()
+    }
+}
+
+/// A `Read` over upload chunks arriving on a bounded channel; for a blocking thread only.
+/// `Err` items (the upload stream broke) become read errors, so a cut-off file is refused.
+pub struct ChannelReader {
+    rx: tokio::sync::mpsc::Receiver<Result<Vec<u8>, String>>,
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl ChannelReader {
+    pub fn new(rx: tokio::sync::mpsc::Receiver<Result<Vec<u8>, String>>) -> ChannelReader {
+        ChannelReader {
+            rx,
+            buf: Vec::new(),
+            pos: 0,
+        }
+    }
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos >= self.buf.len() {
+            match self.rx.blocking_recv() {
+                Some(Ok(chunk)) => {
+                    self.buf = chunk;
+                    self.pos = 0;
+                }
+                Some(Err(reason)) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::ConnectionAborted,
+                        format!("the upload broke off: {reason}"),
+                    ));
+                }
+                None => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// The ImportService.
+#[derive(Clone)]
+pub struct ImportService {
+    ledger: Ledger,
+    auth: Arc<Auth>,
+    registry: Arc<Mutex<JobRegistry>>,
+}
+
+/// The base name of an uploaded file: no directories, not empty.
+fn base_file_name(name: &str) -> Result<String, Status> {
+    let base = name
+        .rsplit(['/', '\\'])
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    if base.is_empty() || base == "." || base == ".." {
+        return Err(invalid(
+            "header.file_name",
+            format!("{name:?} is not a file name (e.g. users.csv)"),
+        ));
+    }
+    Ok(base)
+}
+
+fn parse_job_id(id: &str) -> Result<Uuid, Status> {
+    Uuid::parse_str(id.trim()).map_err(|e| invalid("job_id", format!("not a UUID: {e}")))
+}
+
+fn status_to_wire(s: JobStatus) -> pb::ImportJobStatus {
+    match s {
+        JobStatus::Applied => pb::ImportJobStatus::Applied,
+        JobStatus::NoChanges => pb::ImportJobStatus::NoChanges,
+        JobStatus::DryRun => pb::ImportJobStatus::DryRun,
+        JobStatus::RefusedStrict => pb::ImportJobStatus::RefusedStrict,
+    }
+}
+
+fn counts_to_wire(c: &Counts) -> pb::ImportCounts {
+    pb::ImportCounts {
+        created: c.created,
+        updated: c.updated,
+        enabled: c.enabled,
+        disabled: c.disabled,
+        deactivated: c.deactivated,
+        reactivated: c.reactivated,
+        deleted: c.deleted,
+        unchanged: c.unchanged,
+        failed: c.failed,
+    }
+}
+
+fn guard_to_wire(g: &GuardCheck) -> pb::ImportGuard {
+    pb::ImportGuard {
+        active_imported: g.active_imported,
+        removals: g.removals,
+        percent: u32::from(g.percent),
+        exceeded: g.exceeded(),
+    }
+}
+
+pub fn row_error_to_wire(e: &RowError) -> pb::ImportRowError {
+    pb::ImportRowError {
+        file: e.file.clone(),
+        row: e.row,
+        column: e.column.clone(),
+        import_id: e.import_id.clone(),
+        reason: e.reason.clone(),
+    }
+}
+
+fn change_to_wire(c: &RowChange) -> pb::ImportRowChange {
+    pb::ImportRowChange {
+        row: c.row,
+        import_id: c.import_id.clone(),
+        account: c.account,
+        changes: c.changes.iter().map(|k| k.as_str().to_string()).collect(),
+    }
+}
+
+/// A registry record for the wire, with the first `inline` row errors.
+fn record_to_wire(r: &JobRecord, inline: usize) -> pb::ImportJob {
+    let rep = &r.report;
+    pb::ImportJob {
+        job_id: rep.job_id.to_string(),
+        domain: rep.domain.clone(),
+        file: rep.file.clone(),
+        format: rep.format.clone(),
+        status: status_to_wire(rep.status) as i32,
+        counts: Some(counts_to_wire(&rep.counts)),
+        events_written: rep.events_written,
+        rows_read: rep.rows_read,
+        warnings: rep.warnings.clone(),
+        guard: Some(guard_to_wire(&rep.guard)),
+        row_errors: rep
+            .row_errors
+            .iter()
+            .take(inline)
+            .map(row_error_to_wire)
+            .collect(),
+        row_errors_total: rep.row_errors.len() as u64,
+        changed_rows: rep.changes.len() as u64,
+        actor: r.actor.clone(),
+        finished_at: Some(us_to_timestamp(r.finished_at_us)),
+        from_log: false,
+        summary: rep.summary(),
+    }
+}
+
+fn options(h: &pb::ImportHeader) -> Result<(ImportOptions, bool), Status> {
+    let version = match pb::ImportVersion::try_from(h.version) {
+        Ok(pb::ImportVersion::Unspecified) => None,
+        Ok(pb::ImportVersion::V1) => Some(Version::V1),
+        Ok(pb::ImportVersion::V2) => Some(Version::V2),
+        Err(_) => return Err(invalid("header.version", h.version)),
+    };
+    let (kind, zip) = match pb::ImportFileKind::try_from(h.kind) {
+        Ok(pb::ImportFileKind::Unspecified) => (None, false),
+        Ok(pb::ImportFileKind::Users) => (Some(FileKind::Users), false),
+        Ok(pb::ImportFileKind::UpdateUsers) => (Some(FileKind::UpdateUsers), false),
+        Ok(pb::ImportFileKind::DeleteUsers) => (Some(FileKind::DeleteUsers), false),
+        Ok(pb::ImportFileKind::OnerosterZip) => (None, true),
+        Err(_) => return Err(invalid("header.kind", h.kind)),
+    };
+    Ok((
+        ImportOptions {
+            dry_run: h.dry_run,
+            strict: h.strict,
+            confirm_mass_change: h.confirm_mass_change,
+            version,
+            kind,
+        },
+        zip,
+    ))
+}
+
+impl ImportService {
+    pub fn new(ledger: Ledger, auth: Arc<Auth>) -> ImportService {
+        ImportService {
+            ledger,
+            auth,
+            registry: Arc::default(),
+        }
+    }
+
+    fn registry(&self) -> std::sync::MutexGuard<'_, JobRegistry> {
+        self.registry.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A job held in the registry that `who` may read; NOT_FOUND when not held.
+    fn held(&self, who: &Principal, job: &Uuid) -> Result<Option<Arc<JobRecord>>, Status> {
+        who.require(Op::Read)?;
+        let Some(rec) = self.registry().get(job) else {
+            return Ok(None);
+        };
+        who.require_in(Op::Read, &rec.report.domain)?;
+        Ok(Some(rec))
+    }
+
+    fn held_or_gone(&self, who: &Principal, job: &Uuid) -> Result<Arc<JobRecord>, Status> {
+        self.held(who, job)?.ok_or_else(|| {
+            Status::not_found(format!(
+                "import job {job} is not held by this server (finished before a restart, evicted \
+                 from the registry of the last {MAX_JOBS} jobs, or never run); its row errors and \
+                 changes are gone, GetImportJob still answers from the log"
+            ))
+        })
+    }
+
+    /// GetImportJob for a job the registry no longer holds: from its recorded events.
+    async fn job_from_log(&self, who: &Principal, job: &Uuid) -> Result<pb::ImportJob, Status> {
+        let events = self.ledger.import_job_history(job).await?;
+        if events.is_empty() {
+            return Err(Status::not_found(format!(
+                "import job {job} is unknown: not held by this server and no events in the log \
+                 (a dry run, refused or no-change job records none)"
+            )));
+        }
+        let domain = self
+            .ledger
+            .read(|s| events.iter().find_map(|e| event_domain(s, &e.event)))
+            .unwrap_or_default();
+        if !(who.all_domains() || who.may_see(&domain)) {
+            return Err(permission_denied(format!(
+                "{} has no rights in the domains of import job {job}",
+                who.name
+            )));
+        }
+        let mut counts = Counts::default();
+        let mut file = String::new();
+        let mut finished = 0;
+        for e in &events {
+            match e.event.kind() {
+                "AccountCreated" => counts.created += 1,
+                "ProfileUpdated" => counts.updated += 1,
+                "AccountEnabled" => counts.enabled += 1,
+                "AccountDisabled" => counts.disabled += 1,
+                "AccountDeactivated" => counts.deactivated += 1,
+                "AccountReactivated" => counts.reactivated += 1,
+                "AccountDeleted" => counts.deleted += 1,
+                _ => {}
+            }
+            if let Source::Import { file: f, .. } = &e.source
+                && file.is_empty()
+            {
+                file = f.clone();
+            }
+            finished = finished.max(e.recorded_at_us);
+        }
+        let actor = events.first().map(|e| e.actor.clone()).unwrap_or_default();
+        let report = ImportReport {
+            job_id: *job,
+            domain: domain.clone(),
+            file: file.clone(),
+            format: String::new(),
+            status: JobStatus::Applied,
+            counts,
+            events_written: events.len() as u64,
+            rows_read: 0,
+            changes: Vec::new(),
+            row_errors: Vec::new(),
+            warnings: Vec::new(),
+            guard: GuardCheck::default(),
+        };
+        let mut wire = record_to_wire(
+            &JobRecord {
+                report,
+                actor,
+                finished_at_us: finished,
+            },
+            0,
+        );
+        wire.from_log = true;
+        wire.guard = None;
+        Ok(wire)
+    }
+
+    /// Read the upload into the import: a CSV through the channel, a zip spooled to a file.
+    async fn import_upload(
+        &self,
+        job: ImportJob,
+        name: String,
+        zip: bool,
+        opts: ImportOptions,
+        mut stream: Streaming<pb::UploadImportRequest>,
+    ) -> Result<ImportReport, Status> {
+        if zip {
+            let dir = tempfile::tempdir()
+                .map_err(|e| Status::unavailable(format!("cannot spool the upload: {e}")))?;
+            let name = if name.to_ascii_lowercase().ends_with(".zip") {
+                name
+            } else {
+                format!("{name}.zip")
+            };
+            let path = dir.path().join(&name);
+            let spool_err = |e: std::io::Error| Status::unavailable(format!("cannot spool {name}: {e}"));
+            let mut file = tokio::fs::File::create(&path).await.map_err(spool_err)?;
+            while let Some(msg) = stream.message().await? {
+                match msg.part {
+                    Some(Part::Chunk(bytes)) => file.write_all(&bytes).await.map_err(spool_err)?,
+                    Some(Part::Header(_)) => {
+                        return Err(invalid("header", "sent twice (only the first message)"));
+                    }
+                    None => {}
+                }
+            }
+            file.flush().await.map_err(spool_err)?;
+            drop(file);
+            let report =
+                run_import(&self.ledger, job, ImportInput::Path(path), opts, |_| {}).await?;
+            return Ok(report);
+        }
+
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, String>>(CHANNEL_CHUNKS);
+        let forward = tokio::spawn(async move {
+            loop {
+                match stream.message().await {
+                    Ok(Some(msg)) => match msg.part {
+                        Some(Part::Chunk(bytes)) => {
+                            if !bytes.is_empty() && tx.send(Ok(bytes)).await.is_err() {
+                                // The import stopped reading (it refused the file).
+                                return Ok(());
+                            }
+                        }
+                        Some(Part::Header(_)) => {
+                            let _ = tx.send(Err("a second header".into())).await;
+                            return Err(invalid("header", "sent twice (only the first message)"));
+                        }
+                        None => {}
+                    },
+                    Ok(None) => return Ok(()),
+                    Err(status) => {
+                        let _ = tx.send(Err(status.message().to_string())).await;
+                        return Err(status);
+                    }
+                }
+            }
+        });
+        let input = ImportInput::Reader {
+            name,
+            reader: Box::new(ChannelReader::new(rx)),
+        };
+        let result = run_import(&self.ledger, job, input, opts, |_| {}).await;
+        if result.is_err() {
+            forward.abort();
+        }
+        let forwarded = forward.await;
+        match (result, forwarded) {
+            // The upload broke or was malformed: that is the answer, not the reader's error.
+            (_, Ok(Err(status))) => Err(status),
+            (Ok(report), _) => Ok(report),
+            (Err(e), _) => Err(from_import(&e)),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl pb::import_service_server::ImportService for ImportService {
+    async fn upload_import(
+        &self,
+        request: Request<Streaming<pb::UploadImportRequest>>,
+    ) -> Result<Response<pb::ImportJob>, Status> {
+        let who = self.auth.authenticate(&request)?;
+        who.require(Op::ManageAccounts)?;
+        let mut stream = request.into_inner();
+        let header = match stream.message().await? {
+            Some(pb::UploadImportRequest {
+                part: Some(Part::Header(h)),
+            }) => h,
+            Some(_) => {
+                return Err(invalid(
+                    "header",
+                    "the first message must be the header (domain, file name, options)",
+                ));
+            }
+            None => return Err(missing("header")),
+        };
+        let (opts, zip_kind) = options(&header)?;
+        let domain = required("header.domain", header.domain.clone())?;
+        who.require_in(Op::ManageAccounts, &domain)?;
+        if !self.ledger.domain_exists(&domain) {
+            return Err(domain_not_found(&domain));
+        }
+        let name = base_file_name(&header.file_name)?;
+        let zip = zip_kind || name.to_ascii_lowercase().ends_with(".zip");
+        let inline = match header.max_row_errors {
+            0 => DEFAULT_ROW_ERRORS,
+            n => n.min(MAX_INLINE_ROW_ERRORS),
+        } as usize;
+        let job = ImportJob::new(&domain, &who.name);
+        let report = self.import_upload(job, name, zip, opts, stream).await?;
+        let record = JobRecord {
+            report,
+            actor: who.name.clone(),
+            finished_at_us: now_us(),
+        };
+        let wire = record_to_wire(&record, inline);
+        self.registry().insert(record);
+        Ok(Response::new(wire))
+    }
+
+    async fn get_import_job(
+        &self,
+        request: Request<pb::GetImportJobRequest>,
+    ) -> Result<Response<pb::ImportJob>, Status> {
+        let who = self.auth.authenticate(&request)?;
+        let job = parse_job_id(&request.get_ref().job_id)?;
+        match self.held(&who, &job)? {
+            Some(rec) => Ok(Response::new(record_to_wire(
+                &rec,
+                DEFAULT_ROW_ERRORS as usize,
+            ))),
+            None => Ok(Response::new(self.job_from_log(&who, &job).await?)),
+        }
+    }
+
+    type StreamImportRowErrorsStream = BoxStream<pb::ImportRowError>;
+
+    async fn stream_import_row_errors(
+        &self,
+        request: Request<pb::GetImportJobRequest>,
+    ) -> Result<Response<Self::StreamImportRowErrorsStream>, Status> {
+        let who = self.auth.authenticate(&request)?;
+        let job = parse_job_id(&request.get_ref().job_id)?;
+        let rec = self.held_or_gone(&who, &job)?;
+        let n = rec.report.row_errors.len();
+        let stream = tokio_stream::iter(0..n)
+            .map(move |i| Ok(row_error_to_wire(&rec.report.row_errors[i])));
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    type StreamImportChangesStream = BoxStream<pb::ImportRowChange>;
+
+    async fn stream_import_changes(
+        &self,
+        request: Request<pb::GetImportJobRequest>,
+    ) -> Result<Response<Self::StreamImportChangesStream>, Status> {
+        let who = self.auth.authenticate(&request)?;
+        let job = parse_job_id(&request.get_ref().job_id)?;
+        let rec = self.held_or_gone(&who, &job)?;
+        let n = rec.report.changes.len();
+        let stream =
+            tokio_stream::iter(0..n).map(move |i| Ok(change_to_wire(&rec.report.changes[i])));
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn list_import_jobs(
+        &self,
+        request: Request<pb::ListImportJobsRequest>,
+    ) -> Result<Response<pb::ListImportJobsResponse>, Status> {
+        let who = self.auth.authenticate(&request)?;
+        let domain = required("domain", request.into_inner().domain)?;
+        who.require_in(Op::Read, &domain)?;
+        if !self.ledger.domain_exists(&domain) {
+            return Err(domain_not_found(&domain));
+        }
+        let jobs = self
+            .registry()
+            .of_domain(&domain)
+            .iter()
+            .map(|r| record_to_wire(r, 0))
+            .collect();
+        Ok(Response::new(pb::ListImportJobsResponse { jobs }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(rows: usize, domain: &str) -> JobRecord {
+        let err = RowError {
+            file: "users.csv".into(),
+            row: 2,
+            column: None,
+            import_id: None,
+            reason: "bad".into(),
+        };
+        JobRecord {
+            report: ImportReport {
+                job_id: Uuid::new_v4(),
+                domain: domain.into(),
+                file: "users.csv".into(),
+                format: String::new(),
+                status: JobStatus::Applied,
+                counts: Counts::default(),
+                events_written: 0,
+                rows_read: rows as u64,
+                changes: Vec::new(),
+                row_errors: vec![err; rows],
+                warnings: Vec::new(),
+                guard: GuardCheck::default(),
+            },
+            actor: "a".into(),
+            finished_at_us: 0,
+        }
+    }
+
+    #[test]
+    fn registry_is_bounded_in_jobs_and_rows_and_lists_newest_first() {
+        let mut reg = JobRegistry::default();
+        let first = record(1, "d1");
+        let first_id = first.report.job_id;
+        reg.insert(first);
+        for _ in 0..MAX_JOBS {
+            reg.insert(record(1, "d1"));
+        }
+        assert_eq!(reg.jobs.len(), MAX_JOBS);
+        assert!(reg.get(&first_id).is_none(), "the oldest job is evicted");
+        let big = record(MAX_RETAINED_ROWS, "d2");
+        let big_id = big.report.job_id;
+        reg.insert(big);
+        assert_eq!(reg.jobs.len(), 1, "rows over the bound evict older jobs");
+        assert!(reg.rows <= MAX_RETAINED_ROWS);
+        let newer = record(0, "d2");
+        let newer_id = newer.report.job_id;
+        reg.insert(newer);
+        let listed: Vec<Uuid> = reg
+            .of_domain("d2")
+            .iter()
+            .map(|r| r.report.job_id)
+            .collect();
+        assert_eq!(listed, vec![newer_id, big_id]);
+        assert!(reg.of_domain("d1").is_empty());
+    }
+
+    #[test]
+    fn channel_reader_reads_chunks_then_eof_and_reports_a_broken_upload() {
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tx.try_send(Ok(b"ab".to_vec())).unwrap();
+        tx.try_send(Ok(b"cde".to_vec())).unwrap();
+        drop(tx);
+        let mut s = String::new();
+        ChannelReader::new(rx).read_to_string(&mut s).unwrap();
+        assert_eq!(s, "abcde");
+
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tx.try_send(Ok(b"ab".to_vec())).unwrap();
+        tx.try_send(Err("reset".into())).unwrap();
+        let mut s = String::new();
+        let e = ChannelReader::new(rx).read_to_string(&mut s).unwrap_err();
+        assert!(e.to_string().contains("reset"));
+    }
+
+    #[test]
+    fn file_names_are_base_names() {
+        assert_eq!(base_file_name("/tmp/x/users.csv").unwrap(), "users.csv");
+        assert_eq!(base_file_name("C:\\sis\\users.csv").unwrap(), "users.csv");
+        assert!(base_file_name("..").is_err());
+        assert!(base_file_name("dir/").is_err());
+    }
+}
