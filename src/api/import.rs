@@ -82,8 +82,7 @@ impl JobRegistry {
             self.order.retain(|j| *j != id);
         }
         self.order.push_back(id);
-        while self.order.len() > MAX_JOBS
-            || (self.rows > MAX_RETAINED_ROWS && self.order.len() > 1)
+        while self.order.len() > MAX_JOBS || (self.rows > MAX_RETAINED_ROWS && self.order.len() > 1)
         {
             let Some(oldest) = self.order.pop_front() else {
                 break;
@@ -407,7 +406,8 @@ impl ImportService {
                 format!("{name}.zip")
             };
             let path = dir.path().join(&name);
-            let spool_err = |e: std::io::Error| Status::unavailable(format!("cannot spool {name}: {e}"));
+            let spool_err =
+                |e: std::io::Error| Status::unavailable(format!("cannot spool {name}: {e}"));
             let mut file = tokio::fs::File::create(&path).await.map_err(spool_err)?;
             while let Some(msg) = stream.message().await? {
                 match msg.part {
@@ -538,8 +538,8 @@ impl pb::import_service_server::ImportService for ImportService {
         let job = parse_job_id(&request.get_ref().job_id)?;
         let rec = self.held_or_gone(&who, &job)?;
         let n = rec.report.row_errors.len();
-        let stream = tokio_stream::iter(0..n)
-            .map(move |i| Ok(row_error_to_wire(&rec.report.row_errors[i])));
+        let stream =
+            tokio_stream::iter(0..n).map(move |i| Ok(row_error_to_wire(&rec.report.row_errors[i])));
         Ok(Response::new(Box::pin(stream)))
     }
 

@@ -172,7 +172,11 @@ mod tests {
             percent: 10,
         });
         assert_eq!(guard.code(), Code::FailedPrecondition);
-        assert!(guard.message().contains("3 of the 5"), "{}", guard.message());
+        assert!(
+            guard.message().contains("3 of the 5"),
+            "{}",
+            guard.message()
+        );
         let col = from_import(&ImportError::MissingColumn {
             file: "users.csv".into(),
             column: "login".into(),
