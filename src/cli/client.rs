@@ -19,7 +19,7 @@ struct Client {
     json: bool,
 }
 
-fn status_text(s: Status) -> String {
+pub(super) fn status_text(s: Status) -> String {
     let code = match s.code() {
         Code::InvalidArgument => "invalid argument",
         Code::NotFound => "not found",

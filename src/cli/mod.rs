@@ -1,8 +1,10 @@
 //! The command line of the one binary `account-ledger`: clap definitions and dispatch.
 //! `serve` runs the server; every other subcommand is a gRPC client of a running server.
-//! One place ([`run`]) turns outcomes into exit codes: 0 ok, 1 refused or failed.
+//! One place ([`run`]) turns outcomes into exit codes: 0 ok, 1 refused or failed (and `import`:
+//! 2 some rows failed, see [`imports`]).
 
 mod client;
+mod imports;
 mod output;
 mod serve;
 pub mod time;
@@ -29,6 +31,17 @@ pub enum Top {
     Serve(ServeArgs),
     /// Run the storage benchmark.
     Bench(BenchArgs),
+    /// Import a CSV file (PowerSchool users.csv, update_users.csv, delete_users.csv, v1 or v2)
+    /// or a OneRoster 1.1 directory or .zip. Exit: 0 all rows applied, 2 some rows failed,
+    /// 1 refused or error.
+    Import(imports::ImportArgs),
+    /// Import jobs the server knows (domain admin, auditor).
+    ImportJob {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        command: imports::ImportJobCommand,
+    },
     #[command(flatten)]
     Client(ClientCommand),
 }
@@ -290,6 +303,11 @@ pub async fn run(cli: Cli) -> ExitCode {
         })
         .await
         .map_err(|e| e.to_string()),
+        Top::Import(args) => match imports::run(args).await {
+            Ok(code) => return code,
+            Err(message) => Err(message),
+        },
+        Top::ImportJob { conn, command } => imports::job(conn, command).await,
         Top::Client(cmd) => client::run(cmd).await,
     };
     match outcome {
