@@ -741,3 +741,206 @@ async fn after_a_restart_get_import_job_answers_from_the_log() {
     let _ = tx.send(());
     handle.await.unwrap();
 }
+
+/// Run the built binary's `import` against `server`; (exit code, stdout, stderr).
+async fn cli_import(server: &TestServer, args: &[&str]) -> (i32, String, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_account-ledger"))
+        .arg("import")
+        .args(["--server", &format!("http://{}", server.addr)])
+        .args(["--token", ADMIN_D1])
+        .args(args)
+        .output()
+        .await
+        .expect("run the binary");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn cli_import_json_and_exit_codes() {
+    let server = TestServer::start().await;
+    let mut c = server.client().await;
+    register(&mut c, "d1", 100).await;
+    let users = fixture("powerschool/v1/users.csv");
+    let bad = fixture("powerschool/bad_rows/users.csv");
+    let users = users.to_str().unwrap();
+    let bad = bad.to_str().unwrap();
+
+    let (code, out, err) = cli_import(&server, &["--domain", "d1", "--json", users]).await;
+    assert_eq!(code, 0, "stderr: {err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON object");
+    assert_eq!(v["status"], "applied");
+    assert_eq!(v["counts"]["created"], 5);
+    assert_eq!(v["file"], "users.csv");
+    assert!(
+        err.is_empty(),
+        "no progress bar when not a terminal: {err:?}"
+    );
+
+    // Leaving s1..s5 out trips the guard: refused, exit 1, nothing written.
+    let before = server.ledger.log().last_position();
+    let (code, _, err) = cli_import(&server, &["--domain", "d1", "--json", bad]).await;
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("refused") && err.contains("5 of the 5"),
+        "{err}"
+    );
+    // Strict: a row fails, so nothing is applied, exit 1.
+    let (code, out, _) = cli_import(
+        &server,
+        &[
+            "--domain",
+            "d1",
+            "--json",
+            "--strict",
+            "--confirm-mass-change",
+            bad,
+        ],
+    )
+    .await;
+    assert_eq!(code, 1);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["status"], "refused_strict");
+    assert_eq!(server.ledger.log().last_position(), before);
+
+    // Confirmed: the good rows apply, three rows fail, exit 2, every row error in the JSON.
+    let (code, out, err) = cli_import(
+        &server,
+        &["--domain", "d1", "--json", "--confirm-mass-change", bad],
+    )
+    .await;
+    assert_eq!(code, 2, "stderr: {err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["status"], "applied");
+    assert_eq!(v["counts"]["failed"], 3);
+    assert_eq!(v["counts"]["created"], 2);
+    let rows: Vec<u64> = v["row_errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["row"].as_u64().unwrap())
+        .collect();
+    assert_eq!(rows, vec![3, 4, 5]);
+
+    // The table output, and a OneRoster directory (zipped by the CLI) as a dry run.
+    let dir = fixture("oneroster/bulk");
+    let (code, out, err) = cli_import(
+        &server,
+        &["--domain", "d1", "--dry-run", dir.to_str().unwrap()],
+    )
+    .await;
+    assert_eq!(code, 0, "stderr: {err}");
+    assert!(out.contains("bulk.zip/users.csv"), "{out}");
+    assert!(out.contains("CHANGE") && out.contains("dry run"), "{out}");
+}
+
+#[tokio::test]
+async fn oneroster_zip_upload_applies_bulk_then_delta() {
+    use std::io::Write;
+    let server = TestServer::start().await;
+    let mut c = server.client().await;
+    register(&mut c, "d1", 100).await;
+    let mut im = imports(&server).await;
+    let zip_of = |set: &str| {
+        let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        for name in ["manifest.csv", "users.csv"] {
+            w.start_file(name, zip::write::SimpleFileOptions::default())
+                .unwrap();
+            w.write_all(&read(&format!("oneroster/{set}/{name}")))
+                .unwrap();
+        }
+        w.finish().unwrap().into_inner()
+    };
+    let j = upload_chunked(
+        &mut im,
+        ADMIN_D1,
+        header("d1", "roster.zip"),
+        &zip_of("bulk"),
+        100,
+    )
+    .await
+    .unwrap();
+    assert_eq!(status(&j), pb::ImportJobStatus::Applied);
+    assert!(counts(&j).created > 0);
+    assert_eq!(j.file, "roster.zip/users.csv");
+    assert!(account(&mut c, "d1", "or-1").await.is_ok());
+    // Named without .zip: the kind says it.
+    let mut h = header("d1", "delta-upload");
+    h.kind = pb::ImportFileKind::OnerosterZip as i32;
+    let j = upload(&mut im, ADMIN_D1, h, &zip_of("delta"))
+        .await
+        .unwrap();
+    assert!(j.format.contains("delta"), "{}", j.format);
+    assert_eq!(counts(&j).failed, 0);
+    assert!(j.events_written > 0);
+}
+
+#[tokio::test]
+async fn an_upload_cut_off_mid_file_applies_nothing() {
+    use pb::upload_import_request::Part;
+    let server = TestServer::start().await;
+    let mut c = server.client().await;
+    register(&mut c, "d1", 100_000).await;
+    let mut file = String::from(V1);
+    for i in 0..5000 {
+        file.push_str(&row(&format!("u{i}"), "Cut", 1));
+    }
+    let before = server.ledger.log().last_position();
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let mut im = imports(&server).await;
+    let call = tokio::spawn(async move {
+        im.upload_import(req(
+            ADMIN_D1,
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        ))
+        .await
+    });
+    tx.send(pb::UploadImportRequest {
+        part: Some(Part::Header(header("d1", "users.csv"))),
+    })
+    .await
+    .unwrap();
+    let half = file.len() / 2;
+    for chunk in file.as_bytes()[..half].chunks(4096) {
+        tx.send(pb::UploadImportRequest {
+            part: Some(Part::Chunk(chunk.to_vec())),
+        })
+        .await
+        .unwrap();
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // The client goes away mid-file (the call is dropped: the stream is reset, not ended). The
+    // server drops the job (its handler is cancelled, or the reader sees the broken stream):
+    // a cut-off file must never be imported as if it were whole.
+    call.abort();
+    assert!(call.await.unwrap_err().is_cancelled());
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(server.ledger.log().last_position(), before);
+    assert!(account(&mut c, "d1", "u0").await.is_err());
+
+    // The server is fine: the whole file imports.
+    let mut im = imports(&server).await;
+    let j = upload(
+        &mut im,
+        ADMIN_D1,
+        header("d1", "users.csv"),
+        file.as_bytes(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(counts(&j).created, 5000);
+    let listed = im
+        .list_import_jobs(req(
+            ADMIN_D1,
+            pb::ListImportJobsRequest {
+                domain: "d1".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.jobs.len(), 1, "the cut-off upload is no job");
+}

@@ -349,7 +349,9 @@ async fn upload(
             }
         }
     });
-    let call = c.inner.upload_import(c.req(tokio_stream::wrappers::ReceiverStream::new(rx)));
+    let call = c
+        .inner
+        .upload_import(c.req(tokio_stream::wrappers::ReceiverStream::new(rx)));
     let result = tokio::select! {
         r = call => r.map(|r| r.into_inner()).map_err(status_text),
         Ok(reason) = fail_rx => Err(format!("upload cancelled, nothing imported: {reason}")),
@@ -485,7 +487,9 @@ pub async fn job(conn: Conn, command: ImportJobCommand) -> Result<(), String> {
                     })
                     .collect();
                 table(
-                    &["JOB", "FINISHED", "ACTOR", "FILE", "STATUS", "EVENTS", "ERRORS"],
+                    &[
+                        "JOB", "FINISHED", "ACTOR", "FILE", "STATUS", "EVENTS", "ERRORS",
+                    ],
                     &rows,
                 );
             }
