@@ -502,7 +502,20 @@ impl pb::import_service_server::ImportService for ImportService {
             n => n.min(MAX_INLINE_ROW_ERRORS),
         } as usize;
         let job = ImportJob::new(&domain, &who.name);
+        let started = std::time::Instant::now();
         let report = self.import_upload(job, name, zip, opts, stream).await?;
+        tracing::info!(
+            job = %report.job_id,
+            domain = %report.domain,
+            file = %report.file,
+            actor = %who.name,
+            status = ?report.status,
+            rows = report.rows_read,
+            events = report.events_written,
+            row_errors = report.row_errors.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "import job finished"
+        );
         let record = JobRecord {
             report,
             actor: who.name.clone(),

@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod convert;
 pub mod import;
+pub mod import_bench;
 pub mod server;
 pub mod status;
 

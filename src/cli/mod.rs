@@ -31,6 +31,18 @@ pub enum Top {
     Serve(ServeArgs),
     /// Run the storage benchmark.
     Bench(BenchArgs),
+    /// Benchmark imports end to end through gRPC (in-process server), next to the library.
+    ImportBench {
+        /// Rows of the generated users.csv (all new accounts).
+        #[arg(long, default_value_t = 100_000)]
+        rows: u32,
+        /// Rows for the naive one-durable-append-per-row baseline (extrapolated).
+        #[arg(long, default_value_t = 2_000)]
+        baseline_rows: u32,
+        /// Run one import first so the measured ones run in a warm process (as a server is).
+        #[arg(long)]
+        warm_up: bool,
+    },
     /// Import a CSV file (PowerSchool users.csv, update_users.csv, delete_users.csv, v1 or v2)
     /// or a OneRoster 1.1 directory or .zip. Exit: 0 all rows applied, 2 some rows failed,
     /// 1 refused or error.
@@ -303,6 +315,13 @@ pub async fn run(cli: Cli) -> ExitCode {
         })
         .await
         .map_err(|e| e.to_string()),
+        Top::ImportBench {
+            rows,
+            baseline_rows,
+            warm_up,
+        } => crate::api::import_bench::run(rows, baseline_rows, warm_up)
+            .await
+            .map_err(|e| e.to_string()),
         Top::Import(args) => match imports::run(args).await {
             Ok(code) => return code,
             Err(message) => Err(message),
