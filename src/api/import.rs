@@ -430,8 +430,10 @@ impl ImportService {
             loop {
                 match stream.message().await {
                     Ok(Some(msg)) => match msg.part {
+                        Some(Part::Chunk(bytes)) if bytes.is_empty() => {}
                         Some(Part::Chunk(bytes)) => {
-                            if !bytes.is_empty() && tx.send(Ok(bytes)).await.is_err() {
+                            let sent = tx.send(Ok(bytes)).await;
+                            if sent.is_err() {
                                 // The import stopped reading (it refused the file).
                                 return Ok(());
                             }
