@@ -307,6 +307,9 @@ pub enum AccountCommand {
 
 /// Parse arguments and run; the one place that chooses the exit code.
 pub async fn run(cli: Cli) -> ExitCode {
+    if !matches!(cli.command, Top::Serve(_)) {
+        restore_default_sigpipe();
+    }
     let outcome = match cli.command {
         Top::Serve(args) => serve::run(args).await,
         Top::Bench(args) => crate::bench::run(crate::bench::BenchOptions {
@@ -335,5 +338,15 @@ pub async fn run(cli: Cli) -> ExitCode {
             eprintln!("error: {message}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// A client piped into `head` should end quietly, as Unix tools do, not panic in `println!`
+/// with "Broken pipe": give SIGPIPE back its default action. Not for `serve`, where a peer
+/// closing a socket must never end the process.
+fn restore_default_sigpipe() {
+    // SAFETY: setting a signal disposition to SIG_DFL at start-up, before any output.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
