@@ -189,6 +189,21 @@ fn status_to_wire(s: JobStatus) -> pb::ImportJobStatus {
     }
 }
 
+/// The wire counts back as the import's own (the CLI prints them by kind).
+pub(crate) fn counts_from_wire(c: &pb::ImportCounts) -> Counts {
+    Counts {
+        created: c.created,
+        updated: c.updated,
+        enabled: c.enabled,
+        disabled: c.disabled,
+        deactivated: c.deactivated,
+        reactivated: c.reactivated,
+        deleted: c.deleted,
+        unchanged: c.unchanged,
+        failed: c.failed,
+    }
+}
+
 fn counts_to_wire(c: &Counts) -> pb::ImportCounts {
     pb::ImportCounts {
         created: c.created,

@@ -155,17 +155,7 @@ fn row_error_json(e: &pb::ImportRowError) -> Value {
 }
 
 fn counts_list(c: &pb::ImportCounts) -> [(&'static str, u64); 9] {
-    [
-        ("created", c.created),
-        ("updated", c.updated),
-        ("enabled", c.enabled),
-        ("disabled", c.disabled),
-        ("deactivated", c.deactivated),
-        ("reactivated", c.reactivated),
-        ("deleted", c.deleted),
-        ("unchanged", c.unchanged),
-        ("failed", c.failed),
-    ]
+    crate::api::import::counts_from_wire(c).by_kind()
 }
 
 fn job_json(j: &pb::ImportJob, row_errors: &[pb::ImportRowError]) -> Value {

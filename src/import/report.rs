@@ -40,6 +40,21 @@ pub struct Counts {
 }
 
 impl Counts {
+    /// Each count with its change kind's name, in report order (tables, JSON, summaries).
+    pub fn by_kind(&self) -> [(&'static str, u64); 9] {
+        [
+            ("created", self.created),
+            ("updated", self.updated),
+            ("enabled", self.enabled),
+            ("disabled", self.disabled),
+            ("deactivated", self.deactivated),
+            ("reactivated", self.reactivated),
+            ("deleted", self.deleted),
+            ("unchanged", self.unchanged),
+            ("failed", self.failed),
+        ]
+    }
+
     pub(crate) fn add(&mut self, kind: ChangeKind) {
         match kind {
             ChangeKind::Created => self.created += 1,
@@ -103,19 +118,9 @@ impl ImportReport {
 
     /// One line for humans: "created 3, updated 1, ..., failed 0".
     pub fn summary(&self) -> String {
-        let c = &self.counts;
-        let parts = [
-            ("created", c.created),
-            ("updated", c.updated),
-            ("enabled", c.enabled),
-            ("disabled", c.disabled),
-            ("deactivated", c.deactivated),
-            ("reactivated", c.reactivated),
-            ("deleted", c.deleted),
-            ("unchanged", c.unchanged),
-            ("failed", c.failed),
-        ];
-        let counts = parts
+        let counts = self
+            .counts
+            .by_kind()
             .iter()
             .map(|(k, v)| format!("{k} {v}"))
             .collect::<Vec<_>>()
