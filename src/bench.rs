@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
-use crate::domain::{Command, Event, Profile};
+use crate::domain::{Command, Event, Profile, Status};
 use crate::ledger::{BatchMode, Ledger, Request};
 use crate::store::{EventLog, NewEvent, Source, open_store};
 
@@ -142,11 +142,16 @@ pub async fn run(opts: BenchOptions) -> Result<(), Box<dyn std::error::Error>> {
     while accounts + changes < opts.events {
         let reqs: Vec<_> = (0..BATCH as u64)
             .map(|i| {
-                let account = (round * BATCH as u64 + i * 7919) % accounts;
-                let command = match (round + i) % 4 {
-                    0 => Command::Disable { account },
-                    1 => Command::Enable { account },
-                    2 => Command::Deactivate { account },
+                // Account numbers start at 1. Each command changes the account's status (a
+                // fixed rotation can fall into no-ops for some account counts).
+                let account = 1 + (round * BATCH as u64 + i * 7919) % accounts;
+                let status = ledger.account(account).map(|a| a.status());
+                let command = match status {
+                    Some(Status::Enabled) if (round + i).is_multiple_of(2) => {
+                        Command::Disable { account }
+                    }
+                    Some(Status::Enabled) => Command::Deactivate { account },
+                    Some(Status::Disabled) => Command::Enable { account },
                     _ => Command::Reactivate {
                         account,
                         enabled: true,
@@ -157,7 +162,11 @@ pub async fn run(opts: BenchOptions) -> Result<(), Box<dyn std::error::Error>> {
             .collect();
         let before = ledger.log().last_position();
         ledger.execute_batch(reqs, BatchMode::BestEffort).await?;
-        changes += ledger.log().last_position() - before;
+        let written = ledger.log().last_position() - before;
+        if written == 0 {
+            break;
+        }
+        changes += written;
         round += 1;
     }
     let took = started.elapsed();
@@ -214,7 +223,7 @@ pub async fn run(opts: BenchOptions) -> Result<(), Box<dyn std::error::Error>> {
     };
     for _ in 0..2000 {
         let at = t0 + (next() % (t1 - t0).max(1) as u64) as i64;
-        let account = next() % accounts;
+        let account = 1 + next() % accounts;
         let s = Instant::now();
         ledger.account_as_of(account, at).await?;
         account_lat.push(s.elapsed());
@@ -257,7 +266,7 @@ pub async fn run(opts: BenchOptions) -> Result<(), Box<dyn std::error::Error>> {
                 let deadline = Instant::now() + Duration::from_secs(3);
                 let mut i = 0u64;
                 while Instant::now() < deadline {
-                    let account = (t * 1_000_003 + i * 64) % accounts;
+                    let account = 1 + (t * 1_000_003 + i * 64) % accounts;
                     let command = if i.is_multiple_of(2) {
                         Command::Disable { account }
                     } else {

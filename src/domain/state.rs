@@ -172,10 +172,12 @@ impl LedgerState {
                     self.by_login
                         .insert(login_key(domain, &profile.login), *account);
                 }
-                self.domain_accounts
-                    .entry(domain.clone())
-                    .or_default()
-                    .push(*account);
+                match self.domain_accounts.get_mut(domain) {
+                    Some(ids) => ids.push(*account),
+                    None => {
+                        self.domain_accounts.insert(domain.clone(), vec![*account]);
+                    }
+                }
                 self.next_account_id = self.next_account_id.max(account + 1);
                 self.accounts.insert(*account, state);
                 self.recount_after(None, *account);

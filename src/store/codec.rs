@@ -83,7 +83,7 @@ fn seal_profile(
 ) -> Result<Vec<u8>, StoreError> {
     let plain = bincode::serde::encode_to_vec(profile, config())
         .map_err(|e| StoreError::Io(format!("encode: {e}")))?;
-    vault.seal(account, &plain)
+    vault.seal_reusing(account, &plain)
 }
 
 fn open_profile(vault: &Vault, account: AccountId, sealed: &[u8]) -> Profile {
@@ -194,32 +194,16 @@ struct AccountViewV1 {
     sealed_profile: Vec<u8>,
 }
 
-/// Sealed profiles already written, by account: re-saving a bucket whose profiles did not
-/// change reuses them instead of encrypting again.
-pub type SealCache = std::collections::HashMap<AccountId, (Profile, Vec<u8>)>;
-
 /// A bucket of account view rows (consecutive account numbers), each profile sealed with its
 /// own account's key. A deleted account is a tombstone with no personal data and needs no key.
-pub fn encode_accounts(
-    accounts: &[AccountState],
-    vault: &Vault,
-    cache: &mut SealCache,
-) -> Result<Vec<u8>, StoreError> {
+pub fn encode_accounts(accounts: &[AccountState], vault: &Vault) -> Result<Vec<u8>, StoreError> {
     let rows = accounts
         .iter()
         .map(|acc| {
             let sealed_profile = if acc.deleted || acc.profile.is_erased() {
-                cache.remove(&acc.id);
                 Vec::new()
             } else {
-                match cache.get(&acc.id) {
-                    Some((p, sealed)) if *p == acc.profile => sealed.clone(),
-                    _ => {
-                        let sealed = seal_profile(vault, acc.id, &acc.profile)?;
-                        cache.insert(acc.id, (acc.profile.clone(), sealed.clone()));
-                        sealed
-                    }
-                }
+                seal_profile(vault, acc.id, &acc.profile)?
             };
             let mut state = acc.clone();
             state.profile = Profile::erased();

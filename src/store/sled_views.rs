@@ -8,7 +8,7 @@
 //! - `C` + domain name + 0x00 + position (u64 BE) → license usage after that position
 //!   (used u32 BE, limit u32 BE): the series that answers "usage as of T" with one reverse seek.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use super::codec::{self, u64_key};
 use super::vault::Vault;
@@ -17,7 +17,6 @@ use super::{ACCOUNT_BUCKET, LicensePoint, StoreError, ViewBatch, ViewSnapshot, V
 pub struct SledViews {
     tree: sled::Tree,
     vault: Arc<Vault>,
-    seal_cache: Mutex<codec::SealCache>,
 }
 
 const CHECKPOINT: &[u8] = b"K";
@@ -46,7 +45,6 @@ impl SledViews {
         Ok(SledViews {
             tree: db.open_tree("views")?,
             vault,
-            seal_cache: Mutex::new(Default::default()),
         })
     }
 }
@@ -79,15 +77,13 @@ impl ViewStore for SledViews {
 
     fn save(&self, batch: &ViewBatch) -> Result<(), StoreError> {
         let mut b = sled::Batch::default();
-        let mut cache = self.seal_cache.lock().unwrap_or_else(|e| e.into_inner());
         for (bucket, accounts) in &batch.account_buckets {
             debug_assert!(accounts.iter().all(|a| a.id / ACCOUNT_BUCKET == *bucket));
             b.insert(
                 bucket_key(*bucket),
-                codec::encode_accounts(accounts, &self.vault, &mut cache)?,
+                codec::encode_accounts(accounts, &self.vault)?,
             );
         }
-        drop(cache);
         for d in &batch.domains {
             b.insert(domain_key(&d.name), codec::encode_domain(d)?);
         }
@@ -111,10 +107,6 @@ impl ViewStore for SledViews {
 
     fn clear(&self) -> Result<(), StoreError> {
         self.tree.clear()?;
-        self.seal_cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
         Ok(())
     }
 

@@ -23,12 +23,19 @@ use crate::domain::AccountId;
 const KEY_LEN: usize = 32;
 const NONCE_LEN: usize = 24;
 
+/// One sealing: (plaintext, nonce ‖ ciphertext ‖ tag).
+type Sealing = (Vec<u8>, Vec<u8>);
+
 pub struct Vault {
     /// Keys and nonces come from a ChaCha20 CSPRNG seeded once from the OS: one `getrandom`
     /// syscall per key was a measurable share of an import's time.
     rng: Mutex<ChaCha20Rng>,
     file: File,
     keys: RwLock<HashMap<AccountId, [u8; KEY_LEN]>>,
+    /// The last sealing per account (plaintext, sealed): the log and the views seal the same
+    /// profile, and views re-save unchanged rows; both reuse it instead of encrypting again.
+    /// Same key, nonce and plaintext give the same bytes, so reuse leaks nothing new.
+    last_sealed: Mutex<HashMap<AccountId, Sealing>>,
     dirty: Mutex<bool>,
 }
 
@@ -61,6 +68,7 @@ impl Vault {
             })?),
             file,
             keys: RwLock::new(keys),
+            last_sealed: Mutex::new(HashMap::new()),
             dirty: Mutex::new(false),
         })
     }
@@ -105,6 +113,10 @@ impl Vault {
 
     /// Overwrite the account's slot with zeros and fsync: its personal data becomes unreadable.
     pub fn destroy(&self, account: AccountId) -> Result<(), StoreError> {
+        self.last_sealed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&account);
         if self.write_keys().remove(&account).is_none() {
             return Ok(());
         }
@@ -150,6 +162,23 @@ impl Vault {
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&ct);
         Ok(out)
+    }
+
+    /// [`Vault::seal`], reusing the account's last sealing when the plaintext is the same.
+    pub fn seal_reusing(
+        &self,
+        account: AccountId,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, StoreError> {
+        let mut last = self.last_sealed.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((plain, sealed)) = last.get(&account)
+            && plain.as_slice() == plaintext
+        {
+            return Ok(sealed.clone());
+        }
+        let sealed = self.seal(account, plaintext)?;
+        last.insert(account, (plaintext.to_vec(), sealed.clone()));
+        Ok(sealed)
     }
 
     /// Decrypt; `None` when the key is destroyed (erased account) or the bytes do not open.
