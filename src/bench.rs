@@ -92,7 +92,7 @@ pub async fn run(opts: BenchOptions) -> Result<(), Box<dyn std::error::Error>> {
                     },
                 })
                 .collect();
-            store.log.append(batch, vec![]).await?;
+            store.log.append(batch).await?;
             written += BATCH as u64;
         }
         let took = started.elapsed();

@@ -1,33 +1,38 @@
-//! The live read model: the domain's own fold ([`LedgerState::evolve`]) applied to recorded
-//! events, plus what persisting it needs (dirty rows, the license series, the checkpoint).
-//! Replay of the log into a fresh [`Projections`] must equal the live one; `verify` checks it.
+//! The live read model of one partition (one domain): the domain's own fold
+//! ([`LedgerState::evolve`]) applied to its recorded events, plus what persisting it needs
+//! (dirty rows, the license series, the checkpoint). Replay of the log into a fresh
+//! [`Projections`] must equal the live one; `verify` checks it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use crate::domain::LedgerState;
-use crate::store::{ACCOUNT_BUCKET, LicensePoint, RecordedEvent, ViewBatch, ViewSnapshot};
+use crate::store::{ACCOUNT_BUCKET, LicensePoint, PartitionSnapshot, RecordedEvent, ViewBatch};
 
 #[derive(Debug, Default, Clone)]
 pub struct Projections {
+    /// The domain's rules state: its domain row and its accounts only.
     pub state: LedgerState,
-    /// Last applied log position.
+    /// Every event of this domain at or before this position is applied (events at or below
+    /// it are skipped, so catch-up may start before it).
     pub checkpoint: u64,
+    /// Position of the last event applied here (0 when none since loading).
+    pub last_applied: u64,
     /// Account buckets changed since the last save.
     dirty_buckets: BTreeSet<u64>,
-    dirty_domains: BTreeSet<String>,
-    /// License series points not yet saved, at most one per domain per time stamp.
+    dirty_domain: bool,
+    /// License series points not yet saved, at most one per time stamp.
     pending_points: Vec<LicensePoint>,
-    /// Per domain: index in `pending_points` of its newest point, and that point's stamp.
-    newest_point: BTreeMap<String, (usize, i64)>,
+    /// Stamp of the newest pending point.
+    newest_stamp: Option<i64>,
 }
 
 impl Projections {
-    /// Rebuild the in-memory model from persisted rows.
-    pub fn from_snapshot(snapshot: ViewSnapshot) -> Projections {
+    /// Rebuild the in-memory model from one domain's persisted rows.
+    pub fn from_snapshot(snapshot: PartitionSnapshot) -> Projections {
         let mut state = LedgerState::default();
-        for d in snapshot.domains {
-            state.domains.insert(d.name.clone(), d);
-        }
+        state
+            .domains
+            .insert(snapshot.domain.name.clone(), snapshot.domain);
         let mut accounts = snapshot.accounts;
         accounts.sort_by_key(|a| a.id);
         for acc in accounts {
@@ -40,55 +45,52 @@ impl Projections {
         }
     }
 
+    /// The domain this partition holds (None before its registration is applied).
+    pub fn domain(&self) -> Option<&str> {
+        self.state.domains.keys().next().map(String::as_str)
+    }
+
     pub fn apply(&mut self, e: &RecordedEvent) {
         if e.position <= self.checkpoint {
             return;
         }
-        let usage_before = self.usage_of(e);
+        let usage_before = self.usage();
         self.state.evolve(&e.event);
         self.checkpoint = e.position;
+        self.last_applied = e.position;
         if let Some(acc) = e.event.account() {
             self.dirty_buckets.insert(acc / ACCOUNT_BUCKET);
         }
-        let Some(domain) = domain_name(&self.state, e) else {
+        self.dirty_domain = true;
+        let Some(d) = self.state.domains.values().next() else {
             return;
         };
-        let Some(d) = self.state.domains.get(domain) else {
-            return;
-        };
-        if !self.dirty_domains.contains(domain) {
-            self.dirty_domains.insert(domain.to_string());
-        }
         if Some((d.licenses_used, d.license_limit)) == usage_before {
             return;
         }
         let point = LicensePoint {
-            domain: domain.to_string(),
+            domain: d.name.clone(),
             position: e.position,
             used: d.licenses_used,
             limit: d.license_limit,
         };
         // Events with one stamp are indistinguishable "as of T": keep the last of them.
-        match self.newest_point.get(domain) {
-            Some(&(i, stamp)) if stamp == e.recorded_at_us => self.pending_points[i] = point,
+        match (self.newest_stamp, self.pending_points.last_mut()) {
+            (Some(stamp), Some(last)) if stamp == e.recorded_at_us => *last = point,
             _ => {
-                self.newest_point.insert(
-                    domain.to_string(),
-                    (self.pending_points.len(), e.recorded_at_us),
-                );
+                self.newest_stamp = Some(e.recorded_at_us);
                 self.pending_points.push(point);
             }
         }
     }
 
-    fn usage_of(&self, e: &RecordedEvent) -> Option<(u32, u32)> {
-        let domain = domain_name(&self.state, e)?;
-        let d = self.state.domains.get(domain)?;
+    fn usage(&self) -> Option<(u32, u32)> {
+        let d = self.state.domains.values().next()?;
         Some((d.licenses_used, d.license_limit))
     }
 
-    /// Rows changed since the last call, in whole buckets, with the checkpoint.
-    pub fn take_batch(&mut self) -> ViewBatch {
+    /// Rows changed since the last call, in whole buckets, complete through `through`.
+    pub fn take_batch(&mut self, through: u64) -> ViewBatch {
         let account_buckets = std::mem::take(&mut self.dirty_buckets)
             .into_iter()
             .map(|b| {
@@ -98,44 +100,43 @@ impl Projections {
                 (b, rows)
             })
             .collect();
-        let domains = std::mem::take(&mut self.dirty_domains)
-            .into_iter()
-            .filter_map(|d| self.state.domains.get(&d).cloned())
-            .collect();
+        let domain_row = if std::mem::take(&mut self.dirty_domain) {
+            self.state.domains.values().next().cloned()
+        } else {
+            None
+        };
         ViewBatch {
-            checkpoint: self.checkpoint,
+            domain: self.domain().unwrap_or_default().to_string(),
+            checkpoint: through,
             account_buckets,
-            domains,
+            domain_row,
         }
+    }
+
+    /// Mark every row for saving (after a rebuild replaced the persisted views).
+    pub fn mark_all_dirty(&mut self) {
+        self.dirty_buckets = self
+            .state
+            .accounts
+            .keys()
+            .map(|id| id / ACCOUNT_BUCKET)
+            .collect();
+        self.dirty_domain = true;
     }
 
     /// License series points since the last call.
     pub fn take_license_points(&mut self) -> Vec<LicensePoint> {
-        self.newest_point.clear();
+        self.newest_stamp = None;
         std::mem::take(&mut self.pending_points)
     }
 
     /// Whether rows changed since the last save.
     pub fn has_unsaved_rows(&self) -> bool {
-        !self.dirty_buckets.is_empty() || !self.dirty_domains.is_empty()
+        !self.dirty_buckets.is_empty() || self.dirty_domain
     }
 
-    /// Equal as read models (ignores what is pending a save).
+    /// Equal as read models (ignores checkpoints and what is pending a save).
     pub fn same_view(&self, other: &Projections) -> bool {
-        self.checkpoint == other.checkpoint && self.state == other.state
-    }
-}
-
-/// The domain an event belongs to, borrowed from the state (no allocation on the hot path).
-fn domain_name<'a>(state: &'a LedgerState, e: &'a RecordedEvent) -> Option<&'a str> {
-    use crate::domain::Event;
-    match &e.event {
-        Event::DomainRegistered { domain, .. }
-        | Event::LicenseLimitChanged { domain, .. }
-        | Event::MassChangeGuardChanged { domain, .. } => Some(domain.as_str()),
-        other => {
-            let id = other.account()?;
-            state.accounts.get(&id).map(|a| a.domain.as_str())
-        }
+        self.state == other.state
     }
 }

@@ -15,7 +15,7 @@ use tokio::sync::{broadcast::error::RecvError, mpsc};
 use uuid::Uuid;
 
 use crate::domain::{AccountId, AccountState, DomainError, LedgerState, Status, StreamId};
-use crate::ledger::{Ledger, LedgerError, event_domain};
+use crate::ledger::{Ledger, LedgerError};
 use crate::store::RecordedEvent;
 
 /// Which accounts a listing shows. Deleted accounts are never listed.
@@ -83,16 +83,20 @@ fn unknown_domain(domain: &str) -> LedgerError {
 
 impl Ledger {
     pub fn account(&self, id: AccountId) -> Option<AccountState> {
-        self.read(|s| s.account(id).cloned())
+        self.read_account_domain(id, |s| s.account(id).cloned())
+            .flatten()
     }
 
     /// A live (not deleted) account by its SIS import id.
     pub fn account_by_import_id(&self, domain: &str, import_id: &str) -> Option<AccountState> {
-        self.read(|s| s.account_by_import_id(domain, import_id).cloned())
+        self.read_domain(domain, |s| {
+            s.account_by_import_id(domain, import_id).cloned()
+        })
+        .flatten()
     }
 
     pub fn domain_exists(&self, domain: &str) -> bool {
-        self.read(|s| s.domains.contains_key(domain))
+        self.read_domain(domain, |_| ()).is_some()
     }
 
     /// One page of a domain's accounts (creation order) and the total that match.
@@ -103,10 +107,7 @@ impl Ledger {
         offset: usize,
         limit: usize,
     ) -> Result<(Vec<AccountState>, usize), LedgerError> {
-        self.read(|s| {
-            if !s.domains.contains_key(domain) {
-                return Err(unknown_domain(domain));
-            }
+        self.read_domain(domain, |s| {
             let ids = s
                 .domain_accounts
                 .get(domain)
@@ -117,12 +118,13 @@ impl Ledger {
                 .filter_map(|id| s.accounts.get(id))
                 .filter(|a| filter.matches(a));
             let total = matching.clone().count();
-            Ok((matching.skip(offset).take(limit).cloned().collect(), total))
+            (matching.skip(offset).take(limit).cloned().collect(), total)
         })
+        .ok_or_else(|| unknown_domain(domain))
     }
 
     pub fn license_usage(&self, domain: &str) -> Result<LicenseUsage, LedgerError> {
-        self.read(|s| {
+        self.read_domain_or_empty(domain, |s| {
             s.domains
                 .get(domain)
                 .map(|d| LicenseUsage {
@@ -136,27 +138,26 @@ impl Ledger {
 
     /// May this login sign in now? Only an Enabled account may. One hash lookup.
     pub fn can_sign_in(&self, domain: &str, login: &str) -> Option<(AccountId, Status)> {
-        self.read(|s| {
+        self.read_domain(domain, |s| {
             s.account_by_login(domain, login)
                 .map(|a| (a.id, a.status()))
         })
+        .flatten()
     }
 
     /// The users export of a domain, now.
     pub fn export_users(&self, domain: &str) -> Result<Vec<AccountState>, LedgerError> {
-        self.read(|s| {
-            if !s.domains.contains_key(domain) {
-                return Err(unknown_domain(domain));
-            }
-            Ok(s.domain_accounts
+        self.read_domain(domain, |s| {
+            s.domain_accounts
                 .get(domain)
                 .into_iter()
                 .flatten()
                 .filter_map(|id| s.accounts.get(id))
                 .filter(|a| in_users_export(a))
                 .cloned()
-                .collect())
+                .collect()
         })
+        .ok_or_else(|| unknown_domain(domain))
     }
 
     /// The account as it was at `at_us` (None: it did not exist yet).
@@ -195,7 +196,10 @@ impl Ledger {
         at_us: i64,
     ) -> Result<Vec<AccountState>, LedgerError> {
         let position = self.log().position_at(at_us);
-        let ids = self.read(|s| s.domain_accounts.get(domain).cloned().unwrap_or_default());
+        let ids = self
+            .read_domain(domain, |s| s.domain_accounts.get(domain).cloned())
+            .flatten()
+            .unwrap_or_default();
         let state = self.fold_accounts(&ids, position).await?;
         Ok(ids
             .iter()
@@ -229,6 +233,11 @@ impl Ledger {
         Ok(self.log().read_positions(&positions).await?)
     }
 
+    /// The domain of a list of events (an import job's): that of the first one known.
+    pub fn events_domain(&self, events: &[RecordedEvent]) -> Option<String> {
+        events.iter().find_map(|e| self.event_domain(&e.event))
+    }
+
     /// Every event one import job caused.
     pub async fn import_job_history(&self, job: &Uuid) -> Result<Vec<RecordedEvent>, LedgerError> {
         let positions = self.log().job_positions(job);
@@ -258,7 +267,7 @@ impl Ledger {
             let mut next = from.max(1);
             let wanted = |e: &RecordedEvent| match &domain {
                 None => true,
-                Some(d) => this.read(|s| event_domain(s, &e.event)).as_deref() == Some(d),
+                Some(d) => this.event_domain(&e.event).as_deref() == Some(d),
             };
             loop {
                 // Catch up from the log (also after falling behind the live channel).

@@ -108,7 +108,7 @@ async fn kill_9_mid_import_leaves_all_or_nothing() {
         let ledger = Ledger::open(&tmp.path().join("data"))
             .await
             .expect("reopen");
-        let accounts = ledger.read(|s| s.accounts.len());
+        let accounts = ledger.state_snapshot().accounts.len();
         assert!(
             accounts == 0 || accounts == ROWS,
             "after kill at {delay_ms:?} ms: {accounts} of {ROWS} accounts"

@@ -145,15 +145,15 @@ async fn reopening_restores_projections_from_their_checkpoint() {
             .await
             .unwrap();
         ledger.close().await.unwrap();
-        (ledger.read(|s| s.clone()), ledger.log().last_position())
+        (ledger.state_snapshot(), ledger.log().last_position())
     };
     let ledger = Ledger::open(dir.path()).await.unwrap();
-    assert_eq!(ledger.checkpoint(), last);
-    assert_eq!(ledger.read(|s| s.clone()), expected_state);
+    assert_eq!(ledger.log().last_position(), last);
+    assert_eq!(ledger.state_snapshot(), expected_state);
     assert!(ledger.verify_projections().await.unwrap().equal);
     // Rebuilding from the log gives the same views.
     assert_eq!(ledger.rebuild_projections().await.unwrap(), last);
-    assert_eq!(ledger.read(|s| s.clone()), expected_state);
+    assert_eq!(ledger.state_snapshot(), expected_state);
 }
 
 #[tokio::test]

@@ -193,7 +193,7 @@ proptest! {
             let dir = tempfile::tempdir().unwrap();
             let ledger = Ledger::open(dir.path()).await.unwrap();
             drive(&ledger, &ops, batch_every).await;
-            ledger.read(check_limits)?;
+            check_limits(&ledger.state_snapshot())?;
             let v = ledger.verify_projections().await.unwrap();
             prop_assert!(v.equal, "{}", v.detail);
 
@@ -227,11 +227,11 @@ proptest! {
                 }
             }
 
-            let live = ledger.read(|s| s.clone());
+            let live = ledger.state_snapshot();
             ledger.close().await.unwrap();
             drop(ledger);
             let reopened = Ledger::open(dir.path()).await.unwrap();
-            prop_assert_eq!(reopened.read(|s| s.clone()), live);
+            prop_assert_eq!(reopened.state_snapshot(), live);
             Ok(())
         })?;
     }

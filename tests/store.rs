@@ -3,8 +3,8 @@
 
 use std::process::Command as Process;
 
-use account_ledger::domain::{Event, StreamId};
-use account_ledger::store::{EventLog, NewEvent, Source, StoreError, open_store};
+use account_ledger::domain::Event;
+use account_ledger::store::{EventLog, NewEvent, Source, open_store};
 use uuid::Uuid;
 
 fn registered(domain: &str) -> NewEvent {
@@ -30,39 +30,46 @@ fn limit_changed(domain: &str, limit: u32) -> NewEvent {
     }
 }
 
-#[tokio::test]
-async fn expected_version_mismatch_is_a_conflict_and_writes_nothing() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_appends_get_contiguous_gap_free_positions() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_store(dir.path()).unwrap();
-    let stream = StreamId::Domain("d".into());
-    store
-        .log
-        .append(vec![registered("d")], vec![(stream.clone(), 0)])
-        .await
-        .unwrap();
-    let err = store
-        .log
-        .append(vec![limit_changed("d", 5)], vec![(stream.clone(), 0)])
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            StoreError::Conflict {
-                expected: 0,
-                actual: 1,
-                ..
+    let log = std::sync::Arc::new(store.log);
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let log = log.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            for i in 0..20u32 {
+                let batch: Vec<_> = (0..=(i % 3))
+                    .map(|_| limit_changed(&format!("d{t}"), i))
+                    .collect();
+                let n = batch.len();
+                let a = log.append(batch).await.unwrap();
+                // One batch: one contiguous range of positions.
+                assert_eq!(a.positions.len(), n);
+                assert!(a.positions.windows(2).all(|w| w[1] == w[0] + 1));
+                got.extend(a.positions);
             }
-        ),
-        "{err:?}"
+            got
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all.sort_unstable();
+    let expected: Vec<u64> = (1..=all.len() as u64).collect();
+    assert_eq!(all, expected);
+    assert_eq!(log.last_position(), all.len() as u64);
+    // Commit order is position order, stamps never go back.
+    let events = log.read_range(1, u64::MAX, usize::MAX).await.unwrap();
+    assert_eq!(events.len(), all.len());
+    assert!(
+        events
+            .windows(2)
+            .all(|w| w[0].recorded_at_us <= w[1].recorded_at_us)
     );
-    assert_eq!(store.log.last_position(), 1);
-    store
-        .log
-        .append(vec![limit_changed("d", 5)], vec![(stream.clone(), 1)])
-        .await
-        .unwrap();
-    assert_eq!(store.log.stream_version(&stream), 2);
 }
 
 #[tokio::test]
@@ -70,10 +77,10 @@ async fn appending_a_stored_event_id_again_returns_the_original_position() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_store(dir.path()).unwrap();
     let first = registered("d");
-    let a = store.log.append(vec![first.clone()], vec![]).await.unwrap();
+    let a = store.log.append(vec![first.clone()]).await.unwrap();
     let b = store
         .log
-        .append(vec![limit_changed("d", 3), first.clone()], vec![])
+        .append(vec![limit_changed("d", 3), first.clone()])
         .await
         .unwrap();
     assert_eq!(a.positions, vec![1]);
@@ -89,14 +96,10 @@ async fn positions_are_gap_free_and_stamps_never_go_back_across_reopen() {
     {
         let store = open_store(dir.path()).unwrap();
         let batch: Vec<_> = (0..600).map(|i| limit_changed("d", i)).collect();
-        store.log.append(batch, vec![]).await.unwrap();
+        store.log.append(batch).await.unwrap();
     }
     let store = open_store(dir.path()).unwrap();
-    store
-        .log
-        .append(vec![limit_changed("d", 1)], vec![])
-        .await
-        .unwrap();
+    store.log.append(vec![limit_changed("d", 1)]).await.unwrap();
     let all = store.log.read_range(1, u64::MAX, usize::MAX).await.unwrap();
     assert_eq!(all.len(), 601);
     for (i, pair) in all.windows(2).enumerate() {
@@ -121,7 +124,7 @@ fn an_unknown_record_version_is_a_clear_error_on_open() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     {
         let store = open_store(dir.path()).unwrap();
-        rt.block_on(store.log.append(vec![registered("d")], vec![]))
+        rt.block_on(store.log.append(vec![registered("d")]))
             .unwrap();
     }
     {
@@ -181,12 +184,12 @@ fn child_appends_batches_until_killed() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let store = open_store(std::path::Path::new(&dir)).unwrap();
     if store.log.last_position() == 0 {
-        rt.block_on(store.log.append(vec![registered("d")], vec![]))
+        rt.block_on(store.log.append(vec![registered("d")]))
             .unwrap();
     }
     loop {
         let batch: Vec<_> = (0..BATCH as u32).map(|i| limit_changed("d", i)).collect();
-        rt.block_on(store.log.append(batch, vec![])).unwrap();
+        rt.block_on(store.log.append(batch)).unwrap();
     }
 }
 

@@ -34,7 +34,7 @@ use crate::import::{
     Counts, FileKind, GuardCheck, ImportInput, ImportJob, ImportOptions, ImportReport, JobStatus,
     RowChange, RowError, Version, run_import,
 };
-use crate::ledger::{Ledger, event_domain};
+use crate::ledger::Ledger;
 use crate::store::{Source, now_us};
 
 /// Jobs the registry keeps (newest first out last).
@@ -344,10 +344,7 @@ impl ImportService {
                  (a dry run, refused or no-change job records none)"
             )));
         }
-        let domain = self
-            .ledger
-            .read(|s| events.iter().find_map(|e| event_domain(s, &e.event)))
-            .unwrap_or_default();
+        let domain = self.ledger.events_domain(&events).unwrap_or_default();
         if !(who.all_domains() || who.may_see(&domain)) {
             return Err(permission_denied(format!(
                 "{} has no rights in the domains of import job {job}",

@@ -23,7 +23,7 @@ use super::convert::{
 use super::pb::{self, account_ledger_server::AccountLedgerServer};
 use super::status::{account_not_found, domain_not_found, invalid, missing, permission_denied};
 use crate::domain::{AccountId, AccountState, Command, Profile, Status as AccountStatus};
-use crate::ledger::{Ledger, LedgerError, Request as LedgerRequest, event_domain};
+use crate::ledger::{Ledger, LedgerError, Request as LedgerRequest};
 use crate::queries::{AccountFilter, in_users_export};
 use crate::store::{Source, now_us};
 
@@ -125,15 +125,11 @@ impl LedgerService {
                 expected_version,
             })
             .await?;
-        let account_version = done
-            .account
-            .and_then(|id| self.ledger.account(id))
-            .map_or(0, |a| a.version);
         Ok(pb::CommandReply {
             account: done.account,
             positions: done.positions,
             replayed: done.replayed,
-            account_version,
+            account_version: done.version,
         })
     }
 
@@ -290,7 +286,7 @@ impl LedgerService {
     }
 
     fn domain_of_event(&self, e: &crate::store::RecordedEvent) -> Option<String> {
-        self.ledger.read(|s| event_domain(s, &e.event))
+        self.ledger.event_domain(&e.event)
     }
 
     fn events_for(
@@ -333,7 +329,7 @@ impl LedgerService {
                 .into_iter()
                 .filter(|a| keep(a))
                 .collect()),
-            None => Ok(self.ledger.read(|s| {
+            None => Ok(self.ledger.read_domain_or_empty(domain, |s| {
                 s.domain_accounts
                     .get(domain)
                     .into_iter()

@@ -31,7 +31,6 @@ pub fn from_domain(e: &DomainError) -> Status {
 pub fn from_store(e: &StoreError) -> Status {
     let msg = e.to_string();
     match e {
-        StoreError::Conflict { .. } => Status::aborted(msg),
         StoreError::Open { .. } | StoreError::Io(_) => Status::unavailable(msg),
         StoreError::UnknownVersion { .. } | StoreError::Corrupt { .. } => Status::internal(msg),
     }

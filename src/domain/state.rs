@@ -242,6 +242,16 @@ impl LedgerState {
 }
 
 impl LedgerState {
+    /// Merge another domain's state into this one (the domains are disjoint).
+    pub fn merge(&mut self, other: LedgerState) {
+        self.domains.extend(other.domains);
+        self.accounts.extend(other.accounts);
+        self.by_import_id.extend(other.by_import_id);
+        self.by_login.extend(other.by_login);
+        self.domain_accounts.extend(other.domain_accounts);
+        self.next_account_id = self.next_account_id.max(other.next_account_id);
+    }
+
     /// Put back an account row loaded from a persisted view, with its indexes.
     pub fn insert_account_row(&mut self, acc: AccountState) {
         if !acc.deleted {

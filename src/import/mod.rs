@@ -391,6 +391,8 @@ fn plan_rows<R: Read>(
     bytes: &AtomicU64,
     progress: &mut impl FnMut(Progress),
 ) -> Result<Plan, ImportError> {
+    let domain = planner.domain().to_string();
+    let domain = domain.as_str();
     let mut chunk = Vec::with_capacity(CHUNK_ROWS);
     let mut rows = 0u64;
     loop {
@@ -405,7 +407,7 @@ fn plan_rows<R: Read>(
             }
         }
         rows += chunk.len() as u64;
-        ledger.read(|state| {
+        ledger.read_domain_or_empty(domain, |state| {
             for r in chunk.drain(..) {
                 planner.add(state, r);
             }
@@ -419,7 +421,7 @@ fn plan_rows<R: Read>(
             break;
         }
     }
-    Ok(ledger.read(move |state| planner.finish(state)))
+    Ok(ledger.read_domain_or_empty(domain, move |state| planner.finish(state)))
 }
 
 /// What the OneRoster manifest said, as a plan scope and a format name.
@@ -453,7 +455,7 @@ fn plan_oneroster<R: Read>(
             warnings.push(format!(
                 "{file}: the manifest says file.users is absent: nothing to import"
             ));
-            ledger.read(move |state| planner.finish(state))
+            ledger.read_domain_or_empty(domain, move |state| planner.finish(state))
         }
         (_, None) => {
             return Err(ImportError::Io {

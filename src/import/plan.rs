@@ -142,6 +142,11 @@ pub struct Planner {
 }
 
 impl Planner {
+    /// The domain this plan is for.
+    pub(crate) fn domain(&self) -> &str {
+        &self.domain
+    }
+
     pub(crate) fn new(domain: &str, scope: Scope, file: &str, names: ColumnNames) -> Planner {
         Planner {
             domain: domain.to_string(),

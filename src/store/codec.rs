@@ -97,20 +97,39 @@ fn open_profile(vault: &Vault, account: AccountId, sealed: &[u8]) -> Profile {
         .unwrap_or_else(Profile::erased)
 }
 
-/// Encode consecutive events of one commit (all stamped `recorded_at_us`).
-pub fn encode_chunk(events: &[RecordedEvent], vault: &Vault) -> Result<Vec<u8>, StoreError> {
+/// Seal the profile of each event that carries one (`None` for the others). Sealing is the
+/// costly part of encoding and needs no position, so appenders do it before taking the log's
+/// append lock.
+pub fn seal_profiles<'a>(
+    events: impl Iterator<Item = &'a Event>,
+    vault: &Vault,
+) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+    events
+        .map(|event| match event {
+            Event::AccountCreated {
+                account, profile, ..
+            }
+            | Event::ProfileUpdated {
+                account, profile, ..
+            } => seal_profile(vault, *account, profile).map(Some),
+            _ => Ok(None),
+        })
+        .collect()
+}
+
+/// Encode consecutive events of one commit (all stamped `recorded_at_us`), with their
+/// profiles already sealed by [`seal_profiles`] (one entry per event).
+pub fn encode_chunk_sealed(
+    events: &[RecordedEvent],
+    sealed: &[Option<Vec<u8>>],
+) -> Result<Vec<u8>, StoreError> {
     let recorded_at_us = events.first().map(|e| e.recorded_at_us).unwrap_or(0);
     let mut out = Vec::with_capacity(events.len());
-    for e in events {
+    for (e, sealed_profile) in events.iter().zip(sealed) {
         let mut event = e.event.clone();
-        let sealed_profile = match profile_slot(&mut event) {
-            Some((account, profile)) => {
-                let sealed = seal_profile(vault, account, profile)?;
-                *profile = Profile::erased();
-                Some(sealed)
-            }
-            None => None,
-        };
+        if let Some((_, profile)) = profile_slot(&mut event) {
+            *profile = Profile::erased();
+        }
         out.push(EventV1 {
             stream_version: e.stream_version,
             event_id: *e.event_id.as_bytes(),
@@ -118,13 +137,19 @@ pub fn encode_chunk(events: &[RecordedEvent], vault: &Vault) -> Result<Vec<u8>, 
             source: e.source.clone(),
             request_id: e.request_id.clone(),
             event,
-            sealed_profile,
+            sealed_profile: sealed_profile.clone(),
         });
     }
     to_bytes(&ChunkV1 {
         recorded_at_us,
         events: out,
     })
+}
+
+/// Encode consecutive events of one commit, sealing their profiles.
+pub fn encode_chunk(events: &[RecordedEvent], vault: &Vault) -> Result<Vec<u8>, StoreError> {
+    let sealed = seal_profiles(events.iter().map(|e| &e.event), vault)?;
+    encode_chunk_sealed(events, &sealed)
 }
 
 /// A decoded event whose profile (if any) is still sealed: decoding a chunk is cheap, opening

@@ -4,13 +4,6 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// ABORTED: re-read the stream and retry.
-    #[error("stream {stream} is at version {actual}, expected {expected}")]
-    Conflict {
-        stream: String,
-        expected: u64,
-        actual: u64,
-    },
     /// The data directory cannot be used (damaged, foreign, locked). Fatal at start-up.
     #[error("cannot open data dir {path}: {reason}")]
     Open { path: PathBuf, reason: String },

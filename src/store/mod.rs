@@ -29,16 +29,13 @@ use crate::domain::{AccountState, DomainState, StreamId};
 /// a PostgreSQL-protocol implementation is meant to sit beside the sled one.
 #[async_trait]
 pub trait EventLog: Send + Sync {
-    /// Append a batch atomically. `expected` lists, for streams the caller cares about, how many
-    /// events the stream must hold before the batch; a mismatch is [`StoreError::Conflict`] and
-    /// nothing is written. Events whose id is already stored are skipped and answered with their
-    /// original position. Returns, after the batch is durable, one position per input event
-    /// and the events newly recorded.
-    async fn append(
-        &self,
-        events: Vec<NewEvent>,
-        expected: Vec<(StreamId, u64)>,
-    ) -> Result<Appended, StoreError>;
+    /// Append a batch atomically. Events whose id is already stored are skipped and answered
+    /// with their original position. Returns, after the batch is durable, one position per
+    /// input event and the events newly recorded. Appends may run concurrently (one per
+    /// partition writer); each gets a contiguous range of positions, and concurrent appends
+    /// share one flush + fsync. Expected stream versions are checked by the stream's owner
+    /// (its partition writer), not here.
+    async fn append(&self, events: Vec<NewEvent>) -> Result<Appended, StoreError>;
 
     /// Events with positions in `from..=to` (at most `limit`), in order.
     async fn read_range(
@@ -72,7 +69,7 @@ pub trait EventLog: Send + Sync {
     /// The position of a stored event id, if stored.
     fn event_position(&self, id: &Uuid) -> Option<u64>;
 
-    /// The newest position (0 for an empty log).
+    /// The newest durable position (0 for an empty log): readers never see past it.
     fn last_position(&self) -> u64;
 
     /// Bytes used on disk by the store.
@@ -101,21 +98,33 @@ pub struct LicensePoint {
 /// per bucket, since sled's cost is per key.
 pub const ACCOUNT_BUCKET: u64 = 128;
 
-/// Rows changed since the last save, with the checkpoint they bring the views to.
+/// One partition's (domain's) rows changed since its last save, with the position its views
+/// are complete through.
 #[derive(Debug, Default)]
 pub struct ViewBatch {
+    pub domain: String,
+    /// Every event of this domain at or before this position is reflected.
     pub checkpoint: u64,
-    /// Whole buckets: (bucket number, every account in it).
+    /// Whole buckets: (bucket number, every account of this domain in it).
     pub account_buckets: Vec<(u64, Vec<AccountState>)>,
-    pub domains: Vec<DomainState>,
+    pub domain_row: Option<DomainState>,
+}
+
+/// One domain's persisted projections as loaded at start-up.
+#[derive(Debug)]
+pub struct PartitionSnapshot {
+    pub domain: DomainState,
+    pub checkpoint: u64,
+    pub accounts: Vec<AccountState>,
 }
 
 /// The persisted projections as loaded at start-up.
 #[derive(Debug, Default)]
 pub struct ViewSnapshot {
+    /// Every domain registered at or before this position has a saved partition: catch-up
+    /// starts after it (each partition skipping what its own checkpoint covers).
     pub checkpoint: u64,
-    pub accounts: Vec<AccountState>,
-    pub domains: Vec<DomainState>,
+    pub partitions: Vec<PartitionSnapshot>,
 }
 
 /// Where projections persist their rows and checkpoint. Rows are saved periodically, not per
@@ -124,8 +133,9 @@ pub struct ViewSnapshot {
 /// catches up from the checkpoint.
 pub trait ViewStore: Send + Sync {
     fn load(&self) -> Result<ViewSnapshot, StoreError>;
-    /// One atomic write: the rows and their checkpoint.
-    fn save(&self, batch: &ViewBatch) -> Result<(), StoreError>;
+    /// One atomic write: the partitions' rows and checkpoints, and the global floor
+    /// ([`ViewSnapshot::checkpoint`]) when given.
+    fn save(&self, batches: &[ViewBatch], floor: Option<u64>) -> Result<(), StoreError>;
     /// Points of the license series, written with each commit so "as of" answers are current;
     /// rewriting a point is harmless (same key, same value).
     fn save_license_points(&self, points: &[LicensePoint]) -> Result<(), StoreError>;

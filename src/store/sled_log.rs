@@ -13,7 +13,8 @@ use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 
 use async_trait::async_trait;
 use uuid::Uuid;
@@ -67,6 +68,17 @@ struct Inner {
     vault: Arc<Vault>,
     index: RwLock<Index>,
     append_lock: Mutex<()>,
+    /// Group sync: how far the log is durable, and whether a sync is running.
+    sync_state: Mutex<SyncState>,
+    sync_done: Condvar,
+    /// The durable end of the log: readers never see past it.
+    durable: AtomicU64,
+}
+
+#[derive(Default)]
+struct SyncState {
+    synced: u64,
+    leader: bool,
 }
 
 /// The sled-backed log. Cheap to clone.
@@ -134,6 +146,9 @@ pub fn open_store(dir: &Path) -> Result<OpenedStore, StoreError> {
         vault: vault.clone(),
         index: RwLock::new(Index::default()),
         append_lock: Mutex::new(()),
+        sync_state: Mutex::new(SyncState::default()),
+        sync_done: Condvar::new(),
+        durable: AtomicU64::new(0),
     });
     let log = SledEventLog { inner };
     log.rebuild_index()
@@ -202,8 +217,24 @@ impl SledEventLog {
                 index.add(&e);
             }
         }
+        let last = index.last_position;
         *self.inner.index.write().unwrap_or_else(|e| e.into_inner()) = index;
+        self.inner
+            .sync_state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .synced = last;
+        self.inner.durable.store(last, Ordering::Release);
         Ok(())
+    }
+
+    /// The durable part of an index entry (positions ascending): an append in flight is not
+    /// shown to readers before its sync.
+    fn durable_only(&self, positions: Option<&Vec<u64>>) -> Vec<u64> {
+        let durable = self.inner.durable.load(Ordering::Acquire);
+        positions.map_or_else(Vec::new, |p| {
+            p[..p.partition_point(|&x| x <= durable)].to_vec()
+        })
     }
 
     fn index(&self) -> std::sync::RwLockReadGuard<'_, Index> {
@@ -218,100 +249,100 @@ impl SledEventLog {
         Ok(())
     }
 
-    fn append_blocking(
-        &self,
-        events: Vec<NewEvent>,
-        expected: Vec<(StreamId, u64)>,
-    ) -> Result<Appended, StoreError> {
-        let _writer = self
-            .inner
-            .append_lock
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let (positions, records) = {
-            let index = self.index();
-            for (stream, want) in &expected {
-                let actual = index.streams.get(stream).map_or(0, |p| p.len() as u64);
-                if actual != *want {
-                    return Err(StoreError::Conflict {
-                        stream: stream.to_string(),
-                        expected: *want,
-                        actual,
-                    });
-                }
-            }
-            let stamp = now_us().max(index.last_stamp);
-            let mut next = index.last_position + 1;
-            let mut versions: HashMap<StreamId, u64> = HashMap::new();
-            let mut seen: HashSet<Uuid> = HashSet::new();
-            let mut positions = Vec::with_capacity(events.len());
-            let mut records = Vec::with_capacity(events.len());
-            for ne in events {
-                if let Some(&p) = index.event_ids.get(&ne.event_id) {
-                    positions.push(p);
-                    continue;
-                }
-                if !seen.insert(ne.event_id) {
-                    // Same id twice in one batch: the first one wins.
-                    let p = records
-                        .iter()
-                        .find(|r: &&RecordedEvent| r.event_id == ne.event_id)
-                        .map_or(0, |r| r.position);
-                    positions.push(p);
-                    continue;
-                }
-                let stream = ne.event.stream();
-                let version = versions
-                    .entry(stream.clone())
-                    .or_insert_with(|| index.streams.get(&stream).map_or(0, |p| p.len() as u64));
-                *version += 1;
-                positions.push(next);
-                records.push(RecordedEvent {
-                    position: next,
-                    stream_version: *version,
-                    event_id: ne.event_id,
-                    recorded_at_us: stamp,
-                    actor: ne.actor,
-                    source: ne.source,
-                    request_id: ne.request_id,
-                    event: ne.event,
-                });
-                next += 1;
-            }
-            (positions, records)
-        };
-        if records.is_empty() {
-            return Ok(Appended {
-                positions,
-                recorded: records,
-            });
-        }
+    /// Append one batch. Sealing and key creation happen before the append lock; under it
+    /// only positions are assigned and the chunks written to sled (in memory). Then a group
+    /// sync makes the batch durable, shared with every appender that wrote meanwhile.
+    fn append_blocking(&self, events: Vec<NewEvent>) -> Result<Appended, StoreError> {
         let vault = &self.inner.vault;
-        let created: Vec<u64> = records
+        let created: Vec<u64> = events
             .iter()
-            .filter_map(|r| match r.event {
+            .filter_map(|ne| match ne.event {
                 Event::AccountCreated { account, .. } => Some(account),
                 _ => None,
             })
             .collect();
-        vault.ensure_keys(&created)?;
-        let mut batch = sled::Batch::default();
-        for chunk in records.chunks(CHUNK_EVENTS) {
-            batch.insert(
-                &u64_key(chunk[0].position),
-                codec::encode_chunk(chunk, vault)?,
-            );
+        if !created.is_empty() {
+            vault.ensure_keys(&created)?;
+            // Keys first: a durable record must never point at a key that was not yet durable
+            // (sled may write its buffers out before our flush).
+            vault.sync()?;
         }
-        // Keys first: a durable record must never point at a key that was not yet durable.
-        vault.sync()?;
-        self.inner.log.apply_batch(batch)?;
-        self.sync_blocking()?;
-        {
+        let sealed_all = codec::seal_profiles(events.iter().map(|ne| &ne.event), vault)?;
+        let (positions, records) = {
+            let _writer = self
+                .inner
+                .append_lock
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let (positions, records, sealed) = {
+                let index = self.index();
+                let stamp = now_us().max(index.last_stamp);
+                let mut next = index.last_position + 1;
+                let mut versions: HashMap<StreamId, u64> = HashMap::new();
+                let mut seen: HashSet<Uuid> = HashSet::new();
+                let mut positions = Vec::with_capacity(events.len());
+                let mut records = Vec::with_capacity(events.len());
+                let mut sealed = Vec::with_capacity(events.len());
+                for (ne, sealed_profile) in events.into_iter().zip(sealed_all) {
+                    if let Some(&p) = index.event_ids.get(&ne.event_id) {
+                        positions.push(p);
+                        continue;
+                    }
+                    if !seen.insert(ne.event_id) {
+                        // Same id twice in one batch: the first one wins.
+                        let p = records
+                            .iter()
+                            .find(|r: &&RecordedEvent| r.event_id == ne.event_id)
+                            .map_or(0, |r| r.position);
+                        positions.push(p);
+                        continue;
+                    }
+                    let stream = ne.event.stream();
+                    let version = versions.entry(stream.clone()).or_insert_with(|| {
+                        index.streams.get(&stream).map_or(0, |p| p.len() as u64)
+                    });
+                    *version += 1;
+                    positions.push(next);
+                    records.push(RecordedEvent {
+                        position: next,
+                        stream_version: *version,
+                        event_id: ne.event_id,
+                        recorded_at_us: stamp,
+                        actor: ne.actor,
+                        source: ne.source,
+                        request_id: ne.request_id,
+                        event: ne.event,
+                    });
+                    sealed.push(sealed_profile);
+                    next += 1;
+                }
+                (positions, records, sealed)
+            };
+            if records.is_empty() {
+                return Ok(Appended {
+                    positions,
+                    recorded: records,
+                });
+            }
+            let mut batch = sled::Batch::default();
+            for (chunk, sealed) in records
+                .chunks(CHUNK_EVENTS)
+                .zip(sealed.chunks(CHUNK_EVENTS))
+            {
+                batch.insert(
+                    &u64_key(chunk[0].position),
+                    codec::encode_chunk_sealed(chunk, sealed)?,
+                );
+            }
+            self.inner.log.apply_batch(batch)?;
             let mut index = self.inner.index.write().unwrap_or_else(|e| e.into_inner());
             for r in &records {
                 index.add(r);
             }
-        }
+            (positions, records)
+        };
+        let last = records.last().map_or(0, |r| r.position);
+        self.sync_through(last)?;
         // The deletion is durable: now destroy the key for real.
         for r in &records {
             if let Event::AccountDeleted { account } = r.event {
@@ -322,6 +353,41 @@ impl SledEventLog {
             positions,
             recorded: records,
         })
+    }
+
+    /// Return once everything up to `position` is durable. One caller at a time syncs (the
+    /// leader) and covers every batch written before it started; the others wait for it or
+    /// become the next leader: one flush + fsync for everything queued.
+    fn sync_through(&self, position: u64) -> Result<(), StoreError> {
+        let inner = &self.inner;
+        let mut state = inner.sync_state.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if state.synced >= position {
+                return Ok(());
+            }
+            if state.leader {
+                state = inner
+                    .sync_done
+                    .wait(state)
+                    .unwrap_or_else(|e| e.into_inner());
+                continue;
+            }
+            state.leader = true;
+            drop(state);
+            // Every position up to here has been written to sled (under the append lock).
+            let target = self.index().last_position;
+            let synced = self.sync_blocking();
+            state = inner.sync_state.lock().unwrap_or_else(|e| e.into_inner());
+            state.leader = false;
+            if synced.is_ok() {
+                state.synced = state.synced.max(target);
+                inner
+                    .durable
+                    .store(state.synced, std::sync::atomic::Ordering::Release);
+            }
+            inner.sync_done.notify_all();
+            synced?;
+        }
     }
 
     fn chunk_at_or_before(&self, position: u64) -> Result<Option<(u64, sled::IVec)>, StoreError> {
@@ -395,13 +461,9 @@ impl SledEventLog {
 
 #[async_trait]
 impl EventLog for SledEventLog {
-    async fn append(
-        &self,
-        events: Vec<NewEvent>,
-        expected: Vec<(StreamId, u64)>,
-    ) -> Result<Appended, StoreError> {
+    async fn append(&self, events: Vec<NewEvent>) -> Result<Appended, StoreError> {
         let this = self.clone();
-        tokio::task::spawn_blocking(move || this.append_blocking(events, expected))
+        tokio::task::spawn_blocking(move || this.append_blocking(events))
             .await
             .map_err(|e| StoreError::Io(format!("append task failed: {e}")))?
     }
@@ -431,11 +493,7 @@ impl EventLog for SledEventLog {
     }
 
     fn stream_positions(&self, stream: &StreamId) -> Vec<u64> {
-        self.index()
-            .streams
-            .get(stream)
-            .cloned()
-            .unwrap_or_default()
+        self.durable_only(self.index().streams.get(stream))
     }
 
     fn stream_version(&self, stream: &StreamId) -> u64 {
@@ -456,15 +514,11 @@ impl EventLog for SledEventLog {
     }
 
     fn request_positions(&self, request_id: &str) -> Vec<u64> {
-        self.index()
-            .requests
-            .get(request_id)
-            .cloned()
-            .unwrap_or_default()
+        self.durable_only(self.index().requests.get(request_id))
     }
 
     fn job_positions(&self, job_id: &Uuid) -> Vec<u64> {
-        self.index().jobs.get(job_id).cloned().unwrap_or_default()
+        self.durable_only(self.index().jobs.get(job_id))
     }
 
     async fn sync(&self) -> Result<(), StoreError> {
@@ -479,7 +533,7 @@ impl EventLog for SledEventLog {
     }
 
     fn last_position(&self) -> u64 {
-        self.index().last_position
+        self.inner.durable.load(Ordering::Acquire)
     }
 
     fn size_on_disk(&self) -> Result<u64, StoreError> {

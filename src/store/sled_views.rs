@@ -1,9 +1,11 @@
 //! Persisted projections on sled (tree `views`), each save one atomic sled batch that carries
 //! the checkpoint with the rows it reflects. Keys:
-//! - `K` → checkpoint (last applied log position, u64 BE)
-//! - `B` + bucket (u64 BE) → the account views of [`ACCOUNT_BUCKET`] consecutive accounts (codec;
-//!   profiles sealed; deleted accounts keep a tombstone without personal data so "deleted"
-//!   stays distinguishable from "unknown")
+//! - `L` → layout version (u64 BE); views of another layout are dropped and rebuilt from the log
+//! - `K` → the floor: every domain registered at or before it has a saved partition
+//! - `P` + domain name → that domain's checkpoint (its views are complete through it)
+//! - `B` + name length (u16 BE) + domain name + bucket (u64 BE) → the domain's accounts among
+//!   [`ACCOUNT_BUCKET`] consecutive account numbers (codec; profiles sealed; deleted accounts
+//!   keep a tombstone without personal data so "deleted" stays distinguishable from "unknown")
 //! - `D` + domain name → domain view (limit, usage, guard)
 //! - `C` + domain name + 0x00 + position (u64 BE) → license usage after that position
 //!   (used u32 BE, limit u32 BE): the series that answers "usage as of T" with one reverse seek.
@@ -12,19 +14,39 @@ use std::sync::Arc;
 
 use super::codec::{self, u64_key};
 use super::vault::Vault;
-use super::{ACCOUNT_BUCKET, LicensePoint, StoreError, ViewBatch, ViewSnapshot, ViewStore};
+use super::{
+    ACCOUNT_BUCKET, LicensePoint, PartitionSnapshot, StoreError, ViewBatch, ViewSnapshot, ViewStore,
+};
 
 pub struct SledViews {
     tree: sled::Tree,
     vault: Arc<Vault>,
 }
 
-const CHECKPOINT: &[u8] = b"K";
+const FLOOR: &[u8] = b"K";
+const LAYOUT: &[u8] = b"L";
+/// Views are partitioned by domain since layout 2.
+const LAYOUT_VERSION: u64 = 2;
 
-fn bucket_key(bucket: u64) -> Vec<u8> {
+fn bucket_key(domain: &str, bucket: u64) -> Vec<u8> {
     let mut k = vec![b'B'];
+    k.extend_from_slice(&(domain.len() as u16).to_be_bytes());
+    k.extend_from_slice(domain.as_bytes());
     k.extend_from_slice(&u64_key(bucket));
     k
+}
+
+fn checkpoint_key(name: &str) -> Vec<u8> {
+    let mut k = vec![b'P'];
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+fn read_checkpoint(v: &[u8], at: &str) -> Result<u64, StoreError> {
+    codec::read_u64(v).ok_or_else(|| StoreError::Corrupt {
+        at: at.to_string(),
+        reason: "not 8 bytes".into(),
+    })
 }
 
 fn domain_key(name: &str) -> Vec<u8> {
@@ -51,43 +73,69 @@ impl SledViews {
 
 impl ViewStore for SledViews {
     fn load(&self) -> Result<ViewSnapshot, StoreError> {
-        let checkpoint = match self.tree.get(CHECKPOINT)? {
-            Some(v) => codec::read_u64(&v).ok_or_else(|| StoreError::Corrupt {
-                at: "views checkpoint".into(),
-                reason: "not 8 bytes".into(),
-            })?,
+        let layout = self.tree.get(LAYOUT)?.and_then(|v| codec::read_u64(&v));
+        if layout != Some(LAYOUT_VERSION) {
+            // Views are derived data: an older layout is dropped and rebuilt from the log.
+            self.tree.clear()?;
+            self.tree.insert(LAYOUT, &u64_key(LAYOUT_VERSION))?;
+            return Ok(ViewSnapshot::default());
+        }
+        let floor = match self.tree.get(FLOOR)? {
+            Some(v) => read_checkpoint(&v, "views floor")?,
             None => 0,
         };
-        let mut snapshot = ViewSnapshot {
-            checkpoint,
-            ..Default::default()
-        };
-        for item in self.tree.scan_prefix(b"B") {
-            let (_, v) = item?;
-            snapshot
-                .accounts
-                .extend(codec::decode_accounts(&v, &self.vault)?);
-        }
+        let mut partitions = std::collections::BTreeMap::new();
         for item in self.tree.scan_prefix(b"D") {
             let (_, v) = item?;
-            snapshot.domains.push(codec::decode_domain(&v)?);
-        }
-        Ok(snapshot)
-    }
-
-    fn save(&self, batch: &ViewBatch) -> Result<(), StoreError> {
-        let mut b = sled::Batch::default();
-        for (bucket, accounts) in &batch.account_buckets {
-            debug_assert!(accounts.iter().all(|a| a.id / ACCOUNT_BUCKET == *bucket));
-            b.insert(
-                bucket_key(*bucket),
-                codec::encode_accounts(accounts, &self.vault)?,
+            let domain = codec::decode_domain(&v)?;
+            let checkpoint = match self.tree.get(checkpoint_key(&domain.name))? {
+                Some(v) => read_checkpoint(&v, &format!("checkpoint of {:?}", domain.name))?,
+                None => 0,
+            };
+            partitions.insert(
+                domain.name.clone(),
+                PartitionSnapshot {
+                    domain,
+                    checkpoint,
+                    accounts: Vec::new(),
+                },
             );
         }
-        for d in &batch.domains {
-            b.insert(domain_key(&d.name), codec::encode_domain(d)?);
+        for item in self.tree.scan_prefix(b"B") {
+            let (_, v) = item?;
+            for acc in codec::decode_accounts(&v, &self.vault)? {
+                if let Some(p) = partitions.get_mut(&acc.domain) {
+                    p.accounts.push(acc);
+                }
+            }
         }
-        b.insert(CHECKPOINT, &u64_key(batch.checkpoint));
+        Ok(ViewSnapshot {
+            checkpoint: floor,
+            partitions: partitions.into_values().collect(),
+        })
+    }
+
+    fn save(&self, batches: &[ViewBatch], floor: Option<u64>) -> Result<(), StoreError> {
+        let mut b = sled::Batch::default();
+        for batch in batches {
+            for (bucket, accounts) in &batch.account_buckets {
+                debug_assert!(accounts.iter().all(|a| a.id / ACCOUNT_BUCKET == *bucket));
+                let key = bucket_key(&batch.domain, *bucket);
+                if accounts.is_empty() {
+                    b.remove(key);
+                } else {
+                    b.insert(key, codec::encode_accounts(accounts, &self.vault)?);
+                }
+            }
+            if let Some(d) = &batch.domain_row {
+                b.insert(domain_key(&d.name), codec::encode_domain(d)?);
+            }
+            b.insert(checkpoint_key(&batch.domain), &u64_key(batch.checkpoint));
+        }
+        if let Some(floor) = floor {
+            b.insert(FLOOR, &u64_key(floor));
+        }
+        b.insert(LAYOUT, &u64_key(LAYOUT_VERSION));
         self.tree.apply_batch(b)?;
         Ok(())
     }

@@ -1,0 +1,215 @@
+//! Work on the read models that is not deciding commands: saving them (once a second, and at
+//! close), rebuilding them from the log, and verifying them against a replay. None of it runs
+//! inside a partition writer: rebuild and verify replay the log on their own snapshot while
+//! commands go on, and only hand each writer the short tail it has to catch up.
+
+use std::sync::Weak;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use super::partition::Job;
+use super::replay::Replay;
+use super::{Ledger, LedgerError, Shared};
+use crate::projections::Projections;
+use crate::store::StoreError;
+
+/// How often changed rows are persisted. Between saves a crash only costs a longer catch-up
+/// at start: the checkpoints say where the rows are.
+const SAVE_EVERY: Duration = Duration::from_secs(1);
+
+/// Result of comparing a replay of the log with the live projections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verification {
+    pub equal: bool,
+    pub events_replayed: u64,
+    pub accounts: usize,
+    pub detail: String,
+}
+
+pub(super) fn spawn_saver(shared: Weak<Shared>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(SAVE_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
+            if shared.closed.load(Ordering::SeqCst) {
+                return;
+            }
+            if let Err(e) = save_all(&shared).await {
+                tracing::error!("saving projections failed: {e}");
+            }
+        }
+    });
+}
+
+/// Persist every partition's changed rows, pending license points and checkpoint, in one
+/// atomic write, then make it durable.
+pub(super) async fn save_all(shared: &Shared) -> Result<(), LedgerError> {
+    let _one_at_a_time = shared.save_lock.lock().await;
+    save_locked(shared).await
+}
+
+async fn save_locked(shared: &Shared) -> Result<(), LedgerError> {
+    // Read the durable end first: a partition that starts appending after this gets
+    // positions beyond it, so "not appending now" means "complete through `durable`".
+    let durable = shared.log.last_position();
+    let mut floor = durable;
+    let mut batches = Vec::new();
+    let mut points = Vec::new();
+    let mut changed = false;
+    for part in shared.routes.all() {
+        let mut read = part.write();
+        let appending = part.appending.load(Ordering::SeqCst);
+        let through = if appending {
+            read.checkpoint
+        } else {
+            read.checkpoint.max(durable)
+        };
+        floor = floor.min(through);
+        if read.domain().is_none() {
+            continue;
+        }
+        changed |= read.has_unsaved_rows() || through != read.checkpoint;
+        read.checkpoint = through;
+        points.extend(read.take_license_points());
+        batches.push(read.take_batch(through));
+    }
+    if !changed && points.is_empty() && floor == shared.saved_floor.load(Ordering::SeqCst) {
+        return Ok(());
+    }
+    let views = shared.views.clone();
+    tokio::task::spawn_blocking(move || {
+        views.save_license_points(&points)?;
+        views.save(&batches, Some(floor))
+    })
+    .await
+    .map_err(|e| StoreError::Io(format!("saving views: {e}")))??;
+    shared.log.sync().await?;
+    shared.saved_floor.store(floor, Ordering::SeqCst);
+    Ok(())
+}
+
+/// Replay the whole log into fresh projections while commands go on, then hand each
+/// partition its part (it applies the events that came after the replay) and persist
+/// everything anew.
+pub(super) async fn rebuild(ledger: &Ledger) -> Result<u64, LedgerError> {
+    let shared = &ledger.shared;
+    let _no_saves = shared.save_lock.lock().await;
+    let mut fresh = Replay::default();
+    let mut replayed = fresh.catch_up(&*shared.log).await?;
+    // A second pass shortens the tail each writer must apply.
+    replayed += fresh.catch_up(&*shared.log).await?;
+    {
+        let views = shared.views.clone();
+        tokio::task::spawn_blocking(move || views.clear())
+            .await
+            .map_err(|e| StoreError::Io(format!("clearing views: {e}")))??;
+    }
+    shared.saved_floor.store(u64::MAX, Ordering::SeqCst);
+    let replayed_to = fresh.position;
+    let domains: Vec<String> = fresh.domains().map(str::to_string).collect();
+    for domain in &domains {
+        // Domains the live side does not know yet (views were damaged) get a partition.
+        ledger.read_domain(domain, |_| ()).unwrap_or_else(|| {
+            ledger.add_partition(domain, Projections::default());
+        });
+    }
+    for part in shared.routes.all() {
+        let Some(sender) = ledger.sender(&part) else {
+            continue;
+        };
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        let job = Job::Swap {
+            fresh: Box::new(fresh.take(&part.domain)),
+            replayed_to,
+            reply,
+        };
+        sender.send(job).await.map_err(|_| LedgerError::Closed)?;
+        rx.await.map_err(|_| LedgerError::Closed)??;
+    }
+    save_locked(shared).await?;
+    Ok(replayed)
+}
+
+/// Replay the log on a snapshot of its own while commands go on, and compare each domain with
+/// its live read model once that has nothing newer than the replay.
+pub(super) async fn verify(ledger: &Ledger) -> Result<Verification, LedgerError> {
+    /// Catch-up rounds allowed for a domain that keeps writing while it is compared.
+    const ROUNDS: usize = 50;
+    let shared = &ledger.shared;
+    let mut fresh = Replay::default();
+    let mut replayed = fresh.catch_up(&*shared.log).await?;
+    let mut difference = None;
+    let live_parts = shared.routes.all();
+    for part in &live_parts {
+        let mut rounds = 0;
+        loop {
+            let compared = {
+                let live = part.read();
+                let settled =
+                    live.last_applied <= fresh.position && !part.appending.load(Ordering::SeqCst);
+                (settled || rounds == ROUNDS).then(|| compare(&part.domain, &live, &fresh))
+            };
+            match compared {
+                Some(result) => {
+                    if let Err(d) = result {
+                        difference.get_or_insert(d);
+                    }
+                    break;
+                }
+                None => {
+                    rounds += 1;
+                    replayed += fresh.catch_up(&*shared.log).await?;
+                }
+            }
+        }
+    }
+    for domain in fresh.domains() {
+        if !live_parts.iter().any(|p| p.domain == domain) {
+            difference.get_or_insert(format!("domain {domain:?} is in the log but not live"));
+        }
+    }
+    Ok(Verification {
+        equal: difference.is_none(),
+        events_replayed: replayed,
+        accounts: fresh.accounts(),
+        detail: difference.unwrap_or_else(|| "replay equals the live projections".to_string()),
+    })
+}
+
+fn compare(domain: &str, live: &Projections, fresh: &Replay) -> Result<(), String> {
+    let Some(replay) = fresh.get(domain) else {
+        return match live.domain() {
+            None => Ok(()),
+            Some(_) => Err(format!("domain {domain:?} is live but not in the log")),
+        };
+    };
+    if live.same_view(replay) {
+        return Ok(());
+    }
+    let (a, b) = (&live.state, &replay.state);
+    if a.domains != b.domains {
+        return Err(format!(
+            "domain {domain:?} differs: live {:?}, replay {:?}",
+            a.domains.get(domain),
+            b.domains.get(domain)
+        ));
+    }
+    for (id, acc) in &b.accounts {
+        if a.accounts.get(id) != Some(acc) {
+            return Err(format!("account {id} of domain {domain:?} differs"));
+        }
+    }
+    if a.accounts.len() != b.accounts.len() {
+        return Err(format!(
+            "domain {domain:?}: live has {} accounts, replay {}",
+            a.accounts.len(),
+            b.accounts.len()
+        ));
+    }
+    Err(format!("indexes of domain {domain:?} differ"))
+}

@@ -1,0 +1,503 @@
+//! The application service: every change goes through [`Ledger::execute`] (or
+//! [`Ledger::execute_batch`] for an import job).
+//!
+//! Domains are the unit of consistency (licenses, logins and import ids are per domain), so
+//! each domain is a partition with one writer task ([`partition`]) that owns its decisions:
+//! commands of one domain are decided in order (two enables never both take the last
+//! license), and domains decide in parallel. All partitions append to one log, which gives
+//! every event a gap-free position in commit order and shares one flush + fsync among the
+//! partitions appending at once. Reads go to the partitions' read models and never wait for a
+//! writer. Rebuild, verify and dry runs replay or decide on snapshots, off the write path.
+//!
+//! Layout: [`routes`] (who owns which domain and account), [`decider`] (request ids, expected
+//! versions, `decide`), [`partition`] (the writer), [`replay`] (log → projections),
+//! [`maintenance`] (saving views, rebuild, verify).
+
+mod decider;
+mod maintenance;
+mod partition;
+mod replay;
+mod routes;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::domain::{AccountId, Command, DomainError, Event, LedgerState, StreamId};
+use crate::projections::Projections;
+use crate::store::{self, EventLog, RecordedEvent, Source, StoreError, ViewStore};
+use decider::{Decider, EventIds};
+use partition::{Job, Partition, Writer, WriterContext};
+use replay::Replay;
+use routes::Routes;
+
+pub use maintenance::Verification;
+
+/// One command with who asked, through what, and retry/concurrency controls.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub command: Command,
+    pub actor: String,
+    pub source: Source,
+    /// A client's id for this request: a retry with the same id returns the first result and
+    /// records nothing new. Only accepted requests are remembered (through their events): a
+    /// retry of a refused request is decided again, which for a refusal gives the same answer
+    /// unless the state changed meanwhile.
+    pub request_id: Option<String>,
+    /// The version the command's stream (its account, or its domain) must be at.
+    pub expected_version: Option<u64>,
+}
+
+impl Request {
+    pub fn manual(actor: &str, command: Command) -> Request {
+        Request {
+            command,
+            actor: actor.to_string(),
+            source: Source::Manual,
+            request_id: None,
+            expected_version: None,
+        }
+    }
+}
+
+/// What one accepted command did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Executed {
+    /// The account acted on (the new one for CreateAccount).
+    pub account: Option<AccountId>,
+    /// Log positions of its events (empty for a no-op).
+    pub positions: Vec<u64>,
+    /// True when this answers a retry of an earlier request id.
+    pub replayed: bool,
+    /// The version of the command's stream (account or domain) right after it; for a retry,
+    /// the version the first attempt answered.
+    pub version: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// ABORTED: the stream (an account or a domain) moved on; re-read and retry.
+    #[error("{stream} is at version {actual}, expected {expected}")]
+    VersionMismatch {
+        stream: StreamId,
+        expected: u64,
+        actual: u64,
+    },
+    /// UNAVAILABLE: the ledger is shutting down.
+    #[error("the ledger is shutting down")]
+    Closed,
+}
+
+/// How a batch (an import job) treats rows that are refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchMode {
+    /// Refused rows are reported; the others are appended, atomically, as one batch.
+    BestEffort,
+    /// Any refused row refuses the whole batch: nothing is appended.
+    Strict,
+    /// Decide everything, append nothing: the exact outcome without writing.
+    DryRun,
+}
+
+/// The outcome of a batch: one result per request, and whether events were written.
+#[derive(Debug)]
+pub struct BatchOutcome {
+    pub results: Vec<Result<Executed, LedgerError>>,
+    pub written: bool,
+}
+
+pub(crate) struct Shared {
+    pub(crate) log: Arc<dyn EventLog>,
+    pub(crate) views: Arc<dyn ViewStore>,
+    pub(crate) routes: Arc<Routes>,
+    /// Job senders by partition index.
+    senders: RwLock<Vec<mpsc::Sender<Job>>>,
+    pub(crate) live: broadcast::Sender<Arc<RecordedEvent>>,
+    /// Saves and rebuilds of the persisted views, one at a time.
+    save_lock: tokio::sync::Mutex<()>,
+    /// The floor last persisted (a save with nothing new is skipped).
+    saved_floor: std::sync::atomic::AtomicU64,
+    closed: std::sync::atomic::AtomicBool,
+}
+
+/// Handle to the ledger; cheap to clone.
+#[derive(Clone)]
+pub struct Ledger {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl Ledger {
+    /// Open the data directory and start the writers. Must run inside a tokio runtime.
+    pub async fn open(dir: &Path) -> Result<Ledger, LedgerError> {
+        let dir = dir.to_path_buf();
+        let opened = tokio::task::spawn_blocking(move || store::open_store(&dir))
+            .await
+            .map_err(|e| StoreError::Io(e.to_string()))??;
+        Ledger::start(Arc::new(opened.log), Arc::new(opened.views)).await
+    }
+
+    /// Start over any log and view store: load the views, catch up from their checkpoints.
+    pub async fn start(
+        log: Arc<dyn EventLog>,
+        views: Arc<dyn ViewStore>,
+    ) -> Result<Ledger, LedgerError> {
+        let snapshot = {
+            let views = views.clone();
+            tokio::task::spawn_blocking(move || views.load())
+                .await
+                .map_err(|e| StoreError::Io(e.to_string()))??
+        };
+        let mut replay = if snapshot.checkpoint > log.last_position() {
+            // Views ahead of the log cannot come from our writes; trust the log.
+            views.clear()?;
+            Replay::default()
+        } else {
+            Replay::from_snapshot(snapshot)
+        };
+        replay.catch_up(&*log).await?;
+        let (live, _) = broadcast::channel(8192);
+        let shared = Arc::new(Shared {
+            log,
+            views,
+            routes: Arc::new(Routes::default()),
+            senders: RwLock::new(Vec::new()),
+            live,
+            save_lock: tokio::sync::Mutex::new(()),
+            saved_floor: u64::MAX.into(),
+            closed: false.into(),
+        });
+        let ledger = Ledger { shared };
+        for projections in replay.into_parts() {
+            let Some(domain) = projections.domain().map(str::to_string) else {
+                continue;
+            };
+            let ids: Vec<AccountId> = projections.state.accounts.keys().copied().collect();
+            let part = ledger.add_partition(&domain, projections);
+            ledger.shared.routes.register_accounts(part.index, &ids);
+        }
+        ledger.save_views().await?;
+        maintenance::spawn_saver(Arc::downgrade(&ledger.shared));
+        Ok(ledger)
+    }
+
+    fn writer_context(&self) -> WriterContext {
+        WriterContext {
+            log: self.shared.log.clone(),
+            views: self.shared.views.clone(),
+            routes: self.shared.routes.clone(),
+            live: self.shared.live.clone(),
+        }
+    }
+
+    /// The partition of `domain`, created with its writer when new.
+    fn add_partition(&self, domain: &str, projections: Projections) -> Arc<Partition> {
+        let ctx = self.writer_context();
+        let mut senders = self
+            .shared
+            .senders
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        let (part, created) = self.shared.routes.partition_or_insert(domain, |index| {
+            Arc::new(Partition::new(index, domain, projections))
+        });
+        if created {
+            for acc in part.read().state.accounts.keys() {
+                self.shared.routes.allocate_after(*acc);
+            }
+            let tx = Writer::spawn(ctx, part.clone());
+            senders.push(tx);
+        }
+        part
+    }
+
+    fn sender(&self, part: &Partition) -> Option<mpsc::Sender<Job>> {
+        self.shared
+            .senders
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(part.index as usize)
+            .cloned()
+    }
+
+    /// The partition a command belongs to. A domain's partition is created by its
+    /// registration; a command for an unknown domain or account is refused here, as `decide`
+    /// would.
+    fn route(&self, command: &Command) -> Result<Arc<Partition>, LedgerError> {
+        match command {
+            Command::RegisterDomain { domain, .. } => {
+                Ok(match self.shared.routes.partition(domain) {
+                    Some(p) => p,
+                    None => {
+                        // A refused registration (a bad name) must not leave a partition.
+                        crate::domain::decide(&LedgerState::default(), command)?;
+                        self.add_partition(domain, Projections::default())
+                    }
+                })
+            }
+            Command::SetLicenseLimit { domain, .. }
+            | Command::SetMassChangeGuard { domain, .. }
+            | Command::CreateAccount { domain, .. } => self
+                .shared
+                .routes
+                .partition(domain)
+                .ok_or_else(|| unknown_domain(domain)),
+            other => {
+                let account = other.target_account().unwrap_or_default();
+                self.shared
+                    .routes
+                    .account(account)
+                    .ok_or_else(|| DomainError::UnknownAccount { account }.into())
+            }
+        }
+    }
+
+    /// Execute one command: decided, durably appended, projected, then answered.
+    pub async fn execute(&self, request: Request) -> Result<Executed, LedgerError> {
+        let mut outcome = self
+            .execute_batch(vec![request], BatchMode::BestEffort)
+            .await?;
+        outcome.results.pop().unwrap_or(Err(LedgerError::Closed))
+    }
+
+    /// Execute many commands as one job: decided in order by their domain's writer, appended
+    /// as one atomic batch. A job's commands must all belong to one domain (an import job
+    /// does); a job spanning domains is split by domain and is atomic per domain only.
+    pub async fn execute_batch(
+        &self,
+        requests: Vec<Request>,
+        mode: BatchMode,
+    ) -> Result<BatchOutcome, LedgerError> {
+        if self.is_closed() {
+            return Err(LedgerError::Closed);
+        }
+        // Group by partition, keeping each request's place in the answer.
+        let mut results: Vec<Option<Result<Executed, LedgerError>>> =
+            (0..requests.len()).map(|_| None).collect();
+        let mut groups: Vec<(Arc<Partition>, Vec<usize>, Vec<Request>)> = Vec::new();
+        for (i, req) in requests.into_iter().enumerate() {
+            match self.route(&req.command) {
+                Ok(part) => match groups.iter_mut().find(|g| g.0.index == part.index) {
+                    Some(g) => {
+                        g.1.push(i);
+                        g.2.push(req);
+                    }
+                    None => groups.push((part, vec![i], vec![req])),
+                },
+                Err(e) => results[i] = Some(Err(e)),
+            }
+        }
+        let mut written = false;
+        if mode == BatchMode::Strict && results.iter().any(|r| r.is_some()) {
+            // A strict job with a row that cannot even be routed writes nothing.
+            for (part, places, reqs) in groups.drain(..) {
+                let outcome = self.dry_run(&part, reqs).await;
+                for (i, r) in places.into_iter().zip(outcome.results) {
+                    results[i] = Some(r.map(|mut e| {
+                        e.positions.clear();
+                        e
+                    }));
+                }
+            }
+        }
+        for (part, places, reqs) in groups {
+            let outcome = if mode == BatchMode::DryRun {
+                self.dry_run(&part, reqs).await
+            } else {
+                let sender = self.sender(&part).ok_or(LedgerError::Closed)?;
+                let (reply, rx) = oneshot::channel();
+                sender
+                    .send(Job::Execute {
+                        requests: reqs,
+                        mode,
+                        reply,
+                    })
+                    .await
+                    .map_err(|_| LedgerError::Closed)?;
+                rx.await.map_err(|_| LedgerError::Closed)?
+            };
+            written |= outcome.written;
+            for (i, r) in places.into_iter().zip(outcome.results) {
+                results[i] = Some(r);
+            }
+        }
+        Ok(BatchOutcome {
+            results: results
+                .into_iter()
+                .map(|r| r.unwrap_or(Err(LedgerError::Closed)))
+                .collect(),
+            written,
+        })
+    }
+
+    /// Decide a job on a copy of its domain's read model, in the caller's task: the exact
+    /// outcome, nothing written, and the domain's writer never waits for it.
+    async fn dry_run(&self, part: &Partition, requests: Vec<Request>) -> BatchOutcome {
+        let mut state = part.read().state.clone();
+        let mut domain_version = self
+            .shared
+            .log
+            .stream_version(&StreamId::Domain(part.domain.clone()));
+        let mut next = self.shared.routes.peek_next_account();
+        let mut predict = || {
+            next += 1;
+            next - 1
+        };
+        let mut ids = EventIds::new();
+        let decided = Decider {
+            log: &*self.shared.log,
+            ids: &mut ids,
+            allocate: &mut predict,
+            domain_version: &mut domain_version,
+            seen: HashMap::new(),
+            created: Vec::new(),
+        }
+        .decide_all(&mut state, requests, &mut Vec::new());
+        let mut results = Vec::with_capacity(decided.len());
+        for r in decided {
+            results.push(match r {
+                Ok(decider::Pending::Decided {
+                    account, version, ..
+                }) => Ok(Executed {
+                    account,
+                    positions: vec![],
+                    replayed: false,
+                    version,
+                }),
+                Ok(decider::Pending::Replay { positions }) => {
+                    let events = self.shared.log.read_positions(&positions).await;
+                    events.map_err(LedgerError::from).map(|events| Executed {
+                        account: events.iter().find_map(|e| e.event.account()),
+                        version: events.last().map_or(0, |e| e.stream_version),
+                        positions,
+                        replayed: true,
+                    })
+                }
+                Err(e) => Err(e),
+            });
+        }
+        BatchOutcome {
+            results,
+            written: false,
+        }
+    }
+
+    /// Drop the persisted projections and replay the whole log, while commands go on.
+    /// Returns events replayed.
+    pub async fn rebuild_projections(&self) -> Result<u64, LedgerError> {
+        maintenance::rebuild(self).await
+    }
+
+    /// Replay the log into scratch projections and compare them with the live ones, while
+    /// commands go on.
+    pub async fn verify_projections(&self) -> Result<Verification, LedgerError> {
+        maintenance::verify(self).await
+    }
+
+    /// Finish queued work, persist projections, flush. Later calls fail with `Closed`.
+    pub async fn close(&self) -> Result<(), LedgerError> {
+        self.shared
+            .closed
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let senders: Vec<_> = self
+            .shared
+            .senders
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for tx in senders {
+            let (reply, rx) = oneshot::channel();
+            if tx.send(Job::Close { reply }).await.is_ok() {
+                let _ = rx.await;
+            }
+        }
+        self.save_views().await?;
+        self.shared.log.sync().await?;
+        Ok(())
+    }
+
+    fn is_closed(&self) -> bool {
+        self.shared.closed.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Persist every partition's changed rows and checkpoint (also done once a second).
+    pub async fn save_views(&self) -> Result<(), LedgerError> {
+        maintenance::save_all(&self.shared).await
+    }
+
+    /// The log behind the ledger (reads, audit).
+    pub fn log(&self) -> &Arc<dyn EventLog> {
+        &self.shared.log
+    }
+
+    /// Read one domain's live state (its domain row and accounts). None for an unknown domain.
+    pub fn read_domain<T>(&self, domain: &str, f: impl FnOnce(&LedgerState) -> T) -> Option<T> {
+        let part = self.shared.routes.partition(domain)?;
+        let read = part.read();
+        read.domain()?;
+        Some(f(&read.state))
+    }
+
+    /// Read one domain's live state; an empty state for an unknown domain (so rules that look
+    /// for the domain refuse as they would).
+    pub fn read_domain_or_empty<T>(&self, domain: &str, f: impl FnOnce(&LedgerState) -> T) -> T {
+        match self.shared.routes.partition(domain) {
+            Some(part) => f(&part.read().state),
+            None => f(&LedgerState::default()),
+        }
+    }
+
+    /// Read the live state of the domain that holds `account`.
+    pub fn read_account_domain<T>(
+        &self,
+        account: AccountId,
+        f: impl FnOnce(&LedgerState) -> T,
+    ) -> Option<T> {
+        let part = self.shared.routes.account(account)?;
+        let read = part.read();
+        Some(f(&read.state))
+    }
+
+    /// Names of the registered domains.
+    pub fn domains(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .shared
+            .routes
+            .all()
+            .iter()
+            .filter(|p| p.read().domain().is_some())
+            .map(|p| p.domain.clone())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// A copy of every domain's live state merged into one (tests, tools; costs a full copy).
+    pub fn state_snapshot(&self) -> LedgerState {
+        let mut all = LedgerState::default();
+        for part in self.shared.routes.all() {
+            all.merge(part.read().state.clone());
+        }
+        all
+    }
+
+    /// The domain an event belongs to, for subscriptions and audit filtered by domain.
+    pub fn event_domain(&self, e: &Event) -> Option<String> {
+        match e.stream() {
+            StreamId::Domain(d) => Some(d),
+            StreamId::Account(a) => self.shared.routes.account(a).map(|p| p.domain.clone()),
+        }
+    }
+}
+
+fn unknown_domain(domain: &str) -> LedgerError {
+    DomainError::UnknownDomain {
+        domain: domain.to_string(),
+    }
+    .into()
+}

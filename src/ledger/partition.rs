@@ -1,0 +1,398 @@
+//! A partition: one domain's read model and the writer task that owns its decisions.
+//!
+//! The writer drains what is queued for its domain, decides each command in order against
+//! its own state, appends the group's events as one log batch (the log shares one flush +
+//! fsync among all partitions appending at once), applies them to the partition's read model
+//! and answers every caller. Partitions never wait for each other's decisions, and an import
+//! job in one domain never holds up another domain's commands.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use super::decider::{Decider, EventIds, Pending};
+use super::routes::Routes;
+use super::{BatchMode, BatchOutcome, Executed, LedgerError, Request};
+use crate::domain::{LedgerState, StreamId};
+use crate::projections::Projections;
+use crate::store::{EventLog, NewEvent, RecordedEvent, StoreError, ViewStore};
+
+/// Most requests a writer decides before one append (bounds latency of the first caller).
+const MAX_GROUP: usize = 4096;
+
+/// One domain's shared half: its read model, readable by anyone without waiting for the writer.
+pub(crate) struct Partition {
+    pub(crate) index: u32,
+    pub(crate) domain: String,
+    read: RwLock<Projections>,
+    /// Set while the writer has an append in flight whose events are not applied yet: a save
+    /// then cannot claim this partition is complete through the log's end.
+    pub(crate) appending: AtomicBool,
+}
+
+impl Partition {
+    pub(crate) fn new(index: u32, domain: &str, projections: Projections) -> Partition {
+        Partition {
+            index,
+            domain: domain.to_string(),
+            read: RwLock::new(projections),
+            appending: AtomicBool::new(false),
+        }
+    }
+
+    pub(crate) fn read(&self) -> RwLockReadGuard<'_, Projections> {
+        self.read.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn write(&self) -> RwLockWriteGuard<'_, Projections> {
+        self.read.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+pub(crate) enum Job {
+    Execute {
+        requests: Vec<Request>,
+        mode: BatchMode,
+        reply: oneshot::Sender<BatchOutcome>,
+    },
+    /// Replace the read model and the decision state with a rebuilt one, after applying the
+    /// events of this domain that came after it.
+    Swap {
+        fresh: Box<Projections>,
+        replayed_to: u64,
+        reply: oneshot::Sender<Result<(), LedgerError>>,
+    },
+    /// Finish what is queued, then stop.
+    Close { reply: oneshot::Sender<()> },
+}
+
+/// What a writer needs besides its partition. Holds no job sender, so the writers stop when
+/// the last [`super::Ledger`] handle is gone.
+#[derive(Clone)]
+pub(crate) struct WriterContext {
+    pub(crate) log: Arc<dyn EventLog>,
+    pub(crate) views: Arc<dyn ViewStore>,
+    pub(crate) routes: Arc<Routes>,
+    pub(crate) live: broadcast::Sender<Arc<RecordedEvent>>,
+}
+
+pub(crate) struct Writer {
+    ctx: WriterContext,
+    part: Arc<Partition>,
+    /// Decision state: equal to the read model between groups.
+    state: LedgerState,
+    domain_version: u64,
+    ids: EventIds,
+}
+
+impl Writer {
+    pub(crate) fn spawn(ctx: WriterContext, part: Arc<Partition>) -> mpsc::Sender<Job> {
+        let state = part.read().state.clone();
+        let domain_version = ctx
+            .log
+            .stream_version(&StreamId::Domain(part.domain.clone()));
+        let (tx, rx) = mpsc::channel(65536);
+        let writer = Writer {
+            ctx,
+            part,
+            state,
+            domain_version,
+            ids: EventIds::new(),
+        };
+        tokio::spawn(writer.run(rx));
+        tx
+    }
+
+    async fn run(mut self, mut rx: mpsc::Receiver<Job>) {
+        while let Some(first) = rx.recv().await {
+            let mut group = Vec::new();
+            let mut next = Some(first);
+            while let Some(job) = next.take() {
+                match job {
+                    Job::Execute {
+                        requests,
+                        mode,
+                        reply,
+                    } => {
+                        group.push((requests, mode, reply));
+                        if group.len() < MAX_GROUP {
+                            next = rx.try_recv().ok();
+                        }
+                    }
+                    Job::Swap {
+                        fresh,
+                        replayed_to,
+                        reply,
+                    } => {
+                        self.run_group(std::mem::take(&mut group)).await;
+                        let _ = reply.send(self.swap(*fresh, replayed_to).await);
+                        next = rx.try_recv().ok();
+                    }
+                    Job::Close { reply } => {
+                        self.run_group(std::mem::take(&mut group)).await;
+                        drop(self);
+                        let _ = reply.send(());
+                        return;
+                    }
+                }
+            }
+            self.run_group(group).await;
+        }
+    }
+
+    /// Take a rebuilt read model: first apply this domain's events the rebuild has not seen.
+    async fn swap(&mut self, mut fresh: Projections, replayed_to: u64) -> Result<(), LedgerError> {
+        let last = self.ctx.log.last_position();
+        let mut from = replayed_to + 1;
+        while from <= last {
+            let page = self.ctx.log.read_range(from, last, 16384).await?;
+            let Some(tail) = page.last().map(|e| e.position) else {
+                break;
+            };
+            for e in &page {
+                if self.owns(e) {
+                    fresh.apply(e);
+                }
+            }
+            from = tail + 1;
+        }
+        fresh.checkpoint = fresh.checkpoint.max(last);
+        fresh.mark_all_dirty();
+        self.state = fresh.state.clone();
+        *self.part.write() = fresh;
+        Ok(())
+    }
+
+    /// Whether a recorded event belongs to this partition's domain.
+    fn owns(&self, e: &RecordedEvent) -> bool {
+        match e.event.stream() {
+            StreamId::Domain(d) => d == self.part.domain,
+            StreamId::Account(a) => self
+                .ctx
+                .routes
+                .account(a)
+                .is_some_and(|p| p.index == self.part.index),
+        }
+    }
+
+    async fn run_group(
+        &mut self,
+        group: Vec<(Vec<Request>, BatchMode, oneshot::Sender<BatchOutcome>)>,
+    ) {
+        if group.is_empty() {
+            return;
+        }
+        let routes = self.ctx.routes.clone();
+        let mut allocate = || routes.allocate_account();
+        let mut new_events: Vec<NewEvent> = Vec::new();
+        let mut group_seen = HashMap::new();
+        let mut created = Vec::new();
+        let mut answers = Vec::new();
+        for (requests, mode, reply) in group {
+            match mode {
+                BatchMode::DryRun => {
+                    // Normally run by the caller on a snapshot (Ledger::execute_batch); decided
+                    // here on a copy if it ever arrives.
+                    let mut scratch = self.state.clone();
+                    let mut version = self.domain_version;
+                    let mut next = routes.peek_next_account();
+                    let mut predict = || {
+                        next += 1;
+                        next - 1
+                    };
+                    let results = Decider {
+                        log: &*self.ctx.log,
+                        ids: &mut self.ids,
+                        allocate: &mut predict,
+                        domain_version: &mut version,
+                        seen: HashMap::new(),
+                        created: Vec::new(),
+                    }
+                    .decide_all(&mut scratch, requests, &mut Vec::new());
+                    let results = answer_unwritten(&*self.ctx.log, results).await;
+                    let _ = reply.send(BatchOutcome {
+                        results,
+                        written: false,
+                    });
+                }
+                BatchMode::Strict => {
+                    let mut scratch = self.state.clone();
+                    let mut version = self.domain_version;
+                    let mut scratch_events = Vec::new();
+                    let mut decider = Decider {
+                        log: &*self.ctx.log,
+                        ids: &mut self.ids,
+                        allocate: &mut allocate,
+                        domain_version: &mut version,
+                        seen: HashMap::new(),
+                        created: Vec::new(),
+                    };
+                    let results = decider.decide_all(&mut scratch, requests, &mut scratch_events);
+                    let strict_created = std::mem::take(&mut decider.created);
+                    if results.iter().any(|r| r.is_err()) {
+                        let results = answer_unwritten(&*self.ctx.log, results).await;
+                        let _ = reply.send(BatchOutcome {
+                            results,
+                            written: false,
+                        });
+                    } else {
+                        self.state = scratch;
+                        self.domain_version = version;
+                        created.extend(strict_created);
+                        let offset = new_events.len();
+                        new_events.extend(scratch_events);
+                        let results = results
+                            .into_iter()
+                            .map(|r| r.map(|p| shift(p, offset)))
+                            .collect();
+                        answers.push((results, reply));
+                    }
+                }
+                BatchMode::BestEffort => {
+                    let mut decider = Decider {
+                        log: &*self.ctx.log,
+                        ids: &mut self.ids,
+                        allocate: &mut allocate,
+                        domain_version: &mut self.domain_version,
+                        seen: std::mem::take(&mut group_seen),
+                        created: Vec::new(),
+                    };
+                    let results = decider.decide_all(&mut self.state, requests, &mut new_events);
+                    group_seen = decider.seen;
+                    created.extend(decider.created);
+                    answers.push((results, reply));
+                }
+            }
+        }
+        if answers.is_empty() {
+            return;
+        }
+        // Commands for the new accounts route here from now on (they are decided here first).
+        routes.register_accounts(self.part.index, &created);
+        self.part.appending.store(true, Ordering::SeqCst);
+        let appended = if new_events.is_empty() {
+            Ok(Default::default())
+        } else {
+            self.ctx.log.append(new_events).await
+        };
+        let appended = match appended {
+            Ok(a) => a,
+            Err(e) => {
+                self.part.appending.store(false, Ordering::SeqCst);
+                // Nothing of this group is acknowledged; go back to what is durable.
+                self.state = self.part.read().state.clone();
+                self.domain_version = self
+                    .ctx
+                    .log
+                    .stream_version(&StreamId::Domain(self.part.domain.clone()));
+                let msg = e.to_string();
+                for (results, reply) in answers {
+                    let results = results
+                        .into_iter()
+                        .map(|_| Err(LedgerError::Store(StoreError::Io(msg.clone()))))
+                        .collect();
+                    let _ = reply.send(BatchOutcome {
+                        results,
+                        written: false,
+                    });
+                }
+                return;
+            }
+        };
+        let points = {
+            let mut read = self.part.write();
+            for e in &appended.recorded {
+                read.apply(e);
+            }
+            read.take_license_points()
+        };
+        self.part.appending.store(false, Ordering::SeqCst);
+        if let Err(e) = self.ctx.views.save_license_points(&points) {
+            // The log is durable; the series is rewritten by catch-up at restart.
+            tracing::error!("saving license points failed: {e}");
+        }
+        if self.ctx.live.receiver_count() > 0 {
+            for e in &appended.recorded {
+                let _ = self.ctx.live.send(Arc::new(e.clone()));
+            }
+        }
+        let written = !appended.recorded.is_empty();
+        for (results, reply) in answers {
+            let mut out = Vec::with_capacity(results.len());
+            for r in results {
+                out.push(match r {
+                    Ok(Pending::Decided {
+                        account,
+                        events,
+                        version,
+                    }) => Ok(Executed {
+                        account,
+                        positions: appended.positions[events].to_vec(),
+                        replayed: false,
+                        version,
+                    }),
+                    Ok(Pending::Replay { positions }) => replayed(&*self.ctx.log, positions).await,
+                    Err(e) => Err(e),
+                });
+            }
+            let _ = reply.send(BatchOutcome {
+                results: out,
+                written,
+            });
+        }
+    }
+}
+
+fn shift(p: Pending, offset: usize) -> Pending {
+    match p {
+        Pending::Decided {
+            account,
+            events,
+            version,
+        } => Pending::Decided {
+            account,
+            events: events.start + offset..events.end + offset,
+            version,
+        },
+        replay => replay,
+    }
+}
+
+/// Answers for a batch that writes nothing (dry run, refused strict batch).
+async fn answer_unwritten(
+    log: &dyn EventLog,
+    results: Vec<Result<Pending, LedgerError>>,
+) -> Vec<Result<Executed, LedgerError>> {
+    let mut out = Vec::with_capacity(results.len());
+    for r in results {
+        out.push(match r {
+            Ok(Pending::Decided {
+                account, version, ..
+            }) => Ok(Executed {
+                account,
+                positions: vec![],
+                replayed: false,
+                version,
+            }),
+            Ok(Pending::Replay { positions }) => replayed(log, positions).await,
+            Err(e) => Err(e),
+        });
+    }
+    out
+}
+
+/// The first answer to a request id, rebuilt from the events it recorded: the account acted
+/// on and its stream version right after them.
+async fn replayed(log: &dyn EventLog, positions: Vec<u64>) -> Result<Executed, LedgerError> {
+    let events = log.read_positions(&positions).await?;
+    let account = events.iter().find_map(|e| e.event.account());
+    let version = events.last().map_or(0, |e| e.stream_version);
+    Ok(Executed {
+        account,
+        positions,
+        replayed: true,
+        version,
+    })
+}
