@@ -296,5 +296,71 @@ pub async fn run(opts: BenchOptions) -> Result<(), Box<dyn std::error::Error>> {
         percentile(&lat, 0.99)
     );
     ledger.close().await?;
+    cross_domain(&opts).await?;
+    Ok(())
+}
+
+/// Districts in parallel: single creates in one domain while a 100k-account job is written
+/// to another, next to the same job alone.
+async fn cross_domain(opts: &BenchOptions) -> Result<(), Box<dyn std::error::Error>> {
+    const JOB: u64 = 100_000;
+    let job = |base: u64| -> Vec<Request> {
+        (0..JOB)
+            .map(|n| Request::manual("bench", create(0, base + n, true)))
+            .collect()
+    };
+    let (_t, dir) = scratch(opts, "cross-domain")?;
+    let ledger = Ledger::open(&dir).await?;
+    for d in 0..2 {
+        ledger
+            .execute(Request::manual(
+                "bench",
+                Command::RegisterDomain {
+                    domain: format!("district-{d}"),
+                    license_limit: u32::MAX,
+                },
+            ))
+            .await?;
+    }
+    let started = Instant::now();
+    ledger.execute_batch(job(0), BatchMode::BestEffort).await?;
+    let alone = started.elapsed();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let other = {
+        let (ledger, stop) = (ledger.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let t = Instant::now();
+                let r = ledger
+                    .execute(Request::manual("bench", create(1, n, true)))
+                    .await;
+                lat.push(t.elapsed());
+                r.map_err(|e| e.to_string())?;
+                n += 1;
+            }
+            Ok::<_, String>(lat)
+        })
+    };
+    let started = Instant::now();
+    ledger
+        .execute_batch(job(JOB), BatchMode::BestEffort)
+        .await?;
+    let beside = started.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut lat = other.await??;
+    lat.sort();
+    println!(
+        "100k-account job alone:             {alone:.2?}; beside another domain's commands {beside:.2?}"
+    );
+    println!(
+        "other domain's single creates meanwhile: {}  p50 {:.2?}  p99 {:.2?}  max {:.2?}",
+        lat.len(),
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99),
+        lat.last().copied().unwrap_or_default()
+    );
+    ledger.close().await?;
     Ok(())
 }

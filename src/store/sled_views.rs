@@ -154,6 +154,10 @@ impl ViewStore for SledViews {
     }
 
     fn clear(&self) -> Result<(), StoreError> {
+        // sled's clear removes keys one by one: a crash midway would leave some rows with
+        // checkpoints that claim them complete. Dropping the layout key first (sled recovers a
+        // prefix of its operations) makes any partly cleared tree load as "rebuild from the log".
+        self.tree.remove(LAYOUT)?;
         self.tree.clear()?;
         Ok(())
     }

@@ -1,0 +1,188 @@
+//! Domains are partitions: an import in one domain and commands in another run at once,
+//! rebuild and verify run while commands go on, and a retried request id answers exactly its
+//! first result.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use account_ledger::domain::{Command, Status};
+use account_ledger::ledger::{BatchMode, Ledger, Request};
+use support::{create, open, profile, register};
+
+fn create_request(domain: &str, login: &str) -> Request {
+    Request::manual(
+        "admin",
+        Command::CreateAccount {
+            domain: domain.into(),
+            account: 0,
+            import_id: Some(login.into()),
+            profile: profile(login),
+            role: "student".into(),
+            enabled: true,
+        },
+    )
+}
+
+/// Manual commands in domain "b" until `stop`: create, disable, enable. Returns the accounts
+/// created and how many commands were acknowledged.
+async fn manual_commands(ledger: Ledger, stop: Arc<AtomicBool>, acked: Arc<AtomicU64>) -> Vec<u64> {
+    let mut created = Vec::new();
+    let mut i = 0;
+    while !stop.load(Ordering::SeqCst) {
+        let id = ledger
+            .execute(create_request("b", &format!("m{i}")))
+            .await
+            .expect("create in b")
+            .account
+            .expect("account");
+        for command in [Command::Disable { account: id }, Command::Enable { account: id }] {
+            let done = ledger
+                .execute(Request::manual("admin", command))
+                .await
+                .expect("command in b");
+            assert_eq!(done.positions.len(), 1);
+        }
+        acked.fetch_add(3, Ordering::SeqCst);
+        created.push(id);
+        i += 1;
+    }
+    created
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_in_one_domain_and_commands_in_another_both_finish_right() {
+    let (_dir, ledger) = open().await;
+    register(&ledger, "a", 1_000_000).await;
+    register(&ledger, "b", 1_000_000).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(AtomicU64::new(0));
+    let manual = tokio::spawn(manual_commands(ledger.clone(), stop.clone(), acked.clone()));
+    const ROWS: usize = 20_000;
+    let job: Vec<Request> = (0..ROWS)
+        .map(|i| create_request("a", &format!("imp{i}")))
+        .collect();
+    let outcome = ledger
+        .execute_batch(job, BatchMode::BestEffort)
+        .await
+        .unwrap();
+    stop.store(true, Ordering::SeqCst);
+    let created_in_b = manual.await.unwrap();
+    assert!(outcome.written);
+    assert!(outcome.results.iter().all(|r| r.is_ok()));
+    // The job is one contiguous range of positions: one atomic batch.
+    let positions: Vec<u64> = outcome
+        .results
+        .iter()
+        .flat_map(|r| r.as_ref().unwrap().positions.clone())
+        .collect();
+    assert_eq!(positions.len(), ROWS);
+    assert!(positions.windows(2).all(|w| w[1] == w[0] + 1));
+    assert_eq!(ledger.license_usage("a").unwrap().used, ROWS as u32);
+    assert_eq!(
+        ledger.license_usage("b").unwrap().used,
+        created_in_b.len() as u32
+    );
+    for id in &created_in_b {
+        let acc = ledger.account(*id).unwrap();
+        assert_eq!((acc.domain.as_str(), acc.status()), ("b", Status::Enabled));
+    }
+    let v = ledger.verify_projections().await.unwrap();
+    assert!(v.equal, "{}", v.detail);
+    assert_eq!(v.accounts, ROWS + created_in_b.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebuild_and_verify_run_while_commands_are_acknowledged() {
+    let (_dir, ledger) = open().await;
+    register(&ledger, "a", 1_000_000).await;
+    register(&ledger, "b", 1_000_000).await;
+    let job: Vec<Request> = (0..30_000)
+        .map(|i| create_request("a", &format!("imp{i}")))
+        .collect();
+    ledger
+        .execute_batch(job, BatchMode::BestEffort)
+        .await
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(AtomicU64::new(0));
+    let manual = tokio::spawn(manual_commands(ledger.clone(), stop.clone(), acked.clone()));
+    while acked.load(Ordering::SeqCst) == 0 {
+        tokio::task::yield_now().await;
+    }
+    let before = acked.load(Ordering::SeqCst);
+    let replayed = ledger.rebuild_projections().await.unwrap();
+    let during_rebuild = acked.load(Ordering::SeqCst) - before;
+    assert!(replayed >= 30_000);
+    let before = acked.load(Ordering::SeqCst);
+    let v = ledger.verify_projections().await.unwrap();
+    let during_verify = acked.load(Ordering::SeqCst) - before;
+    assert!(v.equal, "{}", v.detail);
+    stop.store(true, Ordering::SeqCst);
+    let created_in_b = manual.await.unwrap();
+    assert!(
+        during_rebuild > 0 && during_verify > 0,
+        "writes stopped: {during_rebuild} acknowledged during rebuild, {during_verify} during verify"
+    );
+    let v = ledger.verify_projections().await.unwrap();
+    assert!(v.equal, "{}", v.detail);
+    assert_eq!(
+        ledger.license_usage("b").unwrap().used,
+        created_in_b.len() as u32
+    );
+    // What the rebuild persisted is what a reopen loads.
+    let dir = _dir;
+    let state = ledger.state_snapshot();
+    ledger.close().await.unwrap();
+    drop(ledger);
+    let reopened = Ledger::open(dir.path()).await.unwrap();
+    assert_eq!(reopened.state_snapshot(), state);
+}
+
+#[tokio::test]
+async fn a_retry_answers_the_version_of_its_first_result() {
+    let (_dir, ledger) = open().await;
+    register(&ledger, "d", 10).await;
+    let id = create(&ledger, "d", "a", true).await;
+    let disable = Request {
+        request_id: Some("r-1".into()),
+        ..Request::manual("admin", Command::Disable { account: id })
+    };
+    let first = ledger.execute(disable.clone()).await.unwrap();
+    assert_eq!(first.version, 2);
+    let enabled = ledger
+        .execute(Request::manual("admin", Command::Enable { account: id }))
+        .await
+        .unwrap();
+    assert_eq!(enabled.version, 3);
+    let retry = ledger.execute(disable).await.unwrap();
+    assert!(retry.replayed);
+    assert_eq!(
+        (retry.account, retry.positions, retry.version),
+        (first.account, first.positions, first.version)
+    );
+    assert_eq!(ledger.account(id).unwrap().version, 3);
+}
+
+#[tokio::test]
+async fn expected_versions_of_domain_streams_are_checked_by_the_writer() {
+    let (_dir, ledger) = open().await;
+    register(&ledger, "d", 10).await;
+    let set = |limit, expected| Request {
+        expected_version: Some(expected),
+        ..Request::manual(
+            "admin",
+            Command::SetLicenseLimit {
+                domain: "d".into(),
+                license_limit: limit,
+            },
+        )
+    };
+    // Two changes decided from version 1 in one group: only the first may pass.
+    let (a, b) = tokio::join!(ledger.execute(set(20, 1)), ledger.execute(set(30, 1)));
+    assert!(a.is_ok() != b.is_ok(), "{a:?} {b:?}");
+    let ok = a.as_ref().or(b.as_ref()).unwrap();
+    assert_eq!(ok.version, 2);
+    assert!(ledger.execute(set(40, 2)).await.is_ok());
+}
