@@ -37,7 +37,10 @@ async fn manual_commands(ledger: Ledger, stop: Arc<AtomicBool>, acked: Arc<Atomi
             .expect("create in b")
             .account
             .expect("account");
-        for command in [Command::Disable { account: id }, Command::Enable { account: id }] {
+        for command in [
+            Command::Disable { account: id },
+            Command::Enable { account: id },
+        ] {
             let done = ledger
                 .execute(Request::manual("admin", command))
                 .await
