@@ -133,8 +133,6 @@ impl LedgerService {
         })
     }
 
-    /// Domain streams: the core checks expected versions of account streams only, so check the
-    /// domain stream's version here (before the writer; a race can slip between, see README).
     /// The shape shared by the commands that take only an account: authenticate, resolve the
     /// account within the caller's domains, run.
     async fn account_command(
