@@ -12,24 +12,10 @@ use std::time::Duration;
 
 use account_ledger::domain::Command;
 use account_ledger::ledger::{BatchMode, Ledger, Request};
-use support::profile;
+use support::create_request;
 
 const ROWS: usize = 10_000;
 const CHILD_ENV: &str = "ACCOUNT_LEDGER_PARTITION_CRASH_CHILD";
-
-fn create_request(domain: &str, login: &str) -> Request {
-    Request::manual(
-        "t",
-        Command::CreateAccount {
-            domain: domain.into(),
-            account: 0,
-            import_id: Some(login.into()),
-            profile: profile(login),
-            role: "student".into(),
-            enabled: true,
-        },
-    )
-}
 
 fn say(line: &str) {
     let mut out = std::io::stdout().lock();

@@ -9,21 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use account_ledger::domain::{Command, Status};
 use account_ledger::ledger::{BatchMode, Ledger, Request};
-use support::{create, open, profile, register};
-
-fn create_request(domain: &str, login: &str) -> Request {
-    Request::manual(
-        "admin",
-        Command::CreateAccount {
-            domain: domain.into(),
-            account: 0,
-            import_id: Some(login.into()),
-            profile: profile(login),
-            role: "student".into(),
-            enabled: true,
-        },
-    )
-}
+use support::{create, create_request, open, register};
 
 /// Manual commands in domain "b" until `stop`: create, disable, enable. Returns the accounts
 /// created and how many commands were acknowledged.

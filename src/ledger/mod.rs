@@ -19,7 +19,6 @@ mod partition;
 mod replay;
 mod routes;
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
@@ -28,7 +27,6 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use crate::domain::{AccountId, Command, DomainError, Event, LedgerState, StreamId};
 use crate::projections::Projections;
 use crate::store::{self, EventLog, RecordedEvent, Source, StoreError, ViewStore};
-use decider::{Decider, EventIds};
 use partition::{Job, Partition, Writer, WriterContext};
 use replay::Replay;
 use routes::Routes;
@@ -338,53 +336,19 @@ impl Ledger {
     /// Decide a job on a copy of its domain's read model, in the caller's task: the exact
     /// outcome, nothing written, and the domain's writer never waits for it.
     async fn dry_run(&self, part: &Partition, requests: Vec<Request>) -> BatchOutcome {
-        let mut state = part.read().state.clone();
-        let mut domain_version = self
+        let state = part.read().state.clone();
+        let domain_version = self
             .shared
             .log
             .stream_version(&StreamId::Domain(part.domain.clone()));
-        let mut next = self.shared.routes.peek_next_account();
-        let mut predict = || {
-            next += 1;
-            next - 1
-        };
-        let mut ids = EventIds::new();
-        let decided = Decider {
-            log: &*self.shared.log,
-            ids: &mut ids,
-            allocate: &mut predict,
-            domain_version: &mut domain_version,
-            seen: HashMap::new(),
-            created: Vec::new(),
-        }
-        .decide_all(&mut state, requests, &mut Vec::new());
-        let mut results = Vec::with_capacity(decided.len());
-        for r in decided {
-            results.push(match r {
-                Ok(decider::Pending::Decided {
-                    account, version, ..
-                }) => Ok(Executed {
-                    account,
-                    positions: vec![],
-                    replayed: false,
-                    version,
-                }),
-                Ok(decider::Pending::Replay { positions }) => {
-                    let events = self.shared.log.read_positions(&positions).await;
-                    events.map_err(LedgerError::from).map(|events| Executed {
-                        account: events.iter().find_map(|e| e.event.account()),
-                        version: events.last().map_or(0, |e| e.stream_version),
-                        positions,
-                        replayed: true,
-                    })
-                }
-                Err(e) => Err(e),
-            });
-        }
-        BatchOutcome {
-            results,
-            written: false,
-        }
+        partition::decide_on_copy(
+            &*self.shared.log,
+            &self.shared.routes,
+            state,
+            domain_version,
+            requests,
+        )
+        .await
     }
 
     /// Drop the persisted projections and replay the whole log, while commands go on.

@@ -195,27 +195,15 @@ impl Writer {
                 BatchMode::DryRun => {
                     // Normally run by the caller on a snapshot (Ledger::execute_batch); decided
                     // here on a copy if it ever arrives.
-                    let mut scratch = self.state.clone();
-                    let mut version = self.domain_version;
-                    let mut next = routes.peek_next_account();
-                    let mut predict = || {
-                        next += 1;
-                        next - 1
-                    };
-                    let results = Decider {
-                        log: &*self.ctx.log,
-                        ids: &mut self.ids,
-                        allocate: &mut predict,
-                        domain_version: &mut version,
-                        seen: HashMap::new(),
-                        created: Vec::new(),
-                    }
-                    .decide_all(&mut scratch, requests, &mut Vec::new());
-                    let results = answer_unwritten(&*self.ctx.log, results).await;
-                    let _ = reply.send(BatchOutcome {
-                        results,
-                        written: false,
-                    });
+                    let outcome = decide_on_copy(
+                        &*self.ctx.log,
+                        &routes,
+                        self.state.clone(),
+                        self.domain_version,
+                        requests,
+                    )
+                    .await;
+                    let _ = reply.send(outcome);
                 }
                 BatchMode::Strict => {
                     let mut scratch = self.state.clone();
@@ -357,6 +345,35 @@ fn shift(p: Pending, offset: usize) -> Pending {
             version,
         },
         replay => replay,
+    }
+}
+
+/// Decide a job on a copy of a domain's state: the exact outcome, nothing written, no account
+/// number used up (new accounts get the numbers they would likely get).
+pub(crate) async fn decide_on_copy(
+    log: &dyn EventLog,
+    routes: &Routes,
+    mut state: LedgerState,
+    mut domain_version: u64,
+    requests: Vec<Request>,
+) -> BatchOutcome {
+    let mut next = routes.peek_next_account();
+    let mut predict = || {
+        next += 1;
+        next - 1
+    };
+    let decided = Decider {
+        log,
+        ids: &mut EventIds::new(),
+        allocate: &mut predict,
+        domain_version: &mut domain_version,
+        seen: HashMap::new(),
+        created: Vec::new(),
+    }
+    .decide_all(&mut state, requests, &mut Vec::new());
+    BatchOutcome {
+        results: answer_unwritten(log, decided).await,
+        written: false,
     }
 }
 

@@ -50,3 +50,18 @@ pub async fn create(ledger: &Ledger, domain: &str, login: &str, enabled: bool) -
         .account
         .expect("account id")
 }
+
+/// A manual CreateAccount of an enabled student whose import id is its login.
+pub fn create_request(domain: &str, login: &str) -> Request {
+    Request::manual(
+        "admin",
+        Command::CreateAccount {
+            domain: domain.into(),
+            account: 0,
+            import_id: Some(login.into()),
+            profile: profile(login),
+            role: "student".into(),
+            enabled: true,
+        },
+    )
+}
