@@ -1,4 +1,5 @@
-//! The gRPC edge: generated wire types ([`pb`]), the service ([`server`]), bearer-token
+//! The gRPC edge: generated wire types ([`pb`]), the service ([`server`]; its handlers and
+//! the two-step confirmation beside it), bearer-token
 //! authorization ([`auth`]), the one error-to-status mapping ([`status`]) and wire ↔ domain
 //! conversion ([`convert`]); CSV imports ([`import`]: their own service, same server).
 
@@ -7,7 +8,9 @@
 #![allow(clippy::result_large_err)]
 
 pub mod auth;
+mod confirm;
 pub mod convert;
+mod handlers;
 pub mod import;
 pub mod import_bench;
 pub mod server;

@@ -1,0 +1,474 @@
+//! The handlers of `account_ledger.v1.AccountLedger`: authenticate → convert the wire request
+//! (INVALID_ARGUMENT on bad input) → resolve the account and authorize on its domain → one call
+//! into the ledger → convert back. No domain rule lives here.
+
+use std::pin::Pin;
+
+use tokio_stream::{Stream, StreamExt, wrappers::ReceiverStream};
+use tonic::{Request, Response, Status};
+
+use super::auth::{Op, Role};
+use super::confirm::Action;
+use super::convert::{self, event_to_wire, optional_as_of, required, timestamp_to_us};
+use super::pb;
+use super::server::LedgerService;
+use super::status::{domain_not_found, invalid, permission_denied};
+use crate::domain::{Command, Profile, Status as AccountStatus};
+use crate::queries::{AccountFilter, in_users_export};
+use crate::store::now_us;
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+fn profile_checked(p: Option<pb::Profile>) -> Result<Profile, Status> {
+    Profile::try_from(p)
+}
+
+#[tonic::async_trait]
+impl pb::account_ledger_server::AccountLedger for LedgerService {
+    async fn register_domain(
+        &self,
+        request: Request<pb::RegisterDomainRequest>,
+    ) -> Result<Response<pb::CommandReply>, Status> {
+        let who = self.auth.authenticate(&request)?;
+        who.require(Op::Operate)?;
+        let req = request.into_inner();
+        let domain = required("domain", req.domain)?;
+        let command = Command::RegisterDomain {
+            domain,
+            license_limit: req.license_limit,
+        };
+        Ok(Response::new(
+            self.run(&who, command, req.request_id, req.expected_version)
+                .await?,
+        ))
+    }
+
+    async fn set_mass_change_guard(
+        &self,
+        request: Request<pb::SetMassChangeGuardRequest>,
+    ) -> Result<Response<pb::CommandReply>, Status> {
+        let who = self.auth.authenticate(&request)?;
+        who.require(Op::Operate)?;
+        let req = request.into_inner();
+        let domain = required("domain", req.domain)?;
+        let percent = u8::try_from(req.percent)
+            .ok()
+            .filter(|p| *p <= 100)
+            .ok_or_else(|| invalid("percent", format!("{} is not in 0..=100", req.percent)))?;
+        let command = Command::SetMassChangeGuard { domain, percent };
+        Ok(Response::new(
+            self.run(&who, command, req.request_id, req.expected_version)
+                .await?,
+        ))
+    }
+
+    async fn set_license_limit(
+        &self,
+        request: Request<pb::SetLicenseLimitRequest>,
+    ) -> Result<Response<pb::CommandReply>, Status> {
+        let who = self.auth.authenticate(&request)?;
+        who.require(Op::Operate)?;
+        let req = request.into_inner();
+        let domain = required("domain", req.domain)?;
+        let command = Command::SetLicenseLimit {
+            domain,
+            license_limit: req.license_limit,
+        };
+        Ok(Response::new(
+            self.run(&who, command, req.request_id, req.expected_version)
+                .await?,
+        ))
+    }
+
+    async fn create_token(
+        &self,
+        request: Request<pb::CreateTokenRequest>,
+    ) -> Result<Response<pb::CreateTokenResponse>, Status> {
+        let who = self.auth.authenticate(&request)?;
+        who.require(Op::Operate)?;
+        let req = request.into_inner();
+        let principal = required("principal", req.principal)?;
+        let role = convert::role_from_wire(req.role)?;
+        if role == Role::DomainAdmin && req.domains.is_empty() {
+            return Err(invalid(
+                "domains",
+                "a domain admin needs at least one domain",
+            ));
+        }
+        if let Some(blank) = req.domains.iter().find(|d| d.trim().is_empty()) {
+            return Err(invalid("domains", format!("blank domain {blank:?}")));
+        }
+        let token = self
+            .auth
+            .add_token(&principal, role, req.domains)
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        Ok(Response::new(pb::CreateTokenResponse { token }))
+    }
+
+    async fn create_account(
+        &self,
+        request: Request<pb::CreateAccountRequest>,
+    ) -> Result<Response<pb::CommandReply>, Status> {
+        let who = self.auth.authenticate(&request)?;
+        let req = request.into_inner();
+        let domain = required("domain", req.domain)?;
+        who.require_in(Op::ManageAccounts, &domain)?;
+        let command = Command::CreateAccount {
+            domain,
+            account: 0,
+            import_id: req.import_id,
+            profile: profile_checked(req.profile)?,
+            role: required("role", req.role)?,
+            enabled: req.enabled.unwrap_or(true),
+        };
+        Ok(Response::new(
+            self.run(&who, command, req.request_id, req.expected_version)
+                .await?,
+        ))
+    }
+
+    async fn update_profile(
+        &self,
+        request: Request<pb::UpdateProfileRequest>,
+    ) -> Result<Response<pb::CommandReply>, Status> {
+        let who = self.auth.authenticate(&request)?;
+        let req = request.into_inner();
+        let acc = self.target(&who, Op::ManageAccounts, req.account)?;
+        let command = Command::UpdateProfile {
+            account: acc.id,
+            profile: profile_checked(req.profile)?,
+            role: required("role", req.role)?,
+        };
+        Ok(Response::new(
+            self.run(&who, command, req.request_id, req.expected_version)
+                .await?,
+        ))
+    }
+
+    async fn disable_account(
+        &self,
+        request: Request<pb::ConfirmableRequest>,
+    ) -> Result<Response<pb::ConfirmableReply>, Status> {
+        self.confirmable(request, Action::Disable).await
+    }
+
+    async fn enable_account(
+        &self,
+        request: Request<pb::AccountCommandRequest>,
+    ) -> Result<Response<pb::CommandReply>, Status> {
+        self.account_command(request, Op::ManageAccounts, |account| Command::Enable {
+            account,
+        })
+        .await
+    }
+
+    async fn deactivate_account(
+        &self,
+        request: Request<pb::AccountCommandRequest>,
+    ) -> Result<Response<pb::CommandReply>, Status> {
+        self.account_command(request, Op::ManageAccounts, |account| Command::Deactivate {
+            account,
+        })
+        .await
+    }
+
+    async fn reactivate_account(
+        &self,
+        request: Request<pb::ReactivateAccountRequest>,
+    ) -> Result<Response<pb::CommandReply>, Status> {
+        let who = self.auth.authenticate(&request)?;
+        let req = request.into_inner();
+        let acc = self.target(&who, Op::ManageAccounts, req.account)?;
+        let command = Command::Reactivate {
+            account: acc.id,
+            enabled: req.enabled.unwrap_or(true),
+        };
+        Ok(Response::new(
+            self.run(&who, command, req.request_id, req.expected_version)
+                .await?,
+        ))
+    }
+
+    async fn delete_account(
+        &self,
+        request: Request<pb::ConfirmableRequest>,
+    ) -> Result<Response<pb::ConfirmableReply>, Status> {
+        self.confirmable(request, Action::Delete).await
+    }
+
+    async fn record_sign_in(
+        &self,
+        request: Request<pb::RecordSignInRequest>,
+    ) -> Result<Response<pb::CommandReply>, Status> {
+        let who = self.auth.authenticate(&request)?;
+        let req = request.into_inner();
+        let acc = self.target(&who, Op::ReportActivity, req.account)?;
+        let at_us = match &req.at {
+            Some(t) => timestamp_to_us(t, "at")?,
+            None => now_us(),
+        };
+        let command = Command::RecordSignIn {
+            account: acc.id,
+            at_us,
+        };
+        Ok(Response::new(
+            self.run(&who, command, req.request_id, req.expected_version)
+                .await?,
+        ))
+    }
+
+    async fn record_data_owned(
+        &self,
+        request: Request<pb::AccountCommandRequest>,
+    ) -> Result<Response<pb::CommandReply>, Status> {
+        self.account_command(request, Op::ReportActivity, |account| {
+            Command::RecordDataOwned { account }
+        })
+        .await
+    }
+
+    async fn can_sign_in(
+        &self,
+        request: Request<pb::CanSignInRequest>,
+    ) -> Result<Response<pb::CanSignInResponse>, Status> {
+        let who = self.auth.authenticate(&request)?;
+        let req = request.into_inner();
+        let domain = required("domain", req.domain)?;
+        let login = required("login", req.login)?;
+        who.require_in(Op::CanSignIn, &domain)?;
+        let found = self.ledger.can_sign_in(&domain, &login);
+        if found.is_none() && !self.ledger.domain_exists(&domain) {
+            return Err(domain_not_found(&domain));
+        }
+        Ok(Response::new(match found {
+            Some((id, status)) => pb::CanSignInResponse {
+                allowed: status == AccountStatus::Enabled,
+                account: Some(id),
+                status: pb::AccountStatus::from(status) as i32,
+            },
+            None => pb::CanSignInResponse {
+                allowed: false,
+                account: None,
+                status: pb::AccountStatus::Unspecified as i32,
+            },
+        }))
+    }
+
+    async fn get_account(
+        &self,
+        request: Request<pb::GetAccountRequest>,
+    ) -> Result<Response<pb::Account>, Status> {
+        let who = self.auth.authenticate(&request)?;
+        let req = request.into_inner();
+        let as_of = optional_as_of(req.as_of.as_ref())?;
+        let acc = self.target(&who, Op::Read, req.account)?;
+        let acc = match as_of {
+            None => acc,
+            Some(at) => self
+                .ledger
+                .account_as_of(acc.id, at)
+                .await?
+                .ok_or_else(|| {
+                    Status::not_found(format!("account {} did not exist at that instant", acc.id))
+                })?,
+        };
+        Ok(Response::new((&acc).into()))
+    }
+
+    async fn list_accounts(
+        &self,
+        request: Request<pb::ListAccountsRequest>,
+    ) -> Result<Response<pb::ListAccountsResponse>, Status> {
+        let who = self.auth.authenticate(&request)?;
+        let req = request.into_inner();
+        let domain = self.readable_domain(&who, req.domain)?;
+        let as_of = optional_as_of(req.as_of.as_ref())?;
+        let limit = match req.limit {
+            0 => 100,
+            n if n > 1000 => return Err(invalid("limit", format!("{n} is more than 1000"))),
+            n => n as usize,
+        };
+        let filter = AccountFilter {
+            include_disabled: req.include_disabled,
+            include_deactivated: req.include_deactivated,
+            search: req.search.filter(|s| !s.is_empty()),
+            role: req.role.filter(|s| !s.is_empty()),
+        };
+        let (accounts, total) = match as_of {
+            None => self
+                .ledger
+                .list_accounts(&domain, &filter, req.offset as usize, limit)?,
+            Some(_) => {
+                let all = self.accounts(&domain, as_of, |a| filter.matches(a)).await?;
+                let total = all.len();
+                let page = all
+                    .into_iter()
+                    .skip(req.offset as usize)
+                    .take(limit)
+                    .collect();
+                (page, total)
+            }
+        };
+        Ok(Response::new(pb::ListAccountsResponse {
+            accounts: accounts.iter().map(pb::Account::from).collect(),
+            total: total as u64,
+        }))
+    }
+
+    async fn get_license_usage(
+        &self,
+        request: Request<pb::GetLicenseUsageRequest>,
+    ) -> Result<Response<pb::LicenseUsage>, Status> {
+        let who = self.auth.authenticate(&request)?;
+        let req = request.into_inner();
+        let domain = required("domain", req.domain)?;
+        who.require_in(Op::ReadLicense, &domain)?;
+        let usage = match optional_as_of(req.as_of.as_ref())? {
+            None => self.ledger.license_usage(&domain)?,
+            Some(at) => self.ledger.license_usage_as_of(&domain, at).await?,
+        };
+        Ok(Response::new(pb::LicenseUsage {
+            domain: usage.domain,
+            used: usage.used,
+            limit: usage.limit,
+        }))
+    }
+
+    type ExportUsersStream = BoxStream<pb::Account>;
+
+    async fn export_users(
+        &self,
+        request: Request<pb::ExportUsersRequest>,
+    ) -> Result<Response<Self::ExportUsersStream>, Status> {
+        let who = self.auth.authenticate(&request)?;
+        let req = request.into_inner();
+        let domain = self.readable_domain(&who, req.domain)?;
+        let as_of = optional_as_of(req.as_of.as_ref())?;
+        let accounts = match as_of {
+            None => self.ledger.export_users(&domain)?,
+            Some(_) => self.accounts(&domain, as_of, in_users_export).await?,
+        };
+        let stream = tokio_stream::iter(accounts).map(|a| Ok(pb::Account::from(&a)));
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn get_account_history(
+        &self,
+        request: Request<pb::GetAccountHistoryRequest>,
+    ) -> Result<Response<pb::EventList>, Status> {
+        let who = self.auth.authenticate(&request)?;
+        let req = request.into_inner();
+        let acc = self.target(&who, Op::Read, req.account)?;
+        let events = self.ledger.account_history(acc.id).await?;
+        let domain = Some(acc.domain.clone());
+        Ok(Response::new(pb::EventList {
+            events: events
+                .iter()
+                .map(|e| event_to_wire(e, domain.clone()))
+                .collect(),
+        }))
+    }
+
+    async fn get_import_job_history(
+        &self,
+        request: Request<pb::GetImportJobHistoryRequest>,
+    ) -> Result<Response<pb::EventList>, Status> {
+        let who = self.auth.authenticate(&request)?;
+        who.require(Op::Read)?;
+        let req = request.into_inner();
+        let job = uuid::Uuid::parse_str(req.job_id.trim())
+            .map_err(|e| invalid("job_id", format!("not a UUID: {e}")))?;
+        let events = self.ledger.import_job_history(&job).await?;
+        if events.is_empty() {
+            return Err(Status::not_found(format!(
+                "import job {job} recorded no events"
+            )));
+        }
+        let visible = self.events_for(&who, events);
+        if visible.is_empty() {
+            return Err(permission_denied(format!(
+                "{} has no rights in the domains of import job {job}",
+                who.name
+            )));
+        }
+        Ok(Response::new(pb::EventList { events: visible }))
+    }
+
+    async fn read_log(
+        &self,
+        request: Request<pb::ReadLogRequest>,
+    ) -> Result<Response<pb::EventList>, Status> {
+        let who = self.auth.authenticate(&request)?;
+        who.require(Op::ReadAll)?;
+        let req = request.into_inner();
+        let from = req.from_position.max(1);
+        let to = match req.to_position {
+            0 => self.ledger.log().last_position(),
+            n => n,
+        };
+        if req.to_position != 0 && to < from {
+            return Err(invalid(
+                "to_position",
+                format!("{to} is before from_position {from}"),
+            ));
+        }
+        let limit = match req.limit {
+            0 => 1000,
+            n if n > 10_000 => return Err(invalid("limit", format!("{n} is more than 10000"))),
+            n => n as usize,
+        };
+        let events = self.ledger.read_log(from, to, limit).await?;
+        Ok(Response::new(pb::EventList {
+            events: self.events_for(&who, events),
+        }))
+    }
+
+    type SubscribeStream = BoxStream<pb::LedgerEvent>;
+
+    async fn subscribe(
+        &self,
+        request: Request<pb::SubscribeRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        let who = self.auth.authenticate(&request)?;
+        let req = request.into_inner();
+        let domain = req.domain.filter(|d| !d.is_empty());
+        match &domain {
+            Some(d) => who.require_in(Op::Read, d)?,
+            None => who.require(Op::ReadAll)?,
+        }
+        let rx = self.ledger.subscribe(req.from_position, domain);
+        let this = self.clone();
+        let stream = ReceiverStream::new(rx).map(move |item| match item {
+            Ok(e) => Ok(event_to_wire(&e, this.domain_of_event(&e))),
+            Err(e) => Err(Status::from(e)),
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn rebuild_projections(
+        &self,
+        request: Request<pb::RebuildProjectionsRequest>,
+    ) -> Result<Response<pb::RebuildProjectionsResponse>, Status> {
+        let who = self.auth.authenticate(&request)?;
+        who.require(Op::Operate)?;
+        let events_replayed = self.ledger.rebuild_projections().await?;
+        Ok(Response::new(pb::RebuildProjectionsResponse {
+            events_replayed,
+        }))
+    }
+
+    async fn verify_projections(
+        &self,
+        request: Request<pb::VerifyProjectionsRequest>,
+    ) -> Result<Response<pb::VerifyProjectionsResponse>, Status> {
+        let who = self.auth.authenticate(&request)?;
+        who.require(Op::Operate)?;
+        let v = self.ledger.verify_projections().await?;
+        Ok(Response::new(pb::VerifyProjectionsResponse {
+            equal: v.equal,
+            events_replayed: v.events_replayed,
+            accounts: v.accounts as u64,
+            detail: v.detail,
+        }))
+    }
+}
