@@ -1,8 +1,8 @@
-//! Import benchmark (not a test): see `account_ledger::import::bench`.
+//! Import benchmark (not a test): see `account_ledger::bench::import`.
 //!
 //! `cargo run --release --example bench_import -- [ROWS=100000] [BASELINE_ROWS=2000]`
 
-use account_ledger::import::bench::{ImportBenchOptions, bench_import};
+use account_ledger::bench::import::{ImportBenchOptions, bench_import};
 
 #[tokio::main]
 async fn main() {

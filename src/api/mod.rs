@@ -12,7 +12,6 @@ mod confirm;
 pub mod convert;
 mod handlers;
 pub mod import;
-pub mod import_bench;
 pub mod server;
 pub mod status;
 

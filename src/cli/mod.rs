@@ -322,7 +322,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             rows,
             baseline_rows,
             warm_up,
-        } => crate::api::import_bench::run(rows, baseline_rows, warm_up)
+        } => crate::bench::import_grpc::run(rows, baseline_rows, warm_up)
             .await
             .map_err(|e| e.to_string()),
         Top::Import(args) => match imports::run(args).await {

@@ -7,7 +7,6 @@
 //! (header, encoding, mixed versions) refuses the file before anything is applied; a bad row is
 //! reported and skipped. The entry point for the CLI and the API is [`run_import`].
 
-pub mod bench;
 pub mod error;
 pub mod guard;
 pub mod oneroster;

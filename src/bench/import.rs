@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{ImportError, ImportInput, ImportJob, ImportOptions, Phase, run_import};
 use crate::domain::{Command, Profile};
+use crate::import::{ImportError, ImportInput, ImportJob, ImportOptions, Phase, run_import};
 use crate::ledger::{Ledger, Request};
 
 #[derive(Debug, Clone)]

@@ -2,7 +2,7 @@
 //! asserts nothing). A server runs in-process on a loopback port over a fresh sled store; a tonic
 //! client uploads a generated users.csv of N new accounts in 64 KiB chunks (timed from the first
 //! byte to the job result), then the same file again (no changes). The library-level figures
-//! ([`crate::import::bench::bench_import`]: same file, no gRPC, plus the naive one-durable-append-
+//! ([`crate::bench::import::bench_import`]: same file, no gRPC, plus the naive one-durable-append-
 //! per-row baseline) are measured after, in the same process, for comparison. `--warm-up` runs
 //! one untimed-for-comparison library import first, so the gRPC figure is not the cold first
 //! import of the process.
@@ -13,10 +13,12 @@ use std::time::{Duration, Instant};
 
 use tokio::io::AsyncReadExt;
 
-use super::auth::{Auth, AuthConfig, Role, TokenEntry, hash_token};
-use super::pb::{self, import_service_client::ImportServiceClient, upload_import_request::Part};
+use crate::api::auth::{Auth, AuthConfig, Role, TokenEntry, hash_token};
+use crate::api::pb::{
+    self, import_service_client::ImportServiceClient, upload_import_request::Part,
+};
+use crate::bench::import::{ImportBenchOptions, bench_import, write_bench_users_csv};
 use crate::domain::Command;
-use crate::import::bench::{ImportBenchOptions, bench_import, write_bench_users_csv};
 use crate::ledger::{Ledger, Request};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -122,7 +124,7 @@ pub async fn bench_grpc_import(rows: u32, dir: &Path) -> Result<GrpcImportFigure
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(super::server::serve(ledger, auth, listener, async {
+    let server = tokio::spawn(crate::api::server::serve(ledger, auth, listener, async {
         let _ = stopped.await;
     }));
     let mut client = ImportServiceClient::connect(format!("http://{addr}")).await?;
