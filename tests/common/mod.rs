@@ -1,5 +1,7 @@
 //! Shared test helpers: a real server (real sled in a temp dir, real tonic on a free loopback
-//! port) with known tokens, and an authenticated tonic client.
+//! port) with known tokens, and an authenticated tonic client. Below those, fixtures for
+//! one-behaviour tests: servers started with domains and accounts in place, and the commands
+//! tests repeat (run as a given token, expected to succeed).
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
@@ -206,5 +208,477 @@ pub fn assert_status<T: std::fmt::Debug>(r: Result<T, Status>, code: Code, needl
             "message {:?} should mention {n:?}",
             e.message()
         );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures for one-behaviour tests: the setup that many tests repeat (start a server, register
+// domains, create accounts, run a command as a given token), with no checks of their own beyond
+// "this setup step succeeded".
+// ---------------------------------------------------------------------------------------------
+
+pub type Client = AccountLedgerClient<Channel>;
+
+/// A started server and a client, with each `(domain, license limit)` registered by the operator.
+pub async fn start_with_domains(domains: &[(&str, u32)]) -> (TestServer, Client) {
+    let server = TestServer::start().await;
+    let mut c = server.client().await;
+    for (domain, limit) in domains {
+        register(&mut c, domain, *limit).await;
+    }
+    (server, c)
+}
+
+/// Domain d1 (10 licenses) holding three accounts, all created by alice (`ADMIN_D1`):
+/// ann (import id S1, student, enabled), bob (no import id, student, enabled) and
+/// tess (import id T1, teacher, created disabled). Log positions: 1 = d1 registered,
+/// 2 = ann, 3 = bob, 4 = tess.
+pub struct Roster {
+    pub server: TestServer,
+    pub c: Client,
+    pub ann: u64,
+    pub bob: u64,
+    pub tess: u64,
+}
+
+impl Roster {
+    pub async fn start() -> Roster {
+        let (server, mut c) = start_with_domains(&[("d1", 10)]).await;
+        let ann = create_account(&mut c, ADMIN_D1, "d1", "ann", Some("S1")).await;
+        let bob = create_account(&mut c, ADMIN_D1, "d1", "bob", None).await;
+        let mut teacher = create("d1", "tess", Some("T1"));
+        teacher.role = "teacher".into();
+        teacher.enabled = Some(false);
+        let tess = c
+            .create_account(req(ADMIN_D1, teacher))
+            .await
+            .expect("create tess")
+            .into_inner()
+            .account
+            .expect("account id");
+        Roster {
+            server,
+            c,
+            ann,
+            bob,
+            tess,
+        }
+    }
+
+    /// Run one of each kind of change against the roster, as an operator, alice and the LMS
+    /// would: bob's profile and role (teacher) updated; ann deactivated, reactivated disabled,
+    /// enabled (twice); ann signs in; bob owns data; d1's license limit set to 10 (no change),
+    /// 12, then back to 10; d1's mass-change guard set to 25%; bob deactivated.
+    pub async fn make_one_of_each_change(&mut self) {
+        let (c, ann, bob) = (&mut self.c, self.ann, self.bob);
+        update_profile(c, ADMIN_D1, bob, "robert", "teacher", Some(1)).await;
+        deactivate(c, ADMIN_D1, ann).await;
+        reactivate(c, ADMIN_D1, ann, Some(false)).await;
+        enable(c, ADMIN_D1, ann).await;
+        enable(c, ADMIN_D1, ann).await;
+        record_sign_in(c, ann).await;
+        record_data_owned(c, bob).await;
+        for (limit, expected_version) in [(10, 1), (12, 1), (10, 2)] {
+            c.set_license_limit(req(
+                OPERATOR,
+                license_limit_request("d1", limit, Some(expected_version)),
+            ))
+            .await
+            .expect("set license limit");
+        }
+        c.set_mass_change_guard(req(
+            OPERATOR,
+            pb::SetMassChangeGuardRequest {
+                domain: "d1".into(),
+                percent: 25,
+                request_id: None,
+                expected_version: None,
+            },
+        ))
+        .await
+        .expect("set mass-change guard");
+        deactivate(c, ADMIN_D1, bob).await;
+    }
+}
+
+/// Domain d1 with a license limit of 2, both in use: ann (import id S1) and bob, created by
+/// alice. Returns ann's id.
+pub async fn start_with_d1_full() -> (TestServer, Client, u64) {
+    let (server, mut c) = start_with_domains(&[("d1", 2)]).await;
+    let ann = create_account(&mut c, ADMIN_D1, "d1", "ann", Some("S1")).await;
+    create_account(&mut c, ADMIN_D1, "d1", "bob", None).await;
+    (server, c, ann)
+}
+
+/// A ledger with a moment `then` between two sets of changes in d1 (10 licenses). Before
+/// `then`: ann and bob created (enabled). After: ann disabled (confirmed), bob deactivated,
+/// cy created.
+pub struct PastAndPresent {
+    pub server: TestServer,
+    pub c: Client,
+    pub ann: u64,
+    pub bob: u64,
+    pub then: prost_types::Timestamp,
+}
+
+impl PastAndPresent {
+    pub async fn start() -> PastAndPresent {
+        let (server, mut c) = start_with_domains(&[("d1", 10)]).await;
+        let ann = create_account(&mut c, ADMIN_D1, "d1", "ann", None).await;
+        let bob = create_account(&mut c, ADMIN_D1, "d1", "bob", None).await;
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let then = account_ledger::api::convert::us_to_timestamp(account_ledger::store::now_us());
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        disable_confirmed(&mut c, ADMIN_D1, ann).await;
+        deactivate(&mut c, ADMIN_D1, bob).await;
+        create_account(&mut c, ADMIN_D1, "d1", "cy", None).await;
+        PastAndPresent {
+            server,
+            c,
+            ann,
+            bob,
+            then,
+        }
+    }
+}
+
+/// Subscribe from `from_position`, optionally to one domain's events.
+pub async fn subscribe(
+    c: &mut Client,
+    token: &str,
+    from_position: u64,
+    domain: Option<&str>,
+) -> tonic::Streaming<pb::LedgerEvent> {
+    c.subscribe(req(
+        token,
+        pb::SubscribeRequest {
+            from_position,
+            domain: domain.map(str::to_string),
+        },
+    ))
+    .await
+    .expect("subscribe")
+    .into_inner()
+}
+
+/// d1 (10 licenses) with two accounts, ann and bob; returns their ids.
+pub async fn start_with_two_d1_accounts() -> (TestServer, Client, u64, u64) {
+    let (server, mut c) = start_with_domains(&[("d1", 10)]).await;
+    let a = create_account(&mut c, ADMIN_D1, "d1", "ann", None).await;
+    let b = create_account(&mut c, ADMIN_D1, "d1", "bob", None).await;
+    (server, c, a, b)
+}
+
+/// d1 and d2 registered (positions 1, 2), ann created in d1 (3) and zed in d2 (4); returns
+/// ann's id and an auditor's subscription to d1 from the start.
+pub async fn start_subscribed_to_d1() -> (TestServer, Client, u64, tonic::Streaming<pb::LedgerEvent>)
+{
+    let (server, mut c) = start_with_domains(&[("d1", 10), ("d2", 10)]).await;
+    let a = create_account(&mut c, ADMIN_D1, "d1", "ann", None).await;
+    create_account(&mut c, ADMIN_D2, "d2", "zed", None).await;
+    let stream = subscribe(&mut c, AUDITOR, 0, Some("d1")).await;
+    (server, c, a, stream)
+}
+
+/// d1 and d2 registered; an import job's rows 2 (ann) and 3 (bob) of users.csv written into d1
+/// as alice. Returns the job id.
+pub async fn start_with_an_import_job() -> (TestServer, Client, uuid::Uuid) {
+    let (server, c) = start_with_domains(&[("d1", 10), ("d2", 10)]).await;
+    let job = uuid::Uuid::new_v4();
+    write_import_rows(
+        &server.ledger,
+        job,
+        "d1",
+        "users.csv",
+        "alice",
+        &[(2, "ann"), (3, "bob")],
+    )
+    .await;
+    (server, c, job)
+}
+
+pub fn get_request(
+    account: Option<pb::AccountRef>,
+    as_of: Option<prost_types::Timestamp>,
+) -> pb::GetAccountRequest {
+    pb::GetAccountRequest { account, as_of }
+}
+
+/// GetAccount that must succeed.
+pub async fn get_account(
+    c: &mut Client,
+    token: &str,
+    account: Option<pb::AccountRef>,
+    as_of: Option<prost_types::Timestamp>,
+) -> pb::Account {
+    c.get_account(req(token, get_request(account, as_of)))
+        .await
+        .expect("get account")
+        .into_inner()
+}
+
+/// ListAccounts of `domain` with the default view: no disabled, no deactivated, no filter,
+/// no paging, now. Override fields with struct update syntax.
+pub fn list_request(domain: &str) -> pb::ListAccountsRequest {
+    pb::ListAccountsRequest {
+        domain: domain.into(),
+        include_disabled: false,
+        include_deactivated: false,
+        search: None,
+        role: None,
+        offset: 0,
+        limit: 0,
+        as_of: None,
+    }
+}
+
+pub fn license_limit_request(
+    domain: &str,
+    license_limit: u32,
+    expected_version: Option<u64>,
+) -> pb::SetLicenseLimitRequest {
+    pb::SetLicenseLimitRequest {
+        domain: domain.into(),
+        license_limit,
+        request_id: None,
+        expected_version,
+    }
+}
+
+pub fn usage_request(
+    domain: &str,
+    as_of: Option<prost_types::Timestamp>,
+) -> pb::GetLicenseUsageRequest {
+    pb::GetLicenseUsageRequest {
+        domain: domain.into(),
+        as_of,
+    }
+}
+
+/// GetLicenseUsage that must succeed.
+pub async fn license_usage(
+    c: &mut Client,
+    token: &str,
+    domain: &str,
+    as_of: Option<prost_types::Timestamp>,
+) -> pb::LicenseUsage {
+    c.get_license_usage(req(token, usage_request(domain, as_of)))
+        .await
+        .expect("get license usage")
+        .into_inner()
+}
+
+/// The ids ExportUsers streams for `domain`, in order.
+pub async fn export_ids(
+    c: &mut Client,
+    token: &str,
+    domain: &str,
+    as_of: Option<prost_types::Timestamp>,
+) -> Vec<u64> {
+    let mut stream = c
+        .export_users(req(
+            token,
+            pb::ExportUsersRequest {
+                domain: domain.into(),
+                as_of,
+            },
+        ))
+        .await
+        .expect("export users")
+        .into_inner();
+    let mut ids = Vec::new();
+    while let Some(a) = stream.message().await.expect("export stream") {
+        ids.push(a.id);
+    }
+    ids
+}
+
+pub async fn update_profile(
+    c: &mut Client,
+    token: &str,
+    id: u64,
+    login: &str,
+    role: &str,
+    expected_version: Option<u64>,
+) -> pb::CommandReply {
+    c.update_profile(req(
+        token,
+        pb::UpdateProfileRequest {
+            account: by_id(id),
+            profile: profile(login),
+            role: role.into(),
+            request_id: None,
+            expected_version,
+        },
+    ))
+    .await
+    .expect("update profile")
+    .into_inner()
+}
+
+pub async fn deactivate(c: &mut Client, token: &str, id: u64) -> pb::CommandReply {
+    c.deactivate_account(req(token, account_cmd(id)))
+        .await
+        .expect("deactivate account")
+        .into_inner()
+}
+
+pub async fn reactivate(
+    c: &mut Client,
+    token: &str,
+    id: u64,
+    enabled: Option<bool>,
+) -> pb::CommandReply {
+    c.reactivate_account(req(
+        token,
+        pb::ReactivateAccountRequest {
+            account: by_id(id),
+            enabled,
+            request_id: None,
+            expected_version: None,
+        },
+    ))
+    .await
+    .expect("reactivate account")
+    .into_inner()
+}
+
+pub async fn enable(c: &mut Client, token: &str, id: u64) -> pb::CommandReply {
+    c.enable_account(req(token, account_cmd(id)))
+        .await
+        .expect("enable account")
+        .into_inner()
+}
+
+/// The LMS reports a sign-in (now).
+pub async fn record_sign_in(c: &mut Client, id: u64) -> pb::CommandReply {
+    c.record_sign_in(req(
+        LMS,
+        pb::RecordSignInRequest {
+            account: by_id(id),
+            at: None,
+            request_id: None,
+            expected_version: None,
+        },
+    ))
+    .await
+    .expect("record sign-in")
+    .into_inner()
+}
+
+/// The LMS reports that the account owns data.
+pub async fn record_data_owned(c: &mut Client, id: u64) -> pb::CommandReply {
+    c.record_data_owned(req(LMS, account_cmd(id)))
+        .await
+        .expect("record data owned")
+        .into_inner()
+}
+
+/// The warning of a first (token-less) disable/delete call.
+pub fn confirmation_of(reply: pb::ConfirmableReply) -> pb::Confirmation {
+    match reply.outcome {
+        Some(pb::confirmable_reply::Outcome::ConfirmationRequired(c)) => c,
+        other => panic!("expected a warning, got {other:?}"),
+    }
+}
+
+/// The result of a confirmed disable/delete call.
+pub fn done_of(reply: pb::ConfirmableReply) -> pb::CommandReply {
+    match reply.outcome {
+        Some(pb::confirmable_reply::Outcome::Done(d)) => d,
+        other => panic!("expected a result, got {other:?}"),
+    }
+}
+
+/// First step of a disable: the warning and its confirmation token.
+pub async fn ask_to_disable(c: &mut Client, token: &str, id: u64) -> pb::Confirmation {
+    confirmation_of(
+        c.disable_account(req(token, confirmable(id, None)))
+            .await
+            .expect("disable, first step")
+            .into_inner(),
+    )
+}
+
+/// First step of a delete: the warning and its confirmation token.
+pub async fn ask_to_delete(c: &mut Client, token: &str, id: u64) -> pb::Confirmation {
+    confirmation_of(
+        c.delete_account(req(token, confirmable(id, None)))
+            .await
+            .expect("delete, first step")
+            .into_inner(),
+    )
+}
+
+/// Both steps of a disable.
+pub async fn disable_confirmed(c: &mut Client, token: &str, id: u64) -> pb::CommandReply {
+    let conf = ask_to_disable(c, token, id).await;
+    done_of(
+        c.disable_account(req(token, confirmable(id, Some(conf.confirmation_token))))
+            .await
+            .expect("disable, confirmed")
+            .into_inner(),
+    )
+}
+
+/// Both steps of a delete.
+pub async fn delete_confirmed(c: &mut Client, token: &str, id: u64) -> pb::CommandReply {
+    let conf = ask_to_delete(c, token, id).await;
+    done_of(
+        c.delete_account(req(token, confirmable(id, Some(conf.confirmation_token))))
+            .await
+            .expect("delete, confirmed")
+            .into_inner(),
+    )
+}
+
+/// The next event of a subscription, within 10 s.
+pub async fn next_event(s: &mut tonic::Streaming<pb::LedgerEvent>) -> pb::LedgerEvent {
+    tokio::time::timeout(std::time::Duration::from_secs(10), s.message())
+        .await
+        .expect("event in time")
+        .expect("stream ok")
+        .expect("stream open")
+}
+
+/// Write import-job rows straight through the ledger, as the import path does: one
+/// CreateAccount (student, enabled) per `(row, login)`, import id `S<row>`, sourced to
+/// `file` row `row` of `job`, acting as `actor`.
+pub async fn write_import_rows(
+    ledger: &Ledger,
+    job: uuid::Uuid,
+    domain: &str,
+    file: &str,
+    actor: &str,
+    rows: &[(u64, &str)],
+) {
+    use account_ledger::domain::{Command, Profile};
+    use account_ledger::ledger::Request as LedgerRequest;
+    use account_ledger::store::Source;
+    for &(row, login) in rows {
+        ledger
+            .execute(LedgerRequest {
+                command: Command::CreateAccount {
+                    domain: domain.into(),
+                    account: 0,
+                    import_id: Some(format!("S{row}")),
+                    profile: Profile {
+                        login: login.into(),
+                        ..Default::default()
+                    },
+                    role: "student".into(),
+                    enabled: true,
+                },
+                actor: actor.into(),
+                source: Source::Import {
+                    job_id: job,
+                    file: file.into(),
+                    row,
+                },
+                request_id: None,
+                expected_version: None,
+            })
+            .await
+            .expect("write import row");
     }
 }
