@@ -68,19 +68,50 @@ impl Projections {
         if Some((d.licenses_used, d.license_limit)) == usage_before {
             return;
         }
+        self.push_license_point(e.position, e.recorded_at_us);
+    }
+
+    /// Record the domain's usage after `position` in the license series.
+    fn push_license_point(&mut self, position: u64, stamp: i64) {
+        let Some(d) = self.state.domains.values().next() else {
+            return;
+        };
         let point = LicensePoint {
             domain: d.name.clone(),
-            position: e.position,
+            position,
             used: d.licenses_used,
             limit: d.license_limit,
         };
         // Events with one stamp are indistinguishable "as of T": keep the last of them.
         match (self.newest_stamp, self.pending_points.last_mut()) {
-            (Some(stamp), Some(last)) if stamp == e.recorded_at_us => *last = point,
+            (Some(last_stamp), Some(last)) if last_stamp == stamp => *last = point,
             _ => {
-                self.newest_stamp = Some(e.recorded_at_us);
+                self.newest_stamp = Some(stamp);
                 self.pending_points.push(point);
             }
+        }
+    }
+
+    /// Take the state a writer reached by deciding `recorded` (now durable) as the read model:
+    /// the same result as applying them one by one, without folding them a second time. The
+    /// state is a persistent map, so this shares every row with the writer's copy.
+    pub fn publish(&mut self, state: &LedgerState, recorded: &[RecordedEvent]) {
+        let Some(last) = recorded.last() else {
+            return;
+        };
+        let usage_before = self.usage();
+        self.state = state.clone();
+        self.checkpoint = self.checkpoint.max(last.position);
+        self.last_applied = last.position;
+        for e in recorded {
+            if let Some(acc) = e.event.account() {
+                self.dirty_buckets.insert(acc / ACCOUNT_BUCKET);
+            }
+        }
+        self.dirty_domain = true;
+        if self.usage() != usage_before {
+            // One append is one stamp: its usage after the last event is what "as of T" sees.
+            self.push_license_point(last.position, last.recorded_at_us);
         }
     }
 

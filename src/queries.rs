@@ -108,13 +108,11 @@ impl Ledger {
         limit: usize,
     ) -> Result<(Vec<AccountState>, usize), LedgerError> {
         self.read_domain(domain, |s| {
-            let ids = s
+            let matching = s
                 .domain_accounts
                 .get(domain)
-                .map(Vec::as_slice)
-                .unwrap_or(&[]);
-            let matching = ids
-                .iter()
+                .into_iter()
+                .flatten()
                 .filter_map(|id| s.accounts.get(id))
                 .filter(|a| filter.matches(a));
             let total = matching.clone().count();
@@ -196,8 +194,12 @@ impl Ledger {
         at_us: i64,
     ) -> Result<Vec<AccountState>, LedgerError> {
         let position = self.log().position_at(at_us);
-        let ids = self
-            .read_domain(domain, |s| s.domain_accounts.get(domain).cloned())
+        let ids: Vec<AccountId> = self
+            .read_domain(domain, |s| {
+                s.domain_accounts
+                    .get(domain)
+                    .map(|ids| ids.iter().copied().collect())
+            })
             .flatten()
             .unwrap_or_default();
         let state = self.fold_accounts(&ids, position).await?;

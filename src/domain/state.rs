@@ -4,6 +4,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use imbl::{OrdMap, Vector};
+
 use serde::{Deserialize, Serialize};
 
 use super::{AccountId, DEFAULT_MASS_CHANGE_PERCENT, Event, Profile};
@@ -78,16 +80,20 @@ impl AccountState {
 
 /// Everything the rules need, for every domain. Deleted accounts stay (as tombstones with an
 /// erased profile) so that commands on them fail as "deleted", not "unknown".
+///
+/// The large maps are persistent (copy-on-write) maps: a clone is O(1) and shares every row
+/// with the original, so a partition's writer decides on its own copy and then publishes it as
+/// the read model without a second copy of a district in memory or a second fold.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LedgerState {
     pub domains: BTreeMap<String, DomainState>,
-    pub accounts: HashMap<AccountId, AccountState>,
+    pub accounts: OrdMap<AccountId, AccountState>,
     /// (domain, import id) of live (not deleted) accounts.
-    pub by_import_id: HashMap<(String, String), AccountId>,
+    pub by_import_id: OrdMap<(String, String), AccountId>,
     /// (domain, lowercased login) of live accounts: the sign-in index.
-    pub by_login: HashMap<(String, String), AccountId>,
+    pub by_login: OrdMap<(String, String), AccountId>,
     /// Live and deleted accounts of each domain, in creation order (point-in-time lists).
-    pub domain_accounts: HashMap<String, Vec<AccountId>>,
+    pub domain_accounts: HashMap<String, Vector<AccountId>>,
     pub next_account_id: AccountId,
 }
 
@@ -173,9 +179,10 @@ impl LedgerState {
                         .insert(login_key(domain, &profile.login), *account);
                 }
                 match self.domain_accounts.get_mut(domain) {
-                    Some(ids) => ids.push(*account),
+                    Some(ids) => ids.push_back(*account),
                     None => {
-                        self.domain_accounts.insert(domain.clone(), vec![*account]);
+                        self.domain_accounts
+                            .insert(domain.clone(), Vector::unit(*account));
                     }
                 }
                 self.next_account_id = self.next_account_id.max(account + 1);
@@ -267,7 +274,7 @@ impl LedgerState {
         self.domain_accounts
             .entry(acc.domain.clone())
             .or_default()
-            .push(acc.id);
+            .push_back(acc.id);
         self.next_account_id = self.next_account_id.max(acc.id + 1);
         self.accounts.insert(acc.id, acc);
     }

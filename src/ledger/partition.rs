@@ -81,7 +81,8 @@ pub(crate) struct WriterContext {
 pub(crate) struct Writer {
     ctx: WriterContext,
     part: Arc<Partition>,
-    /// Decision state: equal to the read model between groups.
+    /// Decision state: equal to the read model between groups (and sharing its rows: it is
+    /// published as the read model after each durable append).
     state: LedgerState,
     domain_version: u64,
     ids: EventIds,
@@ -291,9 +292,7 @@ impl Writer {
         };
         let points = {
             let mut read = self.part.write();
-            for e in &appended.recorded {
-                read.apply(e);
-            }
+            read.publish(&self.state, &appended.recorded);
             read.take_license_points()
         };
         self.part.appending.store(false, Ordering::SeqCst);

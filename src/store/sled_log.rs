@@ -166,7 +166,7 @@ fn open_sled(sled_dir: &Path) -> Result<sled::Db, String> {
         let opened = catch_unwind(AssertUnwindSafe(|| {
             sled::Config::new()
                 .path(sled_dir)
-                .cache_capacity(256 * 1024 * 1024)
+                .cache_capacity(64 * 1024 * 1024)
                 .open()
         }))
         .map_err(|panic| format!("sled panicked while opening: {}", panic_text(&panic)))?;

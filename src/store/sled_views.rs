@@ -137,6 +137,8 @@ impl ViewStore for SledViews {
         }
         b.insert(LAYOUT, &u64_key(LAYOUT_VERSION));
         self.tree.apply_batch(b)?;
+        // The rows changed since the last save are sealed now: the reuse cache has served.
+        self.vault.forget_sealings();
         Ok(())
     }
 

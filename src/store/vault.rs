@@ -181,6 +181,14 @@ impl Vault {
         Ok(sealed)
     }
 
+    /// Forget the remembered sealings: they only serve until the views have saved the rows
+    /// changed since the last save, and kept for every account they would hold a copy of every
+    /// profile in memory.
+    pub fn forget_sealings(&self) {
+        let mut last = self.last_sealed.lock().unwrap_or_else(|e| e.into_inner());
+        *last = HashMap::new();
+    }
+
     /// Decrypt; `None` when the key is destroyed (erased account) or the bytes do not open.
     pub fn open_sealed(&self, account: AccountId, sealed: &[u8]) -> Option<Vec<u8>> {
         if sealed.len() < NONCE_LEN {

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# One district of N accounts (default 1M) through the CLI, as an operator would: a users.csv of
+# N new accounts imported over gRPC, the server's RSS (peak and after), then a restart timed until
+# health says SERVING (grpc_probe.py) and the RSS after restart. A benchmark, not a test.
+# usage: scripts/district-1m.sh BINARY WORKDIR [ROWS] [PORT]
+set -euo pipefail
+bin=$1 work=$2 rows=${3:-1000000} port=${4:-50091}
+tools="$(cd "$(dirname "$0")/../../shared/tools" && pwd)"; venv=$("$tools/venv.sh")
+rm -rf "$work"; mkdir -p "$work"; addr=127.0.0.1:$port
+export ACCOUNT_LEDGER_SERVER="http://$addr"
+python3 - "$work/users.csv" "$rows" <<'PY'
+import sys
+n = int(sys.argv[2])
+with open(sys.argv[1], "w") as f:
+    f.write("import_id,first_name,last_name,login,password,email,user_type,enabled\n")
+    for i in range(n):
+        f.write(f"U{i:07d},First{i},Last{i},user{i:07d},pw{i},user{i:07d}@district.example,student,1\n")
+PY
+rss() { grep -E 'VmHWM|VmRSS' /proc/$1/status | awk '{printf "%s %d MiB  ", $1, $2/1024}'; }
+start() {
+  "$bin" serve --data-dir "$work/data" --listen "$addr" > "$work/serve.out" 2> "$work/serve.err" & spid=$!
+  t0=$(date +%s.%N)
+  until "$venv/bin/python" "$tools/grpc_probe.py" "$addr" > /dev/null 2>&1; do sleep 0.05; done
+  t1=$(date +%s.%N); echo "until SERVING: $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}') s"
+}
+start
+export ACCOUNT_LEDGER_TOKEN=$(grep -o 'al_[A-Za-z0-9_-]*' "$work/serve.out" "$work/serve.err" | head -1 | cut -d: -f2)
+"$bin" domain create big --limit 2000000 > /dev/null
+export ACCOUNT_LEDGER_TOKEN=$("$bin" token add --principal admin --role domain-admin --domain big)
+t0=$(date +%s.%N)
+"$bin" import --domain big --kind users --confirm-mass-change "$work/users.csv" > "$work/import.out" 2>&1
+t1=$(date +%s.%N)
+echo "import of $rows new accounts (CLI over gRPC): $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}') s; $(grep -E 'status' "$work/import.out")"
+echo "RSS after import: $(rss $spid)"
+sleep 3; echo "RSS 3 s later: $(rss $spid)"
+kill -TERM $spid; wait $spid || true
+echo "data dir: $(du -sb "$work/data" | cut -f1) bytes"
+start
+echo "RSS after restart: $(rss $spid)"
+kill -TERM $spid; wait $spid || true
