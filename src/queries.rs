@@ -113,7 +113,7 @@ impl Ledger {
                 .get(domain)
                 .into_iter()
                 .flatten()
-                .filter_map(|id| s.accounts.get(id))
+                .filter_map(|id| s.account(*id))
                 .filter(|a| filter.matches(a));
             let total = matching.clone().count();
             (matching.skip(offset).take(limit).cloned().collect(), total)
@@ -150,7 +150,7 @@ impl Ledger {
                 .get(domain)
                 .into_iter()
                 .flatten()
-                .filter_map(|id| s.accounts.get(id))
+                .filter_map(|id| s.account(*id))
                 .filter(|a| in_users_export(a))
                 .cloned()
                 .collect()
@@ -166,7 +166,7 @@ impl Ledger {
     ) -> Result<Option<AccountState>, LedgerError> {
         let position = self.log().position_at(at_us);
         let state = self.fold_accounts(&[id], position).await?;
-        Ok(state.accounts.get(&id).cloned())
+        Ok(state.account(id).cloned())
     }
 
     pub async fn license_usage_as_of(
@@ -205,7 +205,7 @@ impl Ledger {
         let state = self.fold_accounts(&ids, position).await?;
         Ok(ids
             .iter()
-            .filter_map(|id| state.accounts.get(id).cloned())
+            .filter_map(|id| state.account(*id).cloned())
             .collect())
     }
 

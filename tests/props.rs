@@ -217,12 +217,12 @@ proptest! {
                         }
                         let listed = ledger.accounts_as_of(d, at).await.unwrap();
                         let want: Vec<_> = brute.domain_accounts.get(d).into_iter().flatten()
-                            .map(|id| brute.accounts[id].clone()).collect();
+                            .map(|id| (*brute.accounts[id]).clone()).collect();
                         prop_assert_eq!(listed, want);
                     }
                     for id in brute.accounts.keys() {
                         let got = ledger.account_as_of(*id, at).await.unwrap();
-                        prop_assert_eq!(got.as_ref(), brute.accounts.get(id));
+                        prop_assert_eq!(got.as_ref(), brute.account(*id));
                     }
                 }
             }

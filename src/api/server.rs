@@ -179,7 +179,7 @@ impl LedgerService {
                     .get(domain)
                     .into_iter()
                     .flatten()
-                    .filter_map(|id| s.accounts.get(id))
+                    .filter_map(|id| s.account(*id))
                     .filter(|a| keep(a))
                     .cloned()
                     .collect()

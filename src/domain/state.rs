@@ -3,6 +3,7 @@
 //! what an event means.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use imbl::{OrdMap, Vector};
 
@@ -43,7 +44,8 @@ pub struct AccountState {
     pub id: AccountId,
     pub domain: String,
     pub import_id: Option<String>,
-    pub profile: Profile,
+    /// Shared, so copying a row (copy-on-write of the state) copies no personal data.
+    pub profile: Arc<Profile>,
     pub role: String,
     pub enabled: bool,
     pub active: bool,
@@ -87,7 +89,9 @@ impl AccountState {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LedgerState {
     pub domains: BTreeMap<String, DomainState>,
-    pub accounts: OrdMap<AccountId, AccountState>,
+    /// Rows behind `Arc`: copying a map node on write shares the rows; only the row written
+    /// is copied (`Arc::make_mut`).
+    pub accounts: OrdMap<AccountId, Arc<AccountState>>,
     /// (domain, import id) of live (not deleted) accounts.
     pub by_import_id: OrdMap<(String, String), AccountId>,
     /// (domain, lowercased login) of live accounts: the sign-in index.
@@ -103,19 +107,19 @@ pub(crate) fn login_key(domain: &str, login: &str) -> (String, String) {
 
 impl LedgerState {
     pub fn account(&self, id: AccountId) -> Option<&AccountState> {
-        self.accounts.get(&id)
+        self.accounts.get(&id).map(|a| &**a)
     }
 
     pub fn account_by_import_id(&self, domain: &str, import_id: &str) -> Option<&AccountState> {
         self.by_import_id
             .get(&(domain.to_string(), import_id.to_string()))
-            .and_then(|id| self.accounts.get(id))
+            .and_then(|id| self.account(*id))
     }
 
     pub fn account_by_login(&self, domain: &str, login: &str) -> Option<&AccountState> {
         self.by_login
             .get(&login_key(domain, login))
-            .and_then(|id| self.accounts.get(id))
+            .and_then(|id| self.account(*id))
     }
 
     /// Apply one fact. Total: an event that does not fit the state (which `decide` never
@@ -161,7 +165,7 @@ impl LedgerState {
                     id: *account,
                     domain: domain.clone(),
                     import_id: import_id.clone(),
-                    profile: profile.clone(),
+                    profile: Arc::new(profile.clone()),
                     role: role.clone(),
                     enabled: *enabled,
                     active: true,
@@ -186,7 +190,7 @@ impl LedgerState {
                     }
                 }
                 self.next_account_id = self.next_account_id.max(account + 1);
-                self.accounts.insert(*account, state);
+                self.accounts.insert(*account, Arc::new(state));
                 self.recount_after(None, *account);
             }
             other => {
@@ -194,11 +198,12 @@ impl LedgerState {
                 let Some(acc) = self.accounts.get_mut(&id) else {
                     return;
                 };
+                let acc = Arc::make_mut(acc);
                 let before = acc.takes_license();
                 acc.version += 1;
                 match other {
                     Event::ProfileUpdated { profile, role, .. } => {
-                        let old = std::mem::replace(&mut acc.profile, profile.clone());
+                        let old = std::mem::replace(&mut acc.profile, Arc::new(profile.clone()));
                         acc.role = role.clone();
                         let domain = acc.domain.clone();
                         self.by_login.remove(&login_key(&domain, &old.login));
@@ -214,7 +219,8 @@ impl LedgerState {
                     Event::DataOwnershipRecorded { .. } => acc.owns_data = true,
                     Event::AccountDeleted { .. } => {
                         acc.deleted = true;
-                        let profile = std::mem::replace(&mut acc.profile, Profile::erased());
+                        let profile =
+                            std::mem::replace(&mut acc.profile, Arc::new(Profile::erased()));
                         let domain = acc.domain.clone();
                         if let Some(iid) = &acc.import_id {
                             self.by_import_id.remove(&(domain.clone(), iid.clone()));
@@ -276,6 +282,6 @@ impl LedgerState {
             .or_default()
             .push_back(acc.id);
         self.next_account_id = self.next_account_id.max(acc.id + 1);
-        self.accounts.insert(acc.id, acc);
+        self.accounts.insert(acc.id, Arc::new(acc));
     }
 }

@@ -231,7 +231,7 @@ pub fn encode_accounts(accounts: &[AccountState], vault: &Vault) -> Result<Vec<u
                 seal_profile(vault, acc.id, &acc.profile)?
             };
             let mut state = acc.clone();
-            state.profile = Profile::erased();
+            state.profile = std::sync::Arc::new(Profile::erased());
             Ok(AccountViewV1 {
                 state,
                 sealed_profile,
@@ -247,7 +247,7 @@ pub fn decode_accounts(bytes: &[u8], vault: &Vault) -> Result<Vec<AccountState>,
         .into_iter()
         .map(|v| {
             let mut state = v.state;
-            state.profile = open_profile(vault, state.id, &v.sealed_profile);
+            state.profile = std::sync::Arc::new(open_profile(vault, state.id, &v.sealed_profile));
             state
         })
         .collect())
