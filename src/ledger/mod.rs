@@ -131,13 +131,34 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    /// Open the data directory and start the writers. Must run inside a tokio runtime.
+    /// Open the data directory and start the writers. Must run inside a tokio runtime. The
+    /// log is indexed while the views load (both cores, disjoint trees).
     pub async fn open(dir: &Path) -> Result<Ledger, LedgerError> {
         let dir = dir.to_path_buf();
-        let opened = tokio::task::spawn_blocking(move || store::open_store(&dir))
+        let started = std::time::Instant::now();
+        let opened = tokio::task::spawn_blocking(move || store::open_store_unindexed(&dir))
             .await
             .map_err(|e| StoreError::Io(e.to_string()))??;
-        Ledger::start(Arc::new(opened.log), Arc::new(opened.views)).await
+        let log = Arc::new(opened.log);
+        let views: Arc<dyn ViewStore> = Arc::new(opened.views);
+        let indexing = {
+            let log = log.clone();
+            tokio::task::spawn_blocking(move || {
+                let started = std::time::Instant::now();
+                log.index_log()?;
+                tracing::info!(
+                    events = log.last_position(),
+                    "log indexed in {:.2?}",
+                    started.elapsed()
+                );
+                Ok::<_, StoreError>(())
+            })
+        };
+        let (indexed, loaded) = tokio::join!(indexing, load_views(views.clone()));
+        indexed.map_err(|e| StoreError::Io(e.to_string()))??;
+        let ledger = Ledger::start_from(log, views, loaded?).await?;
+        tracing::info!("ledger open in {:.2?}", started.elapsed());
+        Ok(ledger)
     }
 
     /// Start over any log and view store: load the views, catch up from their checkpoints.
@@ -145,20 +166,30 @@ impl Ledger {
         log: Arc<dyn EventLog>,
         views: Arc<dyn ViewStore>,
     ) -> Result<Ledger, LedgerError> {
-        let snapshot = {
-            let views = views.clone();
-            tokio::task::spawn_blocking(move || views.load())
-                .await
-                .map_err(|e| StoreError::Io(e.to_string()))??
-        };
-        let mut replay = if snapshot.checkpoint > log.last_position() {
+        let loaded = load_views(views.clone()).await?;
+        Ledger::start_from(log, views, loaded).await
+    }
+
+    /// Catch the loaded views up with the log and start a writer per domain.
+    async fn start_from(
+        log: Arc<dyn EventLog>,
+        views: Arc<dyn ViewStore>,
+        loaded: Replay,
+    ) -> Result<Ledger, LedgerError> {
+        let started = std::time::Instant::now();
+        let mut replay = if loaded.position > log.last_position() {
             // Views ahead of the log cannot come from our writes; trust the log.
             views.clear()?;
             Replay::default()
         } else {
-            Replay::from_snapshot(snapshot)
+            loaded
         };
-        replay.catch_up(&*log).await?;
+        let caught_up = replay.catch_up(&*log).await?;
+        tracing::info!(
+            events = caught_up,
+            "views caught up with the log in {:.2?}",
+            started.elapsed()
+        );
         let (live, _) = broadcast::channel(8192);
         let shared = Arc::new(Shared {
             log,
@@ -457,6 +488,20 @@ impl Ledger {
             StreamId::Account(a) => self.shared.routes.account(a).map(|p| p.domain.clone()),
         }
     }
+}
+
+/// Load the persisted views into per-domain projections (on a blocking thread).
+async fn load_views(views: Arc<dyn ViewStore>) -> Result<Replay, LedgerError> {
+    tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        let snapshot = views.load()?;
+        let domains = snapshot.partitions.len();
+        let replay = Replay::from_snapshot(snapshot);
+        tracing::info!(domains, "views loaded in {:.2?}", started.elapsed());
+        Ok(replay)
+    })
+    .await
+    .map_err(|e| StoreError::Io(e.to_string()))?
 }
 
 fn unknown_domain(domain: &str) -> LedgerError {

@@ -18,7 +18,7 @@ pub mod vault;
 
 pub use error::StoreError;
 pub use record::{NewEvent, RecordedEvent, Source};
-pub use sled_log::{OpenedStore, SledEventLog, now_us, open_store};
+pub use sled_log::{OpenedStore, SledEventLog, now_us, open_store, open_store_unindexed};
 
 use async_trait::async_trait;
 use uuid::Uuid;

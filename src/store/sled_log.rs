@@ -101,10 +101,18 @@ pub fn now_us() -> i64 {
         .unwrap_or(0)
 }
 
-/// Open (or create) a data directory. A foreign or damaged directory is an error naming the
-/// path, never a panic: sled 0.34 can panic on a corrupt file after an abrupt stop (sled #1533),
-/// so opening runs under `catch_unwind`.
+/// Open (or create) a data directory and index its log, ready to use. A foreign or damaged
+/// directory is an error naming the path, never a panic: sled 0.34 can panic on a corrupt file
+/// after an abrupt stop (sled #1533), so opening runs under `catch_unwind`.
 pub fn open_store(dir: &Path) -> Result<OpenedStore, StoreError> {
+    let opened = open_store_unindexed(dir)?;
+    opened.log.index_log()?;
+    Ok(opened)
+}
+
+/// [`open_store`] without indexing the log: call [`SledEventLog::index_log`] before using the log.
+/// Start-up indexes the log while it loads the views (the two read disjoint trees).
+pub fn open_store_unindexed(dir: &Path) -> Result<OpenedStore, StoreError> {
     let open_err = |reason: String| StoreError::Open {
         path: dir.to_path_buf(),
         reason,
@@ -151,8 +159,6 @@ pub fn open_store(dir: &Path) -> Result<OpenedStore, StoreError> {
         durable: AtomicU64::new(0),
     });
     let log = SledEventLog { inner };
-    log.rebuild_index()
-        .map_err(|e| open_err(format!("reading the log: {e}")))?;
     let views = super::sled_views::SledViews::open(&db, vault.clone())
         .map_err(|e| open_err(e.to_string()))?;
     Ok(OpenedStore { log, views, vault })
@@ -198,6 +204,14 @@ fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
 impl SledEventLog {
     pub fn dir(&self) -> &Path {
         &self.inner.dir
+    }
+
+    /// Build the in-memory indexes by one scan of the log; an error names the data dir.
+    pub fn index_log(&self) -> Result<(), StoreError> {
+        self.rebuild_index().map_err(|e| StoreError::Open {
+            path: self.inner.dir.clone(),
+            reason: format!("reading the log: {e}"),
+        })
     }
 
     /// Scan the whole log once: rebuild indexes, and finish key destruction that a crash may
