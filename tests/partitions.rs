@@ -175,3 +175,24 @@ async fn expected_versions_of_domain_streams_are_checked_by_the_writer() {
     assert_eq!(ok.version, 2);
     assert!(ledger.execute(set(40, 2)).await.is_ok());
 }
+
+#[tokio::test]
+async fn account_numbers_are_never_reused_across_domains_or_restarts() {
+    let (dir, ledger) = open().await;
+    register(&ledger, "a", 10).await;
+    register(&ledger, "b", 10).await;
+    let mut seen = vec![
+        create(&ledger, "a", "x", true).await,
+        create(&ledger, "b", "y", true).await,
+        create(&ledger, "a", "z", true).await,
+    ];
+    ledger.close().await.unwrap();
+    drop(ledger);
+    let ledger = Ledger::open(dir.path()).await.unwrap();
+    seen.push(create(&ledger, "b", "w", true).await);
+    let mut unique = seen.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), seen.len(), "{seen:?}");
+    assert_eq!(seen[0], 1, "numbers start at 1");
+}

@@ -236,9 +236,6 @@ impl Ledger {
             Arc::new(Partition::new(index, domain, projections))
         });
         if created {
-            for acc in part.read().state.accounts.keys() {
-                self.shared.routes.allocate_after(*acc);
-            }
             let tx = Writer::spawn(ctx, part.clone());
             senders.push(tx);
         }
@@ -456,20 +453,6 @@ impl Ledger {
         let part = self.shared.routes.account(account)?;
         let read = part.read();
         Some(f(&read.state))
-    }
-
-    /// Names of the registered domains.
-    pub fn domains(&self) -> Vec<String> {
-        let mut names: Vec<String> = self
-            .shared
-            .routes
-            .all()
-            .iter()
-            .filter(|p| p.read().domain().is_some())
-            .map(|p| p.domain.clone())
-            .collect();
-        names.sort();
-        names
     }
 
     /// A copy of every domain's live state merged into one (tests, tools; costs a full copy).

@@ -118,11 +118,6 @@ impl Routes {
         self.next_account.load(Ordering::Acquire)
     }
 
-    /// Make sure allocation starts after every number already used.
-    pub(crate) fn allocate_after(&self, used: AccountId) {
-        self.next_account.fetch_max(used + 1, Ordering::AcqRel);
-    }
-
     fn read_by_domain(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, u32>> {
         self.by_domain.read().unwrap_or_else(|e| e.into_inner())
     }
