@@ -13,8 +13,8 @@ use super::{Ledger, LedgerError, Shared};
 use crate::projections::Projections;
 use crate::store::StoreError;
 
-/// How often changed rows are persisted. Between saves a crash only costs a longer catch-up
-/// at start: the checkpoints say where the rows are.
+/// How often changed rows are persisted (at least; see [`spawn_saver`]). Between saves a crash
+/// only costs a longer catch-up at start: the checkpoints say where the rows are.
 const SAVE_EVERY: Duration = Duration::from_secs(1);
 
 /// Result of comparing a replay of the log with the live projections.
@@ -28,20 +28,23 @@ pub struct Verification {
 
 pub(super) fn spawn_saver(shared: Weak<Shared>) {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(SAVE_EVERY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick.tick().await;
+        let mut wait = SAVE_EVERY;
         loop {
-            tick.tick().await;
+            tokio::time::sleep(wait).await;
             let Some(shared) = shared.upgrade() else {
                 return;
             };
             if shared.closed.load(Ordering::SeqCst) {
                 return;
             }
+            let started = std::time::Instant::now();
             if let Err(e) = save_all(&shared).await {
                 tracing::error!("saving projections failed: {e}");
             }
+            // Under heavy load saving takes longer: stretch the interval so it stays under a
+            // tenth of the time (each save rewrites whole buckets; sled keeps the old ones until
+            // it compacts).
+            wait = SAVE_EVERY.max(started.elapsed() * 10);
         }
     });
 }
