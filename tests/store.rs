@@ -128,8 +128,20 @@ fn an_unknown_record_version_is_a_clear_error_on_open() {
             .unwrap();
     }
     {
-        // Rewrite the stored chunk as if a future format had written it.
-        let db = sled::open(dir.path().join("sled")).unwrap();
+        // Rewrite the stored chunk as if a future format had written it. sled's background
+        // thread releases the file lock shortly after the store is dropped: wait for it, as
+        // the store's own open does.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        let db = loop {
+            match sled::open(dir.path().join("sled")) {
+                Ok(db) => break db,
+                Err(e) if std::time::Instant::now() < deadline => {
+                    let _ = e;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => panic!("reopening sled: {e}"),
+            }
+        };
         let log = db.open_tree("log").unwrap();
         let (k, v) = log.iter().next().unwrap().unwrap();
         let mut bytes = v.to_vec();
