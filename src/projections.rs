@@ -155,10 +155,26 @@ impl Projections {
         self.dirty_domain = true;
     }
 
-    /// License series points since the last call.
-    pub fn take_license_points(&mut self) -> Vec<LicensePoint> {
-        self.newest_stamp = None;
-        std::mem::take(&mut self.pending_points)
+    /// License series points not saved yet (oldest first).
+    pub fn unsaved_license_points(&self) -> &[LicensePoint] {
+        &self.pending_points
+    }
+
+    /// Drop the points a save wrote (those at or before `position`).
+    pub fn forget_license_points_through(&mut self, position: u64) {
+        self.pending_points.retain(|p| p.position > position);
+        if self.pending_points.is_empty() {
+            self.newest_stamp = None;
+        }
+    }
+
+    /// The newest unsaved point at or before `position`. Saved points are all older than
+    /// unsaved ones, so when this answers it is the domain's usage as of `position`.
+    pub fn unsaved_license_point_at(&self, position: u64) -> Option<&LicensePoint> {
+        self.pending_points
+            .iter()
+            .rev()
+            .find(|p| p.position <= position)
     }
 
     /// Whether rows changed since the last save.

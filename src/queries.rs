@@ -175,11 +175,20 @@ impl Ledger {
         at_us: i64,
     ) -> Result<LicenseUsage, LedgerError> {
         let position = self.log().position_at(at_us);
-        let point = self
+        // Points since the last save are only in the domain's read model.
+        let unsaved = self
             .shared
-            .views
-            .license_at(domain, position)?
-            .ok_or_else(|| unknown_domain(domain))?;
+            .routes
+            .partition(domain)
+            .and_then(|part| part.read().unsaved_license_point_at(position).cloned());
+        let point = match unsaved {
+            Some(p) => p,
+            None => self
+                .shared
+                .views
+                .license_at(domain, position)?
+                .ok_or_else(|| unknown_domain(domain))?,
+        };
         Ok(LicenseUsage {
             domain: domain.to_string(),
             used: point.used,

@@ -981,6 +981,10 @@ async fn license_usage_as_of_a_past_time_counts_the_licenses_used_then() {
     assert_eq!(u.used, 2);
     let u = license_usage(&mut c, AUDITOR, "d1", None).await;
     assert_eq!(u.used, 1);
+    // As of a moment after the last change (not yet saved with the views): as now.
+    let just_now = account_ledger::api::convert::us_to_timestamp(account_ledger::store::now_us());
+    let u = license_usage(&mut c, AUDITOR, "d1", Some(just_now)).await;
+    assert_eq!(u.used, 1);
     server.stop().await;
 }
 

@@ -3,6 +3,7 @@
 //! inside a partition writer: rebuild and verify replay the log on their own snapshot while
 //! commands go on, and only hand each writer the short tail it has to catch up.
 
+use std::collections::HashMap;
 use std::sync::Weak;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -78,13 +79,17 @@ async fn save_locked(shared: &Shared) -> Result<(), LedgerError> {
         }
         changed |= read.has_unsaved_rows() || through != read.checkpoint;
         read.checkpoint = through;
-        points.extend(read.take_license_points());
+        points.extend_from_slice(read.unsaved_license_points());
         batches.push(read.take_batch(through));
     }
     if !changed && points.is_empty() && floor == shared.saved_floor.load(Ordering::SeqCst) {
         return Ok(());
     }
     let views = shared.views.clone();
+    let saved_points: HashMap<String, u64> = points
+        .iter()
+        .map(|p| (p.domain.clone(), p.position))
+        .collect();
     tokio::task::spawn_blocking(move || {
         views.save_license_points(&points)?;
         views.save(&batches, Some(floor))
@@ -93,6 +98,15 @@ async fn save_locked(shared: &Shared) -> Result<(), LedgerError> {
     .map_err(|e| StoreError::Io(format!("saving views: {e}")))??;
     shared.log.sync().await?;
     shared.saved_floor.store(floor, Ordering::SeqCst);
+    // Only now may the read models drop the points: until the save is durable, "usage as of"
+    // answers them from memory.
+    for part in shared.routes.all() {
+        let mut read = part.write();
+        let saved = read.domain().and_then(|d| saved_points.get(d).copied());
+        if let Some(position) = saved {
+            read.forget_license_points_through(position);
+        }
+    }
     Ok(())
 }
 

@@ -218,7 +218,6 @@ impl Ledger {
     fn writer_context(&self) -> WriterContext {
         WriterContext {
             log: self.shared.log.clone(),
-            views: self.shared.views.clone(),
             routes: self.shared.routes.clone(),
             live: self.shared.live.clone(),
         }

@@ -17,7 +17,7 @@ use super::routes::Routes;
 use super::{BatchMode, BatchOutcome, Executed, LedgerError, Request};
 use crate::domain::{LedgerState, StreamId};
 use crate::projections::Projections;
-use crate::store::{EventLog, NewEvent, RecordedEvent, StoreError, ViewStore};
+use crate::store::{EventLog, NewEvent, RecordedEvent, StoreError};
 
 /// Most requests a writer decides before one append (bounds latency of the first caller).
 const MAX_GROUP: usize = 4096;
@@ -73,7 +73,6 @@ pub(crate) enum Job {
 #[derive(Clone)]
 pub(crate) struct WriterContext {
     pub(crate) log: Arc<dyn EventLog>,
-    pub(crate) views: Arc<dyn ViewStore>,
     pub(crate) routes: Arc<Routes>,
     pub(crate) live: broadcast::Sender<Arc<RecordedEvent>>,
 }
@@ -290,16 +289,10 @@ impl Writer {
                 return;
             }
         };
-        let points = {
-            let mut read = self.part.write();
-            read.publish(&self.state, &appended.recorded);
-            read.take_license_points()
-        };
+        // License points wait in the read model for the saver: writing them here cost a
+        // second sled write (and sync) per command, inside the writer's task.
+        self.part.write().publish(&self.state, &appended.recorded);
         self.part.appending.store(false, Ordering::SeqCst);
-        if let Err(e) = self.ctx.views.save_license_points(&points) {
-            // The log is durable; the series is rewritten by catch-up at restart.
-            tracing::error!("saving license points failed: {e}");
-        }
         if self.ctx.live.receiver_count() > 0 {
             for e in &appended.recorded {
                 let _ = self.ctx.live.send(Arc::new(e.clone()));

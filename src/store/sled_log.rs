@@ -338,17 +338,26 @@ impl SledEventLog {
                     recorded: records,
                 });
             }
-            let mut batch = sled::Batch::default();
-            for (chunk, sealed) in records
-                .chunks(CHUNK_EVENTS)
-                .zip(sealed.chunks(CHUNK_EVENTS))
-            {
-                batch.insert(
-                    &u64_key(chunk[0].position),
-                    codec::encode_chunk_sealed(chunk, sealed)?,
-                );
+            if records.len() <= CHUNK_EVENTS {
+                // One chunk: a plain insert is atomic on its own, and skips the batch
+                // manifest sled writes (and syncs) before a batch: one write per command.
+                self.inner.log.insert(
+                    u64_key(records[0].position),
+                    codec::encode_chunk_sealed(&records, &sealed)?,
+                )?;
+            } else {
+                let mut batch = sled::Batch::default();
+                for (chunk, sealed) in records
+                    .chunks(CHUNK_EVENTS)
+                    .zip(sealed.chunks(CHUNK_EVENTS))
+                {
+                    batch.insert(
+                        &u64_key(chunk[0].position),
+                        codec::encode_chunk_sealed(chunk, sealed)?,
+                    );
+                }
+                self.inner.log.apply_batch(batch)?;
             }
-            self.inner.log.apply_batch(batch)?;
             let mut index = self.inner.index.write().unwrap_or_else(|e| e.into_inner());
             for r in &records {
                 index.add(r);
