@@ -186,22 +186,21 @@ impl AuthConfig {
             path: path.to_path_buf(),
             reason,
         };
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+        if let Some(dir) = path.parent()
+            && !dir.exists()
+        {
+            crate::store::files::create_private_dir(dir).map_err(|e| err(e.to_string()))?;
         }
         let text = serde_json::to_string_pretty(self).map_err(|e| err(e.to_string()))?;
         let tmp = path.with_extension("json.tmp");
         {
             use std::io::Write;
-            let mut f = std::fs::File::create(&tmp).map_err(|e| err(e.to_string()))?;
+            // Created owner-only: the token hashes must not be readable by other users.
+            let mut f =
+                crate::store::files::create_private(&tmp).map_err(|e| err(e.to_string()))?;
             f.write_all(text.as_bytes())
                 .map_err(|e| err(e.to_string()))?;
             f.sync_all().map_err(|e| err(e.to_string()))?;
-        }
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600));
         }
         std::fs::rename(&tmp, path).map_err(|e| err(e.to_string()))
     }

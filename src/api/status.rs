@@ -32,7 +32,9 @@ pub fn from_store(e: &StoreError) -> Status {
     let msg = e.to_string();
     match e {
         StoreError::Open { .. } | StoreError::Io(_) => Status::unavailable(msg),
-        StoreError::UnknownVersion { .. } | StoreError::Corrupt { .. } => Status::internal(msg),
+        StoreError::UnknownVersion { .. }
+        | StoreError::Corrupt { .. }
+        | StoreError::DataLoss { .. } => Status::internal(msg),
     }
 }
 

@@ -69,6 +69,11 @@ pub struct ServeArgs {
     /// Token config file. Default: <data-dir>/config.json.
     #[arg(long, env = "ACCOUNT_LEDGER_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Start even though the data dir holds less than its reach record says (a truncated log,
+    /// a missing or short key vault, accounts without keys). The loss is logged as an error
+    /// and the record rewritten to what is left. Restore from a backup instead when you can.
+    #[arg(long)]
+    pub accept_data_loss: bool,
 }
 
 #[derive(Debug, Args)]

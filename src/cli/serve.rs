@@ -25,10 +25,18 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         .with_writer(std::io::stderr)
         .try_init();
 
+    // Everything this process creates (sled's segment and snapshot files included) is
+    // owner-only: the data dir holds the keys to every account's personal data.
+    // SAFETY: umask only sets the process's file-creation mask; it cannot fail.
+    unsafe {
+        libc::umask(0o077);
+    }
     let data_dir = match args.data_dir {
         Some(d) => d,
         None => default_data_dir()?,
     };
+    crate::store::files::create_private_dir(&data_dir)
+        .map_err(|e| format!("cannot create data dir {}: {e}", data_dir.display()))?;
     let config_path = args.config.unwrap_or_else(|| data_dir.join("config.json"));
     let addr: std::net::SocketAddr = args
         .listen
@@ -44,9 +52,18 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         );
     }
     let store_dir = data_dir.join("ledger");
-    let ledger = Ledger::open(&store_dir)
+    let options = crate::store::StoreOptions {
+        accept_data_loss: args.accept_data_loss,
+    };
+    let ledger = Ledger::open_with(&store_dir, options)
         .await
-        .map_err(|e| format!("opening {}: {e}", store_dir.display()))?;
+        .map_err(|e| match e {
+            // Names its own path and what to do.
+            crate::ledger::LedgerError::Store(e @ crate::store::StoreError::DataLoss { .. }) => {
+                e.to_string()
+            }
+            e => format!("opening {}: {e}", store_dir.display()),
+        })?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;

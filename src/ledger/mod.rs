@@ -26,7 +26,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::domain::{AccountId, Command, DomainError, Event, LedgerState, StreamId};
 use crate::projections::Projections;
-use crate::store::{self, EventLog, RecordedEvent, Source, StoreError, ViewStore};
+use crate::store::{self, EventLog, RecordedEvent, Source, StoreError, StoreOptions, ViewStore};
 use partition::{Job, Partition, Writer, WriterContext};
 use replay::Replay;
 use routes::Routes;
@@ -134,11 +134,18 @@ impl Ledger {
     /// Open the data directory and start the writers. Must run inside a tokio runtime. The
     /// log is indexed while the views load (both cores, disjoint trees).
     pub async fn open(dir: &Path) -> Result<Ledger, LedgerError> {
+        Ledger::open_with(dir, StoreOptions::default()).await
+    }
+
+    /// [`Ledger::open`] with options (accepting data loss).
+    pub async fn open_with(dir: &Path, options: StoreOptions) -> Result<Ledger, LedgerError> {
         let dir = dir.to_path_buf();
+        let vault_path = dir.join("keys.vault");
         let started = std::time::Instant::now();
-        let opened = tokio::task::spawn_blocking(move || store::open_store_unindexed(&dir))
+        let opened = tokio::task::spawn_blocking(move || store::open_store_with(&dir, options))
             .await
             .map_err(|e| StoreError::Io(e.to_string()))??;
+        let vault = opened.vault.clone();
         let log = Arc::new(opened.log);
         let views: Arc<dyn ViewStore> = Arc::new(opened.views);
         let indexing = {
@@ -157,8 +164,49 @@ impl Ledger {
         let (indexed, loaded) = tokio::join!(indexing, load_views(views.clone()));
         indexed.map_err(|e| StoreError::Io(e.to_string()))??;
         let ledger = Ledger::start_from(log, views, loaded?).await?;
+        ledger.check_live_keys(&vault, &vault_path, options)?;
         tracing::info!("ledger open in {:.2?}", started.elapsed());
         Ok(ledger)
+    }
+
+    /// Every account not deleted must have its key: without it the account's personal data
+    /// reads blank, which must never pass for an intact ledger.
+    fn check_live_keys(
+        &self,
+        vault: &store::vault::Vault,
+        vault_path: &Path,
+        options: StoreOptions,
+    ) -> Result<(), StoreError> {
+        let mut missing = Vec::new();
+        for part in self.shared.routes.all() {
+            let read = part.read();
+            let live = read
+                .state
+                .accounts
+                .iter()
+                .filter(|(_, a)| !a.deleted)
+                .map(|(id, _)| *id);
+            missing.extend(vault.missing_keys(live));
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        missing.sort_unstable();
+        let first: Vec<String> = missing
+            .iter()
+            .take(5)
+            .map(|a| format!("account {a}"))
+            .collect();
+        store::sled_log::accept_or_refuse(
+            options,
+            vault_path.to_path_buf(),
+            format!(
+                "{} accounts that are not deleted have no key (first: {}): their personal data \
+                 cannot be read",
+                missing.len(),
+                first.join(", ")
+            ),
+        )
     }
 
     /// Start over any log and view store: load the views, catch up from their checkpoints.

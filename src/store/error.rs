@@ -7,6 +7,14 @@ pub enum StoreError {
     /// The data directory cannot be used (damaged, foreign, locked). Fatal at start-up.
     #[error("cannot open data dir {path}: {reason}")]
     Open { path: PathBuf, reason: String },
+    /// The data dir holds less than it is known to have held (a truncated log, a missing or
+    /// short key vault, a live account without its key). Fatal at start-up unless the operator
+    /// accepts the loss.
+    #[error(
+        "data loss in {path}: {what}. Restore the data dir from a backup (README: \"Backup and \
+         restore\"), or start with --accept-data-loss to serve what is left"
+    )]
+    DataLoss { path: PathBuf, what: String },
     /// A stored record was written by a newer or unknown format.
     #[error("record at {at} has unknown format version {version}")]
     UnknownVersion { at: String, version: u8 },

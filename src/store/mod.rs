@@ -11,6 +11,8 @@
 
 pub mod codec;
 mod error;
+pub mod files;
+pub mod reach;
 mod record;
 pub mod sled_log;
 pub mod sled_views;
@@ -18,7 +20,10 @@ pub mod vault;
 
 pub use error::StoreError;
 pub use record::{NewEvent, RecordedEvent, Source};
-pub use sled_log::{OpenedStore, SledEventLog, now_us, open_store, open_store_unindexed};
+pub use sled_log::{
+    OpenedStore, SledEventLog, StoreOptions, now_us, open_store, open_store_unindexed,
+    open_store_with,
+};
 
 use async_trait::async_trait;
 use uuid::Uuid;

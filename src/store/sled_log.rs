@@ -11,22 +11,35 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
+use std::io::Write;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 
 use async_trait::async_trait;
 use uuid::Uuid;
 
 use super::codec::{self, u64_key};
+use super::files;
+use super::reach::{self, Reach};
 use super::vault::Vault;
 use super::{Appended, EventLog, NewEvent, RecordedEvent, StoreError};
 use crate::domain::{Event, StreamId};
 
 pub const CHUNK_EVENTS: usize = 256;
 const MARKER_FILE: &str = "ACCOUNT_LEDGER_DATA";
-const MARKER_TEXT: &str = "account-ledger data directory, layout 1\n";
+const MARKER_TEXT: &str = "account-ledger data directory, layout 2\n";
+/// Layout 1 had no reach record and a vault without header; both are added on open.
+const MARKER_TEXT_1: &str = "account-ledger data directory, layout 1\n";
+
+/// How to open a data dir.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StoreOptions {
+    /// Serve what is left when the data dir holds less than its reach record says (logged as
+    /// an error); the record is then rewritten to what is there.
+    pub accept_data_loss: bool,
+}
 
 #[derive(Default)]
 struct Index {
@@ -73,6 +86,11 @@ struct Inner {
     sync_done: Condvar,
     /// The durable end of the log: readers never see past it.
     durable: AtomicU64,
+    /// What the reach record said at open (checked once the log is indexed).
+    recorded_reach: Reach,
+    options: StoreOptions,
+    /// Set once the log is indexed: from then on the reach record follows the log.
+    indexed: AtomicBool,
 }
 
 #[derive(Default)]
@@ -113,14 +131,21 @@ pub fn open_store(dir: &Path) -> Result<OpenedStore, StoreError> {
 /// [`open_store`] without indexing the log: call [`SledEventLog::index_log`] before using the log.
 /// Start-up indexes the log while it loads the views (the two read disjoint trees).
 pub fn open_store_unindexed(dir: &Path) -> Result<OpenedStore, StoreError> {
+    open_store_with(dir, StoreOptions::default())
+}
+
+/// [`open_store_unindexed`] with options.
+pub fn open_store_with(dir: &Path, options: StoreOptions) -> Result<OpenedStore, StoreError> {
     let open_err = |reason: String| StoreError::Open {
         path: dir.to_path_buf(),
         reason,
     };
-    std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
+    files::create_private_dir(dir).map_err(|e| open_err(e.to_string()))?;
     let marker = dir.join(MARKER_FILE);
-    match std::fs::read_to_string(&marker) {
-        Ok(text) if text == MARKER_TEXT => {}
+    let mut created = false;
+    let layout_1 = match std::fs::read_to_string(&marker) {
+        Ok(text) if text == MARKER_TEXT => false,
+        Ok(text) if text == MARKER_TEXT_1 => true,
         Ok(_) => {
             return Err(open_err(format!(
                 "{} has unknown content",
@@ -138,14 +163,57 @@ pub fn open_store_unindexed(dir: &Path) -> Result<OpenedStore, StoreError> {
                         .into(),
                 ));
             }
-            std::fs::write(&marker, MARKER_TEXT).map_err(|e| open_err(e.to_string()))?;
+            reach::write(dir, Reach::default()).map_err(|e| open_err(e.to_string()))?;
+            let mut f = files::create_private(&marker).map_err(|e| open_err(e.to_string()))?;
+            f.write_all(MARKER_TEXT.as_bytes())
+                .and_then(|_| f.sync_all())
+                .map_err(|e| open_err(e.to_string()))?;
+            created = true;
+            false
         }
-    }
+    };
+    let recorded = match reach::read(dir)? {
+        Some(r) => r,
+        // Layout 1 kept no record: there is nothing to compare with once.
+        None if layout_1 => Reach::default(),
+        None => {
+            let what = "the reach record is missing, so a truncated log could not be told \
+                        from a complete one"
+                .to_string();
+            accept_or_refuse(options, reach::path(dir), what)?;
+            Reach::default()
+        }
+    };
     let sled_dir = dir.join("sled");
     let db = open_sled(&sled_dir).map_err(open_err)?;
     let log = db.open_tree("log").map_err(|e| open_err(e.to_string()))?;
     let db_file = File::open(sled_dir.join("db")).map_err(|e| open_err(e.to_string()))?;
-    let vault = Arc::new(Vault::open(&dir.join("keys.vault"))?);
+    let vault_path = dir.join("keys.vault");
+    let vault = match Vault::open(&vault_path, recorded.vault_len) {
+        Err(StoreError::DataLoss { path, what }) if options.accept_data_loss => {
+            accept_or_refuse(options, path, what)?;
+            if vault_path.exists() {
+                // A damaged header or slot: keep the file for forensics, start a new one.
+                let kept = vault_path.with_extension("damaged");
+                std::fs::rename(&vault_path, &kept)?;
+                tracing::error!(kept = %kept.display(), "damaged key vault set aside");
+            }
+            Vault::open(&vault_path, 0)?
+        }
+        other => other?,
+    };
+    let vault = Arc::new(vault);
+    // After sled created its files (with the process umask): narrow them. Wider modes on a
+    // data dir that existed before are worth a warning; on a new one they are sled's defaults.
+    let repaired = files::narrow_tree(dir).map_err(|e| open_err(e.to_string()))?;
+    if !created {
+        for p in repaired {
+            tracing::warn!(path = %p.display(), "was readable by other users; narrowed to owner-only");
+        }
+    }
+    if layout_1 {
+        std::fs::write(&marker, MARKER_TEXT).map_err(|e| open_err(e.to_string()))?;
+    }
     let inner = Arc::new(Inner {
         dir: dir.to_path_buf(),
         db: db.clone(),
@@ -157,11 +225,72 @@ pub fn open_store_unindexed(dir: &Path) -> Result<OpenedStore, StoreError> {
         sync_state: Mutex::new(SyncState::default()),
         sync_done: Condvar::new(),
         durable: AtomicU64::new(0),
+        recorded_reach: recorded,
+        options,
+        indexed: AtomicBool::new(false),
     });
     let log = SledEventLog { inner };
     let views = super::sled_views::SledViews::open(&db, vault.clone())
         .map_err(|e| open_err(e.to_string()))?;
     Ok(OpenedStore { log, views, vault })
+}
+
+/// A loss the operator accepted is logged as such; otherwise it is the refusal.
+pub fn accept_or_refuse(
+    options: StoreOptions,
+    path: PathBuf,
+    what: String,
+) -> Result<(), StoreError> {
+    if options.accept_data_loss {
+        tracing::error!(path = %path.display(), "DATA LOSS accepted (--accept-data-loss): {what}");
+        Ok(())
+    } else {
+        Err(StoreError::DataLoss { path, what })
+    }
+}
+
+fn current_reach(inner: &Inner) -> Reach {
+    let log_position = inner.durable.load(Ordering::Acquire);
+    Reach {
+        log_position,
+        vault_len: inner.vault.synced_len(),
+    }
+}
+
+/// Rewrite the reach record once a second while it changes, until the store is dropped.
+fn spawn_reach_writer(inner: &Arc<Inner>) {
+    let weak = Arc::downgrade(inner);
+    let mut written = current_reach(inner);
+    let spawned = std::thread::Builder::new()
+        .name("reach-record".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(1));
+                let Some(inner) = weak.upgrade() else {
+                    return;
+                };
+                let now = current_reach(&inner);
+                if now != written {
+                    match reach::write(&inner.dir, now) {
+                        Ok(()) => written = now,
+                        Err(e) => tracing::error!("writing the reach record failed: {e}"),
+                    }
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!("cannot start the reach-record writer: {e}");
+    }
+}
+
+impl Drop for Inner {
+    /// A clean close records the final reach (the writer thread may be a second behind). Only
+    /// a store whose log was indexed knows its durable end.
+    fn drop(&mut self) {
+        if self.indexed.load(Ordering::Acquire) {
+            let _ = reach::write(&self.dir, current_reach(self));
+        }
+    }
 }
 
 /// sled's file lock is released by its background threads shortly after the last handle is
@@ -208,9 +337,12 @@ impl SledEventLog {
 
     /// Build the in-memory indexes by one scan of the log; an error names the data dir.
     pub fn index_log(&self) -> Result<(), StoreError> {
-        self.rebuild_index().map_err(|e| StoreError::Open {
-            path: self.inner.dir.clone(),
-            reason: format!("reading the log: {e}"),
+        self.rebuild_index().map_err(|e| match e {
+            StoreError::DataLoss { .. } => e,
+            e => StoreError::Open {
+                path: self.inner.dir.clone(),
+                reason: format!("reading the log: {e}"),
+            },
         })
     }
 
@@ -232,6 +364,19 @@ impl SledEventLog {
             }
         }
         let last = index.last_position;
+        let recorded = self.inner.recorded_reach.log_position;
+        if last < recorded {
+            accept_or_refuse(
+                self.inner.options,
+                self.inner.dir.join("sled").join("db"),
+                format!(
+                    "the log ends at position {last}, but the reach record ({}) says positions \
+                     up to {recorded} were durable: {} events are missing",
+                    reach::path(&self.inner.dir).display(),
+                    recorded - last
+                ),
+            )?;
+        }
         *self.inner.index.write().unwrap_or_else(|e| e.into_inner()) = index;
         self.inner
             .sync_state
@@ -239,7 +384,24 @@ impl SledEventLog {
             .unwrap_or_else(|e| e.into_inner())
             .synced = last;
         self.inner.durable.store(last, Ordering::Release);
+        // From now on the record follows the log (an accepted loss is recorded as such).
+        self.write_reach()?;
+        self.inner.indexed.store(true, Ordering::Release);
+        spawn_reach_writer(&self.inner);
         Ok(())
+    }
+
+    /// What is durable now: the log's durable end, then the vault's synced length (keys are
+    /// synced before the records that need them, so this order never over-claims).
+    fn current_reach(&self) -> Reach {
+        current_reach(&self.inner)
+    }
+
+    fn write_reach(&self) -> Result<(), StoreError> {
+        reach::write(&self.inner.dir, self.current_reach()).map_err(|e| StoreError::Open {
+            path: reach::path(&self.inner.dir),
+            reason: format!("cannot write the reach record: {e}"),
+        })
     }
 
     /// The durable part of an index entry (positions ascending): an append in flight is not

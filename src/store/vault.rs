@@ -1,15 +1,21 @@
-//! Per-account encryption keys, in a file of fixed 32-byte slots (slot = account number).
+//! Per-account encryption keys, in a file of fixed slots (slot = account number).
 //!
 //! Why a plain file and not sled: sled is log-structured and keeps old values in old segments,
 //! so a removed key could still sit on disk. Here destroying a key overwrites its slot in place
 //! with zeros and fsyncs: after that the key, and so the account's personal data everywhere it
 //! was written (log, views), is gone. An all-zero slot means "no key".
+//!
+//! Layout 2: a 16-byte header (magic, slot size, CRC-32 of both) and then 40-byte slots:
+//! key (32) ‖ CRC-32 of key and slot number (4) ‖ zero (4). A damaged slot or header is a
+//! refusal at open naming the slot, never a key silently read wrong. Layout 1 files (bare
+//! 32-byte slots) are rewritten to layout 2 on open.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::Read;
-use std::os::unix::fs::FileExt;
+use std::io::{Read, Write};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
 
 use chacha20poly1305::aead::rand_core::SeedableRng;
@@ -22,6 +28,10 @@ use crate::domain::AccountId;
 
 const KEY_LEN: usize = 32;
 const NONCE_LEN: usize = 24;
+const MAGIC: &[u8; 8] = b"ALVAULT2";
+const HEADER_LEN: usize = 16;
+const SLOT_LEN: usize = 40;
+const LEGACY_SLOT_LEN: usize = 32;
 
 /// One sealing: (plaintext, nonce ‖ ciphertext ‖ tag).
 type Sealing = (Vec<u8>, Vec<u8>);
@@ -37,28 +47,75 @@ pub struct Vault {
     /// Same key, nonce and plaintext give the same bytes, so reuse leaks nothing new.
     last_sealed: Mutex<HashMap<AccountId, Sealing>>,
     dirty: Mutex<bool>,
+    /// File length as of the last sync: what the reach record may claim.
+    synced_len: AtomicU64,
 }
 
 impl Vault {
-    pub fn open(path: &Path) -> Result<Vault, StoreError> {
+    /// Open the vault; a missing file is created only when `at_least` is 0 (nothing was ever
+    /// recorded). A file shorter than `at_least` bytes, or a damaged header or slot, is
+    /// [`StoreError::DataLoss`] naming the path.
+    pub fn open(path: &Path, at_least: u64) -> Result<Vault, StoreError> {
+        let loss = |what: String| StoreError::DataLoss {
+            path: path.to_path_buf(),
+            what,
+        };
+        let io_err = |e: std::io::Error| StoreError::Open {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        };
+        let exists = path.exists();
+        if !exists && at_least > 0 {
+            return Err(loss(format!(
+                "the key vault is missing; the reach record says it held {at_least} bytes: \
+                 every account's personal data would be unreadable"
+            )));
+        }
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
+            .mode(super::files::FILE_MODE)
             .open(path)
-            .map_err(|e| StoreError::Open {
-                path: path.to_path_buf(),
-                reason: e.to_string(),
-            })?;
+            .map_err(io_err)?;
         let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)?;
+        file.read_to_end(&mut bytes).map_err(io_err)?;
+        if bytes.is_empty() {
+            file.write_all(&header()).map_err(io_err)?;
+            file.sync_all().map_err(io_err)?;
+        } else if bytes.len() >= HEADER_LEN && &bytes[..8] == MAGIC {
+            if bytes[..HEADER_LEN] != header() {
+                return Err(loss("the key vault's header is damaged".into()));
+            }
+        } else if bytes.len().is_multiple_of(LEGACY_SLOT_LEN) {
+            bytes = upgrade_layout_1(path, &bytes)?;
+            file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(path)
+                .map_err(io_err)?;
+        } else {
+            return Err(loss("the key vault has no valid header".into()));
+        }
+        let len = bytes.len().max(HEADER_LEN) as u64;
+        if len < at_least {
+            return Err(loss(format!(
+                "the key vault is {len} bytes; the reach record says it held {at_least}: \
+                 keys were lost"
+            )));
+        }
         let mut keys = HashMap::new();
-        for (slot, chunk) in bytes.chunks_exact(KEY_LEN).enumerate() {
-            if chunk.iter().any(|b| *b != 0) {
-                let mut k = [0u8; KEY_LEN];
-                k.copy_from_slice(chunk);
-                keys.insert(slot as AccountId, k);
+        if bytes.len() > HEADER_LEN {
+            for (slot, chunk) in bytes[HEADER_LEN..].chunks(SLOT_LEN).enumerate() {
+                let account = slot as AccountId;
+                match read_slot(account, chunk) {
+                    Ok(Some(k)) => {
+                        keys.insert(account, k);
+                    }
+                    Ok(None) => {}
+                    Err(why) => return Err(loss(format!("the key of account {account} {why}"))),
+                }
             }
         }
         Ok(Vault {
@@ -70,6 +127,7 @@ impl Vault {
             keys: RwLock::new(keys),
             last_sealed: Mutex::new(HashMap::new()),
             dirty: Mutex::new(false),
+            synced_len: AtomicU64::new(len),
         })
     }
 
@@ -97,10 +155,10 @@ impl Vault {
             while run_end < new.len() && new[run_end] == new[run_end - 1] + 1 {
                 run_end += 1;
             }
-            let mut bytes = Vec::with_capacity((run_end - run_start) * KEY_LEN);
+            let mut bytes = Vec::with_capacity((run_end - run_start) * SLOT_LEN);
             for &account in &new[run_start..run_end] {
                 let key: [u8; KEY_LEN] = XChaCha20Poly1305::generate_key(&mut *rng).into();
-                bytes.extend_from_slice(&key);
+                bytes.extend_from_slice(&slot_bytes(account, &key));
                 keys.insert(account, key);
             }
             self.file
@@ -121,7 +179,7 @@ impl Vault {
             return Ok(());
         }
         self.file
-            .write_all_at(&[0u8; KEY_LEN], slot_offset(account))?;
+            .write_all_at(&[0u8; SLOT_LEN], slot_offset(account))?;
         self.file.sync_data()?;
         Ok(())
     }
@@ -134,7 +192,9 @@ impl Vault {
     pub fn sync(&self) -> Result<(), StoreError> {
         let mut dirty = self.dirty.lock().unwrap_or_else(|e| e.into_inner());
         if *dirty {
+            let len = self.len_on_disk();
             self.file.sync_data()?;
+            self.synced_len.fetch_max(len, Ordering::AcqRel);
             *dirty = false;
         }
         Ok(())
@@ -142,6 +202,20 @@ impl Vault {
 
     pub fn len_on_disk(&self) -> u64 {
         self.file.metadata().map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// The file length the last sync made durable.
+    pub fn synced_len(&self) -> u64 {
+        self.synced_len.load(Ordering::Acquire)
+    }
+
+    /// Accounts in `accounts` that have no key.
+    pub fn missing_keys(&self, accounts: impl IntoIterator<Item = AccountId>) -> Vec<AccountId> {
+        let keys = self.read_keys();
+        accounts
+            .into_iter()
+            .filter(|a| !keys.contains_key(a))
+            .collect()
     }
 
     /// Encrypt with the account's key: nonce ‖ ciphertext ‖ tag.
@@ -211,5 +285,71 @@ impl Vault {
 }
 
 fn slot_offset(account: AccountId) -> u64 {
-    account * KEY_LEN as u64
+    HEADER_LEN as u64 + account * SLOT_LEN as u64
+}
+
+fn header() -> [u8; HEADER_LEN] {
+    let mut h = [0u8; HEADER_LEN];
+    h[..8].copy_from_slice(MAGIC);
+    h[8..12].copy_from_slice(&(SLOT_LEN as u32).to_le_bytes());
+    let crc = crc32fast::hash(&h[..12]);
+    h[12..16].copy_from_slice(&crc.to_le_bytes());
+    h
+}
+
+fn slot_crc(account: AccountId, key: &[u8; KEY_LEN]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(key);
+    h.update(&account.to_le_bytes());
+    h.finalize()
+}
+
+fn slot_bytes(account: AccountId, key: &[u8; KEY_LEN]) -> [u8; SLOT_LEN] {
+    let mut slot = [0u8; SLOT_LEN];
+    slot[..KEY_LEN].copy_from_slice(key);
+    slot[KEY_LEN..KEY_LEN + 4].copy_from_slice(&slot_crc(account, key).to_le_bytes());
+    slot
+}
+
+/// The key in one slot: `None` for an empty (all-zero) slot, an error for a damaged one.
+fn read_slot(account: AccountId, slot: &[u8]) -> Result<Option<[u8; KEY_LEN]>, &'static str> {
+    if slot.len() < SLOT_LEN {
+        return Err("is cut short (the file was truncated)");
+    }
+    if slot.iter().all(|b| *b == 0) {
+        return Ok(None);
+    }
+    let mut key = [0u8; KEY_LEN];
+    key.copy_from_slice(&slot[..KEY_LEN]);
+    let crc = u32::from_le_bytes(slot[KEY_LEN..KEY_LEN + 4].try_into().expect("4 bytes"));
+    if crc != slot_crc(account, &key) {
+        return Err("is damaged (checksum mismatch)");
+    }
+    Ok(Some(key))
+}
+
+/// Rewrite a layout-1 vault (bare 32-byte slots) as layout 2, atomically; returns the new bytes.
+fn upgrade_layout_1(path: &Path, old: &[u8]) -> Result<Vec<u8>, StoreError> {
+    let mut bytes = header().to_vec();
+    for (slot, chunk) in old.chunks_exact(LEGACY_SLOT_LEN).enumerate() {
+        if chunk.iter().all(|b| *b == 0) {
+            bytes.extend_from_slice(&[0u8; SLOT_LEN]);
+        } else {
+            let mut key = [0u8; KEY_LEN];
+            key.copy_from_slice(chunk);
+            bytes.extend_from_slice(&slot_bytes(slot as AccountId, &key));
+        }
+    }
+    let tmp = path.with_extension("upgrade");
+    {
+        let mut f = super::files::create_private(&tmp)?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        File::open(dir)?.sync_all()?;
+    }
+    tracing::info!(path = %path.display(), "key vault upgraded to layout 2");
+    Ok(bytes)
 }
