@@ -266,7 +266,7 @@ fn record_to_wire(r: &JobRecord, inline: usize) -> pb::ImportJob {
             .take(inline)
             .map(row_error_to_wire)
             .collect(),
-        row_errors_total: rep.row_errors.len() as u64,
+        row_errors_total: rep.row_errors.len() as u64 + rep.row_errors_omitted,
         changed_rows: rep.changes.len() as u64,
         actor: r.actor.clone(),
         finished_at: Some(us_to_timestamp(r.finished_at_us)),
@@ -384,6 +384,7 @@ impl ImportService {
             rows_read: 0,
             changes: Vec::new(),
             row_errors: Vec::new(),
+            row_errors_omitted: 0,
             warnings: Vec::new(),
             guard: GuardCheck::default(),
         };
@@ -421,9 +422,22 @@ impl ImportService {
             let spool_err =
                 |e: std::io::Error| Status::unavailable(format!("cannot spool {name}: {e}"));
             let mut file = tokio::fs::File::create(&path).await.map_err(spool_err)?;
+            let mut spooled = 0u64;
             while let Some(msg) = stream.message().await? {
                 match msg.part {
-                    Some(Part::Chunk(bytes)) => file.write_all(&bytes).await.map_err(spool_err)?,
+                    Some(Part::Chunk(bytes)) => {
+                        spooled += bytes.len() as u64;
+                        if spooled > crate::import::limits::MAX_FILE_BYTES {
+                            return Err(invalid(
+                                "chunk",
+                                format!(
+                                    "{name} is longer than {} bytes (limit max_file_bytes)",
+                                    crate::import::limits::MAX_FILE_BYTES
+                                ),
+                            ));
+                        }
+                        file.write_all(&bytes).await.map_err(spool_err)?
+                    }
                     Some(Part::Header(_)) => {
                         return Err(invalid("header", "sent twice (only the first message)"));
                     }
@@ -629,6 +643,7 @@ mod tests {
                 rows_read: rows as u64,
                 changes: Vec::new(),
                 row_errors: vec![err; rows],
+                row_errors_omitted: 0,
                 warnings: Vec::new(),
                 guard: GuardCheck::default(),
             },

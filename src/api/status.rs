@@ -75,6 +75,8 @@ pub fn from_import(e: &ImportError) -> Status {
         | ImportError::Version { .. }
         | ImportError::UnknownFile { .. }
         | ImportError::Manifest { .. }
+        | ImportError::Limit { .. }
+        | ImportError::Damaged { .. }
         | ImportError::Zip { .. } => Status::invalid_argument(msg),
     }
 }

@@ -55,6 +55,18 @@ pub enum ImportError {
         row: u64,
         reason: String,
     },
+    #[error("{file}, row {row}: {what}; refused while reading, nothing applied")]
+    Limit {
+        file: String,
+        row: u64,
+        what: String,
+    },
+    #[error("{file}, near row {row}: the file is damaged ({reason}); nothing applied")]
+    Damaged {
+        file: String,
+        row: u64,
+        reason: String,
+    },
     #[error("{file}: not a readable zip archive: {reason}")]
     Zip { file: String, reason: String },
     #[error("domain {domain:?} is not registered")]

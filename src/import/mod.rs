@@ -9,6 +9,7 @@
 
 pub mod error;
 pub mod guard;
+pub mod limits;
 pub mod oneroster;
 pub mod plan;
 pub mod powerschool;
@@ -178,7 +179,7 @@ async fn apply(
         }
         warnings.push(format!("{refusal} (dry run: shown, not applied)"));
     }
-    let strict_refused_early = opts.strict && !plan.row_errors.is_empty();
+    let strict_refused_early = opts.strict && plan.failed_rows() > 0;
     let mode = if opts.dry_run || strict_refused_early {
         BatchMode::DryRun
     } else if opts.strict {
@@ -208,9 +209,10 @@ async fn apply(
     };
     let mut counts = Counts {
         unchanged: plan.unchanged,
-        failed: plan.row_errors.len() as u64,
+        failed: plan.failed_rows(),
         ..Counts::default()
     };
+    let mut row_errors_omitted = plan.row_errors_omitted;
     let mut row_errors = plan.row_errors;
     let mut changes = Vec::new();
     let mut events_written = 0u64;
@@ -242,13 +244,18 @@ async fn apply(
                 let kinds: Vec<&str> = done.iter().map(|k| k.as_str()).collect();
                 reason.push_str(&format!(" (partly applied: {})", kinds.join(", ")));
             }
-            row_errors.push(RowError {
-                file: file.clone(),
-                row: row.row,
-                column: error::column_of(&e, &flag_column, &names),
-                import_id: Some(row.import_id.clone()),
-                reason,
-            });
+            // Bounded: later rows would sort after the first listed ones anyway.
+            if row_errors.len() < 2 * limits::MAX_ROW_ERRORS_LISTED {
+                row_errors.push(RowError {
+                    file: file.clone(),
+                    row: row.row,
+                    column: error::column_of(&e, &flag_column, &names),
+                    import_id: Some(row.import_id.clone()),
+                    reason,
+                });
+            } else {
+                row_errors_omitted += 1;
+            }
         }
         for k in &done {
             counts.add(*k);
@@ -263,6 +270,17 @@ async fn apply(
         }
     }
     row_errors.sort_by_key(|e| e.row);
+    if row_errors.len() > limits::MAX_ROW_ERRORS_LISTED {
+        row_errors_omitted += (row_errors.len() - limits::MAX_ROW_ERRORS_LISTED) as u64;
+        row_errors.truncate(limits::MAX_ROW_ERRORS_LISTED);
+    }
+    if row_errors_omitted > 0 {
+        warnings.push(format!(
+            "{file}: {row_errors_omitted} more failed rows are counted but not listed (the \
+             first {} are; limit max_row_errors_listed)",
+            limits::MAX_ROW_ERRORS_LISTED
+        ));
+    }
     let status = if opts.dry_run {
         JobStatus::DryRun
     } else if opts.strict && counts.failed > 0 {
@@ -288,6 +306,7 @@ async fn apply(
         rows_read: plan.rows_read,
         changes,
         row_errors,
+        row_errors_omitted,
         warnings,
         guard: plan.guard,
     })
@@ -527,6 +546,16 @@ fn plan_oneroster_zip(
         reason: e.to_string(),
     };
     let mut archive = zip::ZipArchive::new(std::io::BufReader::new(file)).map_err(zip_err)?;
+    if archive.len() > limits::MAX_ZIP_ENTRIES {
+        return Err(ImportError::Zip {
+            file: set.clone(),
+            reason: format!(
+                "{} entries; at most {} are read (limit max_zip_entries)",
+                archive.len(),
+                limits::MAX_ZIP_ENTRIES
+            ),
+        });
+    }
     let find = |archive: &zip::ZipArchive<_>, name: &str| {
         archive.file_names().position(|n| {
             n.rsplit('/')
@@ -543,7 +572,11 @@ fn plan_oneroster_zip(
     let users_at = find(&archive, "users.csv");
     let (mode, warnings) = {
         let manifest = archive.by_index(manifest_at).map_err(zip_err)?;
-        oneroster::read_manifest(&format!("{set}/manifest.csv"), manifest)?
+        let compressed = manifest.compressed_size();
+        oneroster::read_manifest(
+            &format!("{set}/manifest.csv"),
+            limits::RatioGuard::new(manifest, compressed),
+        )?
     };
     let users_file = format!("{set}/users.csv");
     match (mode, users_at) {
@@ -558,6 +591,8 @@ fn plan_oneroster_zip(
         ),
         (_, Some(at)) => {
             let users = archive.by_index(at).map_err(zip_err)?;
+            let compressed = users.compressed_size();
+            let users = limits::RatioGuard::new(users, compressed);
             plan_oneroster(
                 ledger,
                 domain,

@@ -84,14 +84,17 @@ pub(crate) fn read_manifest<R: Read>(
                                 file: file.to_string(),
                                 row: t.line(),
                                 reason: format!(
-                                    "file.users is {other:?}; expected bulk, delta or absent"
+                                    "file.users is {}; expected bulk, delta or absent",
+                                    super::limits::quote(other)
                                 ),
                             });
                         }
                     });
                 } else if key.to_lowercase().starts_with("file.") && v != "absent" {
                     warnings.push(format!(
-                        "{file}: {key} is {v}; only users are imported, that file is ignored"
+                        "{file}: {} is {}; only users are imported, that file is ignored",
+                        super::limits::quote(&key),
+                        super::limits::quote(&v)
                     ));
                 }
             }

@@ -25,6 +25,7 @@ use uuid::Uuid;
 
 use super::error::{ColumnNames, RowError};
 use super::guard::GuardCheck;
+use super::limits::MAX_ROW_ERRORS_LISTED;
 use super::rows::{RowAction, UserFields, UserRow};
 use crate::domain::{AccountId, AccountState, Command, LedgerState, Profile};
 use crate::ledger::Request;
@@ -92,14 +93,31 @@ pub struct Plan {
     pub rows: Vec<PlannedRow>,
     /// Valid rows that need no change.
     pub unchanged: u64,
-    /// Rows that could not be planned (bad values, duplicates), in file order.
+    /// Rows that could not be planned (bad values, duplicates), in file order: the first
+    /// [`MAX_ROW_ERRORS_LISTED`] of them; the rest are only counted in `row_errors_omitted`.
     pub row_errors: Vec<RowError>,
+    pub row_errors_omitted: u64,
     /// Rows read (good and bad).
     pub rows_read: u64,
     pub guard: GuardCheck,
 }
 
 impl Plan {
+    /// Record a bad row: listed while under the cap, counted beyond it (a file of millions of
+    /// bad rows must not become a report of millions of errors held in memory).
+    pub fn push_row_error(&mut self, e: RowError) {
+        if self.row_errors.len() < MAX_ROW_ERRORS_LISTED {
+            self.row_errors.push(e);
+        } else {
+            self.row_errors_omitted += 1;
+        }
+    }
+
+    /// Bad rows, listed or not.
+    pub fn failed_rows(&self) -> u64 {
+        self.row_errors.len() as u64 + self.row_errors_omitted
+    }
+
     /// The ledger requests, in order, each tagged with the job, file and row.
     pub fn requests(&self, actor: &str, job_id: Uuid) -> Vec<Request> {
         self.rows
@@ -166,7 +184,7 @@ impl Planner {
     }
 
     fn error(&mut self, row: &UserRow, column: &str, reason: String) {
-        self.plan.row_errors.push(RowError {
+        self.plan.push_row_error(RowError {
             file: self.file.clone(),
             row: row.row,
             column: Some(column.to_string()),
@@ -184,7 +202,7 @@ impl Planner {
                 if let Some(iid) = &e.import_id {
                     self.seen_ids.entry(iid.clone()).or_insert(e.row);
                 }
-                self.plan.row_errors.push(e);
+                self.plan.push_row_error(e);
                 return;
             }
         };

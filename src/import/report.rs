@@ -104,8 +104,10 @@ pub struct ImportReport {
     pub rows_read: u64,
     /// The diff, in application order: left-out removals first, then rows in file order.
     pub changes: Vec<RowChange>,
-    /// Bad and refused rows, in row order.
+    /// Bad and refused rows, in row order: the first [`super::limits::MAX_ROW_ERRORS_LISTED`].
     pub row_errors: Vec<RowError>,
+    /// Failed rows beyond those listed (counted in `counts.failed` too).
+    pub row_errors_omitted: u64,
     pub warnings: Vec<String>,
     pub guard: GuardCheck,
 }

@@ -76,7 +76,8 @@ fn parse_flag(style: FlagStyle, v: &str) -> Result<Option<bool>, String> {
         "0" | "false" | "no" | "n" | "f" => false,
         other => {
             return Err(format!(
-                "{other:?} is not a flag value (expected {})",
+                "{} is not a flag value (expected {})",
+                super::limits::quote(other),
                 match style {
                     FlagStyle::EnabledUser => "true or false",
                     _ => "1 or 0",

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::io::Read;
 
 use super::error::{ImportError, RowError};
+use super::limits::{self, Guarded, RowBudget};
 
 /// A counting wrapper so progress can report bytes read.
 pub(crate) struct Counting<R> {
@@ -34,7 +35,9 @@ impl<R: Read> Read for Counting<R> {
 
 pub(crate) struct Table<R> {
     pub(crate) file: String,
-    reader: csv::Reader<R>,
+    reader: csv::Reader<Guarded<R>>,
+    budget: RowBudget,
+    records: u64,
     /// Header names as written (trimmed, BOM removed).
     pub(crate) header: Vec<String>,
     /// Lowercased header name → column index.
@@ -55,13 +58,16 @@ pub(crate) enum Next {
 
 impl<R: Read> Table<R> {
     pub(crate) fn open(file: &str, input: R) -> Result<Table<R>, ImportError> {
+        let (guarded, budget) = Guarded::new(input);
         let reader = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
-            .from_reader(input);
+            .from_reader(guarded);
         let mut t = Table {
             file: file.to_string(),
             reader,
+            budget,
+            records: 0,
             header: Vec::new(),
             index: HashMap::new(),
             record: csv::ByteRecord::new(),
@@ -128,12 +134,21 @@ impl<R: Read> Table<R> {
             let more = self
                 .reader
                 .read_byte_record(&mut self.record)
-                .map_err(|e| ImportError::Io {
-                    file: self.file.clone(),
-                    source: std::io::Error::other(e.to_string()),
-                })?;
+                .map_err(|e| self.read_error(e))?;
             if !more {
                 return Ok(false);
+            }
+            self.budget.reset();
+            self.records += 1;
+            if self.records > limits::MAX_ROWS {
+                return Err(ImportError::Limit {
+                    file: self.file.clone(),
+                    row: self.line + 1,
+                    what: format!(
+                        "the file has more than {} rows (limit max_rows)",
+                        limits::MAX_ROWS
+                    ),
+                });
             }
             self.line = self.record.position().map_or(self.line + 1, |p| p.line());
             // Field buffers are reused from record to record: no allocation per field.
@@ -169,6 +184,35 @@ impl<R: Read> Table<R> {
                 continue;
             }
             return Ok(true);
+        }
+    }
+
+    /// A read that failed: a limit or a damaged file (INVALID_ARGUMENT), or the disk.
+    fn read_error(&self, e: csv::Error) -> ImportError {
+        let row = self.line + 1;
+        if let Some(what) = limits::limit_of(&e) {
+            return ImportError::Limit {
+                file: self.file.clone(),
+                row,
+                what,
+            };
+        }
+        match e.into_kind() {
+            csv::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => {
+                ImportError::Damaged {
+                    file: self.file.clone(),
+                    row,
+                    reason: io.to_string(),
+                }
+            }
+            csv::ErrorKind::Io(io) => ImportError::Io {
+                file: self.file.clone(),
+                source: io,
+            },
+            other => ImportError::Io {
+                file: self.file.clone(),
+                source: std::io::Error::other(format!("{other:?}")),
+            },
         }
     }
 

@@ -1,0 +1,333 @@
+//! Hostile imports against the real binary: each generated file is refused while it is read
+//! (or, for millions of bad rows, reported with a capped list), and the server's peak RSS stays
+//! under 100 MB above idle. The limits are named in src/import/limits.rs and the README.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use account_ledger::api::pb::{self, import_service_client::ImportServiceClient};
+use common::*;
+use tonic::Code;
+
+const MIB: u64 = 1024 * 1024;
+/// The goal: memory above idle while a hostile file is read.
+const RSS_BOUND: u64 = 100 * MIB;
+
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+    admin: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn cli(addr: SocketAddr, token: &str, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_account-ledger"))
+        .args(args)
+        .env("ACCOUNT_LEDGER_SERVER", format!("http://{addr}"))
+        .env("ACCOUNT_LEDGER_TOKEN", token)
+        .output()
+        .expect("run the CLI");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `serve` on a fresh data dir with domain d1 and a domain admin for it.
+fn start() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_account-ledger"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn server");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut token = None;
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(t) = line.strip_prefix("export ACCOUNT_LEDGER_TOKEN=") {
+                token = Some(t.to_string());
+            }
+            if let Some(addr) = line.strip_prefix("account-ledger listening on ") {
+                let _ = tx.send((addr.parse::<SocketAddr>().unwrap(), token.clone()));
+            }
+        }
+    });
+    let (addr, operator) = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    let operator = operator.expect("operator token");
+    let (code, _, err) = cli(
+        addr,
+        &operator,
+        &["domain", "create", "d1", "--limit", "100000"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, admin, err) = cli(
+        addr,
+        &operator,
+        &[
+            "token",
+            "add",
+            "--principal",
+            "admin",
+            "--role",
+            "domain-admin",
+            "--domain",
+            "d1",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    Server {
+        child,
+        addr,
+        admin: admin.trim().to_string(),
+        _dir: dir,
+    }
+}
+
+fn status_kib(pid: u32, field: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    text.lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+/// Run `f` and return the server's peak RSS above its RSS just before (bytes).
+fn peak_above_idle(server: &Server, f: impl FnOnce()) -> u64 {
+    let pid = server.child.id();
+    // Writing 5 to clear_refs resets the peak (VmHWM) to the current RSS.
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").unwrap();
+    let idle = status_kib(pid, "VmRSS:") * 1024;
+    f();
+    let peak = status_kib(pid, "VmHWM:") * 1024;
+    peak.saturating_sub(idle)
+}
+
+const HEADER: &str = "import_id,first_name,last_name,login,password,email,user_type,enabled\n";
+
+/// A zip with entries written by `fill`, deflated.
+fn zip_with(path: &Path, names: &[&str], mut fill: impl FnMut(&str, &mut dyn Write)) {
+    let file = std::fs::File::create(path).unwrap();
+    let mut zip = zip::ZipWriter::new(file);
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .compression_level(Some(1));
+    for name in names {
+        zip.start_file(*name, options).unwrap();
+        fill(name, &mut zip);
+    }
+    zip.finish().unwrap();
+}
+
+fn repeat_into(w: &mut dyn Write, unit: &[u8], total: u64) {
+    let block: Vec<u8> = unit.iter().copied().cycle().take(1 << 20).collect();
+    let mut left = total;
+    while left > 0 {
+        let n = left.min(block.len() as u64) as usize;
+        w.write_all(&block[..n]).unwrap();
+        left -= n as u64;
+    }
+}
+
+#[test]
+fn one_huge_field_in_a_csv_is_refused_while_reading() {
+    let server = start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("users.csv");
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+        f.write_all(HEADER.as_bytes()).unwrap();
+        f.write_all(b"U1,Ann,Lee,ann,pw,ann@example.org,student,")
+            .unwrap();
+        repeat_into(&mut f, b"a", 300 * MIB);
+        f.write_all(b"\n").unwrap();
+    }
+    let mut out = (0, String::new(), String::new());
+    let peak = peak_above_idle(&server, || {
+        out = cli(
+            server.addr,
+            &server.admin,
+            &["import", "--domain", "d1", path.to_str().unwrap()],
+        );
+    });
+    let (code, _, err) = out;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("limit max_row_bytes"), "{err}");
+    assert!(err.len() < 2000, "short message: {} bytes", err.len());
+    assert!(peak < RSS_BOUND, "peak {} MiB above idle", peak / MIB);
+}
+
+#[test]
+fn a_zip_bomb_is_refused_while_reading() {
+    let server = start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("roster.zip");
+    zip_with(&path, &["manifest.csv", "users.csv"], |name, w| {
+        if name == "manifest.csv" {
+            w.write_all(b"propertyName,value\nfile.users,bulk\n")
+                .unwrap();
+        } else {
+            w.write_all(b"sourcedId,status,enabledUser,username,givenName,familyName,email,role\n")
+                .unwrap();
+            repeat_into(
+                w,
+                b"S1,active,true,u1,Ann,Lee,u1@example.org,student\n",
+                64 * MIB,
+            );
+        }
+    });
+    assert!(std::fs::metadata(&path).unwrap().len() < 2 * MIB);
+    let mut out = (0, String::new(), String::new());
+    let peak = peak_above_idle(&server, || {
+        out = cli(
+            server.addr,
+            &server.admin,
+            &["import", "--domain", "d1", path.to_str().unwrap()],
+        );
+    });
+    let (code, _, err) = out;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("limit max_compression_ratio"), "{err}");
+    assert!(peak < RSS_BOUND, "peak {} MiB above idle", peak / MIB);
+}
+
+#[test]
+fn a_manifest_with_a_huge_value_is_refused_with_a_short_message() {
+    let server = start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("roster.zip");
+    zip_with(&path, &["manifest.csv"], |_, w| {
+        w.write_all(b"propertyName,value\nfile.users,").unwrap();
+        repeat_into(w, b"bulkbulk", 200 * MIB);
+        w.write_all(b"\n").unwrap();
+    });
+    let mut out = (0, String::new(), String::new());
+    let peak = peak_above_idle(&server, || {
+        out = cli(
+            server.addr,
+            &server.admin,
+            &["import", "--domain", "d1", path.to_str().unwrap()],
+        );
+    });
+    let (code, _, err) = out;
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("limit max_row_bytes") || err.contains("limit max_compression_ratio"),
+        "{err}"
+    );
+    assert!(err.len() < 2000, "short message: {} bytes", err.len());
+    assert!(peak < RSS_BOUND, "peak {} MiB above idle", peak / MIB);
+}
+
+#[test]
+fn a_file_of_duplicate_rows_is_reported_with_a_capped_list() {
+    let server = start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("users.csv");
+    let rows = 300_000u64;
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+        f.write_all(HEADER.as_bytes()).unwrap();
+        for _ in 0..rows {
+            f.write_all(b"U1,Ann,Lee,ann,pw,ann@example.org,student,1\n")
+                .unwrap();
+        }
+    }
+    let mut out = (0, String::new(), String::new());
+    let peak = peak_above_idle(&server, || {
+        for _ in 0..3 {
+            out = cli(
+                server.addr,
+                &server.admin,
+                &[
+                    "import",
+                    "--domain",
+                    "d1",
+                    "--dry-run",
+                    "--json",
+                    path.to_str().unwrap(),
+                ],
+            );
+        }
+    });
+    let (code, stdout, err) = out;
+    assert_eq!(code, 2, "some rows failed: {err}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("JSON report");
+    let text = report.to_string();
+    assert!(text.contains("limit max_row_errors_listed"), "{text:.2000}");
+    assert!(
+        text.contains(&format!("{}", rows - 1)),
+        "counts every failed row"
+    );
+    assert!(peak < RSS_BOUND, "peak {} MiB above idle", peak / MIB);
+}
+
+#[tokio::test]
+async fn a_corrupt_deflate_stream_is_invalid_argument() {
+    let server = TestServer::start().await;
+    let mut c = server.client().await;
+    register(&mut c, "d1", 100).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("roster.zip");
+    zip_with(&path, &["manifest.csv", "users.csv"], |name, w| {
+        if name == "manifest.csv" {
+            w.write_all(b"propertyName,value\nfile.users,bulk\n")
+                .unwrap();
+        } else {
+            w.write_all(b"sourcedId,status,enabledUser,username,givenName,familyName,email,role\n")
+                .unwrap();
+            for i in 0..2000 {
+                writeln!(
+                    w,
+                    "S{i},active,true,user{i},Ann{i},Lee{i},u{i}@example.org,student"
+                )
+                .unwrap();
+            }
+        }
+    });
+    let mut bytes = std::fs::read(&path).unwrap();
+    // Damage the middle of users.csv's deflate stream (the central directory stays intact).
+    let at = bytes.len() / 2;
+    for b in &mut bytes[at..at + 64] {
+        *b ^= 0x5A;
+    }
+    let mut imports = ImportServiceClient::connect(format!("http://{}", server.addr))
+        .await
+        .unwrap();
+    use pb::upload_import_request::Part;
+    let msgs = vec![
+        pb::UploadImportRequest {
+            part: Some(Part::Header(pb::ImportHeader {
+                domain: "d1".into(),
+                file_name: "roster.zip".into(),
+                ..Default::default()
+            })),
+        },
+        pb::UploadImportRequest {
+            part: Some(Part::Chunk(bytes)),
+        },
+    ];
+    let r = imports
+        .upload_import(req(ADMIN_D1, tokio_stream::iter(msgs)))
+        .await;
+    assert_status(r, Code::InvalidArgument, &["roster.zip"]);
+    server.stop().await;
+}
