@@ -26,6 +26,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_build::configure()
         .build_client(true)
         .build_server(true)
+        // Undecodable requests are INVALID_ARGUMENT, not INTERNAL (src/api/codec.rs).
+        .codec_path("crate::api::codec::StrictProstCodec")
         .file_descriptor_set_path(out_dir.join("account_ledger_descriptor.bin"))
         .compile_protos(&protos, &[PathBuf::from("proto"), wkt_include])?;
     Ok(())

@@ -11,9 +11,22 @@ use crate::domain::{AccountState, Profile, Status as AccountStatus};
 use crate::store::{RecordedEvent, Source};
 
 /// Microseconds since the Unix epoch from a wire timestamp (`field` names it in errors).
+/// Seconds of 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z: protobuf's Timestamp range.
+const MIN_SECONDS: i64 = -62_135_596_800;
+const MAX_SECONDS: i64 = 253_402_300_799;
+
 pub fn timestamp_to_us(ts: &Timestamp, field: &str) -> Result<i64, Status> {
     if !(0..1_000_000_000).contains(&ts.nanos) {
         return Err(invalid(field, format!("nanos {} out of range", ts.nanos)));
+    }
+    if !(MIN_SECONDS..=MAX_SECONDS).contains(&ts.seconds) {
+        return Err(invalid(
+            field,
+            format!(
+                "seconds {} is outside years 1 to 9999 (a Timestamp's range)",
+                ts.seconds
+            ),
+        ));
     }
     ts.seconds
         .checked_mul(1_000_000)

@@ -35,7 +35,7 @@ impl pb::account_ledger_server::AccountLedger for LedgerService {
         let domain = required("domain", req.domain)?;
         let command = Command::RegisterDomain {
             domain,
-            license_limit: req.license_limit,
+            license_limit: license_limit(req.license_limit)?,
         };
         Ok(Response::new(
             self.run(&who, command, req.request_id, req.expected_version)
@@ -72,7 +72,7 @@ impl pb::account_ledger_server::AccountLedger for LedgerService {
         let domain = required("domain", req.domain)?;
         let command = Command::SetLicenseLimit {
             domain,
-            license_limit: req.license_limit,
+            license_limit: license_limit(req.license_limit)?,
         };
         Ok(Response::new(
             self.run(&who, command, req.request_id, req.expected_version)
@@ -95,8 +95,16 @@ impl pb::account_ledger_server::AccountLedger for LedgerService {
                 "a domain admin needs at least one domain",
             ));
         }
-        if let Some(blank) = req.domains.iter().find(|d| d.trim().is_empty()) {
-            return Err(invalid("domains", format!("blank domain {blank:?}")));
+        validate_principal(&principal)?;
+        if req.domains.len() > MAX_TOKEN_DOMAINS {
+            return Err(invalid(
+                "domains",
+                format!("{} domains; at most {MAX_TOKEN_DOMAINS}", req.domains.len()),
+            ));
+        }
+        for d in &req.domains {
+            crate::domain::names::validate_domain_name(d)
+                .map_err(|e| super::status::from_domain(&e))?;
         }
         let token = self
             .auth
@@ -471,4 +479,30 @@ impl pb::account_ledger_server::AccountLedger for LedgerService {
             detail: v.detail,
         }))
     }
+}
+
+/// A license limit from the wire: refused, not truncated, above `u32::MAX`.
+fn license_limit(wire: u64) -> Result<u32, Status> {
+    u32::try_from(wire).map_err(|_| {
+        invalid(
+            "license_limit",
+            format!("{wire} is more than the largest limit, {}", u32::MAX),
+        )
+    })
+}
+
+/// Domains one token may name.
+const MAX_TOKEN_DOMAINS: usize = 1000;
+/// Bytes of a token's principal (it is recorded as the actor of every event it causes).
+const MAX_PRINCIPAL_BYTES: usize = 128;
+
+fn validate_principal(principal: &str) -> Result<(), Status> {
+    if principal.len() > MAX_PRINCIPAL_BYTES {
+        return Err(invalid(
+            "principal",
+            format!("{} bytes; at most {MAX_PRINCIPAL_BYTES}", principal.len()),
+        ));
+    }
+    crate::domain::names::validate_text("principal", principal)
+        .map_err(|e| super::status::from_domain(&e))
 }

@@ -8,6 +8,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod auth;
+pub mod codec;
 mod confirm;
 pub mod convert;
 mod handlers;

@@ -125,7 +125,7 @@ pub async fn run(command: ClientCommand) -> Result<(), String> {
                 DomainCommand::Create { domain, limit } => {
                     let req = c.req(pb::RegisterDomainRequest {
                         domain,
-                        license_limit: limit,
+                        license_limit: u64::from(limit),
                         request_id: None,
                         expected_version: None,
                     });
@@ -134,7 +134,7 @@ pub async fn run(command: ClientCommand) -> Result<(), String> {
                 DomainCommand::Limit { domain, limit } => {
                     let req = c.req(pb::SetLicenseLimitRequest {
                         domain,
-                        license_limit: limit,
+                        license_limit: u64::from(limit),
                         request_id: None,
                         expected_version: None,
                     });

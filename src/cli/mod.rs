@@ -340,7 +340,7 @@ pub async fn run(cli: Cli) -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
-            eprintln!("error: {message}");
+            eprintln!("error: {}", output::printable(&message, true));
             ExitCode::FAILURE
         }
     }

@@ -96,8 +96,28 @@ pub fn event_json(e: &pb::LedgerEvent) -> Value {
     })
 }
 
+/// `s` safe to print on a terminal: control, bidirectional and invisible characters (stored
+/// before they were refused, or in a server's message) are shown escaped, never interpreted.
+/// Newlines are kept when `keep_newlines`.
+pub fn printable(s: &str, keep_newlines: bool) -> String {
+    s.chars()
+        .map(|c| {
+            if (keep_newlines && c == '\n') || !crate::domain::names::forbidden_char(c) {
+                c.to_string()
+            } else {
+                c.escape_unicode().to_string()
+            }
+        })
+        .collect()
+}
+
 /// Print rows as a left-aligned table with a header.
 pub fn table(header: &[&str], rows: &[Vec<String>]) {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| printable(c, false)).collect())
+        .collect();
+    let rows = &rows[..];
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -172,7 +192,7 @@ pub fn print_account(a: &pb::Account) {
         ("version", a.version.to_string()),
     ];
     for (k, v) in rows {
-        println!("{k:<13} {v}");
+        println!("{k:<13} {}", printable(&v, false));
     }
 }
 

@@ -1,5 +1,6 @@
 //! `decide`: the rules of DOMAIN.md, as a pure function of the current state and one command.
 
+use super::names::{validate_domain_name, validate_text};
 use super::state::login_key;
 use super::{AccountState, Command, DomainError, DomainState, Event, LedgerState, Profile};
 
@@ -10,7 +11,7 @@ pub fn decide(state: &LedgerState, command: &Command) -> Result<Vec<Event>, Doma
             domain,
             license_limit,
         } => {
-            validate_name("domain", domain)?;
+            validate_domain_name(domain)?;
             if state.domains.contains_key(domain) {
                 return Err(DomainError::DomainExists {
                     domain: domain.clone(),
@@ -236,7 +237,7 @@ fn validate_name(field: &'static str, value: &str) -> Result<(), DomainError> {
             reason: "longer than 256 bytes".into(),
         });
     }
-    Ok(())
+    validate_text(field, value)
 }
 
 fn validate_profile(p: &Profile) -> Result<(), DomainError> {
@@ -252,6 +253,7 @@ fn validate_profile(p: &Profile) -> Result<(), DomainError> {
                 reason: "longer than 256 bytes".into(),
             });
         }
+        validate_text(field, v)?;
     }
     if !p.email.is_empty() && !p.email.contains('@') {
         return Err(DomainError::Invalid {

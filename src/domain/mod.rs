@@ -5,6 +5,7 @@ mod command;
 mod decide;
 mod error;
 mod event;
+pub mod names;
 mod state;
 
 pub use command::{Command, Profile};

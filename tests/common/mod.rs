@@ -173,7 +173,7 @@ pub async fn register(c: &mut AccountLedgerClient<Channel>, domain: &str, limit:
         OPERATOR,
         pb::RegisterDomainRequest {
             domain: domain.into(),
-            license_limit: limit,
+            license_limit: u64::from(limit),
             request_id: None,
             expected_version: None,
         },
@@ -439,7 +439,7 @@ pub fn license_limit_request(
 ) -> pb::SetLicenseLimitRequest {
     pb::SetLicenseLimitRequest {
         domain: domain.into(),
-        license_limit,
+        license_limit: u64::from(license_limit),
         request_id: None,
         expected_version,
     }
