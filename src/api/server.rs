@@ -193,6 +193,7 @@ impl LedgerService {
 pub async fn router(
     ledger: Ledger,
     auth: Arc<Auth>,
+    tls: Option<tonic::transport::ServerTlsConfig>,
 ) -> Result<tonic::transport::server::Router, Box<dyn std::error::Error + Send + Sync>> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health
@@ -208,7 +209,11 @@ pub async fn router(
         .build_v1alpha()?;
     let imports = super::import::ImportService::new(ledger.clone(), auth.clone());
     let service = LedgerService::new(ledger, auth);
-    Ok(tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls)?;
+    }
+    Ok(builder
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -224,7 +229,18 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let router = router(ledger.clone(), auth).await?;
+    serve_with(ledger, auth, listener, shutdown, None).await
+}
+
+/// [`serve`], over TLS when `tls` is given.
+pub async fn serve_with(
+    ledger: Ledger,
+    auth: Arc<Auth>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+    tls: Option<tonic::transport::ServerTlsConfig>,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let router = router(ledger.clone(), auth, tls).await?;
     let incoming = TcpListenerStream::new(listener);
     let served = router
         .serve_with_incoming_shutdown(incoming, shutdown)

@@ -36,19 +36,8 @@ pub(super) fn status_text(s: Status) -> String {
 
 impl Client {
     async fn connect(conn: &Conn) -> Result<Client, String> {
-        let endpoint = Channel::from_shared(conn.server.clone())
-            .map_err(|e| format!("--server {:?}: {e}", conn.server))?;
-        let channel = endpoint
-            .connect()
-            .await
-            .map_err(|e| format!("cannot reach {}: {e}", conn.server))?;
-        let auth =
-            match &conn.token {
-                Some(t) => Some(format!("Bearer {}", t.trim()).parse().map_err(|_| {
-                    "--token contains characters not allowed in a header".to_string()
-                })?),
-                None => None,
-            };
+        let channel = super::connect::channel(conn).await?;
+        let auth = super::connect::bearer(conn)?;
         Ok(Client {
             inner: AccountLedgerClient::new(channel),
             auth,

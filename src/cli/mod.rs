@@ -4,6 +4,7 @@
 //! 2 some rows failed, see [`imports`]).
 
 mod client;
+mod connect;
 mod imports;
 mod output;
 mod serve;
@@ -74,6 +75,19 @@ pub struct ServeArgs {
     /// and the record rewritten to what is left. Restore from a backup instead when you can.
     #[arg(long)]
     pub accept_data_loss: bool,
+    /// Serve gRPC over TLS with this certificate chain (PEM); with --tls-key.
+    #[arg(long, env = "ACCOUNT_LEDGER_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, env = "ACCOUNT_LEDGER_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this CA (PEM); needs --tls-cert.
+    #[arg(long, env = "ACCOUNT_LEDGER_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Allow listening on a non-loopback address without TLS (tokens and personal data then
+    /// cross the network in clear; logged as a warning).
+    #[arg(long)]
+    pub insecure: bool,
 }
 
 #[derive(Debug, Args)]
@@ -108,6 +122,15 @@ pub struct Conn {
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
+    /// CA certificate (PEM) that signed the server's certificate; needed for https:// servers.
+    #[arg(long, global = true, env = "ACCOUNT_LEDGER_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM), for servers that require one (with --tls-client-key).
+    #[arg(long, global = true, env = "ACCOUNT_LEDGER_TLS_CLIENT_CERT")]
+    pub tls_client_cert: Option<PathBuf>,
+    /// Client private key (PEM), with --tls-client-cert.
+    #[arg(long, global = true, env = "ACCOUNT_LEDGER_TLS_CLIENT_KEY")]
+    pub tls_client_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

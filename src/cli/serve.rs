@@ -31,18 +31,22 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     unsafe {
         libc::umask(0o077);
     }
-    let data_dir = match args.data_dir {
+    let data_dir = match args.data_dir.clone() {
         Some(d) => d,
         None => default_data_dir()?,
     };
     crate::store::files::create_private_dir(&data_dir)
         .map_err(|e| format!("cannot create data dir {}: {e}", data_dir.display()))?;
-    let config_path = args.config.unwrap_or_else(|| data_dir.join("config.json"));
+    let config_path = args
+        .config
+        .clone()
+        .unwrap_or_else(|| data_dir.join("config.json"));
     let addr: std::net::SocketAddr = args
         .listen
         .parse()
         .map_err(|e| format!("--listen {:?}: {e}", args.listen))?;
 
+    let tls = tls_config(&args, addr)?;
     let (config, new_token) = AuthConfig::load_or_init(&config_path).map_err(|e| e.to_string())?;
     if let Some(token) = new_token {
         println!(
@@ -72,11 +76,54 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     println!("account-ledger listening on {local}");
 
     let auth = Arc::new(Auth::new(config, Some(config_path)));
-    server::serve(ledger, auth, listener, shutdown_signal())
+    server::serve_with(ledger, auth, listener, shutdown_signal(), tls)
         .await
         .map_err(|e| e.to_string())?;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// TLS from the flags. Without TLS only loopback is served, unless `--insecure` (warned).
+fn tls_config(
+    args: &ServeArgs,
+    addr: std::net::SocketAddr,
+) -> Result<Option<tonic::transport::ServerTlsConfig>, String> {
+    use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+    let read = |flag: &str, p: &std::path::Path| {
+        std::fs::read(p).map_err(|e| format!("{flag} {}: {e}", p.display()))
+    };
+    match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(
+                read("--tls-cert", cert)?,
+                read("--tls-key", key)?,
+            ));
+            if let Some(ca) = &args.tls_client_ca {
+                tls = tls.client_ca_root(Certificate::from_pem(read("--tls-client-ca", ca)?));
+            }
+            Ok(Some(tls))
+        }
+        (None, None) => {
+            if args.tls_client_ca.is_some() {
+                return Err("--tls-client-ca needs --tls-cert and --tls-key".into());
+            }
+            if !addr.ip().is_loopback() {
+                if !args.insecure {
+                    return Err(format!(
+                        "refusing to listen on {addr} without TLS: tokens and personal data \
+                         would cross the network in clear. Give --tls-cert and --tls-key, or \
+                         --insecure to accept that"
+                    ));
+                }
+                tracing::warn!(
+                    "listening on {addr} without TLS (--insecure): tokens and personal data \
+                     cross the network in clear"
+                );
+            }
+            Ok(None)
+        }
+        _ => Err("--tls-cert and --tls-key go together".into()),
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -1,6 +1,6 @@
 //! `decide`: the rules of DOMAIN.md, as a pure function of the current state and one command.
 
-use super::names::{validate_domain_name, validate_text};
+use super::names::{validate_domain_name, validate_free_text, validate_text};
 use super::state::login_key;
 use super::{AccountState, Command, DomainError, DomainState, Event, LedgerState, Profile};
 
@@ -253,7 +253,11 @@ fn validate_profile(p: &Profile) -> Result<(), DomainError> {
                 reason: "longer than 256 bytes".into(),
             });
         }
-        validate_text(field, v)?;
+        if field == "email" {
+            validate_text(field, v)?;
+        } else {
+            validate_free_text(field, v)?;
+        }
     }
     if !p.email.is_empty() && !p.email.contains('@') {
         return Err(DomainError::Invalid {

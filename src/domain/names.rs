@@ -45,7 +45,23 @@ fn describe_char(c: char) -> String {
 
 /// Refuse forbidden characters, naming the field, the character and where it is.
 pub fn validate_text(field: &'static str, value: &str) -> Result<(), DomainError> {
-    if let Some((i, c)) = value.char_indices().find(|(_, c)| forbidden_char(*c)) {
+    refuse_chars(field, value, forbidden_char)
+}
+
+/// [`validate_text`] for free text (first and last names): line breaks and tabs are allowed
+/// there (a quoted CSV cell may hold them); terminals get them escaped by the CLI.
+pub fn validate_free_text(field: &'static str, value: &str) -> Result<(), DomainError> {
+    refuse_chars(field, value, |c| {
+        forbidden_char(c) && !matches!(c, '\n' | '\r' | '\t')
+    })
+}
+
+fn refuse_chars(
+    field: &'static str,
+    value: &str,
+    forbidden: impl Fn(char) -> bool,
+) -> Result<(), DomainError> {
+    if let Some((i, c)) = value.char_indices().find(|(_, c)| forbidden(*c)) {
         return Err(DomainError::Invalid {
             field,
             reason: format!(
