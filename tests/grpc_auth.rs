@@ -67,10 +67,21 @@ async fn roles_and_domains_are_enforced() {
         Code::PermissionDenied,
         &["d2"],
     );
-    assert_status(
-        c.deactivate_account(req(ADMIN_D1, account_cmd(a2))).await,
-        Code::PermissionDenied,
-        &["d2"],
+    // An id in another domain answers exactly as an id that does not exist: no answer tells
+    // which ids exist or where.
+    let unused = a2 + 1000;
+    let other = c
+        .deactivate_account(req(ADMIN_D1, account_cmd(a2)))
+        .await
+        .unwrap_err();
+    let missing = c
+        .deactivate_account(req(ADMIN_D1, account_cmd(unused)))
+        .await
+        .unwrap_err();
+    assert_eq!(other.code(), Code::NotFound);
+    assert_eq!(
+        other.message().replace(&a2.to_string(), "N"),
+        missing.message().replace(&unused.to_string(), "N")
     );
     assert_status(
         c.deactivate_account(req(
@@ -87,8 +98,8 @@ async fn roles_and_domains_are_enforced() {
     );
     assert_status(
         c.delete_account(req(ADMIN_D1, confirmable(a2, None))).await,
-        Code::PermissionDenied,
-        &["d2"],
+        Code::NotFound,
+        &[&a2.to_string()],
     );
     assert_status(
         c.get_account(req(
@@ -99,9 +110,25 @@ async fn roles_and_domains_are_enforced() {
             },
         ))
         .await,
-        Code::PermissionDenied,
+        Code::NotFound,
         &[],
     );
+    // By import id in a domain outside its rights: refused the same whether it exists or not.
+    for domain in ["d2", "nosuchdomain"] {
+        assert_status(
+            c.deactivate_account(req(
+                ADMIN_D1,
+                pb::AccountCommandRequest {
+                    account: by_import(domain, "Z1"),
+                    request_id: None,
+                    expected_version: None,
+                },
+            ))
+            .await,
+            Code::PermissionDenied,
+            &[domain],
+        );
+    }
     assert_status(
         c.register_domain(req(
             ADMIN_D1,

@@ -41,17 +41,28 @@ impl LedgerService {
         }
     }
 
-    /// The account a reference names, and its domain. Deleted accounts are found by id only
-    /// (their import id is released).
-    pub(super) fn resolve(&self, r: Option<pb::AccountRef>) -> Result<AccountState, Status> {
+    /// The account a reference names, as `who` may see it. Deleted accounts are found by id
+    /// only (their import id is released). What `who` may not see answers exactly as what does
+    /// not exist, so no answer tells which ids exist or where: an id in another domain is
+    /// NOT_FOUND like an unused id; an import id in a domain outside `who`'s rights is
+    /// PERMISSION_DENIED whether that domain exists or not.
+    pub(super) fn resolve(
+        &self,
+        who: &Principal,
+        op: Op,
+        r: Option<pb::AccountRef>,
+    ) -> Result<AccountState, Status> {
         let r = r.and_then(|r| r.r#ref).ok_or_else(|| missing("account"))?;
         match r {
-            pb::account_ref::Ref::Id(id) => {
-                self.ledger.account(id).ok_or_else(|| account_not_found(id))
-            }
+            pb::account_ref::Ref::Id(id) => self
+                .ledger
+                .account(id)
+                .filter(|a| who.may_see(&a.domain))
+                .ok_or_else(|| account_not_found(id)),
             pb::account_ref::Ref::Import(key) => {
                 let domain = required("account.import.domain", key.domain)?;
                 let import_id = required("account.import.import_id", key.import_id)?;
+                who.require_in(op, &domain)?;
                 if !self.ledger.domain_exists(&domain) {
                     return Err(domain_not_found(&domain));
                 }
@@ -72,9 +83,7 @@ impl LedgerService {
         r: Option<pb::AccountRef>,
     ) -> Result<AccountState, Status> {
         who.require(op)?;
-        let acc = self.resolve(r)?;
-        who.require_in(op, &acc.domain)?;
-        Ok(acc)
+        self.resolve(who, op, r)
     }
 
     /// Run one command through the ledger and describe what it did.
