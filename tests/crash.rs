@@ -67,6 +67,7 @@ async fn acknowledged_commands_survive_kill_9() {
                 principal: "alice".into(),
                 role: pb::Role::DomainAdmin as i32,
                 domains: vec!["d1".into()],
+                expires_at: None,
             },
         ))
         .await

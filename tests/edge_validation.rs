@@ -131,6 +131,7 @@ async fn a_huge_or_control_character_token_principal_is_refused() {
                     principal,
                     role: pb::Role::Auditor as i32,
                     domains: vec![],
+                    expires_at: None,
                 },
             ))
             .await;

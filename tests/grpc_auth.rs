@@ -303,6 +303,7 @@ async fn operator_issues_tokens_stored_hashed() {
                 principal: "carol".into(),
                 role: pb::Role::DomainAdmin as i32,
                 domains: vec![],
+                expires_at: None,
             },
         ))
         .await,
@@ -316,6 +317,7 @@ async fn operator_issues_tokens_stored_hashed() {
                 principal: "carol".into(),
                 role: 0,
                 domains: vec![],
+                expires_at: None,
             },
         ))
         .await,
@@ -329,6 +331,7 @@ async fn operator_issues_tokens_stored_hashed() {
                 principal: "me".into(),
                 role: pb::Role::Operator as i32,
                 domains: vec![],
+                expires_at: None,
             },
         ))
         .await,
@@ -342,6 +345,7 @@ async fn operator_issues_tokens_stored_hashed() {
                 principal: "carol".into(),
                 role: pb::Role::DomainAdmin as i32,
                 domains: vec!["d9".into()],
+                expires_at: None,
             },
         ))
         .await

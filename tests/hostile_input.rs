@@ -4,14 +4,14 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::SocketAddr;
+mod served;
+
+use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use account_ledger::api::pb::{self, import_service_client::ImportServiceClient};
 use common::*;
+use served::Served;
 use tonic::Code;
 
 const MIB: u64 = 1024 * 1024;
@@ -19,67 +19,25 @@ const MIB: u64 = 1024 * 1024;
 const RSS_BOUND: u64 = 100 * MIB;
 
 struct Server {
-    child: Child,
-    addr: SocketAddr,
+    served: Served,
     admin: String,
     _dir: tempfile::TempDir,
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl Server {
+    fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        self.served.cli(&self.admin, args)
     }
-}
-
-fn cli(addr: SocketAddr, token: &str, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_account-ledger"))
-        .args(args)
-        .env("ACCOUNT_LEDGER_SERVER", format!("http://{addr}"))
-        .env("ACCOUNT_LEDGER_TOKEN", token)
-        .output()
-        .expect("run the CLI");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 /// `serve` on a fresh data dir with domain d1 and a domain admin for it.
 fn start() -> Server {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_account-ledger"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn server");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut token = None;
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(t) = line.strip_prefix("export ACCOUNT_LEDGER_TOKEN=") {
-                token = Some(t.to_string());
-            }
-            if let Some(addr) = line.strip_prefix("account-ledger listening on ") {
-                let _ = tx.send((addr.parse::<SocketAddr>().unwrap(), token.clone()));
-            }
-        }
-    });
-    let (addr, operator) = rx.recv_timeout(Duration::from_secs(30)).unwrap();
-    let operator = operator.expect("operator token");
-    let (code, _, err) = cli(
-        addr,
-        &operator,
-        &["domain", "create", "d1", "--limit", "100000"],
-    );
+    let served = Served::start(dir.path(), "127.0.0.1:0", &[]);
+    let operator = served.token.clone().expect("operator token");
+    let (code, _, err) = served.cli(&operator, &["domain", "create", "d1", "--limit", "100000"]);
     assert_eq!(code, 0, "{err}");
-    let (code, admin, err) = cli(
-        addr,
+    let (code, admin, err) = served.cli(
         &operator,
         &[
             "token",
@@ -94,8 +52,7 @@ fn start() -> Server {
     );
     assert_eq!(code, 0, "{err}");
     Server {
-        child,
-        addr,
+        served,
         admin: admin.trim().to_string(),
         _dir: dir,
     }
@@ -112,7 +69,7 @@ fn status_kib(pid: u32, field: &str) -> u64 {
 
 /// Run `f` and return the server's peak RSS above its RSS just before (bytes).
 fn peak_above_idle(server: &Server, f: impl FnOnce()) -> u64 {
-    let pid = server.child.id();
+    let pid = server.served.child.id();
     // Writing 5 to clear_refs resets the peak (VmHWM) to the current RSS.
     std::fs::write(format!("/proc/{pid}/clear_refs"), "5").unwrap();
     let idle = status_kib(pid, "VmRSS:") * 1024;
@@ -162,11 +119,7 @@ fn one_huge_field_in_a_csv_is_refused_while_reading() {
     }
     let mut out = (0, String::new(), String::new());
     let peak = peak_above_idle(&server, || {
-        out = cli(
-            server.addr,
-            &server.admin,
-            &["import", "--domain", "d1", path.to_str().unwrap()],
-        );
+        out = server.cli(&["import", "--domain", "d1", path.to_str().unwrap()]);
     });
     let (code, _, err) = out;
     assert_eq!(code, 1, "{err}");
@@ -197,11 +150,7 @@ fn a_zip_bomb_is_refused_while_reading() {
     assert!(std::fs::metadata(&path).unwrap().len() < 2 * MIB);
     let mut out = (0, String::new(), String::new());
     let peak = peak_above_idle(&server, || {
-        out = cli(
-            server.addr,
-            &server.admin,
-            &["import", "--domain", "d1", path.to_str().unwrap()],
-        );
+        out = server.cli(&["import", "--domain", "d1", path.to_str().unwrap()]);
     });
     let (code, _, err) = out;
     assert_eq!(code, 1, "{err}");
@@ -221,11 +170,7 @@ fn a_manifest_with_a_huge_value_is_refused_with_a_short_message() {
     });
     let mut out = (0, String::new(), String::new());
     let peak = peak_above_idle(&server, || {
-        out = cli(
-            server.addr,
-            &server.admin,
-            &["import", "--domain", "d1", path.to_str().unwrap()],
-        );
+        out = server.cli(&["import", "--domain", "d1", path.to_str().unwrap()]);
     });
     let (code, _, err) = out;
     assert_eq!(code, 1, "{err}");
@@ -254,18 +199,14 @@ fn a_file_of_duplicate_rows_is_reported_with_a_capped_list() {
     let mut out = (0, String::new(), String::new());
     let peak = peak_above_idle(&server, || {
         for _ in 0..3 {
-            out = cli(
-                server.addr,
-                &server.admin,
-                &[
-                    "import",
-                    "--domain",
-                    "d1",
-                    "--dry-run",
-                    "--json",
-                    path.to_str().unwrap(),
-                ],
-            );
+            out = server.cli(&[
+                "import",
+                "--domain",
+                "d1",
+                "--dry-run",
+                "--json",
+                path.to_str().unwrap(),
+            ]);
         }
     });
     let (code, stdout, err) = out;

@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use account_ledger::api::auth::{Auth, AuthConfig, Role, TokenEntry, hash_token};
+use account_ledger::api::auth::{Auth, AuthConfig, Role, TokenEntry};
 use account_ledger::api::pb::{self, import_service_client::ImportServiceClient};
 use account_ledger::api::server;
 use account_ledger::ledger::Ledger;
@@ -644,11 +644,13 @@ async fn serve_at(
     tokio::sync::oneshot::Sender<()>,
     tokio::task::JoinHandle<()>,
 ) {
-    let entry = |principal: &str, role, domains: &[&str], token: &str| TokenEntry {
-        principal: principal.into(),
-        role,
-        domains: domains.iter().map(|d| d.to_string()).collect(),
-        sha256: hash_token(token),
+    let entry = |principal: &str, role, domains: &[&str], token: &str| {
+        TokenEntry::new(
+            principal,
+            role,
+            domains.iter().map(|d| d.to_string()).collect(),
+            token,
+        )
     };
     let config = AuthConfig {
         tokens: vec![

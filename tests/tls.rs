@@ -2,11 +2,12 @@
 //! optional client certificates, and no plaintext on a non-loopback address unless
 //! `--insecure` (which warns).
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
+mod served;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+
+use served::{Served, spawn};
 
 use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
 
@@ -40,75 +41,14 @@ impl Pki {
     }
 }
 
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-    token: String,
-    stderr: std::sync::mpsc::Receiver<String>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn(data: &Path, listen: &str, extra: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_account-ledger"))
-        .args(["serve", "--listen", listen, "--data-dir"])
-        .arg(data)
-        .args(extra)
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-fn started(data: &Path, listen: &str, extra: &[&str]) -> Server {
-    let mut child = spawn(data, listen, extra);
-    let stdout = child.stdout.take().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (err_tx, err_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = err_tx.send(line);
-        }
-    });
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut token = None;
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(t) = line.strip_prefix("export ACCOUNT_LEDGER_TOKEN=") {
-                token = Some(t.to_string());
-            }
-            if let Some(addr) = line.strip_prefix("account-ledger listening on ") {
-                let _ = tx.send((addr.parse::<SocketAddr>().unwrap(), token.clone()));
-            }
-        }
-    });
-    let (addr, token) = rx.recv_timeout(Duration::from_secs(30)).expect("listening");
-    Server {
-        child,
-        addr,
-        token: token.unwrap(),
-        stderr: err_rx,
-    }
+fn started(data: &Path, listen: &str, extra: &[&str]) -> Served {
+    Served::start(data, listen, extra)
 }
 
 fn cli(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_account-ledger"))
-        .args(args)
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
+    // The server and token come from `env` (ACCOUNT_LEDGER_SERVER / _TOKEN).
+    let (code, out, err) = served::cli("", "", args, env);
+    (code, format!("{out}{err}"))
 }
 
 #[test]
@@ -133,7 +73,7 @@ fn commands_travel_over_tls_and_plaintext_clients_are_not_served() {
         &["domain", "create", "d1", "--limit", "5"],
         &[
             ("ACCOUNT_LEDGER_SERVER", &https),
-            ("ACCOUNT_LEDGER_TOKEN", &server.token),
+            ("ACCOUNT_LEDGER_TOKEN", &server.token.clone().unwrap()),
             ("ACCOUNT_LEDGER_TLS_CA", ca.to_str().unwrap()),
         ],
     );
@@ -143,7 +83,7 @@ fn commands_travel_over_tls_and_plaintext_clients_are_not_served() {
         &["domain", "create", "d2", "--limit", "5"],
         &[
             ("ACCOUNT_LEDGER_SERVER", &format!("http://{}", server.addr)),
-            ("ACCOUNT_LEDGER_TOKEN", &server.token),
+            ("ACCOUNT_LEDGER_TOKEN", &server.token.clone().unwrap()),
         ],
     );
     assert_ne!(code, 0, "{out}");
@@ -152,7 +92,7 @@ fn commands_travel_over_tls_and_plaintext_clients_are_not_served() {
         &["domain", "create", "d3", "--limit", "5"],
         &[
             ("ACCOUNT_LEDGER_SERVER", &https),
-            ("ACCOUNT_LEDGER_TOKEN", &server.token),
+            ("ACCOUNT_LEDGER_TOKEN", &server.token.clone().unwrap()),
         ],
     );
     assert_ne!(code, 0);
@@ -179,7 +119,7 @@ fn a_required_client_certificate_is_checked() {
     let https = format!("https://{}", server.addr);
     let base = [
         ("ACCOUNT_LEDGER_SERVER", https.as_str()),
-        ("ACCOUNT_LEDGER_TOKEN", server.token.as_str()),
+        ("ACCOUNT_LEDGER_TOKEN", server.token.as_deref().unwrap()),
     ];
     let ca = p("ca.pem");
     let mut without = base.to_vec();

@@ -8,8 +8,11 @@
 //! - LMS service: RecordSignIn, RecordDataOwned, CanSignIn (its domains; none listed = all);
 //! - auditor: every read, history, point-in-time and the log, in every domain.
 
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::sync::{Mutex, RwLock};
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -45,7 +48,40 @@ pub struct TokenEntry {
     #[serde(default)]
     pub domains: Vec<String>,
     pub sha256: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at_us: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at_us: Option<i64>,
+    /// As of the last save of the config (the live value is in memory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_used_us: Option<i64>,
 }
+
+impl TokenEntry {
+    /// A token entry for the plain text `token`, without dates.
+    pub fn new(principal: &str, role: Role, domains: Vec<String>, token: &str) -> TokenEntry {
+        TokenEntry {
+            principal: principal.to_string(),
+            role,
+            domains,
+            sha256: hash_token(token),
+            created_at_us: None,
+            expires_at_us: None,
+            last_used_us: None,
+        }
+    }
+
+    /// The public id: a prefix of the hash (of a 256-bit random secret: it reveals nothing).
+    pub fn id(&self) -> &str {
+        &self.sha256[..self.sha256.len().min(12)]
+    }
+}
+
+/// Failed authentications one peer may make per [`FAILURE_WINDOW`] before it is refused.
+pub const MAX_FAILURES: u32 = 20;
+pub const FAILURE_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+/// Peers remembered at most (beyond, the oldest windows are forgotten).
+const MAX_TRACKED_PEERS: usize = 10_000;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuthConfig {
@@ -218,6 +254,9 @@ impl AuthConfig {
                 role: Role::Operator,
                 domains: vec![],
                 sha256: hash_token(&token),
+                created_at_us: Some(crate::store::now_us()),
+                expires_at_us: None,
+                last_used_us: None,
             }],
         };
         config.save(path)?;
@@ -225,72 +264,205 @@ impl AuthConfig {
     }
 }
 
-/// The live token table, shared by the service; new tokens are written through to the file.
+/// The live token table, shared by the service; changes are written through to the file and
+/// take effect at once.
 #[derive(Debug)]
 pub struct Auth {
     config: RwLock<AuthConfig>,
     path: Option<PathBuf>,
+    /// Token id → last successful authentication (µs).
+    last_used: Mutex<HashMap<String, i64>>,
+    failures: Mutex<HashMap<IpAddr, FailureWindow>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct FailureWindow {
+    started: Instant,
+    failures: u32,
 }
 
 impl Auth {
-    /// A token table backed by `path` (written when tokens are added).
+    /// A token table backed by `path` (written when tokens change).
     pub fn new(config: AuthConfig, path: Option<PathBuf>) -> Auth {
+        let last_used = config
+            .tokens
+            .iter()
+            .filter_map(|t| t.last_used_us.map(|u| (t.id().to_string(), u)))
+            .collect();
         Auth {
             config: RwLock::new(config),
             path,
+            last_used: Mutex::new(last_used),
+            failures: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Who is calling, from `authorization: Bearer <token>`.
+    /// Who is calling, from `authorization: Bearer <token>`. A failure is logged with the
+    /// peer (never the token); a peer with [`MAX_FAILURES`] failures in [`FAILURE_WINDOW`]
+    /// is refused (RESOURCE_EXHAUSTED) until its window ends, valid token or not.
     pub fn authenticate<T>(&self, request: &tonic::Request<T>) -> Result<Principal, Status> {
-        let value = request
-            .metadata()
-            .get("authorization")
-            .ok_or_else(|| unauthenticated("missing authorization metadata (Bearer token)"))?;
+        let peer = request.remote_addr();
+        if let Some(peer) = peer {
+            self.check_not_limited(peer.ip())?;
+        }
+        self.check_token(request).map_err(|reason| {
+            self.record_failure(peer, &reason);
+            unauthenticated(reason)
+        })
+    }
+
+    fn check_token<T>(&self, request: &tonic::Request<T>) -> Result<Principal, String> {
+        let value = request.metadata().get("authorization").ok_or(
+            "missing authorization metadata (Bearer token): give --token or set \
+                    ACCOUNT_LEDGER_TOKEN",
+        )?;
         let value = value
             .to_str()
-            .map_err(|_| unauthenticated("authorization metadata is not text"))?;
+            .map_err(|_| "authorization metadata is not text")?;
         let token = value
             .strip_prefix("Bearer ")
             .or_else(|| value.strip_prefix("bearer "))
             .map(str::trim)
             .filter(|t| !t.is_empty())
-            .ok_or_else(|| unauthenticated("authorization must be \"Bearer <token>\""))?;
+            .ok_or("authorization must be \"Bearer <token>\"")?;
         let digest = hash_token(token);
         let config = self.config.read().unwrap_or_else(|e| e.into_inner());
-        config
+        let entry = config
             .tokens
             .iter()
             .find(|t| constant_time_eq(t.sha256.as_bytes(), digest.as_bytes()))
-            .map(|t| Principal {
-                name: t.principal.clone(),
-                role: t.role,
-                domains: t.domains.clone(),
-            })
-            .ok_or_else(|| unauthenticated("unknown token"))
+            .ok_or("unknown token")?;
+        let now = crate::store::now_us();
+        if entry.expires_at_us.is_some_and(|expiry| now >= expiry) {
+            return Err(format!(
+                "token {} has expired (`token list` shows when); ask an operator for a new one",
+                entry.id()
+            ));
+        }
+        self.last_used
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(entry.id().to_string(), now);
+        Ok(Principal {
+            name: entry.principal.clone(),
+            role: entry.role,
+            domains: entry.domains.clone(),
+        })
     }
 
-    /// Add a token; returns its plain text (shown once).
+    fn check_not_limited(&self, ip: IpAddr) -> Result<(), Status> {
+        let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(w) = failures.get(&ip)
+            && w.failures >= MAX_FAILURES
+        {
+            let left = FAILURE_WINDOW.saturating_sub(w.started.elapsed());
+            if !left.is_zero() {
+                return Err(Status::resource_exhausted(format!(
+                    "too many failed authentications from {ip}; retry in {} s",
+                    left.as_secs() + 1
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn record_failure(&self, peer: Option<SocketAddr>, reason: &str) {
+        let Some(peer) = peer else {
+            tracing::warn!(reason, "authentication failed (peer unknown)");
+            return;
+        };
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        if failures.len() >= MAX_TRACKED_PEERS {
+            failures.retain(|_, w| w.started.elapsed() < FAILURE_WINDOW);
+        }
+        let w = failures.entry(peer.ip()).or_insert(FailureWindow {
+            started: Instant::now(),
+            failures: 0,
+        });
+        if w.started.elapsed() >= FAILURE_WINDOW {
+            *w = FailureWindow {
+                started: Instant::now(),
+                failures: 0,
+            };
+        }
+        w.failures += 1;
+        if w.failures < MAX_FAILURES {
+            tracing::warn!(peer = %peer, reason, "authentication failed");
+        } else if w.failures == MAX_FAILURES {
+            tracing::warn!(
+                peer = %peer.ip(),
+                "authentication failed {MAX_FAILURES} times within {} s: refusing this \
+                 address until the window ends",
+                FAILURE_WINDOW.as_secs()
+            );
+        }
+    }
+
+    /// Add a token; returns its plain text (shown once) and its public id.
     pub fn add_token(
         &self,
         principal: &str,
         role: Role,
         domains: Vec<String>,
-    ) -> Result<String, ConfigError> {
+        expires_at_us: Option<i64>,
+    ) -> Result<(String, String), ConfigError> {
         let token = new_token();
-        let mut config = self.config.write().unwrap_or_else(|e| e.into_inner());
-        let mut next = config.clone();
-        next.tokens.push(TokenEntry {
+        let entry = TokenEntry {
             principal: principal.to_string(),
             role,
             domains,
             sha256: hash_token(&token),
-        });
+            created_at_us: Some(crate::store::now_us()),
+            expires_at_us,
+            last_used_us: None,
+        };
+        let id = entry.id().to_string();
+        self.change(|tokens| tokens.push(entry))?;
+        Ok((token, id))
+    }
+
+    /// Revoke the token with this id; returns it, or `None` when there is none.
+    pub fn revoke(&self, id: &str) -> Result<Option<TokenEntry>, ConfigError> {
+        let mut removed = None;
+        self.change(|tokens| {
+            if let Some(i) = tokens.iter().position(|t| t.id() == id) {
+                removed = Some(tokens.remove(i));
+            }
+        })?;
+        Ok(removed)
+    }
+
+    /// Every token with its live last use.
+    pub fn list(&self) -> Vec<TokenEntry> {
+        let config = self.config.read().unwrap_or_else(|e| e.into_inner());
+        self.list_locked(&config)
+    }
+
+    /// Apply `f` to the token table, save it (with the live last uses), then make it live.
+    fn change(&self, f: impl FnOnce(&mut Vec<TokenEntry>)) -> Result<(), ConfigError> {
+        let mut config = self.config.write().unwrap_or_else(|e| e.into_inner());
+        let mut next = AuthConfig {
+            tokens: self.list_locked(&config),
+        };
+        f(&mut next.tokens);
         if let Some(path) = &self.path {
             next.save(path)?;
         }
         *config = next;
-        Ok(token)
+        Ok(())
+    }
+
+    /// The tokens of `config` with their live last uses (lock order: config, then last uses).
+    fn list_locked(&self, config: &AuthConfig) -> Vec<TokenEntry> {
+        let last_used = self.last_used.lock().unwrap_or_else(|e| e.into_inner());
+        config
+            .tokens
+            .iter()
+            .map(|t| TokenEntry {
+                last_used_us: last_used.get(t.id()).copied().or(t.last_used_us),
+                ..t.clone()
+            })
+            .collect()
     }
 }
 

@@ -178,6 +178,28 @@ pub fn required(field: &str, value: String) -> Result<String, Status> {
     }
 }
 
+/// A token as the operator sees it (never its secret).
+pub fn token_to_wire(t: &crate::api::auth::TokenEntry) -> pb::TokenInfo {
+    pb::TokenInfo {
+        id: t.id().to_string(),
+        principal: t.principal.clone(),
+        role: role_to_wire(t.role) as i32,
+        domains: t.domains.clone(),
+        created_at: t.created_at_us.map(us_to_timestamp),
+        expires_at: t.expires_at_us.map(us_to_timestamp),
+        last_used: t.last_used_us.map(us_to_timestamp),
+    }
+}
+
+pub fn role_to_wire(role: Role) -> pb::Role {
+    match role {
+        Role::Operator => pb::Role::Operator,
+        Role::DomainAdmin => pb::Role::DomainAdmin,
+        Role::Lms => pb::Role::Lms,
+        Role::Auditor => pb::Role::Auditor,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

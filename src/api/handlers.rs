@@ -106,11 +106,53 @@ impl pb::account_ledger_server::AccountLedger for LedgerService {
             crate::domain::names::validate_domain_name(d)
                 .map_err(|e| super::status::from_domain(&e))?;
         }
-        let token = self
+        let expires_at_us = match &req.expires_at {
+            Some(t) => {
+                let at = convert::timestamp_to_us(t, "expires_at")?;
+                if at <= crate::store::now_us() {
+                    return Err(invalid("expires_at", "is not in the future"));
+                }
+                Some(at)
+            }
+            None => None,
+        };
+        let (token, id) = self
             .auth
-            .add_token(&principal, role, req.domains)
+            .add_token(&principal, role, req.domains, expires_at_us)
             .map_err(|e| Status::unavailable(e.to_string()))?;
-        Ok(Response::new(pb::CreateTokenResponse { token }))
+        tracing::info!(by = %who.name, id, principal, "token created");
+        Ok(Response::new(pb::CreateTokenResponse { token, id }))
+    }
+
+    async fn list_tokens(
+        &self,
+        request: Request<pb::ListTokensRequest>,
+    ) -> Result<Response<pb::ListTokensResponse>, Status> {
+        let who = self.auth.authenticate(&request)?;
+        who.require(Op::Operate)?;
+        let tokens = self
+            .auth
+            .list()
+            .iter()
+            .map(convert::token_to_wire)
+            .collect();
+        Ok(Response::new(pb::ListTokensResponse { tokens }))
+    }
+
+    async fn revoke_token(
+        &self,
+        request: Request<pb::RevokeTokenRequest>,
+    ) -> Result<Response<pb::TokenInfo>, Status> {
+        let who = self.auth.authenticate(&request)?;
+        who.require(Op::Operate)?;
+        let id = required("id", request.into_inner().id)?;
+        let revoked = self
+            .auth
+            .revoke(&id)
+            .map_err(|e| Status::unavailable(e.to_string()))?
+            .ok_or_else(|| Status::not_found(format!("no token with id {id:?}")))?;
+        tracing::info!(by = %who.name, id, principal = %revoked.principal, "token revoked");
+        Ok(Response::new(convert::token_to_wire(&revoked)))
     }
 
     async fn create_account(

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::AsyncReadExt;
 
-use crate::api::auth::{Auth, AuthConfig, Role, TokenEntry, hash_token};
+use crate::api::auth::{Auth, AuthConfig, Role, TokenEntry};
 use crate::api::pb::{
     self, import_service_client::ImportServiceClient, upload_import_request::Part,
 };
@@ -112,12 +112,12 @@ pub async fn bench_grpc_import(rows: u32, dir: &Path) -> Result<GrpcImportFigure
         .await?;
     let auth = Arc::new(Auth::new(
         AuthConfig {
-            tokens: vec![TokenEntry {
-                principal: "bench-admin".into(),
-                role: Role::DomainAdmin,
-                domains: vec!["d".into()],
-                sha256: hash_token(TOKEN),
-            }],
+            tokens: vec![TokenEntry::new(
+                "bench-admin",
+                Role::DomainAdmin,
+                vec!["d".into()],
+                TOKEN,
+            )],
         },
         None,
     ));

@@ -144,32 +144,75 @@ pub async fn run(command: ClientCommand) -> Result<(), String> {
         }
         ClientCommand::Token { conn, command } => {
             let mut c = Client::connect(&conn).await?;
-            let TokenCommand::Add {
-                principal,
-                role,
-                domains,
-            } = command;
-            let role = match role.as_str() {
-                "operator" => pb::Role::Operator,
-                "domain-admin" | "admin" => pb::Role::DomainAdmin,
-                "lms" => pb::Role::Lms,
-                "auditor" => pb::Role::Auditor,
-                other => {
-                    return Err(format!(
-                        "--role {other:?}: expected operator, domain-admin, lms or auditor"
-                    ));
+            match command {
+                TokenCommand::Add {
+                    principal,
+                    role,
+                    domains,
+                    expires_in,
+                    expires_at,
+                } => {
+                    let role = match role.as_str() {
+                        "operator" => pb::Role::Operator,
+                        "domain-admin" | "admin" => pb::Role::DomainAdmin,
+                        "lms" => pb::Role::Lms,
+                        "auditor" => pb::Role::Auditor,
+                        other => {
+                            return Err(format!(
+                                "--role {other:?}: expected operator, domain-admin, lms or auditor"
+                            ));
+                        }
+                    };
+                    let expires_at = match (expires_in, expires_at) {
+                        (Some(d), _) => Some(
+                            crate::store::now_us()
+                                + super::time::parse_duration_us(&d)
+                                    .map_err(|e| format!("--expires-in {e}"))?,
+                        ),
+                        (None, Some(t)) => {
+                            Some(parse_instant(&t).map_err(|e| format!("--expires-at {e}"))?)
+                        }
+                        (None, None) => None,
+                    };
+                    let req = c.req(pb::CreateTokenRequest {
+                        principal,
+                        role: role as i32,
+                        domains,
+                        expires_at: expires_at.map(us_to_timestamp),
+                    });
+                    let r = c.inner.create_token(req).await.map_err(status_text)?;
+                    let r = r.get_ref();
+                    if c.json {
+                        println!("{}", json!({"token": r.token, "id": r.id}));
+                    } else {
+                        println!("{}", r.token);
+                    }
                 }
-            };
-            let req = c.req(pb::CreateTokenRequest {
-                principal,
-                role: role as i32,
-                domains,
-            });
-            let r = c.inner.create_token(req).await.map_err(status_text)?;
-            if c.json {
-                println!("{}", json!({"token": r.get_ref().token}));
-            } else {
-                println!("{}", r.get_ref().token);
+                TokenCommand::List => {
+                    let req = c.req(pb::ListTokensRequest {});
+                    let r = c.inner.list_tokens(req).await.map_err(status_text)?;
+                    let tokens = &r.get_ref().tokens;
+                    if c.json {
+                        let all: Vec<_> = tokens.iter().map(output::token_json).collect();
+                        println!("{}", serde_json::Value::Array(all));
+                    } else {
+                        output::table(&output::TOKEN_HEADER, &output::token_rows(tokens));
+                    }
+                }
+                TokenCommand::Revoke { id } => {
+                    let req = c.req(pb::RevokeTokenRequest { id });
+                    let r = c.inner.revoke_token(req).await.map_err(status_text)?;
+                    let t = r.get_ref();
+                    if c.json {
+                        println!("{}", output::token_json(t));
+                    } else {
+                        println!(
+                            "revoked token {} ({})",
+                            t.id,
+                            output::printable(&t.principal, false)
+                        );
+                    }
+                }
             }
         }
         ClientCommand::Account { conn, command } => account(conn, command).await?,

@@ -231,6 +231,19 @@ pub enum TokenCommand {
         /// A domain the token may act in (repeat for several).
         #[arg(long = "domain")]
         domains: Vec<String>,
+        /// Refuse the token after this long: a number and d, h, m or s (e.g. 90d).
+        #[arg(long, conflicts_with = "expires_at")]
+        expires_in: Option<String>,
+        /// Refuse the token after this instant (RFC 3339 or Unix seconds).
+        #[arg(long)]
+        expires_at: Option<String>,
+    },
+    /// List tokens: id, principal, role, domains, created, expiry, last use (never secrets).
+    List,
+    /// Revoke a token by its id (from `token list`); it stops working at once.
+    Revoke {
+        /// The token's id.
+        id: String,
     },
 }
 

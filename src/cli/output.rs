@@ -230,3 +230,56 @@ pub const EVENT_HEADER: [&str; 7] = [
     "ACCOUNT",
     "DOMAIN",
 ];
+
+fn role_text(role: i32) -> &'static str {
+    match pb::Role::try_from(role) {
+        Ok(pb::Role::Operator) => "operator",
+        Ok(pb::Role::DomainAdmin) => "domain-admin",
+        Ok(pb::Role::Lms) => "lms",
+        Ok(pb::Role::Auditor) => "auditor",
+        _ => "-",
+    }
+}
+
+pub fn token_json(t: &pb::TokenInfo) -> Value {
+    json!({
+        "id": t.id,
+        "principal": t.principal,
+        "role": role_text(t.role),
+        "domains": t.domains,
+        "created_at": ts(t.created_at.as_ref()),
+        "expires_at": ts(t.expires_at.as_ref()),
+        "last_used": ts(t.last_used.as_ref()),
+    })
+}
+
+pub const TOKEN_HEADER: [&str; 7] = [
+    "ID",
+    "PRINCIPAL",
+    "ROLE",
+    "DOMAINS",
+    "CREATED",
+    "EXPIRES",
+    "LAST_USED",
+];
+
+pub fn token_rows(tokens: &[pb::TokenInfo]) -> Vec<Vec<String>> {
+    tokens
+        .iter()
+        .map(|t| {
+            vec![
+                t.id.clone(),
+                t.principal.clone(),
+                role_text(t.role).to_string(),
+                if t.domains.is_empty() {
+                    "-".into()
+                } else {
+                    t.domains.join(",")
+                },
+                ts_text(t.created_at.as_ref()),
+                ts_text(t.expires_at.as_ref()),
+                ts_text(t.last_used.as_ref()),
+            ]
+        })
+        .collect()
+}

@@ -96,6 +96,25 @@ pub fn format_us(us: i64) -> String {
     )
 }
 
+/// A duration like `90d`, `12h`, `30m` or `45s`, in microseconds.
+pub fn parse_duration_us(s: &str) -> Result<i64, String> {
+    let s = s.trim();
+    let (n, unit) = s.split_at(s.len().saturating_sub(1));
+    let n: i64 = n
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a number and a unit, e.g. 90d, 12h, 30m, 45s"))?;
+    let seconds = match unit {
+        "d" => 86_400,
+        "h" => 3_600,
+        "m" => 60,
+        "s" => 1,
+        _ => return Err(format!("{s:?}: the unit is one of d, h, m, s")),
+    };
+    n.checked_mul(seconds * 1_000_000)
+        .filter(|us| *us > 0)
+        .ok_or_else(|| format!("{s:?}: must be positive and at most a few thousand years"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

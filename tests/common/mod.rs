@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use account_ledger::api::auth::{Auth, AuthConfig, Role, TokenEntry, hash_token};
+use account_ledger::api::auth::{Auth, AuthConfig, Role, TokenEntry};
 use account_ledger::api::pb::{self, account_ledger_client::AccountLedgerClient};
 use account_ledger::api::server;
 use account_ledger::ledger::Ledger;
@@ -30,12 +30,12 @@ pub struct TestServer {
 }
 
 fn entry(principal: &str, role: Role, domains: &[&str], token: &str) -> TokenEntry {
-    TokenEntry {
-        principal: principal.into(),
+    TokenEntry::new(
+        principal,
         role,
-        domains: domains.iter().map(|d| d.to_string()).collect(),
-        sha256: hash_token(token),
-    }
+        domains.iter().map(|d| d.to_string()).collect(),
+        token,
+    )
 }
 
 impl TestServer {
