@@ -3,12 +3,13 @@
 //! and logs the loss; an intact dir starts (after kill -9 too: tests/crash.rs restarts killed
 //! servers and checks every acknowledged command).
 
+mod served;
 mod support;
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use account_ledger::ledger::Ledger;
@@ -28,22 +29,22 @@ async fn populated() -> tempfile::TempDir {
     dir
 }
 
+/// Truncate (or extend) a file, as `truncate -s` would.
+fn set_len(path: &Path, len: u64) {
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(len)
+        .unwrap();
+}
+
 fn ledger_file(dir: &tempfile::TempDir, name: &str) -> PathBuf {
     dir.path().join("ledger").join(name)
 }
 
 fn spawn(dir: &Path, extra: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_account-ledger"))
-        .arg("serve")
-        .arg("--data-dir")
-        .arg(dir)
-        .args(["--listen", "127.0.0.1:0"])
-        .args(extra)
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn serve")
+    served::spawn(dir, "127.0.0.1:0", extra)
 }
 
 /// Run `serve`; it must exit on its own. Returns (exit code, stderr).
@@ -125,12 +126,7 @@ async fn an_intact_data_dir_starts() {
 async fn an_emptied_log_is_refused_naming_the_log_and_the_missing_events() {
     let dir = populated().await;
     let db = ledger_file(&dir, "sled/db");
-    std::fs::File::options()
-        .write(true)
-        .open(&db)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    set_len(&db, 0);
     assert_refusal(&dir, &db.display().to_string(), "events are missing");
 }
 
@@ -139,12 +135,7 @@ async fn a_log_cut_in_half_is_refused() {
     let dir = populated().await;
     let db = ledger_file(&dir, "sled/db");
     let len = std::fs::metadata(&db).unwrap().len();
-    std::fs::File::options()
-        .write(true)
-        .open(&db)
-        .unwrap()
-        .set_len(len / 2)
-        .unwrap();
+    set_len(&db, len / 2);
     let (code, err) = refused(dir.path());
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("ledger/sled"), "names the log: {err}");
@@ -175,12 +166,7 @@ async fn a_short_key_vault_is_refused_naming_it() {
     let dir = populated().await;
     let vault = ledger_file(&dir, "keys.vault");
     let len = std::fs::metadata(&vault).unwrap().len();
-    std::fs::File::options()
-        .write(true)
-        .open(&vault)
-        .unwrap()
-        .set_len(len / 2)
-        .unwrap();
+    set_len(&vault, len / 2);
     assert_refusal(&dir, &vault.display().to_string(), "keys were lost");
 }
 
@@ -230,12 +216,7 @@ async fn a_missing_reach_record_is_refused() {
 async fn accept_data_loss_starts_logs_the_loss_and_records_the_new_reach() {
     let dir = populated().await;
     let db = ledger_file(&dir, "sled/db");
-    std::fs::File::options()
-        .write(true)
-        .open(&db)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    set_len(&db, 0);
     let (child, err) = started(dir.path(), &["--accept-data-loss"]);
     assert!(err.contains("DATA LOSS accepted"), "{err}");
     stop(child);

@@ -190,25 +190,27 @@ impl<R: Read> Table<R> {
     /// A read that failed: a limit or a damaged file (INVALID_ARGUMENT), or the disk.
     fn read_error(&self, e: csv::Error) -> ImportError {
         let row = self.line + 1;
-        if let Some(what) = limits::limit_of(&e) {
-            return ImportError::Limit {
-                file: self.file.clone(),
-                row,
-                what,
-            };
-        }
         match e.into_kind() {
-            csv::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => {
-                ImportError::Damaged {
-                    file: self.file.clone(),
-                    row,
-                    reason: io.to_string(),
+            csv::ErrorKind::Io(io) => {
+                if let Some(what) = limits::limit_of(&io) {
+                    ImportError::Limit {
+                        file: self.file.clone(),
+                        row,
+                        what,
+                    }
+                } else if io.kind() == std::io::ErrorKind::InvalidData {
+                    ImportError::Damaged {
+                        file: self.file.clone(),
+                        row,
+                        reason: io.to_string(),
+                    }
+                } else {
+                    ImportError::Io {
+                        file: self.file.clone(),
+                        source: io,
+                    }
                 }
             }
-            csv::ErrorKind::Io(io) => ImportError::Io {
-                file: self.file.clone(),
-                source: io,
-            },
             other => ImportError::Io {
                 file: self.file.clone(),
                 source: std::io::Error::other(format!("{other:?}")),
