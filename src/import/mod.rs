@@ -159,7 +159,7 @@ async fn apply(
     progress: &mut impl FnMut(Progress),
 ) -> Result<ImportReport, ImportError> {
     let ReadFile {
-        plan,
+        mut plan,
         format,
         mut warnings,
         names,
@@ -192,7 +192,7 @@ async fn apply(
         rows: plan.rows_read,
         bytes: 0,
     });
-    let requests = plan.requests(&job.actor, job.job_id);
+    let requests = plan.take_requests(&job.actor, job.job_id);
     let outcome = if requests.is_empty() {
         BatchOutcome {
             results: Vec::new(),

@@ -118,18 +118,22 @@ impl Plan {
         self.row_errors.len() as u64 + self.row_errors_omitted
     }
 
-    /// The ledger requests, in order, each tagged with the job, file and row.
-    pub fn requests(&self, actor: &str, job_id: Uuid) -> Vec<Request> {
+    /// The ledger requests, in order, each tagged with the job, file and row. The commands are
+    /// moved out (each step keeps a no-op placeholder): a million-row plan is not copied a
+    /// second time; the rows keep what the report needs (row, import id, change kinds).
+    pub fn take_requests(&mut self, actor: &str, job_id: Uuid) -> Vec<Request> {
+        let file = &self.file;
         self.rows
-            .iter()
+            .iter_mut()
             .flat_map(|r| {
-                r.steps.iter().map(move |s| Request {
-                    command: s.command.clone(),
+                let row = r.row;
+                r.steps.iter_mut().map(move |s| Request {
+                    command: std::mem::replace(&mut s.command, Command::Disable { account: 0 }),
                     actor: actor.to_string(),
                     source: Source::Import {
                         job_id,
-                        file: self.file.clone(),
-                        row: r.row,
+                        file: file.clone(),
+                        row,
                     },
                     request_id: None,
                     expected_version: s.expected_version,
