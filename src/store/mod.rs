@@ -12,6 +12,7 @@
 pub mod codec;
 mod error;
 pub mod files;
+mod parallel;
 pub mod reach;
 mod record;
 pub mod sled_log;

@@ -101,11 +101,26 @@ impl ViewStore for SledViews {
                 },
             );
         }
-        for item in self.tree.scan_prefix(b"B") {
-            let (_, v) = item?;
-            for acc in codec::decode_accounts(&v, &self.vault)? {
-                if let Some(p) = partitions.get_mut(&acc.domain) {
-                    p.accounts.push(acc);
+        // Buckets are opened (decrypted) in parallel, a slice at a time so the raw values of
+        // the whole store are never held at once.
+        const SLICE: usize = 1024;
+        let mut raw = Vec::with_capacity(SLICE);
+        let mut buckets = self.tree.scan_prefix(b"B");
+        loop {
+            raw.clear();
+            for item in buckets.by_ref().take(SLICE) {
+                raw.push(item?.1);
+            }
+            if raw.is_empty() {
+                break;
+            }
+            for decoded in
+                super::parallel::map(&raw, 64, |v| codec::decode_accounts(v, &self.vault))
+            {
+                for acc in decoded? {
+                    if let Some(p) = partitions.get_mut(&acc.domain) {
+                        p.accounts.push(acc);
+                    }
                 }
             }
         }
@@ -117,16 +132,28 @@ impl ViewStore for SledViews {
 
     fn save(&self, batches: &[ViewBatch], floor: Option<u64>) -> Result<(), StoreError> {
         let mut b = sled::Batch::default();
-        for batch in batches {
-            for (bucket, accounts) in &batch.account_buckets {
-                debug_assert!(accounts.iter().all(|a| a.id / ACCOUNT_BUCKET == *bucket));
-                let key = bucket_key(&batch.domain, *bucket);
-                if accounts.is_empty() {
-                    b.remove(key);
-                } else {
-                    b.insert(key, codec::encode_accounts(accounts, &self.vault)?);
-                }
+        // Sealing rows is the costly part: buckets are encoded in parallel.
+        let buckets: Vec<(&str, u64, &Vec<crate::domain::AccountState>)> = batches
+            .iter()
+            .flat_map(|batch| {
+                batch
+                    .account_buckets
+                    .iter()
+                    .map(|(bucket, accounts)| (batch.domain.as_str(), *bucket, accounts))
+            })
+            .collect();
+        let encoded = super::parallel::map(&buckets, 64, |(_, _, accounts)| {
+            (!accounts.is_empty()).then(|| codec::encode_accounts(accounts, &self.vault))
+        });
+        for ((domain, bucket, accounts), value) in buckets.iter().zip(encoded) {
+            debug_assert!(accounts.iter().all(|a| a.id / ACCOUNT_BUCKET == *bucket));
+            let key = bucket_key(domain, *bucket);
+            match value {
+                None => b.remove(key),
+                Some(v) => b.insert(key, v?),
             }
+        }
+        for batch in batches {
             if let Some(d) = &batch.domain_row {
                 b.insert(domain_key(&d.name), codec::encode_domain(d)?);
             }

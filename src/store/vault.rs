@@ -244,14 +244,20 @@ impl Vault {
         account: AccountId,
         plaintext: &[u8],
     ) -> Result<Vec<u8>, StoreError> {
-        let mut last = self.last_sealed.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((plain, sealed)) = last.get(&account)
-            && plain.as_slice() == plaintext
         {
-            return Ok(sealed.clone());
+            let last = self.last_sealed.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((plain, sealed)) = last.get(&account)
+                && plain.as_slice() == plaintext
+            {
+                return Ok(sealed.clone());
+            }
         }
+        // Encrypt outside the lock: views are sealed by several threads at once.
         let sealed = self.seal(account, plaintext)?;
-        last.insert(account, (plaintext.to_vec(), sealed.clone()));
+        self.last_sealed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(account, (plaintext.to_vec(), sealed.clone()));
         Ok(sealed)
     }
 
