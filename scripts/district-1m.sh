@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One district of N accounts (default 1M) through the CLI, as an operator would: a users.csv of
 # N new accounts imported over gRPC, the server's RSS (peak and after), then a restart timed until
-# health says SERVING (grpc_probe.py) and the RSS after restart. A benchmark, not a test.
+# health says SERVING (grpc_probe.py), the RSS after restart, and a streamed export of every row.
+# A benchmark, not a test.
 # usage: scripts/district-1m.sh BINARY WORKDIR [ROWS] [PORT]
 set -euo pipefail
 bin=$1 work=$2 rows=${3:-1000000} port=${4:-50091}
@@ -37,4 +38,9 @@ kill -TERM $spid; wait $spid || true
 echo "data dir: $(du -sb "$work/data" | cut -f1) bytes"
 start
 echo "RSS after restart: $(rss $spid)"
+# ExportUsers streamed to the CLI (JSON lines); the server's peak RSS above its RSS before.
+echo 5 > /proc/$spid/clear_refs; idle=$(grep VmRSS /proc/$spid/status | awk '{print $2}')
+t0=$(date +%s.%N); n=$("$bin" export big --json | wc -l); t1=$(date +%s.%N)
+peak=$(grep VmHWM /proc/$spid/status | awk '{print $2}')
+echo "export of $n rows (CLI --json): $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}') s; server peak RSS above idle: $(( (peak - idle) / 1024 )) MiB"
 kill -TERM $spid; wait $spid || true

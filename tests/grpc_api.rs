@@ -1098,3 +1098,34 @@ async fn import_job_history_is_hidden_from_another_domains_admin() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn export_users_streams_the_domain_as_it_was_when_the_export_started() {
+    let (server, mut c) = start_with_domains(&[("d1", 1000)]).await;
+    for i in 0..600 {
+        create_account(&mut c, ADMIN_D1, "d1", &format!("u{i}"), None).await;
+    }
+    let mut stream = c
+        .export_users(req(
+            ADMIN_D1,
+            pb::ExportUsersRequest {
+                domain: "d1".into(),
+                as_of: None,
+            },
+        ))
+        .await
+        .expect("export")
+        .into_inner();
+    let first = stream.message().await.unwrap().expect("a first row");
+    // Accounts created while the export streams are not in it.
+    for i in 0..50 {
+        create_account(&mut c, ADMIN_D1, "d1", &format!("late{i}"), None).await;
+    }
+    let mut logins = vec![first.profile.unwrap().login];
+    while let Some(a) = stream.message().await.unwrap() {
+        logins.push(a.profile.unwrap().login);
+    }
+    assert_eq!(logins.len(), 600);
+    assert!(logins.iter().all(|l| l.starts_with('u')), "{logins:?}");
+    server.stop().await;
+}

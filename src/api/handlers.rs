@@ -394,12 +394,25 @@ impl pb::account_ledger_server::AccountLedger for LedgerService {
         let req = request.into_inner();
         let domain = self.readable_domain(&who, req.domain)?;
         let as_of = optional_as_of(req.as_of.as_ref())?;
-        let accounts = match as_of {
-            None => self.ledger.export_users(&domain)?,
-            Some(_) => self.accounts(&domain, as_of, in_users_export).await?,
-        };
-        let stream = tokio_stream::iter(accounts).map(|a| Ok(pb::Account::from(&a)));
-        Ok(Response::new(Box::pin(stream)))
+        if as_of.is_some() {
+            let accounts = self.accounts(&domain, as_of, in_users_export).await?;
+            let stream = tokio_stream::iter(accounts).map(|a| Ok(pb::Account::from(&a)));
+            return Ok(Response::new(Box::pin(stream)));
+        }
+        // Now: rows are converted as the client reads them (a bounded channel), from a
+        // snapshot of the domain; nothing holds the whole export.
+        let snapshot = self.ledger.export_snapshot(&domain)?;
+        let (tx, rx) = tokio::sync::mpsc::channel(EXPORT_BUFFER);
+        tokio::task::spawn_blocking(move || {
+            for a in snapshot.rows() {
+                if tx.blocking_send(Ok(pb::Account::from(a))).is_err() {
+                    return; // the client went away
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 
     async fn get_account_history(
@@ -548,3 +561,6 @@ fn validate_principal(principal: &str) -> Result<(), Status> {
     crate::domain::names::validate_text("principal", principal)
         .map_err(|e| super::status::from_domain(&e))
 }
+
+/// Export rows converted ahead of the client.
+const EXPORT_BUFFER: usize = 256;
