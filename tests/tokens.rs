@@ -80,10 +80,10 @@ fn tokens_are_listed_without_secrets_and_revoked_without_a_restart() {
 #[test]
 fn an_expired_token_is_refused() {
     let (_dir, server, op) = setup();
-    let (token, _) = add(&server, &op, &["--expires-in", "1s"]);
+    let (token, _) = add(&server, &op, &["--expires-in", "3s"]);
     let (code, _, err) = server.cli(&token, &["account", "list", "d1"]);
     assert_eq!(code, 0, "{err}");
-    std::thread::sleep(Duration::from_millis(1300));
+    std::thread::sleep(Duration::from_millis(3300));
     let (code, _, err) = server.cli(&token, &["account", "list", "d1"]);
     assert_ne!(code, 0);
     assert!(err.contains("expired"), "{err}");
