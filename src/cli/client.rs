@@ -29,6 +29,7 @@ pub(super) fn status_text(s: Status) -> String {
         Code::Unauthenticated => "unauthenticated",
         Code::PermissionDenied => "permission denied",
         Code::Unavailable => "unavailable",
+        Code::ResourceExhausted => "too many attempts",
         _ => "failed",
     };
     format!("{code}: {}", s.message())
