@@ -273,6 +273,8 @@ pub struct Auth {
     /// Token id → last successful authentication (µs).
     last_used: Mutex<HashMap<String, i64>>,
     failures: Mutex<HashMap<IpAddr, FailureWindow>>,
+    /// Set once any peer has failed (until then the limit needs no lock).
+    any_failures: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -294,6 +296,7 @@ impl Auth {
             path,
             last_used: Mutex::new(last_used),
             failures: Mutex::new(HashMap::new()),
+            any_failures: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -339,10 +342,16 @@ impl Auth {
                 entry.id()
             ));
         }
-        self.last_used
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(entry.id().to_string(), now);
+        {
+            // Every authenticated call passes here: update in place, allocate only the first time.
+            let mut last_used = self.last_used.lock().unwrap_or_else(|e| e.into_inner());
+            match last_used.get_mut(entry.id()) {
+                Some(t) => *t = now,
+                None => {
+                    last_used.insert(entry.id().to_string(), now);
+                }
+            }
+        }
         Ok(Principal {
             name: entry.principal.clone(),
             role: entry.role,
@@ -351,6 +360,10 @@ impl Auth {
     }
 
     fn check_not_limited(&self, ip: IpAddr) -> Result<(), Status> {
+        // Fast path for every call while no peer has failed: no lock.
+        if !self.any_failures.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(());
+        }
         let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(w) = failures.get(&ip)
             && w.failures >= MAX_FAILURES
@@ -372,6 +385,8 @@ impl Auth {
             return;
         };
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        self.any_failures
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         if failures.len() >= MAX_TRACKED_PEERS {
             failures.retain(|_, w| w.started.elapsed() < FAILURE_WINDOW);
         }

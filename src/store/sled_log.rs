@@ -249,6 +249,8 @@ pub fn accept_or_refuse(
     }
 }
 
+/// What is durable now: the log's durable end, then the vault's synced length (keys are
+/// synced before the records that need them, so this order never over-claims).
 fn current_reach(inner: &Inner) -> Reach {
     let log_position = inner.durable.load(Ordering::Acquire);
     Reach {
@@ -391,14 +393,8 @@ impl SledEventLog {
         Ok(())
     }
 
-    /// What is durable now: the log's durable end, then the vault's synced length (keys are
-    /// synced before the records that need them, so this order never over-claims).
-    fn current_reach(&self) -> Reach {
-        current_reach(&self.inner)
-    }
-
     fn write_reach(&self) -> Result<(), StoreError> {
-        reach::write(&self.inner.dir, self.current_reach()).map_err(|e| StoreError::Open {
+        reach::write(&self.inner.dir, current_reach(&self.inner)).map_err(|e| StoreError::Open {
             path: reach::path(&self.inner.dir),
             reason: format!("cannot write the reach record: {e}"),
         })
