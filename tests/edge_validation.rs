@@ -3,7 +3,7 @@
 
 mod common;
 
-use account_ledger::api::pb::{self, import_service_client::ImportServiceClient};
+use account_ledger::api::pb;
 use common::*;
 use tonic::Code;
 
@@ -152,28 +152,20 @@ async fn nul_and_bom_inside_csv_fields_are_row_errors_naming_the_column() {
                S1,An\u{0}n,Lee,ann,pw,ann@x.org,student,1\n\
                S2,Bo,Le\u{feff}e,bo,pw,bo@x.org,student,1\n\
                S3,Cy,Ng,cy,pw,cy@x.org,student,1\n";
-    let mut imports = ImportServiceClient::connect(format!("http://{}", server.addr))
-        .await
-        .unwrap();
-    use pb::upload_import_request::Part;
-    let msgs = vec![
-        pb::UploadImportRequest {
-            part: Some(Part::Header(pb::ImportHeader {
-                domain: "d1".into(),
-                file_name: "users.csv".into(),
-                max_row_errors: 10,
-                ..Default::default()
-            })),
-        },
-        pb::UploadImportRequest {
-            part: Some(Part::Chunk(csv.as_bytes().to_vec())),
-        },
-    ];
-    let job = imports
-        .upload_import(req(ADMIN_D1, tokio_stream::iter(msgs)))
-        .await
-        .expect("job ran")
-        .into_inner();
+    let header = pb::ImportHeader {
+        domain: "d1".into(),
+        file_name: "users.csv".into(),
+        max_row_errors: 10,
+        ..Default::default()
+    };
+    let job = upload(
+        &mut imports(&server).await,
+        ADMIN_D1,
+        header,
+        csv.as_bytes(),
+    )
+    .await
+    .expect("job ran");
     let counts = job.counts.unwrap();
     assert_eq!((counts.created, counts.failed), (1, 2), "{job:?}");
     let errors: Vec<(u64, Option<String>, String)> = job

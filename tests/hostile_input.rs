@@ -9,7 +9,7 @@ mod served;
 use std::io::Write;
 use std::path::Path;
 
-use account_ledger::api::pb::{self, import_service_client::ImportServiceClient};
+use account_ledger::api::pb;
 use common::*;
 use served::Served;
 use tonic::Code;
@@ -118,6 +118,20 @@ fn zip_with(path: &Path, names: &[&str], mut fill: impl FnMut(&str, &mut dyn Wri
     zip.finish().unwrap();
 }
 
+/// A OneRoster bulk zip: its manifest, and a users.csv header followed by `rows`.
+fn bulk_roster_zip(path: &Path, mut rows: impl FnMut(&mut dyn Write)) {
+    zip_with(path, &["manifest.csv", "users.csv"], |name, w| {
+        if name == "manifest.csv" {
+            w.write_all(b"propertyName,value\nfile.users,bulk\n")
+                .unwrap();
+        } else {
+            w.write_all(b"sourcedId,status,enabledUser,username,givenName,familyName,email,role\n")
+                .unwrap();
+            rows(w);
+        }
+    });
+}
+
 fn repeat_into(w: &mut dyn Write, unit: &[u8], total: u64) {
     let block: Vec<u8> = unit.iter().copied().cycle().take(1 << 20).collect();
     let mut left = total;
@@ -149,19 +163,12 @@ fn a_zip_bomb_is_refused_while_reading() {
     let server = start();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("roster.zip");
-    zip_with(&path, &["manifest.csv", "users.csv"], |name, w| {
-        if name == "manifest.csv" {
-            w.write_all(b"propertyName,value\nfile.users,bulk\n")
-                .unwrap();
-        } else {
-            w.write_all(b"sourcedId,status,enabledUser,username,givenName,familyName,email,role\n")
-                .unwrap();
-            repeat_into(
-                w,
-                b"S1,active,true,u1,Ann,Lee,u1@example.org,student\n",
-                64 * MIB,
-            );
-        }
+    bulk_roster_zip(&path, |w| {
+        repeat_into(
+            w,
+            b"S1,active,true,u1,Ann,Lee,u1@example.org,student\n",
+            64 * MIB,
+        )
     });
     assert!(std::fs::metadata(&path).unwrap().len() < 2 * MIB);
     assert_refused_within_bound(&server, &path, &["limit max_compression_ratio"]);
@@ -230,20 +237,13 @@ async fn a_corrupt_deflate_stream_is_invalid_argument() {
     register(&mut c, "d1", 100).await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("roster.zip");
-    zip_with(&path, &["manifest.csv", "users.csv"], |name, w| {
-        if name == "manifest.csv" {
-            w.write_all(b"propertyName,value\nfile.users,bulk\n")
-                .unwrap();
-        } else {
-            w.write_all(b"sourcedId,status,enabledUser,username,givenName,familyName,email,role\n")
-                .unwrap();
-            for i in 0..2000 {
-                writeln!(
-                    w,
-                    "S{i},active,true,user{i},Ann{i},Lee{i},u{i}@example.org,student"
-                )
-                .unwrap();
-            }
+    bulk_roster_zip(&path, |w| {
+        for i in 0..2000 {
+            writeln!(
+                w,
+                "S{i},active,true,user{i},Ann{i},Lee{i},u{i}@example.org,student"
+            )
+            .unwrap();
         }
     });
     let mut bytes = std::fs::read(&path).unwrap();
@@ -252,25 +252,12 @@ async fn a_corrupt_deflate_stream_is_invalid_argument() {
     for b in &mut bytes[at..at + 64] {
         *b ^= 0x5A;
     }
-    let mut imports = ImportServiceClient::connect(format!("http://{}", server.addr))
-        .await
-        .unwrap();
-    use pb::upload_import_request::Part;
-    let msgs = vec![
-        pb::UploadImportRequest {
-            part: Some(Part::Header(pb::ImportHeader {
-                domain: "d1".into(),
-                file_name: "roster.zip".into(),
-                ..Default::default()
-            })),
-        },
-        pb::UploadImportRequest {
-            part: Some(Part::Chunk(bytes)),
-        },
-    ];
-    let r = imports
-        .upload_import(req(ADMIN_D1, tokio_stream::iter(msgs)))
-        .await;
+    let header = pb::ImportHeader {
+        domain: "d1".into(),
+        file_name: "roster.zip".into(),
+        ..Default::default()
+    };
+    let r = upload(&mut imports(&server).await, ADMIN_D1, header, &bytes).await;
     assert_status(r, Code::InvalidArgument, &["roster.zip"]);
     server.stop().await;
 }

@@ -16,14 +16,6 @@ use common::*;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
-type Imports = ImportServiceClient<Channel>;
-
-async fn imports(server: &TestServer) -> Imports {
-    ImportServiceClient::connect(format!("http://{}", server.addr))
-        .await
-        .expect("connect import service")
-}
-
 fn fixture(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
@@ -40,35 +32,6 @@ fn header(domain: &str, file: &str) -> pb::ImportHeader {
         file_name: file.into(),
         ..Default::default()
     }
-}
-
-/// Upload `bytes` after `header`, in chunks of `chunk` bytes.
-async fn upload_chunked(
-    c: &mut Imports,
-    token: &str,
-    header: pb::ImportHeader,
-    bytes: &[u8],
-    chunk: usize,
-) -> Result<pb::ImportJob, Status> {
-    use pb::upload_import_request::Part;
-    let mut msgs = vec![pb::UploadImportRequest {
-        part: Some(Part::Header(header)),
-    }];
-    msgs.extend(bytes.chunks(chunk).map(|b| pb::UploadImportRequest {
-        part: Some(Part::Chunk(b.to_vec())),
-    }));
-    c.upload_import(req(token, tokio_stream::iter(msgs)))
-        .await
-        .map(|r| r.into_inner())
-}
-
-async fn upload(
-    c: &mut Imports,
-    token: &str,
-    header: pb::ImportHeader,
-    bytes: &[u8],
-) -> Result<pb::ImportJob, Status> {
-    upload_chunked(c, token, header, bytes, 64 * 1024).await
 }
 
 fn counts(j: &pb::ImportJob) -> pb::ImportCounts {

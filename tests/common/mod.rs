@@ -8,7 +8,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use account_ledger::api::auth::{Auth, AuthConfig, Role, TokenEntry};
-use account_ledger::api::pb::{self, account_ledger_client::AccountLedgerClient};
+use account_ledger::api::pb::{
+    self, account_ledger_client::AccountLedgerClient, import_service_client::ImportServiceClient,
+};
 use account_ledger::api::server;
 use account_ledger::ledger::Ledger;
 use tonic::transport::Channel;
@@ -681,4 +683,46 @@ pub async fn write_import_rows(
             .await
             .expect("write import row");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Imports over gRPC
+// ---------------------------------------------------------------------------------------------
+
+pub type Imports = ImportServiceClient<Channel>;
+
+/// A client of the import service of `server`.
+pub async fn imports(server: &TestServer) -> Imports {
+    ImportServiceClient::connect(format!("http://{}", server.addr))
+        .await
+        .expect("connect import service")
+}
+
+/// Upload `bytes` after `header`, in chunks of `chunk` bytes.
+pub async fn upload_chunked(
+    c: &mut Imports,
+    token: &str,
+    header: pb::ImportHeader,
+    bytes: &[u8],
+    chunk: usize,
+) -> Result<pb::ImportJob, Status> {
+    use pb::upload_import_request::Part;
+    let mut msgs = vec![pb::UploadImportRequest {
+        part: Some(Part::Header(header)),
+    }];
+    msgs.extend(bytes.chunks(chunk).map(|b| pb::UploadImportRequest {
+        part: Some(Part::Chunk(b.to_vec())),
+    }));
+    c.upload_import(req(token, tokio_stream::iter(msgs)))
+        .await
+        .map(|r| r.into_inner())
+}
+
+pub async fn upload(
+    c: &mut Imports,
+    token: &str,
+    header: pb::ImportHeader,
+    bytes: &[u8],
+) -> Result<pb::ImportJob, Status> {
+    upload_chunked(c, token, header, bytes, 64 * 1024).await
 }
