@@ -3,51 +3,21 @@
 //! shuts down gracefully with exit code 0.
 
 mod common;
+mod served;
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use account_ledger::api::pb;
 use common::*;
-
-struct Running {
-    child: Child,
-    addr: SocketAddr,
-    token: Option<String>,
-}
+use served::Served;
 
 /// Start `account-ledger serve` on a free port; returns once it listens.
-fn start(data_dir: &Path) -> Running {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_account-ledger"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn server");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut token = None;
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(t) = line.strip_prefix("export ACCOUNT_LEDGER_TOKEN=") {
-                token = Some(t.to_string());
-            }
-            if let Some(addr) = line.strip_prefix("account-ledger listening on ") {
-                let _ = tx.send((addr.parse::<SocketAddr>().expect("address"), token.clone()));
-            }
-        }
-    });
-    let (addr, token) = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("server printed its address");
-    Running { child, addr, token }
+fn start(data_dir: &Path) -> Served {
+    Served::start(data_dir, "127.0.0.1:0", &[])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
