@@ -76,18 +76,6 @@ impl std::fmt::Display for ImportBenchFigures {
     }
 }
 
-fn peak_rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
 fn io(file: &Path) -> impl Fn(std::io::Error) -> ImportError + '_ {
     move |source| ImportError::Io {
         file: file.display().to_string(),
@@ -189,7 +177,7 @@ pub async fn bench_import(opts: ImportBenchOptions) -> Result<ImportBenchFigures
     // every new profile) finish, so the re-import is measured on a settled ledger.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let (reimport_read_plan, reimport_total, reimport_events) = timed_import(&ledger, &csv).await?;
-    let peak = peak_rss_mb();
+    let peak = super::peak_rss_mb();
     ledger.close().await.map_err(ledger_err("bench"))?;
 
     let base = ledger_with_domain(&dir.join("baseline"), limit).await?;

@@ -35,18 +35,6 @@ pub struct GrpcImportFigures {
     pub peak_rss_mb: f64,
 }
 
-fn peak_rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
 async fn upload(
     client: &mut ImportServiceClient<tonic::transport::Channel>,
     csv: &Path,
@@ -133,7 +121,7 @@ pub async fn bench_grpc_import(rows: u32, dir: &Path) -> Result<GrpcImportFigure
     // bench does), so the re-import is measured on a settled ledger.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let (reimport, again) = upload(&mut client, &csv).await?;
-    let peak_rss_mb = peak_rss_mb();
+    let peak_rss_mb = super::peak_rss_mb();
     drop(client);
     let _ = stop.send(());
     server.await??;

@@ -8,3 +8,16 @@ pub mod import_grpc;
 pub mod storage;
 
 pub use storage::{BenchOptions, run};
+
+/// This process's peak RSS (VmHWM) in MB; 0 where /proc is not there.
+pub(crate) fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}

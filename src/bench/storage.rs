@@ -108,17 +108,7 @@ pub async fn run(opts: BenchOptions) -> Result<(), Box<dyn std::error::Error>> {
     // 2. The full ledger path: build the query log.
     let (_tmp, dir) = scratch(&opts, "ledger")?;
     let ledger = Ledger::open(&dir).await?;
-    for d in 0..DOMAINS {
-        ledger
-            .execute(Request::manual(
-                "bench",
-                Command::RegisterDomain {
-                    domain: format!("district-{d}"),
-                    license_limit: u32::MAX,
-                },
-            ))
-            .await?;
-    }
+    register_districts(&ledger, DOMAINS).await?;
     let accounts = (opts.events / 4).max(1000);
     let started = Instant::now();
     let mut n = 0;
@@ -311,17 +301,7 @@ async fn cross_domain(opts: &BenchOptions) -> Result<(), Box<dyn std::error::Err
     };
     let (_t, dir) = scratch(opts, "cross-domain")?;
     let ledger = Ledger::open(&dir).await?;
-    for d in 0..2 {
-        ledger
-            .execute(Request::manual(
-                "bench",
-                Command::RegisterDomain {
-                    domain: format!("district-{d}"),
-                    license_limit: u32::MAX,
-                },
-            ))
-            .await?;
-    }
+    register_districts(&ledger, 2).await?;
     let started = Instant::now();
     ledger.execute_batch(job(0), BatchMode::BestEffort).await?;
     let alone = started.elapsed();
@@ -362,5 +342,21 @@ async fn cross_domain(opts: &BenchOptions) -> Result<(), Box<dyn std::error::Err
         lat.last().copied().unwrap_or_default()
     );
     ledger.close().await?;
+    Ok(())
+}
+
+/// Domains `district-0` .. `district-{n-1}`, without a license limit to speak of.
+async fn register_districts(ledger: &Ledger, n: usize) -> Result<(), crate::ledger::LedgerError> {
+    for d in 0..n {
+        ledger
+            .execute(Request::manual(
+                "bench",
+                Command::RegisterDomain {
+                    domain: format!("district-{d}"),
+                    license_limit: u32::MAX,
+                },
+            ))
+            .await?;
+    }
     Ok(())
 }
