@@ -174,6 +174,82 @@ async fn list_accounts_pages_by_offset_and_limit_and_reports_the_total() {
 }
 
 #[tokio::test]
+async fn list_accounts_pages_by_token_to_the_end() {
+    let Roster { server, mut c, .. } = Roster::start().await;
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = pb::ListAccountsRequest {
+            include_disabled: true,
+            limit: 2,
+            page_token: token.clone(),
+            ..list_request("d1")
+        };
+        let r = c
+            .list_accounts(req(AUDITOR, page))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(r.total, 3);
+        seen.extend(r.accounts.iter().map(|a| a.id));
+        if r.next_page_token.is_empty() {
+            break;
+        }
+        token = r.next_page_token;
+    }
+    let mut sorted = seen.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!((seen.len(), seen), (3, sorted));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn list_accounts_refuses_a_page_token_it_did_not_give_out() {
+    let Roster { server, mut c, .. } = Roster::start().await;
+    let page = pb::ListAccountsRequest {
+        page_token: "page-2".into(),
+        ..list_request("d1")
+    };
+    assert_status(
+        c.list_accounts(req(AUDITOR, page)).await,
+        Code::InvalidArgument,
+        &["page_token", "page-2"],
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn list_accounts_search_finds_name_words_by_prefix_in_any_case() {
+    let Roster {
+        server,
+        mut c,
+        tess,
+        ..
+    } = Roster::start().await;
+    let name = c
+        .get_account(req(AUDITOR, get_request(by_id(tess), None)))
+        .await
+        .unwrap()
+        .into_inner()
+        .profile
+        .unwrap()
+        .last_name;
+    let search = pb::ListAccountsRequest {
+        include_disabled: true,
+        search: Some(name[..2].to_uppercase()),
+        ..list_request("d1")
+    };
+    let r = c
+        .list_accounts(req(AUDITOR, search))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.accounts.iter().any(|a| a.id == tess), "{name}");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn list_accounts_search_matches_the_import_id() {
     let Roster {
         server,

@@ -216,7 +216,7 @@ async fn deleted_is_terminal_and_frees_the_import_id() {
     // The same import id coming back is a new account.
     let again = create(&ledger, "d", "gone", true).await;
     assert_ne!(again, id);
-    let (listed, total) = ledger
+    let page = ledger
         .list_accounts(
             "d",
             &AccountFilter {
@@ -224,12 +224,12 @@ async fn deleted_is_terminal_and_frees_the_import_id() {
                 include_deactivated: true,
                 ..Default::default()
             },
-            0,
+            Default::default(),
             10,
         )
         .unwrap();
-    assert_eq!(total, 1);
-    assert_eq!(listed[0].id, again);
+    assert_eq!(page.total, 1);
+    assert_eq!(page.accounts[0].id, again);
 }
 
 #[tokio::test]

@@ -223,3 +223,28 @@ mod tests {
         assert!(timestamp_to_us(&huge, "as_of").is_err());
     }
 }
+
+/// A ListAccounts cursor on the wire: the last account of the page, readable but to be passed
+/// back unchanged.
+pub fn page_token(after: crate::domain::AccountId) -> String {
+    format!("after:{after}")
+}
+
+/// The account a page token says to start after (0 for an empty token: the first page).
+pub fn page_token_after(token: &str) -> Result<crate::domain::AccountId, Status> {
+    if token.is_empty() {
+        return Ok(0);
+    }
+    token
+        .strip_prefix("after:")
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| {
+            invalid(
+                "page_token",
+                format!(
+                    "{:?} is not a token this server gave out: pass next_page_token back unchanged",
+                    token
+                ),
+            )
+        })
+}

@@ -9,12 +9,14 @@ use tonic::{Request, Response, Status};
 
 use super::auth::{Op, Role};
 use super::confirm::Action;
-use super::convert::{self, event_to_wire, optional_as_of, required, timestamp_to_us};
+use super::convert::{
+    self, event_to_wire, optional_as_of, page_token, page_token_after, required, timestamp_to_us,
+};
 use super::pb;
 use super::server::LedgerService;
 use super::status::{domain_not_found, invalid, permission_denied};
 use crate::domain::{Command, Profile, Status as AccountStatus};
-use crate::queries::{AccountFilter, in_users_export};
+use crate::queries::{AccountFilter, PageStart, in_users_export};
 use crate::store::now_us;
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
@@ -344,24 +346,22 @@ impl pb::account_ledger_server::AccountLedger for LedgerService {
             search: req.search.filter(|s| !s.is_empty()),
             role: req.role.filter(|s| !s.is_empty()),
         };
-        let (accounts, total) = match as_of {
-            None => self
-                .ledger
-                .list_accounts(&domain, &filter, req.offset as usize, limit)?,
-            Some(_) => {
-                let all = self.accounts(&domain, as_of, |a| filter.matches(a)).await?;
-                let total = all.len();
-                let page = all
-                    .into_iter()
-                    .skip(req.offset as usize)
-                    .take(limit)
-                    .collect();
-                (page, total)
+        let start = PageStart {
+            after: page_token_after(&req.page_token)?,
+            skip: req.offset as usize,
+        };
+        let page = match as_of {
+            None => self.ledger.list_accounts(&domain, &filter, start, limit)?,
+            Some(at) => {
+                self.ledger
+                    .list_accounts_as_of(&domain, &filter, at, start, limit)
+                    .await?
             }
         };
         Ok(Response::new(pb::ListAccountsResponse {
-            accounts: accounts.iter().map(pb::Account::from).collect(),
-            total: total as u64,
+            accounts: page.accounts.iter().map(pb::Account::from).collect(),
+            total: page.total,
+            next_page_token: page.next_after.map(page_token).unwrap_or_default(),
         }))
     }
 

@@ -496,6 +496,7 @@ async fn account(conn: Conn, command: AccountCommand) -> Result<(), String> {
             include_deactivated,
             search,
             role,
+            page_token,
             offset,
             limit,
             as_of: when,
@@ -509,15 +510,22 @@ async fn account(conn: Conn, command: AccountCommand) -> Result<(), String> {
                 offset,
                 limit,
                 as_of: as_of(&when)?,
+                page_token,
             });
             let r = c.inner.list_accounts(req).await.map_err(status_text)?;
             let r = r.get_ref();
             if c.json {
                 let accounts: Vec<_> = r.accounts.iter().map(output::account_json).collect();
-                println!("{}", json!({"total": r.total, "accounts": accounts}));
+                println!(
+                    "{}",
+                    json!({"total": r.total, "accounts": accounts, "next_page_token": r.next_page_token})
+                );
             } else {
                 output::table(&ACCOUNT_HEADER, &output::account_rows(&r.accounts));
                 println!("({} shown of {} matching)", r.accounts.len(), r.total);
+                if !r.next_page_token.is_empty() {
+                    println!("next page: --page-token {}", r.next_page_token);
+                }
             }
             return Ok(());
         }

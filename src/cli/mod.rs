@@ -324,21 +324,32 @@ pub enum AccountCommand {
         #[arg(long)]
         as_of: Option<String>,
     },
-    /// A domain's accounts.
+    /// A domain's accounts, one page at a time, in creation order (Enabled ones by default).
     List {
         domain: String,
+        /// Also list Disabled accounts.
         #[arg(long)]
         include_disabled: bool,
+        /// Also list Deactivated accounts.
         #[arg(long)]
         include_deactivated: bool,
+        /// Words, each a case-insensitive prefix of the login, email, import id or a word of
+        /// the first or last name (all words must match).
         #[arg(long)]
         search: Option<String>,
+        /// Only accounts with this role (case-insensitive).
         #[arg(long)]
         role: Option<String>,
+        /// Start after the page that printed this token ("next page: --page-token ...").
+        #[arg(long, default_value = "")]
+        page_token: String,
+        /// Accounts to skip (after the page token).
         #[arg(long, default_value_t = 0)]
         offset: u32,
+        /// Accounts per page (at most 1000).
         #[arg(long, default_value_t = 100)]
         limit: u32,
+        /// List as of this instant (RFC 3339, e.g. 2025-01-31T12:00:00Z, or Unix seconds).
         #[arg(long)]
         as_of: Option<String>,
     },

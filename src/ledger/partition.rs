@@ -33,7 +33,9 @@ pub(crate) struct Partition {
 }
 
 impl Partition {
-    pub(crate) fn new(index: u32, domain: &str, projections: Projections) -> Partition {
+    /// A live partition over `projections` (its list and search index built here).
+    pub(crate) fn new(index: u32, domain: &str, mut projections: Projections) -> Partition {
+        projections.build_index();
         Partition {
             index,
             domain: domain.to_string(),
@@ -160,6 +162,7 @@ impl Writer {
         }
         fresh.checkpoint = fresh.checkpoint.max(last);
         fresh.mark_all_dirty();
+        fresh.build_index();
         self.state = fresh.state.clone();
         *self.part.write() = fresh;
         Ok(())
@@ -291,7 +294,14 @@ impl Writer {
         };
         // License points wait in the read model for the saver: writing them here cost a
         // second sled write (and sync) per command, inside the writer's task.
-        self.part.write().publish(&self.state, &appended.recorded);
+        let (before, index) = {
+            let read = self.part.read();
+            (read.state.clone(), read.index.clone())
+        };
+        let index = Projections::index_after(index, &before, &self.state, &appended.recorded);
+        self.part
+            .write()
+            .publish(&self.state, &appended.recorded, index);
         self.part.appending.store(false, Ordering::SeqCst);
         if self.ctx.live.receiver_count() > 0 {
             for e in &appended.recorded {

@@ -431,6 +431,7 @@ pub fn list_request(domain: &str) -> pb::ListAccountsRequest {
         offset: 0,
         limit: 0,
         as_of: None,
+        page_token: String::new(),
     }
 }
 

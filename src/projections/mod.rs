@@ -1,17 +1,24 @@
 //! The live read model of one partition (one domain): the domain's own fold
 //! ([`LedgerState::evolve`]) applied to its recorded events, plus what persisting it needs
 //! (dirty rows, the license series, the checkpoint). Replay of the log into a fresh
-//! [`Projections`] must equal the live one; `verify` checks it.
+//! [`Projections`] must equal the live one; `verify` checks it. A live read model also holds
+//! the [`AccountIndex`] lists and searches use; replay leaves it out and it is built (in one
+//! sorted pass) when a read model goes live.
+
+pub mod index;
 
 use std::collections::BTreeSet;
 
-use crate::domain::LedgerState;
+use crate::domain::{AccountId, LedgerState};
 use crate::store::{ACCOUNT_BUCKET, LicensePoint, PartitionSnapshot, RecordedEvent, ViewBatch};
+pub use index::AccountIndex;
 
 #[derive(Debug, Default, Clone)]
 pub struct Projections {
     /// The domain's rules state: its domain row and its accounts only.
     pub state: LedgerState,
+    /// Lists and search over `state` (see [`index`]); kept in step by [`Projections::publish`].
+    pub index: AccountIndex,
     /// Every event of this domain at or before this position is applied (events at or below
     /// it are skipped, so catch-up may start before it).
     pub checkpoint: u64,
@@ -43,6 +50,11 @@ impl Projections {
             checkpoint: snapshot.checkpoint,
             ..Default::default()
         }
+    }
+
+    /// Build the list and search index from the rows (when this read model goes live).
+    pub fn build_index(&mut self) {
+        self.index = AccountIndex::build(self.state.accounts.values().map(|a| &**a));
     }
 
     /// The domain this partition holds (None before its registration is applied).
@@ -92,15 +104,40 @@ impl Projections {
         }
     }
 
-    /// Take the state a writer reached by deciding `recorded` (now durable) as the read model:
-    /// the same result as applying them one by one, without folding them a second time. The
-    /// state is a persistent map, so this shares every row with the writer's copy.
-    pub fn publish(&mut self, state: &LedgerState, recorded: &[RecordedEvent]) {
+    /// The index after `recorded` took the rows of `before` to those of `after`. Computed by
+    /// the writer outside the read model's lock, on an O(1) copy of the index.
+    pub fn index_after(
+        mut index: AccountIndex,
+        before: &LedgerState,
+        after: &LedgerState,
+        recorded: &[RecordedEvent],
+    ) -> AccountIndex {
+        let mut touched: Vec<AccountId> =
+            recorded.iter().filter_map(|e| e.event.account()).collect();
+        touched.sort_unstable();
+        touched.dedup();
+        for id in touched {
+            index.replace(before.account(id), after.account(id));
+        }
+        index
+    }
+
+    /// Take the state a writer reached by deciding `recorded` (now durable) as the read model,
+    /// with its index (from [`Projections::index_after`]): the same result as applying them one
+    /// by one, without folding them a second time. The state is a persistent map, so this
+    /// shares every row with the writer's copy.
+    pub fn publish(
+        &mut self,
+        state: &LedgerState,
+        recorded: &[RecordedEvent],
+        index: AccountIndex,
+    ) {
         let Some(last) = recorded.last() else {
             return;
         };
         let usage_before = self.usage();
         self.state = state.clone();
+        self.index = index;
         self.checkpoint = self.checkpoint.max(last.position);
         self.last_applied = last.position;
         for e in recorded {

@@ -6,8 +6,10 @@
 //! - account as of T: fold of that account's own stream up to P: O(events of the account),
 //!   each read decoding one log chunk.
 //! - license usage as of T: one reverse seek in the domain's license series: O(log n).
-//! - account list as of T: fold of each of the domain's accounts up to P: O(events of the
-//!   domain's accounts), chunks decoded once per query.
+//! - account list as of T: the current rows with the accounts changed since P folded back
+//!   to P, or only the accounts that existed at P folded ([`list`]).
+
+mod list;
 
 use std::sync::Arc;
 
@@ -18,49 +20,7 @@ use crate::domain::{AccountId, AccountState, DomainError, LedgerState, Status, S
 use crate::ledger::{Ledger, LedgerError};
 use crate::store::RecordedEvent;
 
-/// Which accounts a listing shows. Deleted accounts are never listed.
-#[derive(Debug, Clone, Default)]
-pub struct AccountFilter {
-    pub include_disabled: bool,
-    pub include_deactivated: bool,
-    /// Case-insensitive substring of login, first/last name, email or import id.
-    pub search: Option<String>,
-    pub role: Option<String>,
-}
-
-impl AccountFilter {
-    pub fn matches(&self, a: &AccountState) -> bool {
-        let shown = match a.status() {
-            Status::Enabled => true,
-            Status::Disabled => self.include_disabled,
-            Status::Deactivated => self.include_deactivated,
-            Status::Deleted => false,
-        };
-        if !shown {
-            return false;
-        }
-        if let Some(role) = &self.role
-            && !a.role.eq_ignore_ascii_case(role)
-        {
-            return false;
-        }
-        if let Some(q) = &self.search {
-            let q = q.to_lowercase();
-            let p = &a.profile;
-            let hay = [
-                p.login.as_str(),
-                p.first_name.as_str(),
-                p.last_name.as_str(),
-                p.email.as_str(),
-                a.import_id.as_deref().unwrap_or(""),
-            ];
-            if !hay.iter().any(|h| h.to_lowercase().contains(&q)) {
-                return false;
-            }
-        }
-        true
-    }
-}
+pub use list::{AccountFilter, AccountPage, PageStart, PastView};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LicenseUsage {
@@ -74,7 +34,7 @@ pub fn in_users_export(a: &AccountState) -> bool {
     matches!(a.status(), Status::Enabled | Status::Disabled)
 }
 
-fn unknown_domain(domain: &str) -> LedgerError {
+pub(crate) fn unknown_domain(domain: &str) -> LedgerError {
     DomainError::UnknownDomain {
         domain: domain.to_string(),
     }
@@ -97,28 +57,6 @@ impl Ledger {
 
     pub fn domain_exists(&self, domain: &str) -> bool {
         self.read_domain(domain, |_| ()).is_some()
-    }
-
-    /// One page of a domain's accounts (creation order) and the total that match.
-    pub fn list_accounts(
-        &self,
-        domain: &str,
-        filter: &AccountFilter,
-        offset: usize,
-        limit: usize,
-    ) -> Result<(Vec<AccountState>, usize), LedgerError> {
-        self.read_domain(domain, |s| {
-            let matching = s
-                .domain_accounts
-                .get(domain)
-                .into_iter()
-                .flatten()
-                .filter_map(|id| s.account(*id))
-                .filter(|a| filter.matches(a));
-            let total = matching.clone().count();
-            (matching.skip(offset).take(limit).cloned().collect(), total)
-        })
-        .ok_or_else(|| unknown_domain(domain))
     }
 
     pub fn license_usage(&self, domain: &str) -> Result<LicenseUsage, LedgerError> {
@@ -197,30 +135,8 @@ impl Ledger {
         })
     }
 
-    /// The domain's accounts as they were at `at_us` (deleted ones included, with status).
-    pub async fn accounts_as_of(
-        &self,
-        domain: &str,
-        at_us: i64,
-    ) -> Result<Vec<AccountState>, LedgerError> {
-        let position = self.log().position_at(at_us);
-        let ids: Vec<AccountId> = self
-            .read_domain(domain, |s| {
-                s.domain_accounts
-                    .get(domain)
-                    .map(|ids| ids.iter().copied().collect())
-            })
-            .flatten()
-            .unwrap_or_default();
-        let state = self.fold_accounts(&ids, position).await?;
-        Ok(ids
-            .iter()
-            .filter_map(|id| state.account(*id).cloned())
-            .collect())
-    }
-
     /// Fold the streams of `ids` up to `position` into a scratch state.
-    async fn fold_accounts(
+    pub(crate) async fn fold_accounts(
         &self,
         ids: &[AccountId],
         position: u64,

@@ -1,0 +1,322 @@
+//! Account lists: which accounts a listing shows ([`AccountFilter`]), and pages of them by
+//! cursor, now or as of an instant, served from the read model's [`AccountIndex`].
+//!
+//! A page costs a few index range seeks plus the page. As of an instant, the domain is its
+//! current rows with the accounts that differ at that instant put back as they were
+//! ([`PastView`]): found from the log after the instant when that is short (a minute ago costs
+//! the events of the last minute), else by folding only the accounts that existed then.
+
+use std::collections::BTreeMap;
+
+use crate::domain::{AccountId, AccountState, LedgerState, Status, StreamId};
+use crate::ledger::{Ledger, LedgerError};
+use crate::projections::AccountIndex;
+use crate::projections::index::{LISTED_STATUSES, matches_search, search_words};
+
+use super::unknown_domain;
+
+/// Which accounts a listing shows. Deleted accounts are never listed.
+#[derive(Debug, Clone, Default)]
+pub struct AccountFilter {
+    pub include_disabled: bool,
+    pub include_deactivated: bool,
+    /// Words, each a case-insensitive prefix of the login, the email, the import id or a word
+    /// of the first or last name (see [`matches_search`]).
+    pub search: Option<String>,
+    pub role: Option<String>,
+}
+
+impl AccountFilter {
+    /// The statuses shown: Enabled always, the others when asked.
+    pub fn statuses(&self) -> Vec<Status> {
+        LISTED_STATUSES
+            .into_iter()
+            .filter(|s| match s {
+                Status::Enabled => true,
+                Status::Disabled => self.include_disabled,
+                Status::Deactivated => self.include_deactivated,
+                Status::Deleted => false,
+            })
+            .collect()
+    }
+
+    fn words(&self) -> Vec<String> {
+        self.search.as_deref().map(search_words).unwrap_or_default()
+    }
+
+    /// The rule itself, row by row (what the index answers must equal).
+    pub fn matches(&self, a: &AccountState) -> bool {
+        self.statuses().contains(&a.status())
+            && self
+                .role
+                .as_ref()
+                .is_none_or(|r| a.role.to_lowercase() == r.to_lowercase())
+            && matches_search(a, &self.words())
+    }
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, Default)]
+pub struct AccountPage {
+    pub accounts: Vec<AccountState>,
+    /// Accounts matching the filter in the whole domain (not only this page).
+    pub total: u64,
+    /// Set when more accounts follow: the cursor of the next page (the last account listed).
+    pub next_after: Option<AccountId>,
+}
+
+/// Where a page starts: after the account `after` (0: from the first), skipping `skip` more.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PageStart {
+    pub after: AccountId,
+    pub skip: usize,
+}
+
+/// A domain as of an instant: its current rows and index (O(1) copies of the read model) with
+/// the accounts that differ at that instant.
+pub struct PastView {
+    state: LedgerState,
+    index: AccountIndex,
+    domain: String,
+    /// Rows as they were, by account; None: it did not exist then.
+    changed: BTreeMap<AccountId, Option<AccountState>>,
+    /// False when `changed` holds every account that existed then (current rows unused).
+    current_rows_apply: bool,
+}
+
+impl PastView {
+    /// Every account of the domain as it was (deleted ones included), in creation order.
+    pub fn accounts(&self) -> Vec<AccountState> {
+        if !self.current_rows_apply {
+            return self.changed.values().flatten().cloned().collect();
+        }
+        self.state
+            .domain_accounts
+            .get(&self.domain)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| match self.changed.get(id) {
+                Some(past) => past.clone(),
+                None => self.state.account(*id).cloned(),
+            })
+            .collect()
+    }
+
+    pub fn page(&self, filter: &AccountFilter, start: PageStart, limit: usize) -> AccountPage {
+        let no_index = AccountIndex::default();
+        let index = if self.current_rows_apply {
+            &self.index
+        } else {
+            &no_index
+        };
+        page(&self.state, index, &self.changed, filter, start, limit)
+    }
+}
+
+/// One page: the index's rows, except `changed` accounts, which are taken from there.
+pub(crate) fn page(
+    state: &LedgerState,
+    index: &AccountIndex,
+    changed: &BTreeMap<AccountId, Option<AccountState>>,
+    filter: &AccountFilter,
+    start: PageStart,
+    limit: usize,
+) -> AccountPage {
+    let statuses = filter.statuses();
+    let role = filter.role.as_deref();
+    let after = start.after;
+    let unchanged = |id: &AccountId| !changed.contains_key(id);
+    let (current, current_total): (Box<dyn Iterator<Item = AccountId> + '_>, u64) = match filter
+        .words()
+        .first()
+    {
+        None => {
+            let changed_now = changed
+                .keys()
+                .filter(|id| state.account(**id).is_some_and(|a| filter.matches(a)))
+                .count() as u64;
+            (
+                Box::new(index.listed_after(&statuses, role, after).filter(unchanged)),
+                index.count(&statuses, role).saturating_sub(changed_now),
+            )
+        }
+        Some(first) => {
+            let hits: Vec<AccountId> = index
+                .search_candidates(first)
+                .into_iter()
+                .filter(|id| unchanged(id) && state.account(*id).is_some_and(|a| filter.matches(a)))
+                .collect();
+            let total = hits.len() as u64;
+            (
+                Box::new(hits.into_iter().filter(move |id| *id > after)),
+                total,
+            )
+        }
+    };
+    let past: Vec<&AccountState> = changed
+        .values()
+        .flatten()
+        .filter(|a| filter.matches(a))
+        .collect();
+    let total = current_total + past.len() as u64;
+    let mut past = past.into_iter().filter(|a| a.id > after).peekable();
+    let mut current = current.filter_map(|id| state.account(id)).peekable();
+    // Both sides ascend by account number: merge them.
+    let merged = std::iter::from_fn(|| match (current.peek(), past.peek()) {
+        (Some(c), Some(p)) if p.id < c.id => past.next(),
+        (Some(_), _) => current.next(),
+        (None, _) => past.next(),
+    });
+    let mut accounts: Vec<AccountState> =
+        merged.skip(start.skip).take(limit + 1).cloned().collect();
+    let next_after = if accounts.len() > limit {
+        accounts.truncate(limit);
+        accounts.last().map(|a| a.id)
+    } else {
+        None
+    };
+    AccountPage {
+        accounts,
+        total,
+        next_after,
+    }
+}
+
+/// Reading the log after the instant costs about a tenth of folding one account's stream per
+/// event; past this ratio folding the accounts that existed then is cheaper.
+const EVENTS_PER_FOLDED_ACCOUNT: u64 = 10;
+
+impl Ledger {
+    /// One page of a domain's accounts now, in creation order.
+    pub fn list_accounts(
+        &self,
+        domain: &str,
+        filter: &AccountFilter,
+        start: PageStart,
+        limit: usize,
+    ) -> Result<AccountPage, LedgerError> {
+        let part = self
+            .shared
+            .routes
+            .partition(domain)
+            .ok_or_else(|| unknown_domain(domain))?;
+        let read = part.read();
+        read.domain().ok_or_else(|| unknown_domain(domain))?;
+        Ok(page(
+            &read.state,
+            &read.index,
+            &BTreeMap::new(),
+            filter,
+            start,
+            limit,
+        ))
+    }
+
+    /// One page of a domain's accounts as they were at `at_us`.
+    pub async fn list_accounts_as_of(
+        &self,
+        domain: &str,
+        filter: &AccountFilter,
+        at_us: i64,
+        start: PageStart,
+        limit: usize,
+    ) -> Result<AccountPage, LedgerError> {
+        Ok(self
+            .past_view(domain, at_us)
+            .await?
+            .page(filter, start, limit))
+    }
+
+    /// The domain's accounts as they were at `at_us` (deleted ones included, with status).
+    pub async fn accounts_as_of(
+        &self,
+        domain: &str,
+        at_us: i64,
+    ) -> Result<Vec<AccountState>, LedgerError> {
+        match self.past_view(domain, at_us).await {
+            Ok(view) => Ok(view.accounts()),
+            // A domain registered later had no accounts then.
+            Err(LedgerError::Domain(crate::domain::DomainError::UnknownDomain { .. })) => {
+                Ok(Vec::new())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The domain as it was at `at_us` (see [`PastView`]).
+    pub async fn past_view(&self, domain: &str, at_us: i64) -> Result<PastView, LedgerError> {
+        let part = self
+            .shared
+            .routes
+            .partition(domain)
+            .ok_or_else(|| unknown_domain(domain))?;
+        let (state, index, through) = {
+            let read = part.read();
+            read.domain().ok_or_else(|| unknown_domain(domain))?;
+            (read.state.clone(), read.index.clone(), read.checkpoint)
+        };
+        let mut view = PastView {
+            state,
+            index,
+            domain: domain.to_string(),
+            changed: BTreeMap::new(),
+            current_rows_apply: true,
+        };
+        let position = self.log().position_at(at_us);
+        if position >= through {
+            return Ok(view);
+        }
+        let ids: Vec<AccountId> = view
+            .state
+            .domain_accounts
+            .get(domain)
+            .map(|v| v.iter().copied().collect())
+            .unwrap_or_default();
+        // Accounts are numbered in creation order within a domain: those that existed then
+        // are a prefix.
+        let existed = ids.partition_point(|id| {
+            self.log()
+                .stream_positions(&StreamId::Account(*id))
+                .first()
+                .is_some_and(|p| *p <= position)
+        });
+        let touched = if through - position <= EVENTS_PER_FOLDED_ACCOUNT * existed as u64 {
+            self.accounts_touched(&view.state, position, through)
+                .await?
+        } else {
+            view.current_rows_apply = false;
+            ids[..existed].to_vec()
+        };
+        let past = self.fold_accounts(&touched, position).await?;
+        view.changed = touched
+            .into_iter()
+            .map(|id| (id, past.account(id).cloned()))
+            .collect();
+        Ok(view)
+    }
+
+    /// Accounts of `state` with events in `from + 1 ..= to`, ascending.
+    async fn accounts_touched(
+        &self,
+        state: &LedgerState,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<AccountId>, LedgerError> {
+        let mut touched = Vec::new();
+        let mut next = from + 1;
+        while next <= to {
+            let events = self.log().read_range(next, to, 16384).await?;
+            let Some(last) = events.last() else { break };
+            next = last.position + 1;
+            touched.extend(
+                events
+                    .iter()
+                    .filter_map(|e| e.event.account())
+                    .filter(|id| state.account(*id).is_some()),
+            );
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        Ok(touched)
+    }
+}
