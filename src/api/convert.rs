@@ -200,30 +200,6 @@ pub fn role_to_wire(role: Role) -> pb::Role {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn timestamps_round_trip_and_bad_ones_name_the_field() {
-        for us in [0, 1, 1_700_000_000_123_456, -5] {
-            assert_eq!(timestamp_to_us(&us_to_timestamp(us), "as_of").unwrap(), us);
-        }
-        let bad = Timestamp {
-            seconds: 1,
-            nanos: -1,
-        };
-        let e = timestamp_to_us(&bad, "as_of").unwrap_err();
-        assert_eq!(e.code(), tonic::Code::InvalidArgument);
-        assert!(e.message().contains("as_of"));
-        let huge = Timestamp {
-            seconds: i64::MAX,
-            nanos: 0,
-        };
-        assert!(timestamp_to_us(&huge, "as_of").is_err());
-    }
-}
-
 /// A ListAccounts cursor on the wire: the last account of the page, readable but to be passed
 /// back unchanged.
 pub fn page_token(after: crate::domain::AccountId) -> String {
@@ -247,4 +223,28 @@ pub fn page_token_after(token: &str) -> Result<crate::domain::AccountId, Status>
                 ),
             )
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_round_trip_and_bad_ones_name_the_field() {
+        for us in [0, 1, 1_700_000_000_123_456, -5] {
+            assert_eq!(timestamp_to_us(&us_to_timestamp(us), "as_of").unwrap(), us);
+        }
+        let bad = Timestamp {
+            seconds: 1,
+            nanos: -1,
+        };
+        let e = timestamp_to_us(&bad, "as_of").unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        assert!(e.message().contains("as_of"));
+        let huge = Timestamp {
+            seconds: i64::MAX,
+            nanos: 0,
+        };
+        assert!(timestamp_to_us(&huge, "as_of").is_err());
+    }
 }
