@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # One district of N accounts (default 1M) through the CLI, as an operator would: a users.csv of
 # N new accounts imported over gRPC, the server's RSS (peak and after), then a restart timed until
-# health says SERVING (grpc_probe.py), the RSS after restart, and a streamed export of every row.
+# health says SERVING (grpc_probe.py), the RSS after restart, the daily queries timed over gRPC
+# (`account-ledger reads-bench`, after the import and after the restart), and a streamed export
+# of every row (JSON lines, then the re-importable CSV).
 # A benchmark, not a test.
 # usage: scripts/district-1m.sh BINARY WORKDIR [ROWS] [PORT]
 set -euo pipefail
@@ -34,10 +36,14 @@ t1=$(date +%s.%N)
 echo "import of $rows new accounts (CLI over gRPC): $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}') s; $(grep -E 'status' "$work/import.out")"
 echo "RSS after import: $(rss $spid)"
 sleep 3; echo "RSS 3 s later: $(rss $spid)"
+"$bin" reads-bench big --runs 20 --changes 1000
+echo "RSS after the queries: $(rss $spid)"
 kill -TERM $spid; wait $spid || true
 echo "data dir: $(du -sb "$work/data" | cut -f1) bytes"
 start
 echo "RSS after restart: $(rss $spid)"
+"$bin" reads-bench big --runs 20 --changes 1000
+echo "RSS after the queries: $(rss $spid)"
 # ExportUsers streamed to the CLI (JSON lines); the server's peak RSS above its RSS before.
 echo 5 > /proc/$spid/clear_refs; idle=$(grep VmRSS /proc/$spid/status | awk '{print $2}')
 t0=$(date +%s.%N); n=$("$bin" export big --json | wc -l); t1=$(date +%s.%N)

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status};
 
@@ -250,7 +251,14 @@ pub async fn serve_with(
     tls: Option<tonic::transport::ServerTlsConfig>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let router = router(ledger.clone(), auth, tls).await?;
-    let incoming = TcpListenerStream::new(listener);
+    // Replies go out at once: with Nagle's algorithm on, a reply larger than one segment
+    // (a page of 100 accounts) waited ~40 ms for the client's delayed ACK.
+    let incoming = TcpListenerStream::new(listener).map(|conn| {
+        if let Ok(c) = &conn {
+            let _ = c.set_nodelay(true);
+        }
+        conn
+    });
     let served = router
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await;

@@ -12,6 +12,7 @@ use super::time::parse_instant;
 use super::{AccountCommand, ClientCommand, Conn, DomainCommand, TokenCommand, WriteOpts};
 use crate::api::convert::us_to_timestamp;
 use crate::api::pb::{self, account_ledger_client::AccountLedgerClient};
+use crate::import::{UserRow, UsersCsvWriter, Version};
 
 struct Client {
     inner: AccountLedgerClient<Channel>,
@@ -242,6 +243,8 @@ pub async fn run(command: ClientCommand) -> Result<(), String> {
             conn,
             domain,
             as_of: when,
+            csv,
+            csv_version,
         } => {
             let mut c = Client::connect(&conn).await?;
             let req = c.req(pb::ExportUsersRequest {
@@ -254,16 +257,44 @@ pub async fn run(command: ClientCommand) -> Result<(), String> {
                 .await
                 .map_err(status_text)?
                 .into_inner();
-            let mut all = Vec::new();
+            let out = std::io::BufWriter::new(std::io::stdout().lock());
+            let version = match csv_version {
+                2 => Version::V2,
+                _ => Version::V1,
+            };
+            let mut csv = match csv {
+                true => Some(UsersCsvWriter::new(out, version).map_err(|e| e.to_string())?),
+                false => None,
+            };
+            let (mut all, mut left_out) = (Vec::new(), 0u64);
             while let Some(a) = stream.message().await.map_err(status_text)? {
-                if c.json {
+                if let Some(w) = csv.as_mut() {
+                    let p = a.profile.clone().unwrap_or_default();
+                    let row = UserRow {
+                        import_id: a.import_id.as_deref(),
+                        first_name: &p.first_name,
+                        last_name: &p.last_name,
+                        login: &p.login,
+                        email: &p.email,
+                        role: &a.role,
+                        enabled: a.enabled,
+                    };
+                    left_out += u64::from(!w.write(row).map_err(|e| e.to_string())?);
+                } else if c.json {
                     println!("{}", output::account_json(&a));
                 } else {
                     all.push(a);
                 }
             }
-            if !c.json {
-                output::table(&ACCOUNT_HEADER, &output::account_rows(&all));
+            match csv {
+                Some(w) => w.finish().map_err(|e| e.to_string())?,
+                None if !c.json => output::table(&ACCOUNT_HEADER, &output::account_rows(&all)),
+                None => {}
+            }
+            if left_out > 0 {
+                eprintln!(
+                    "{left_out} accounts have no import id (created by hand) and are not in the users.csv"
+                );
             }
         }
         ClientCommand::CanSignIn {

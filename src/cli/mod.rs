@@ -44,6 +44,20 @@ pub enum Top {
         #[arg(long)]
         warm_up: bool,
     },
+    /// Time the daily queries (lists, searches, point in time, license usage) of one domain
+    /// against a running server; records `--changes` sign-ins for the point-in-time figure.
+    ReadsBench {
+        #[command(flatten)]
+        conn: Conn,
+        /// The domain to query (a large one).
+        domain: String,
+        /// Calls per figure (the median and the slowest are printed).
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+        /// Sign-ins recorded before the point-in-time figure.
+        #[arg(long, default_value_t = 1000)]
+        changes: usize,
+    },
     /// Import a CSV file (PowerSchool users.csv, update_users.csv, delete_users.csv, v1 or v2)
     /// or a OneRoster 1.1 directory or .zip. Exit: 0 all rows applied, 2 some rows failed,
     /// 1 refused or error.
@@ -166,12 +180,23 @@ pub enum ClientCommand {
         as_of: Option<String>,
     },
     /// The users export of a domain (Enabled and Disabled accounts).
+    ///
+    /// With --csv or --json, rows are written as they arrive (any domain size); the table
+    /// waits for the last row to align its columns.
     Export {
         #[command(flatten)]
         conn: Conn,
         domain: String,
+        /// Export as of this instant (RFC 3339, e.g. 2025-01-31T12:00:00Z, or Unix seconds).
         #[arg(long)]
         as_of: Option<String>,
+        /// Write a PowerSchool users.csv that can be imported again (accounts created by hand
+        /// have no import id and are left out, counted on stderr).
+        #[arg(long, conflicts_with = "json")]
+        csv: bool,
+        /// The users.csv version: 1 (`enabled` column) or 2 (`blocked` column).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2), requires = "csv")]
+        csv_version: u8,
     },
     /// May this login sign in now?
     CanSignIn {
@@ -377,6 +402,24 @@ pub async fn run(cli: Cli) -> ExitCode {
         } => crate::bench::import_grpc::run(rows, baseline_rows, warm_up)
             .await
             .map_err(|e| e.to_string()),
+        Top::ReadsBench {
+            conn,
+            domain,
+            runs,
+            changes,
+        } => {
+            let options = crate::bench::reads::ReadsBenchOptions {
+                domain,
+                runs,
+                changes,
+            };
+            match (connect::channel(&conn).await, connect::bearer(&conn)) {
+                (Ok(channel), Ok(bearer)) => {
+                    crate::bench::reads::run(channel, bearer, options).await
+                }
+                (Err(e), _) | (_, Err(e)) => Err(e),
+            }
+        }
         Top::Import(args) => match imports::run(args).await {
             Ok(code) => return code,
             Err(message) => Err(message),

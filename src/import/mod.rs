@@ -27,7 +27,7 @@ pub use error::{ImportError, RowError};
 pub use guard::GuardCheck;
 pub use oneroster::UsersMode;
 pub use plan::{ChangeKind, Plan, Planner, Scope};
-pub use powerschool::{FileKind, Version, write_users_csv};
+pub use powerschool::{FileKind, UserRow, UsersCsvWriter, Version, write_users_csv};
 pub use report::{Counts, ImportReport, JobStatus, RowChange};
 
 use crate::ledger::{BatchMode, BatchOutcome, Ledger};

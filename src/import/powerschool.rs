@@ -178,55 +178,110 @@ pub(crate) fn open<R: Read>(
     })
 }
 
-/// Write accounts as a PowerSchool users.csv (the users export), in `version`'s flag column.
-/// Accounts without an import id (created by hand) cannot be listed in an import file and are
-/// skipped; returns how many rows were written.
+/// One row of the users export, as [`UsersCsvWriter`] writes it.
+pub struct UserRow<'a> {
+    pub import_id: Option<&'a str>,
+    pub first_name: &'a str,
+    pub last_name: &'a str,
+    pub login: &'a str,
+    pub email: &'a str,
+    pub role: &'a str,
+    pub enabled: bool,
+}
+
+impl<'a> From<&'a AccountState> for UserRow<'a> {
+    fn from(a: &'a AccountState) -> UserRow<'a> {
+        UserRow {
+            import_id: a.import_id.as_deref(),
+            first_name: &a.profile.first_name,
+            last_name: &a.profile.last_name,
+            login: &a.profile.login,
+            email: &a.profile.email,
+            role: &a.role,
+            enabled: a.enabled,
+        }
+    }
+}
+
+/// Writes a PowerSchool users.csv row by row (the users export streams through it), in
+/// `version`'s flag column, so an export can be imported again.
+pub struct UsersCsvWriter<W: Write> {
+    out: csv::Writer<W>,
+    version: Version,
+}
+
+fn csv_error(e: csv::Error) -> ImportError {
+    ImportError::Io {
+        file: "users.csv".into(),
+        source: std::io::Error::other(e.to_string()),
+    }
+}
+
+impl<W: Write> UsersCsvWriter<W> {
+    /// Start the file: its header row.
+    pub fn new(out: W, version: Version) -> Result<Self, ImportError> {
+        let mut out = csv::Writer::from_writer(out);
+        let flag = match version {
+            Version::V1 => "enabled",
+            Version::V2 => "blocked",
+        };
+        out.write_record([
+            "import_id",
+            "first_name",
+            "last_name",
+            "login",
+            "email",
+            "user_type",
+            flag,
+        ])
+        .map_err(csv_error)?;
+        Ok(UsersCsvWriter { out, version })
+    }
+
+    /// Write one account. An account without an import id (created by hand) cannot be listed
+    /// in an import file: it is skipped and this answers false.
+    pub fn write(&mut self, row: UserRow<'_>) -> Result<bool, ImportError> {
+        let Some(import_id) = row.import_id else {
+            return Ok(false);
+        };
+        let on = match self.version {
+            Version::V1 => row.enabled,
+            Version::V2 => !row.enabled,
+        };
+        self.out
+            .write_record([
+                import_id,
+                row.first_name,
+                row.last_name,
+                row.login,
+                row.email,
+                row.role,
+                if on { "1" } else { "0" },
+            ])
+            .map_err(csv_error)?;
+        Ok(true)
+    }
+
+    pub fn finish(mut self) -> Result<(), ImportError> {
+        self.out.flush().map_err(|e| ImportError::Io {
+            file: "users.csv".into(),
+            source: e,
+        })
+    }
+}
+
+/// Write accounts as a PowerSchool users.csv (the users export); returns how many rows were
+/// written (accounts without an import id are skipped).
 pub fn write_users_csv<W: Write>(
     out: W,
     accounts: &[AccountState],
     version: Version,
 ) -> Result<u64, ImportError> {
-    let io = |e: csv::Error| ImportError::Io {
-        file: "users.csv".into(),
-        source: std::io::Error::other(e.to_string()),
-    };
-    let mut w = csv::Writer::from_writer(out);
-    let flag = match version {
-        Version::V1 => "enabled",
-        Version::V2 => "blocked",
-    };
-    w.write_record([
-        "import_id",
-        "first_name",
-        "last_name",
-        "login",
-        "email",
-        "user_type",
-        flag,
-    ])
-    .map_err(io)?;
+    let mut w = UsersCsvWriter::new(out, version)?;
     let mut n = 0;
     for a in accounts {
-        let Some(iid) = &a.import_id else { continue };
-        let on = match version {
-            Version::V1 => a.enabled,
-            Version::V2 => !a.enabled,
-        };
-        w.write_record([
-            iid.as_str(),
-            &a.profile.first_name,
-            &a.profile.last_name,
-            &a.profile.login,
-            &a.profile.email,
-            &a.role,
-            if on { "1" } else { "0" },
-        ])
-        .map_err(io)?;
-        n += 1;
+        n += u64::from(w.write(a.into())?);
     }
-    w.flush().map_err(|e| ImportError::Io {
-        file: "users.csv".into(),
-        source: e,
-    })?;
+    w.finish()?;
     Ok(n)
 }
