@@ -1,7 +1,6 @@
 //! `decide`: the rules of DOMAIN.md, as a pure function of the current state and one command.
 
 use super::names::{validate_domain_name, validate_free_text, validate_text};
-use super::state::login_key;
 use super::{AccountState, Command, DomainError, DomainState, Event, LedgerState, Profile};
 
 /// Decide what happens. `Ok(vec![])` means the command is a no-op (already so).
@@ -78,10 +77,7 @@ pub fn decide(state: &LedgerState, command: &Command) -> Result<Vec<Event>, Doma
                     });
                 }
             }
-            if state
-                .by_login
-                .contains_key(&login_key(domain, &profile.login))
-            {
+            if state.account_by_login(domain, &profile.login).is_some() {
                 return Err(DomainError::LoginTaken {
                     domain: domain.clone(),
                     login: profile.login.clone(),

@@ -5,6 +5,7 @@ mod command;
 mod decide;
 mod error;
 mod event;
+mod keys;
 pub mod names;
 mod state;
 
@@ -12,6 +13,7 @@ pub use command::{Command, Profile};
 pub use decide::decide;
 pub use error::DomainError;
 pub use event::{Event, StreamId};
+pub use keys::KeyIndex;
 pub use state::{AccountState, DomainState, LedgerState, Status};
 
 /// Accounts are numbered by the ledger in creation order; the number never comes back.

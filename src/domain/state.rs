@@ -9,7 +9,7 @@ use imbl::{OrdMap, Vector};
 
 use serde::{Deserialize, Serialize};
 
-use super::{AccountId, DEFAULT_MASS_CHANGE_PERCENT, Event, Profile};
+use super::{AccountId, DEFAULT_MASS_CHANGE_PERCENT, Event, KeyIndex, Profile};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Status {
@@ -93,16 +93,17 @@ pub struct LedgerState {
     /// is copied (`Arc::make_mut`).
     pub accounts: OrdMap<AccountId, Arc<AccountState>>,
     /// (domain, import id) of live (not deleted) accounts.
-    pub by_import_id: OrdMap<(String, String), AccountId>,
+    pub by_import_id: KeyIndex,
     /// (domain, lowercased login) of live accounts: the sign-in index.
-    pub by_login: OrdMap<(String, String), AccountId>,
+    pub by_login: KeyIndex,
     /// Live and deleted accounts of each domain, in creation order (point-in-time lists).
     pub domain_accounts: HashMap<String, Vector<AccountId>>,
     pub next_account_id: AccountId,
 }
 
-pub(crate) fn login_key(domain: &str, login: &str) -> (String, String) {
-    (domain.to_string(), login.trim().to_lowercase())
+/// How logins compare: trimmed, lowercase.
+pub(crate) fn login_key(login: &str) -> String {
+    login.trim().to_lowercase()
 }
 
 impl LedgerState {
@@ -110,16 +111,26 @@ impl LedgerState {
         self.accounts.get(&id).map(|a| &**a)
     }
 
+    /// The live account of `domain` with this import id.
     pub fn account_by_import_id(&self, domain: &str, import_id: &str) -> Option<&AccountState> {
         self.by_import_id
-            .get(&(domain.to_string(), import_id.to_string()))
-            .and_then(|id| self.account(*id))
+            .candidates(domain, import_id)
+            .filter_map(|id| self.account(id))
+            .find(|a| !a.deleted && a.domain == domain && a.import_id.as_deref() == Some(import_id))
     }
 
+    /// The live account of `domain` with this login (compared trimmed, case-insensitively).
     pub fn account_by_login(&self, domain: &str, login: &str) -> Option<&AccountState> {
+        let key = login_key(login);
         self.by_login
-            .get(&login_key(domain, login))
-            .and_then(|id| self.account(*id))
+            .candidates(domain, &key)
+            .filter_map(|id| self.account(id))
+            .find(|a| {
+                !a.deleted
+                    && !a.profile.is_erased()
+                    && a.domain == domain
+                    && login_key(&a.profile.login) == key
+            })
     }
 
     /// Apply one fact. Total: an event that does not fit the state (which `decide` never
@@ -175,12 +186,11 @@ impl LedgerState {
                     version: 1,
                 };
                 if let Some(iid) = import_id {
-                    self.by_import_id
-                        .insert((domain.clone(), iid.clone()), *account);
+                    self.by_import_id.insert(domain, iid, *account);
                 }
                 if !profile.is_erased() {
                     self.by_login
-                        .insert(login_key(domain, &profile.login), *account);
+                        .insert(domain, &login_key(&profile.login), *account);
                 }
                 match self.domain_accounts.get_mut(domain) {
                     Some(ids) => ids.push_back(*account),
@@ -206,9 +216,10 @@ impl LedgerState {
                         let old = std::mem::replace(&mut acc.profile, Arc::new(profile.clone()));
                         acc.role = role.clone();
                         let domain = acc.domain.clone();
-                        self.by_login.remove(&login_key(&domain, &old.login));
+                        self.by_login.remove(&domain, &login_key(&old.login), id);
                         if !profile.is_erased() {
-                            self.by_login.insert(login_key(&domain, &profile.login), id);
+                            self.by_login
+                                .insert(&domain, &login_key(&profile.login), id);
                         }
                     }
                     Event::AccountDisabled { .. } => acc.enabled = false,
@@ -223,9 +234,10 @@ impl LedgerState {
                             std::mem::replace(&mut acc.profile, Arc::new(Profile::erased()));
                         let domain = acc.domain.clone();
                         if let Some(iid) = &acc.import_id {
-                            self.by_import_id.remove(&(domain.clone(), iid.clone()));
+                            self.by_import_id.remove(&domain, iid, id);
                         }
-                        self.by_login.remove(&login_key(&domain, &profile.login));
+                        self.by_login
+                            .remove(&domain, &login_key(&profile.login), id);
                     }
                     _ => {}
                 }
@@ -269,12 +281,11 @@ impl LedgerState {
     pub fn insert_account_row(&mut self, acc: AccountState) {
         if !acc.deleted {
             if let Some(iid) = &acc.import_id {
-                self.by_import_id
-                    .insert((acc.domain.clone(), iid.clone()), acc.id);
+                self.by_import_id.insert(&acc.domain, iid, acc.id);
             }
             if !acc.profile.is_erased() {
                 self.by_login
-                    .insert(login_key(&acc.domain, &acc.profile.login), acc.id);
+                    .insert(&acc.domain, &login_key(&acc.profile.login), acc.id);
             }
         }
         self.domain_accounts

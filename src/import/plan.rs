@@ -159,8 +159,6 @@ pub struct Planner {
     seen_logins: HashMap<String, u64>,
     plan: Plan,
     removals_in_file: u64,
-    /// (domain, import id) lookup key, reused so a lookup allocates nothing.
-    key: (String, String),
 }
 
 impl Planner {
@@ -183,7 +181,6 @@ impl Planner {
                 ..Plan::default()
             },
             removals_in_file: 0,
-            key: (domain.to_string(), String::new()),
         }
     }
 
@@ -234,12 +231,7 @@ impl Planner {
             }
             self.seen_logins.insert(key, row.row);
         }
-        self.key.1.clear();
-        self.key.1.push_str(&row.import_id);
-        let existing = state
-            .by_import_id
-            .get(&self.key)
-            .and_then(|id| state.accounts.get(id));
+        let existing = state.account_by_import_id(&self.domain, &row.import_id);
         let planned = match &row.action {
             RowAction::Upsert(fields) => match existing {
                 None => match create(&self.domain, &row, fields) {

@@ -123,6 +123,9 @@ impl Projections {
         for id in touched {
             index.replace(before.account(id), after.account(id));
         }
+        if index.wants_rebuild() {
+            return AccountIndex::build(after.accounts.values().map(|a| &**a));
+        }
         index
     }
 

@@ -17,6 +17,7 @@ pub mod reach;
 mod record;
 pub mod sled_log;
 pub mod sled_views;
+mod stream_index;
 pub mod vault;
 
 pub use error::StoreError;

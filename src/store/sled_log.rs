@@ -5,7 +5,7 @@
 //! caps writes near 40k events/s; a chunk keeps a single-event read cheap (decode ≤ 256 events)
 //! while a batch costs a handful of keys.
 //!
-//! The stream, event-id and time indexes are kept in memory and rebuilt by one scan of the log
+//! The stream ([`StreamIndex`]), event-id and time indexes are kept in memory and rebuilt by one scan of the log
 //! at open (decoding without decrypting, well over 1M events/s). They are derived data: keeping
 //! them out of sled keeps an append at one key per chunk.
 
@@ -23,6 +23,7 @@ use uuid::Uuid;
 use super::codec::{self, u64_key};
 use super::files;
 use super::reach::{self, Reach};
+use super::stream_index::StreamIndex;
 use super::vault::Vault;
 use super::{Appended, EventLog, NewEvent, RecordedEvent, StoreError};
 use crate::domain::{Event, StreamId};
@@ -43,7 +44,7 @@ pub struct StoreOptions {
 
 #[derive(Default)]
 struct Index {
-    streams: HashMap<StreamId, Vec<u64>>,
+    streams: StreamIndex,
     requests: HashMap<String, Vec<u64>>,
     jobs: HashMap<Uuid, Vec<u64>>,
     event_ids: HashMap<Uuid, u64>,
@@ -55,7 +56,7 @@ struct Index {
 
 impl Index {
     fn add(&mut self, e: &RecordedEvent) {
-        self.streams.entry(e.stream()).or_default().push(e.position);
+        self.streams.add(e.stream(), e.position);
         self.event_ids.insert(e.event_id, e.position);
         if let Some(r) = &e.request_id {
             self.requests.entry(r.clone()).or_default().push(e.position);
@@ -470,9 +471,9 @@ impl SledEventLog {
                         continue;
                     }
                     let stream = ne.event.stream();
-                    let version = versions.entry(stream.clone()).or_insert_with(|| {
-                        index.streams.get(&stream).map_or(0, |p| p.len() as u64)
-                    });
+                    let version = versions
+                        .entry(stream.clone())
+                        .or_insert_with(|| index.streams.version(&stream));
                     *version += 1;
                     positions.push(next);
                     records.push(RecordedEvent {
@@ -674,14 +675,12 @@ impl EventLog for SledEventLog {
     }
 
     fn stream_positions(&self, stream: &StreamId) -> Vec<u64> {
-        self.durable_only(self.index().streams.get(stream))
+        let durable = self.inner.durable.load(Ordering::Acquire);
+        self.index().streams.positions(stream, durable)
     }
 
     fn stream_version(&self, stream: &StreamId) -> u64 {
-        self.index()
-            .streams
-            .get(stream)
-            .map_or(0, |p| p.len() as u64)
+        self.index().streams.version(stream)
     }
 
     fn position_at(&self, at_us: i64) -> u64 {
