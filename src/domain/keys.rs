@@ -1,54 +1,143 @@
-//! The unique keys of live accounts within their domain (import id, login), as a persistent
-//! set of (hash of domain and key, account): 16 bytes an entry where a map of two strings
-//! took about 160 with its allocations (a 1M-account district held two such maps).
+//! The unique keys of live accounts within their domain (import id, login), held as hashes:
+//! a persistent map hash → account (16 bytes an entry, where a map of two strings took about
+//! 160 with its allocations: a 1M-account district held two such maps), plus a set for the
+//! rare second account whose key has the same hash.
 //!
-//! A lookup returns candidates; the caller keeps the one whose own row has the key, so a
-//! hash collision costs one more row probe, never a wrong answer. The hash has a fixed key:
-//! the set must be equal in every replay of the same events.
+//! A lookup returns candidates; the caller keeps the one whose own row has the key, so a hash
+//! collision costs one more row probe, never a wrong answer. The hash (FNV-1a) has no secret
+//! key: the maps must be equal in every replay of the same events, and a crafted collision
+//! only adds a candidate.
 
-use std::hash::{DefaultHasher, Hash, Hasher};
-
-use imbl::OrdSet;
+use imbl::{OrdMap, OrdSet};
 
 use super::AccountId;
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct KeyIndex(OrdSet<(u64, AccountId)>);
+#[derive(Debug, Clone, Default)]
+pub struct KeyIndex {
+    first: OrdMap<u64, AccountId>,
+    /// (hash, account) of accounts whose hash was already taken in `first`.
+    more: OrdSet<(u64, AccountId)>,
+}
+
+/// Equal when they hold the same entries, whichever of two colliding accounts came first.
+impl PartialEq for KeyIndex {
+    fn eq(&self, other: &KeyIndex) -> bool {
+        if self.more.is_empty() && other.more.is_empty() {
+            return self.first == other.first;
+        }
+        let entries = |k: &KeyIndex| {
+            let mut all: Vec<(u64, AccountId)> = k
+                .first
+                .iter()
+                .map(|(h, a)| (*h, *a))
+                .chain(k.more.iter().copied())
+                .collect();
+            all.sort_unstable();
+            all
+        };
+        entries(self) == entries(other)
+    }
+}
+
+impl Eq for KeyIndex {}
 
 fn hash(domain: &str, key: &str) -> u64 {
-    let mut h = DefaultHasher::new();
-    domain.hash(&mut h);
-    key.hash(&mut h);
-    h.finish()
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    // The separator keeps ("ab", "c") and ("a", "bc") apart; names hold no NUL.
+    for b in domain.bytes().chain([0]).chain(key.bytes()) {
+        h = (h ^ u64::from(b)).wrapping_mul(PRIME);
+    }
+    h
 }
 
 impl KeyIndex {
     pub fn insert(&mut self, domain: &str, key: &str, account: AccountId) {
-        self.0.insert((hash(domain, key), account));
+        let h = hash(domain, key);
+        match self.first.get(&h) {
+            None => {
+                self.first.insert(h, account);
+            }
+            Some(a) if *a == account => {}
+            Some(_) => {
+                self.more.insert((h, account));
+            }
+        }
     }
 
     pub fn remove(&mut self, domain: &str, key: &str, account: AccountId) {
-        self.0.remove(&(hash(domain, key), account));
+        let h = hash(domain, key);
+        if self.more.remove(&(h, account)).is_some() {
+            return;
+        }
+        if self.first.get(&h) == Some(&account) {
+            self.first.remove(&h);
+            // Promote a colliding account, if any, so `first` keeps every hash in use.
+            let next = self
+                .more
+                .range((h, 0)..=(h, AccountId::MAX))
+                .next()
+                .copied();
+            if let Some((_, other)) = next {
+                self.more.remove(&(h, other));
+                self.first.insert(h, other);
+            }
+        }
     }
 
     /// Accounts that may have `key` in `domain` (check each row).
     pub fn candidates(&self, domain: &str, key: &str) -> impl Iterator<Item = AccountId> + '_ {
         let h = hash(domain, key);
-        self.0
-            .range((h, 0)..=(h, AccountId::MAX))
-            .map(|(_, id)| *id)
+        let more = (!self.more.is_empty())
+            .then(|| {
+                self.more
+                    .range((h, 0)..=(h, AccountId::MAX))
+                    .map(|(_, a)| *a)
+            })
+            .into_iter()
+            .flatten();
+        self.first.get(&h).copied().into_iter().chain(more)
     }
 
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.first.len() + self.more.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.first.is_empty()
     }
 
     /// Add every entry of `other` (disjoint domains).
     pub fn extend(&mut self, other: KeyIndex) {
-        self.0.extend(other.0);
+        for (h, a) in other.first.into_iter().chain(other.more) {
+            match self.first.get(&h) {
+                None => {
+                    self.first.insert(h, a);
+                }
+                Some(_) => {
+                    self.more.insert((h, a));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colliding_hashes_keep_every_account_findable() {
+        // Force a collision by inserting under one hash directly.
+        let mut index = KeyIndex::default();
+        index.insert("d", "a", 1);
+        let h = hash("d", "a");
+        index.more.insert((h, 2));
+        assert_eq!(index.candidates("d", "a").collect::<Vec<_>>(), vec![1, 2]);
+        index.remove("d", "a", 1);
+        assert_eq!(index.candidates("d", "a").collect::<Vec<_>>(), vec![2]);
+        index.remove("d", "a", 2);
+        assert!(index.is_empty() && index.more.is_empty());
+        assert_ne!(hash("ab", "c"), hash("a", "bc"));
     }
 }
