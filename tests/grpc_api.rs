@@ -879,7 +879,10 @@ async fn a_confirmation_goes_stale_when_the_account_changes_before_it_is_used() 
         c.delete_account(req(ADMIN_D1, confirmable(a, Some(stub.confirmation_token))))
             .await,
         Code::Aborted,
-        &[],
+        &[
+            &format!("account {a} changed after the warning"),
+            "without confirmation_token",
+        ],
     );
     server.stop().await;
 }
@@ -1203,5 +1206,39 @@ async fn export_users_streams_the_domain_as_it_was_when_the_export_started() {
     }
     assert_eq!(logins.len(), 600);
     assert!(logins.iter().all(|l| l.starts_with('u')), "{logins:?}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn before_a_domain_existed_its_list_and_license_usage_are_both_not_found() {
+    let PastAndPresent { server, mut c, .. } = PastAndPresent::start().await;
+    let before = prost_types::Timestamp {
+        seconds: 946_684_800, // 2000-01-01
+        nanos: 0,
+    };
+    assert_status(
+        c.list_accounts(req(
+            AUDITOR,
+            pb::ListAccountsRequest {
+                as_of: Some(before),
+                ..list_request("d1")
+            },
+        ))
+        .await,
+        Code::NotFound,
+        &["d1"],
+    );
+    assert_status(
+        c.get_license_usage(req(
+            AUDITOR,
+            pb::GetLicenseUsageRequest {
+                domain: "d1".into(),
+                as_of: Some(before),
+            },
+        ))
+        .await,
+        Code::NotFound,
+        &["d1"],
+    );
     server.stop().await;
 }

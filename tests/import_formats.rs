@@ -328,3 +328,33 @@ async fn uploads_stream_from_a_reader_and_kind_comes_from_name_or_caller() {
     .expect_err("unknown domain");
     assert!(matches!(err, ImportError::UnknownDomain { .. }));
 }
+
+#[tokio::test]
+async fn powerschool_flags_take_1_or_0_and_blank_keeps_the_flag() {
+    let env = env().await;
+    let r = env
+        .import(&env.write(
+            "users.csv",
+            "import_id,first_name,last_name,login,email,user_type,enabled\n\
+             S1,Ann,Lee,ann,ann@x.example,student,0\n\
+             S2,Bob,Roe,bob,bob@x.example,student,1\n",
+        ))
+        .await;
+    assert_eq!(r.counts.created, 2, "{r:#?}");
+    let r = env
+        .import(&env.write(
+            "update_users.csv",
+            "import_id,first_name,last_name,login,email,user_type,enabled\n\
+             S1,Ann,Lee,ann,ann@x.example,student,\n\
+             S2,Bob,Roe,bob,bob@x.example,student,yes\n\
+             S3,Cy,Day,cy,cy@x.example,student,FALSE\n",
+        ))
+        .await;
+    assert_eq!(env.status("S1"), Some(Status::Disabled), "blank keeps");
+    let errors = format!("{:?}", r.row_errors);
+    assert_eq!(r.row_errors.len(), 2, "{errors}");
+    assert!(
+        errors.contains("1 (enabled), 0 (disabled) or blank (keep as is)"),
+        "{errors}"
+    );
+}

@@ -100,3 +100,90 @@ async fn manifest_with_users_absent_changes_nothing() {
     assert!(r.warnings.iter().any(|w| w.contains("absent")));
     assert_eq!(env.status("or-1"), Some(Status::Enabled));
 }
+
+/// A OneRoster set in a fresh directory: its manifest says `version`, its users.csv has
+/// `header` and `rows`.
+fn roster_set(env: &Env, version: &str, header: &str, rows: &str) -> std::path::PathBuf {
+    let manifest = env.write(
+        "manifest.csv",
+        &format!("propertyName,value\nmanifest.version,1.0\noneroster.version,{version}\nfile.users,bulk\n"),
+    );
+    let dir = manifest.parent().unwrap().to_path_buf();
+    std::fs::write(dir.join("users.csv"), format!("{header}\n{rows}")).unwrap();
+    dir
+}
+
+const HEADER_1_1: &str = "sourcedId,status,dateLastModified,enabledUser,orgSourcedIds,role,username,givenName,familyName,email";
+
+#[tokio::test]
+async fn a_oneroster_1_2_set_is_refused_naming_the_version_before_any_change() {
+    let env = env().await;
+    // OneRoster 1.2: no role column in users.csv (roles.csv holds them).
+    let dir = roster_set(
+        &env,
+        "1.2",
+        "sourcedId,status,dateLastModified,enabledUser,username,givenName,familyName,email",
+        "t-1,active,2025-08-01T00:00:00Z,true,tina,Tina,Lee,tina@school.example\n",
+    );
+    let before = env.last_position();
+    let err = env
+        .import_with(&dir, ImportOptions::default())
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, ImportError::Manifest { .. }), "{text}");
+    assert!(
+        text.contains("oneroster.version is 1.2") && text.contains("1.1"),
+        "{text}"
+    );
+    assert_eq!(env.last_position(), before);
+}
+
+#[tokio::test]
+async fn an_unknown_oneroster_version_is_refused() {
+    let env = env().await;
+    let dir = roster_set(&env, "2.0", HEADER_1_1, "");
+    let err = env
+        .import_with(&dir, ImportOptions::default())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("\"2.0\""), "{err}");
+}
+
+#[tokio::test]
+async fn a_oneroster_users_csv_without_its_role_column_is_refused_naming_it() {
+    let env = env().await;
+    let dir = roster_set(
+        &env,
+        "1.1",
+        "sourcedId,status,dateLastModified,enabledUser,orgSourcedIds,username,givenName,familyName,email",
+        "t-1,active,,true,org-1,tina,Tina,Lee,tina@school.example\n",
+    );
+    let err = env
+        .import_with(&dir, ImportOptions::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ImportError::MissingColumn { column, .. } if column == "role"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn enabled_user_takes_true_or_false_and_says_so_for_anything_else() {
+    let env = env().await;
+    let dir = roster_set(
+        &env,
+        "1.1",
+        HEADER_1_1,
+        "t-1,active,,TRUE,org-1,teacher,tina,Tina,Lee,tina@school.example\n\
+         t-2,active,,yes,org-1,student,sam,Sam,Roe,sam@school.example\n",
+    );
+    let r = env.import(&dir).await;
+    assert_eq!(r.counts.created, 1, "{r:#?}");
+    let errors = format!("{:?}", r.row_errors);
+    assert!(
+        errors.contains("true, false (any case) or blank (keep as is)"),
+        "{errors}"
+    );
+}

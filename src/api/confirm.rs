@@ -84,9 +84,24 @@ impl LedgerService {
                  call again without it to get a new warning",
             ));
         }
-        let expected = req.expected_version.or(pending.as_ref().map(|p| p.version));
+        // Without its own expected_version the call acts only if the account is still as the
+        // warning described it.
+        let warned_at = pending
+            .as_ref()
+            .map(|p| p.version)
+            .filter(|_| req.expected_version.is_none() && !already_done);
+        let expected = req.expected_version.or(warned_at);
         let expected = if already_done { None } else { expected };
-        let done = self.run(&who, command, req.request_id, expected).await?;
+        let done = match self.run(&who, command, req.request_id, expected).await {
+            Err(e) if e.code() == tonic::Code::Aborted && warned_at.is_some() => {
+                return Err(Status::aborted(format!(
+                    "account {} changed after the warning was given, so nothing was done; call \
+                     again without confirmation_token to get a warning for it as it is now",
+                    acc.id
+                )));
+            }
+            done => done?,
+        };
         self.confirmations
             .lock()
             .unwrap_or_else(|e| e.into_inner())

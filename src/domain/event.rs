@@ -65,8 +65,8 @@ pub enum StreamId {
 impl std::fmt::Display for StreamId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            StreamId::Domain(d) => write!(f, "domain-{d}"),
-            StreamId::Account(a) => write!(f, "account-{a}"),
+            StreamId::Domain(d) => write!(f, "domain {d}"),
+            StreamId::Account(a) => write!(f, "account {a}"),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! OneRoster 1.1 CSV: a directory or a .zip holding `manifest.csv` (`propertyName,value`) and
-//! `users.csv`. `file.users` in the manifest says `bulk` (a full import), `delta` (rows applied
+//! `users.csv`. The manifest's `oneroster.version` must be 1.1 (or 1.0); 1.2 and others are
+//! refused (see [`check_version`]). `file.users` in the manifest says `bulk` (a full import), `delta` (rows applied
 //! one by one; `status=tobedeleted` acts like delete_users.csv) or `absent` (nothing to do).
 //! `sourcedId` is the import id, `username` the login, `givenName`/`familyName` the names,
 //! `enabledUser` the enabled flag. `password` is never read.
@@ -61,6 +62,7 @@ pub(crate) fn read_manifest<R: Read>(
     let value = t.require("value")?;
     let mut users = None;
     let mut warnings = Vec::new();
+    let mut version_seen = false;
     loop {
         match t.next()? {
             Next::End => break,
@@ -74,7 +76,10 @@ pub(crate) fn read_manifest<R: Read>(
             Next::Row => {
                 let key = t.get(Some(name)).to_string();
                 let v = t.get(Some(value)).to_lowercase();
-                if key.eq_ignore_ascii_case("file.users") {
+                if key.eq_ignore_ascii_case("oneroster.version") {
+                    check_version(file, t.line(), v.trim())?;
+                    version_seen = true;
+                } else if key.eq_ignore_ascii_case("file.users") {
                     users = Some(match v.as_str() {
                         "bulk" => UsersMode::Bulk,
                         "delta" => UsersMode::Delta,
@@ -105,8 +110,39 @@ pub(crate) fn read_manifest<R: Read>(
         row: 0,
         reason: "no file.users entry".into(),
     })?;
+    if !version_seen {
+        warnings.push(format!(
+            "{file}: no oneroster.version entry; read as OneRoster 1.1"
+        ));
+    }
     Ok((users, warnings))
 }
+
+/// The manifest's `oneroster.version`: 1.1 (and 1.0, whose users.csv is the same) is
+/// imported; 1.2 moves roles to roles.csv and changes users.csv, so reading it as 1.1 would
+/// make every teacher a student: refused until it is supported, as is any other version.
+fn check_version(file: &str, row: u64, version: &str) -> Result<(), ImportError> {
+    let reason = match version {
+        "1.0" | "1.1" => return Ok(()),
+        "1.2" => "oneroster.version is 1.2; this server imports OneRoster 1.1 only (1.2 keeps \
+                  roles in roles.csv, which a 1.1 import would miss): export the set as \
+                  OneRoster 1.1"
+            .to_string(),
+        other => format!(
+            "oneroster.version is {}; this server imports OneRoster 1.1",
+            super::limits::quote(other)
+        ),
+    };
+    Err(ImportError::Manifest {
+        file: file.to_string(),
+        row,
+        reason,
+    })
+}
+
+/// users.csv columns OneRoster 1.1 requires that the import does not read: missing ones are
+/// a warning (the columns it reads are required outright).
+const REQUIRED_UNREAD: &[&str] = &["status", "dateLastModified", "orgSourcedIds"];
 
 /// Read the header of a OneRoster users.csv.
 pub(crate) fn open_users<R: Read>(
@@ -122,13 +158,26 @@ pub(crate) fn open_users<R: Read>(
             unknown.join(", ")
         ));
     }
+    let missing: Vec<&str> = REQUIRED_UNREAD
+        .iter()
+        .copied()
+        .filter(|c| table.column(c).is_none())
+        .collect();
+    if !missing.is_empty() {
+        warnings.push(format!(
+            "{file}: columns OneRoster 1.1 requires are missing (not read here): {}",
+            missing.join(", ")
+        ));
+    }
+    // The columns read that OneRoster 1.1 requires: without one, every row would be wrong
+    // (without `role` every teacher a student).
     let layout = Layout {
         import_id: table.require("sourcedId")?,
         login: Some(table.require("username")?),
-        first_name: table.column("givenName"),
-        last_name: table.column("familyName"),
+        first_name: Some(table.require("givenName")?),
+        last_name: Some(table.require("familyName")?),
         email: table.column("email"),
-        role: table.column("role"),
+        role: Some(table.require("role")?),
         flag: Some((table.require("enabledUser")?, FlagStyle::EnabledUser)),
         status: table.column("status"),
         all_remove: false,

@@ -69,19 +69,31 @@ pub(crate) struct UserReader<R> {
     pub(crate) layout: Layout,
 }
 
+/// The values a flag column takes, as an error message names them. PowerSchool files hold
+/// `1`/`0` (the vendor's documentation and its exports); OneRoster's `enabledUser` is
+/// `true`/`false`. Blank keeps the account's flag as it is (a new account is created enabled),
+/// which is what a blank cell of a partial update means.
+fn flag_values(style: FlagStyle) -> &'static str {
+    match style {
+        FlagStyle::Enabled => "1 (enabled), 0 (disabled) or blank (keep as is)",
+        FlagStyle::Blocked => "1 (disabled), 0 (enabled) or blank (keep as is)",
+        FlagStyle::EnabledUser => "true, false (any case) or blank (keep as is)",
+    }
+}
+
 fn parse_flag(style: FlagStyle, v: &str) -> Result<Option<bool>, String> {
-    let truth = match v.to_ascii_lowercase().as_str() {
-        "" => return Ok(None),
-        "1" | "true" | "yes" | "y" | "t" => true,
-        "0" | "false" | "no" | "n" | "f" => false,
-        other => {
+    let v = v.trim();
+    let truth = match (style, v) {
+        (_, "") => return Ok(None),
+        (FlagStyle::Enabled | FlagStyle::Blocked, "1") => true,
+        (FlagStyle::Enabled | FlagStyle::Blocked, "0") => false,
+        (FlagStyle::EnabledUser, t) if t.eq_ignore_ascii_case("true") => true,
+        (FlagStyle::EnabledUser, f) if f.eq_ignore_ascii_case("false") => false,
+        (_, other) => {
             return Err(format!(
-                "{} is not a flag value (expected {})",
+                "{} is not a flag value: this column takes {}",
                 super::limits::quote(other),
-                match style {
-                    FlagStyle::EnabledUser => "true or false",
-                    _ => "1 or 0",
-                }
+                flag_values(style)
             ));
         }
     };
@@ -145,5 +157,32 @@ impl<R: Read> UserReader<R> {
                 enabled,
             }),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_take_the_values_their_format_defines_and_blank_keeps() {
+        for (style, on, off) in [
+            (FlagStyle::Enabled, "1", "0"),
+            (FlagStyle::Blocked, "0", "1"),
+            (FlagStyle::EnabledUser, "TRUE", "false"),
+        ] {
+            assert_eq!(parse_flag(style, on), Ok(Some(true)));
+            assert_eq!(parse_flag(style, off), Ok(Some(false)));
+            assert_eq!(parse_flag(style, " "), Ok(None));
+        }
+        for (style, bad) in [
+            (FlagStyle::Enabled, "yes"),
+            (FlagStyle::Enabled, "FALSE"),
+            (FlagStyle::Blocked, "no"),
+            (FlagStyle::EnabledUser, "1"),
+        ] {
+            let e = parse_flag(style, bad).unwrap_err();
+            assert!(e.contains(flag_values(style)), "{e}");
+        }
     }
 }

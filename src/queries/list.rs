@@ -233,14 +233,7 @@ impl Ledger {
         domain: &str,
         at_us: i64,
     ) -> Result<Vec<AccountState>, LedgerError> {
-        match self.past_view(domain, at_us).await {
-            Ok(view) => Ok(view.accounts()),
-            // A domain registered later had no accounts then.
-            Err(LedgerError::Domain(crate::domain::DomainError::UnknownDomain { .. })) => {
-                Ok(Vec::new())
-            }
-            Err(e) => Err(e),
-        }
+        Ok(self.past_view(domain, at_us).await?.accounts())
     }
 
     /// The domain as it was at `at_us` (see [`PastView`]).
@@ -263,6 +256,17 @@ impl Ledger {
             current_rows_apply: true,
         };
         let position = self.log().position_at(at_us);
+        // Before its registration the domain did not exist: the same answer as license usage
+        // as of then (NOT_FOUND), not an empty list.
+        let registered = self
+            .log()
+            .stream_positions(&StreamId::Domain(domain.to_string()))
+            .first()
+            .copied()
+            .unwrap_or(0);
+        if position < registered {
+            return Err(unknown_domain(domain));
+        }
         if position >= through {
             return Ok(view);
         }
