@@ -127,6 +127,7 @@ async fn rebuild_and_verify_run_while_commands_are_acknowledged() {
     drop(ledger);
     let reopened = Ledger::open(dir.path()).await.unwrap();
     assert_eq!(reopened.state_snapshot(), state);
+    reopened.close().await.unwrap();
 }
 
 #[tokio::test]
