@@ -1,5 +1,7 @@
 //! OneRoster 1.1 sets: a bulk directory (full import), a delta directory (`tobedeleted` acts as
-//! delete_users.csv), the same bulk set as a .zip, and a manifest with users absent.
+//! delete_users.csv), the same bulk set as a .zip, and a manifest with users absent; OneRoster
+//! 1.2 sets (roles from roles.csv; fixtures written from the 1EdTech 1.2 CSV binding); the
+//! version and required columns checked.
 
 mod import_common;
 
@@ -57,11 +59,15 @@ async fn bulk_then_delta() {
 }
 
 fn zip_dir(src: &std::path::Path, dest: &std::path::Path) {
+    zip_files(src, dest, &["manifest.csv", "users.csv"]);
+}
+
+fn zip_files(src: &std::path::Path, dest: &std::path::Path, names: &[&str]) {
     let file = std::fs::File::create(dest).expect("create zip");
     let mut zip = zip::ZipWriter::new(file);
     let opts = zip::write::SimpleFileOptions::default()
         .compression_method(zip::CompressionMethod::Deflated);
-    for name in ["manifest.csv", "users.csv"] {
+    for name in names {
         zip.start_file(format!("export/{name}"), opts)
             .expect("start");
         zip.write_all(&std::fs::read(src.join(name)).expect("read"))
@@ -116,27 +122,54 @@ fn roster_set(env: &Env, version: &str, header: &str, rows: &str) -> std::path::
 const HEADER_1_1: &str = "sourcedId,status,dateLastModified,enabledUser,orgSourcedIds,role,username,givenName,familyName,email";
 
 #[tokio::test]
-async fn a_oneroster_1_2_set_is_refused_naming_the_version_before_any_change() {
+async fn a_oneroster_1_2_set_takes_roles_from_roles_csv() {
     let env = env().await;
-    // OneRoster 1.2: no role column in users.csv (roles.csv holds them).
-    let dir = roster_set(
-        &env,
-        "1.2",
-        "sourcedId,status,dateLastModified,enabledUser,username,givenName,familyName,email",
-        "t-1,active,2025-08-01T00:00:00Z,true,tina,Tina,Lee,tina@school.example\n",
-    );
-    let before = env.last_position();
-    let err = env
-        .import_with(&dir, ImportOptions::default())
-        .await
-        .unwrap_err();
-    let text = err.to_string();
-    assert!(matches!(err, ImportError::Manifest { .. }), "{text}");
+    let r = env.import(&fixture("oneroster12/bulk")).await;
     assert!(
-        text.contains("oneroster.version is 1.2") && text.contains("1.1"),
-        "{text}"
+        r.format.contains("OneRoster 1.2") && r.format.contains("bulk"),
+        "{}",
+        r.format
     );
-    assert_eq!(env.last_position(), before);
+    // u-5 has no row in roles.csv: a full import cannot guess its role.
+    assert_eq!(r.counts.created, 4, "{r:#?}");
+    let errors = format!("{:?}", r.row_errors);
+    assert!(
+        errors.contains("u-5") && errors.contains("has no role in bulk/roles.csv"),
+        "{errors}"
+    );
+    let role = |iid: &str| env.account(iid).expect(iid).role;
+    assert_eq!(role("u-1"), "student");
+    assert_eq!(
+        role("u-2"),
+        "teacher",
+        "the primary role wins over a secondary one"
+    );
+    assert_eq!(
+        role("u-4"),
+        "administrator",
+        "a secondary role when there is no primary"
+    );
+    assert_eq!(
+        env.status("u-3"),
+        Some(Status::Disabled),
+        "enabledUser=false"
+    );
+    // The same set as a .zip reads the same (nothing changes).
+    let zip_path = env.files.path().join("sis12.zip");
+    zip_files(
+        &fixture("oneroster12/bulk"),
+        &zip_path,
+        &["manifest.csv", "users.csv", "roles.csv"],
+    );
+    let again = env.import(&zip_path).await;
+    assert_eq!(again.events_written, 0, "{again:#?}");
+
+    let r = env.import(&fixture("oneroster12/delta")).await;
+    assert!(r.format.contains("delta"), "{}", r.format);
+    assert_eq!(role("u-1"), "teacher", "a role change in roles.csv");
+    assert_eq!(role("u-6"), "teacher");
+    assert_eq!(env.status("u-3"), None, "tobedeleted stub: deleted");
+    assert_eq!(role("u-2"), "teacher", "delta: others untouched");
 }
 
 #[tokio::test]
@@ -147,7 +180,10 @@ async fn an_unknown_oneroster_version_is_refused() {
         .import_with(&dir, ImportOptions::default())
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("\"2.0\""), "{err}");
+    assert!(
+        err.to_string().contains("\"2.0\"") && err.to_string().contains("1.1 and 1.2"),
+        "{err}"
+    );
 }
 
 #[tokio::test]

@@ -59,7 +59,7 @@ pub enum Top {
         changes: usize,
     },
     /// Import a CSV file (PowerSchool users.csv, update_users.csv, delete_users.csv, v1 or v2)
-    /// or a OneRoster 1.1 directory or .zip. Exit: 0 all rows applied, 2 some rows failed,
+    /// or a OneRoster 1.1 or 1.2 directory or .zip. Exit: 0 all rows applied, 2 some rows failed,
     /// 1 refused or error.
     Import(imports::ImportArgs),
     /// Import jobs the server knows (domain admin, auditor).

@@ -25,10 +25,12 @@ use uuid::Uuid;
 
 pub use error::{ImportError, RowError};
 pub use guard::GuardCheck;
-pub use oneroster::UsersMode;
+use oneroster::Manifest;
+pub use oneroster::{RosterVersion, UsersMode};
 pub use plan::{ChangeKind, Plan, Planner, Scope};
 pub use powerschool::{FileKind, UserRow, UsersCsvWriter, Version, write_users_csv};
 pub use report::{Counts, ImportReport, JobStatus, RowChange};
+use rows::Roles;
 
 use crate::ledger::{BatchMode, BatchOutcome, Ledger};
 use error::ColumnNames;
@@ -443,32 +445,65 @@ fn plan_rows<R: Read>(
 }
 
 /// What the OneRoster manifest said, as a plan scope and a format name.
-fn oneroster_scope(mode: UsersMode) -> (Scope, String) {
-    match mode {
+fn oneroster_scope(manifest: Manifest) -> (Scope, String) {
+    let version = manifest.version.name();
+    match manifest.users {
         UsersMode::Bulk => (
             Scope::Full,
-            "OneRoster 1.1 users.csv, bulk (full import)".into(),
+            format!("{version} users.csv, bulk (full import)"),
         ),
         UsersMode::Delta => (
             Scope::Partial,
-            "OneRoster 1.1 users.csv, delta (partial import)".into(),
+            format!("{version} users.csv, delta (partial import)"),
         ),
-        UsersMode::Absent => (Scope::Partial, "OneRoster 1.1, users absent".into()),
+        UsersMode::Absent => (Scope::Partial, format!("{version}, users absent")),
     }
 }
 
+/// The roles of a 1.2 set (None for 1.1): from roles.csv when the manifest lists it. A full
+/// import needs every user's role; a delta keeps the role of a user it does not list.
+fn oneroster_roles<R: Read>(
+    manifest: Manifest,
+    file: &str,
+    roles: Option<R>,
+) -> Result<Option<Roles>, ImportError> {
+    if manifest.version != RosterVersion::V1_2 {
+        return Ok(None);
+    }
+    let by_user = match (manifest.roles, roles) {
+        (UsersMode::Absent, _) => Default::default(),
+        (_, Some(input)) => oneroster::read_roles(file, input)?,
+        (_, None) => {
+            return Err(ImportError::Io {
+                file: file.to_string(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "the manifest lists roles.csv but the file is missing",
+                ),
+            });
+        }
+    };
+    Ok(Some(Roles {
+        by_user,
+        file: file.to_string(),
+        required: manifest.users == UsersMode::Bulk,
+    }))
+}
+
+#[allow(clippy::too_many_arguments)]
 fn plan_oneroster<R: Read>(
     ledger: &Ledger,
     domain: &str,
     file: &str,
-    mode: UsersMode,
+    manifest: Manifest,
     users: Option<R>,
+    roles: Option<Roles>,
     mut warnings: Vec<String>,
     progress: &mut impl FnMut(Progress),
 ) -> Result<ReadFile, ImportError> {
-    let (scope, format) = oneroster_scope(mode);
+    let (scope, format) = oneroster_scope(manifest);
     let planner = Planner::new(domain, scope, file, oneroster::NAMES);
-    let plan = match (mode, users) {
+    let plan = match (manifest.users, users) {
         (UsersMode::Absent, _) => {
             warnings.push(format!(
                 "{file}: the manifest says file.users is absent: nothing to import"
@@ -487,7 +522,8 @@ fn plan_oneroster<R: Read>(
         (_, Some(input)) => {
             let counting = Counting::new(input);
             let bytes = counting.bytes.clone();
-            let (mut reader, more) = oneroster::open_users(file, counting)?;
+            let (mut reader, more) =
+                oneroster::open_users(file, counting, manifest.version, roles)?;
             warnings.extend(more);
             plan_rows(ledger, &mut reader, planner, &bytes, progress)?
         }
@@ -516,18 +552,26 @@ fn plan_oneroster_dir(
         })
     };
     let manifest = open("manifest.csv")?;
-    let (mode, warnings) = oneroster::read_manifest(&format!("{set}/manifest.csv"), manifest)?;
-    let users = if mode == UsersMode::Absent {
+    let (manifest, warnings) = oneroster::read_manifest(&format!("{set}/manifest.csv"), manifest)?;
+    let users = if manifest.users == UsersMode::Absent {
         None
     } else {
         Some(open("users.csv")?)
     };
+    let roles_file = format!("{set}/roles.csv");
+    let roles_input = match manifest.roles {
+        UsersMode::Absent => None,
+        _ if manifest.version == RosterVersion::V1_2 => Some(open("roles.csv")?),
+        _ => None,
+    };
+    let roles = oneroster_roles(manifest, &roles_file, roles_input)?;
     plan_oneroster(
         ledger,
         domain,
         &format!("{set}/users.csv"),
-        mode,
+        manifest,
         users,
+        roles,
         warnings,
         progress,
     )
@@ -570,22 +614,38 @@ fn plan_oneroster_zip(
         });
     };
     let users_at = find(&archive, "users.csv");
-    let (mode, warnings) = {
-        let manifest = archive.by_index(manifest_at).map_err(zip_err)?;
-        let compressed = manifest.compressed_size();
+    let (manifest, warnings) = {
+        let entry = archive.by_index(manifest_at).map_err(zip_err)?;
+        let compressed = entry.compressed_size();
         oneroster::read_manifest(
             &format!("{set}/manifest.csv"),
-            limits::RatioGuard::new(manifest, compressed),
+            limits::RatioGuard::new(entry, compressed),
         )?
     };
+    let roles_file = format!("{set}/roles.csv");
+    let roles = match (manifest.roles, find(&archive, "roles.csv")) {
+        (UsersMode::Absent, _) | (_, None) => {
+            oneroster_roles(manifest, &roles_file, None::<std::io::Empty>)?
+        }
+        (_, Some(at)) => {
+            let entry = archive.by_index(at).map_err(zip_err)?;
+            let compressed = entry.compressed_size();
+            oneroster_roles(
+                manifest,
+                &roles_file,
+                Some(limits::RatioGuard::new(entry, compressed)),
+            )?
+        }
+    };
     let users_file = format!("{set}/users.csv");
-    match (mode, users_at) {
+    match (manifest.users, users_at) {
         (UsersMode::Absent, _) | (_, None) => plan_oneroster(
             ledger,
             domain,
             &users_file,
-            mode,
+            manifest,
             None::<std::io::Empty>,
+            roles,
             warnings,
             progress,
         ),
@@ -597,8 +657,9 @@ fn plan_oneroster_zip(
                 ledger,
                 domain,
                 &users_file,
-                mode,
+                manifest,
                 Some(users),
+                roles,
                 warnings,
                 progress,
             )

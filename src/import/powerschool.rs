@@ -114,7 +114,11 @@ pub(crate) fn open<R: Read>(
             ..Layout::default()
         };
         return Ok(Opened {
-            reader: UserReader { table, layout },
+            reader: UserReader {
+                table,
+                layout,
+                roles: None,
+            },
             version,
             warnings,
         });
@@ -172,7 +176,11 @@ pub(crate) fn open<R: Read>(
         all_remove: false,
     };
     Ok(Opened {
-        reader: UserReader { table, layout },
+        reader: UserReader {
+            table,
+            layout,
+            roles: None,
+        },
         version: Some(version),
         warnings,
     })

@@ -67,6 +67,17 @@ pub(crate) struct Layout {
 pub(crate) struct UserReader<R> {
     pub(crate) table: Table<R>,
     pub(crate) layout: Layout,
+    /// Roles by import id, for files without a role column (OneRoster 1.2: roles.csv).
+    pub(crate) roles: Option<Roles>,
+}
+
+/// Roles read from a separate file, by import id.
+pub(crate) struct Roles {
+    pub(crate) by_user: std::collections::HashMap<String, String>,
+    /// The file they came from (named when a user has none).
+    pub(crate) file: String,
+    /// A user without a role is a bad row (a full import); else the role is kept as is.
+    pub(crate) required: bool,
 }
 
 /// The values a flag column takes, as an error message names them. PowerSchool files hold
@@ -140,6 +151,18 @@ impl<R: Read> UserReader<R> {
         }
         let text = |c: Option<usize>| c.map(|c| t.get(Some(c)).to_string());
         let nonempty = |c: Option<usize>| text(c).filter(|s| !s.is_empty());
+        let mut role = nonempty(l.role);
+        if let Some(roles) = &self.roles {
+            role = roles.by_user.get(import_id).cloned();
+            if role.is_none() && roles.required {
+                let reason = format!(
+                    "{} has no role in {}",
+                    super::limits::quote(import_id),
+                    roles.file
+                );
+                return Err(t.row_error(l.import_id, Some(import_id), reason));
+            }
+        }
         let enabled = match l.flag {
             Some((c, style)) => parse_flag(style, t.get(Some(c)))
                 .map_err(|reason| t.row_error(c, Some(import_id), reason))?,
@@ -153,7 +176,7 @@ impl<R: Read> UserReader<R> {
                 first_name: text(l.first_name),
                 last_name: text(l.last_name),
                 email: text(l.email),
-                role: nonempty(l.role),
+                role,
                 enabled,
             }),
         })
