@@ -127,6 +127,10 @@ impl From<&Source> for pb::EventSource {
                 file: file.clone(),
                 row: *row,
             }),
+            Source::Revert { job_id, reverted } => Kind::Revert(pb::RevertOf {
+                job_id: job_id.to_string(),
+                reverted_job_id: reverted.to_string(),
+            }),
         };
         pb::EventSource { kind: Some(kind) }
     }

@@ -79,6 +79,9 @@ pub fn event_json(e: &pb::LedgerEvent) -> Value {
         Some(pb::event_source::Kind::Import(i)) => {
             json!({"import_job": i.job_id, "file": i.file, "row": i.row})
         }
+        Some(pb::event_source::Kind::Revert(r)) => {
+            json!({"revert_job": r.job_id, "reverted_job": r.reverted_job_id})
+        }
         None => Value::Null,
     };
     json!({
@@ -205,6 +208,9 @@ pub fn event_rows(events: &[pb::LedgerEvent]) -> Vec<Vec<String>> {
                 Some(pb::event_source::Kind::LmsReport(_)) => "lms".to_string(),
                 Some(pb::event_source::Kind::Import(i)) => {
                     format!("import {} {}:{}", i.job_id, i.file, i.row)
+                }
+                Some(pb::event_source::Kind::Revert(r)) => {
+                    format!("revert {} of job {}", r.job_id, r.reverted_job_id)
                 }
                 None => "-".into(),
             };

@@ -17,7 +17,10 @@ mod decider;
 mod maintenance;
 mod partition;
 mod replay;
+mod revert;
 mod routes;
+
+pub use revert::{RevertOutcome, RevertPlan, RevertStep};
 
 use std::path::Path;
 use std::sync::{Arc, RwLock};

@@ -5,7 +5,8 @@ use uuid::Uuid;
 
 use crate::domain::{Event, StreamId};
 
-/// Where a change came from: a person, an import file row, or the LMS.
+/// Where a change came from: a person, an import file row, the LMS, or the revert of an
+/// import job. (Stored: new variants go at the end.)
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Source {
     Manual,
@@ -15,6 +16,21 @@ pub enum Source {
         row: u64,
     },
     LmsReport,
+    /// A compensating change of the revert job `job_id`, undoing job `reverted`.
+    Revert {
+        job_id: Uuid,
+        reverted: Uuid,
+    },
+}
+
+impl Source {
+    /// The job this change belongs to (an import or a revert), for the job index.
+    pub fn job_id(&self) -> Option<Uuid> {
+        match self {
+            Source::Import { job_id, .. } | Source::Revert { job_id, .. } => Some(*job_id),
+            Source::Manual | Source::LmsReport => None,
+        }
+    }
 }
 
 /// An event on its way into the log; position and time are assigned by the store.

@@ -61,8 +61,8 @@ impl Index {
         if let Some(r) = &e.request_id {
             self.requests.entry(r.clone()).or_default().push(e.position);
         }
-        if let super::Source::Import { job_id, .. } = &e.source {
-            self.jobs.entry(*job_id).or_default().push(e.position);
+        if let Some(job_id) = e.source.job_id() {
+            self.jobs.entry(job_id).or_default().push(e.position);
         }
         match self.commit_times.last_mut() {
             Some((t, last)) if *t == e.recorded_at_us => *last = e.position,
