@@ -599,6 +599,61 @@ impl pb::import_service_server::ImportService for ImportService {
         Ok(Response::new(Box::pin(stream)))
     }
 
+    async fn revert_import_job(
+        &self,
+        request: Request<pb::RevertImportJobRequest>,
+    ) -> Result<Response<pb::RevertImportJobResponse>, Status> {
+        let who = self.auth.authenticate(&request)?;
+        let req = request.into_inner();
+        let job = parse_job_id(&req.job_id)?;
+        let events = self.ledger.import_job_history(&job).await?;
+        let Some(domain) = self.ledger.events_domain(&events) else {
+            return Err(Status::not_found(format!(
+                "job {job} has no events in the log: nothing to revert (a dry run, refused or \
+                 no-change job records none)"
+            )));
+        };
+        who.require_in(Op::ManageAccounts, &domain)?;
+        drop(events);
+        let outcome = self
+            .ledger
+            .revert_job(&job, &who.name, req.dry_run)
+            .await?
+            .ok_or_else(|| Status::not_found(format!("job {job} has no events in the log")))?;
+        tracing::info!(
+            reverted = %job,
+            by = %who.name,
+            dry_run = req.dry_run,
+            events = outcome.events_written,
+            "import job reverted"
+        );
+        let plan = &outcome.plan;
+        Ok(Response::new(pb::RevertImportJobResponse {
+            reverted_job_id: job.to_string(),
+            job_id: outcome.job_id.map(|j| j.to_string()).unwrap_or_default(),
+            domain: plan.domain.clone(),
+            dry_run: req.dry_run,
+            changes: plan
+                .steps
+                .iter()
+                .map(|s| pb::RevertChange {
+                    account: s.account,
+                    change: s.what.clone(),
+                })
+                .collect(),
+            left_alone: plan
+                .changed_since
+                .iter()
+                .map(|(account, at)| pb::RevertChange {
+                    account: *account,
+                    change: format!("changed again after the job (log position {at})"),
+                })
+                .collect(),
+            deleted_by_job: plan.deleted_by_job.clone(),
+            events_written: outcome.events_written,
+        }))
+    }
+
     async fn list_import_jobs(
         &self,
         request: Request<pb::ListImportJobsRequest>,

@@ -79,6 +79,15 @@ pub enum ImportJobCommand {
     List { domain: String },
     /// Every row error of a job held by the server.
     Errors { job_id: String },
+    /// Undo a job: every account it changed goes back to its state before the job (new events
+    /// naming the job; accounts changed since are left alone). Without --yes, only shows what
+    /// would change.
+    Revert {
+        job_id: String,
+        /// Revert for real (without it: a dry run that writes nothing).
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 struct Client {
@@ -469,6 +478,76 @@ pub async fn job(conn: Conn, command: ImportJobCommand) -> Result<(), String> {
                         "JOB", "FINISHED", "ACTOR", "FILE", "STATUS", "EVENTS", "ERRORS",
                     ],
                     &rows,
+                );
+            }
+        }
+        ImportJobCommand::Revert { job_id, yes } => {
+            let req = c.req(pb::RevertImportJobRequest {
+                job_id,
+                dry_run: !yes,
+            });
+            let r = c
+                .inner
+                .revert_import_job(req)
+                .await
+                .map_err(status_text)?
+                .into_inner();
+            if conn.json {
+                let changes = |list: &[pb::RevertChange]| -> Vec<Value> {
+                    list.iter()
+                        .map(|c| serde_json::json!({"account": c.account, "change": c.change}))
+                        .collect()
+                };
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "reverted_job": r.reverted_job_id,
+                        "job": r.job_id,
+                        "domain": r.domain,
+                        "dry_run": r.dry_run,
+                        "changes": changes(&r.changes),
+                        "left_alone": changes(&r.left_alone),
+                        "deleted_by_job": r.deleted_by_job,
+                        "events_written": r.events_written,
+                    })
+                );
+                return Ok(());
+            }
+            let rows = |list: &[pb::RevertChange]| -> Vec<Vec<String>> {
+                list.iter()
+                    .map(|c| vec![c.account.to_string(), c.change.clone()])
+                    .collect()
+            };
+            println!(
+                "{} of job {} in {}:",
+                if r.dry_run {
+                    "revert (dry run)"
+                } else {
+                    "revert"
+                },
+                r.reverted_job_id,
+                r.domain
+            );
+            table(&["ACCOUNT", "CHANGE"], &rows(&r.changes));
+            if !r.left_alone.is_empty() {
+                println!("left alone:");
+                table(&["ACCOUNT", "WHY"], &rows(&r.left_alone));
+            }
+            if !r.deleted_by_job.is_empty() {
+                let ids: Vec<String> = r.deleted_by_job.iter().map(u64::to_string).collect();
+                println!(
+                    "deleted by the job, their data destroyed (cannot come back): accounts {}",
+                    ids.join(", ")
+                );
+            }
+            if r.dry_run {
+                println!("nothing written; run again with --yes to revert");
+            } else if r.job_id.is_empty() {
+                println!("nothing to change");
+            } else {
+                println!(
+                    "{} events written by revert job {} (revert it to redo the job)",
+                    r.events_written, r.job_id
                 );
             }
         }
