@@ -45,7 +45,7 @@ async fn district(env: &Env) -> Uuid {
 
 async fn revert(env: &Env, job: Uuid) -> account_ledger::ledger::RevertOutcome {
     env.ledger
-        .revert_job(&job, "admin", false)
+        .revert_job(&job, "admin", false, false)
         .await
         .unwrap()
         .expect("job in the log")
@@ -71,7 +71,7 @@ async fn reverting_an_update_undoes_profiles_flags_and_creations() {
     let before = env.last_position();
     let dry = env
         .ledger
-        .revert_job(&update, "admin", true)
+        .revert_job(&update, "admin", true, false)
         .await
         .unwrap()
         .unwrap();
@@ -173,7 +173,7 @@ async fn a_revert_that_would_pass_the_license_limit_writes_nothing() {
     let before = env.last_position();
     let err = env
         .ledger
-        .revert_job(&update, "admin", false)
+        .revert_job(&update, "admin", false, false)
         .await
         .unwrap_err();
     assert!(matches!(err, LedgerError::Domain(_)), "{err}");
@@ -187,8 +187,41 @@ async fn an_unknown_job_has_nothing_to_revert() {
     let env = env().await;
     let none = env
         .ledger
-        .revert_job(&Uuid::new_v4(), "admin", true)
+        .revert_job(&Uuid::new_v4(), "admin", true, false)
         .await
         .unwrap();
     assert!(none.is_none());
+}
+
+#[tokio::test]
+async fn a_revert_removing_more_than_the_guard_share_needs_confirmation() {
+    let env = env_with(1000, 10).await;
+    let create = district(&env).await;
+    let before = env.last_position();
+    // Undoing the creation deletes S1, S3 and S4 (stubs) of 4 active imported accounts.
+    let err = env
+        .ledger
+        .revert_job(&create, "admin", false, false)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            LedgerError::MassRevert {
+                affected: 3,
+                active: 4,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(env.last_position(), before);
+    let done = env
+        .ledger
+        .revert_job(&create, "admin", false, true)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(done.plan.guard.removals, 3);
+    assert_eq!(env.status("S1"), None);
 }

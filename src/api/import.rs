@@ -617,7 +617,7 @@ impl pb::import_service_server::ImportService for ImportService {
         drop(events);
         let outcome = self
             .ledger
-            .revert_job(&job, &who.name, req.dry_run)
+            .revert_job(&job, &who.name, req.dry_run, req.confirm_mass_change)
             .await?
             .ok_or_else(|| Status::not_found(format!("job {job} has no events in the log")))?;
         tracing::info!(
@@ -651,6 +651,9 @@ impl pb::import_service_server::ImportService for ImportService {
                 .collect(),
             deleted_by_job: plan.deleted_by_job.clone(),
             events_written: outcome.events_written,
+            removals: plan.guard.removals,
+            active_imported: plan.guard.active_imported,
+            guard_percent: u32::from(plan.guard.percent),
         }))
     }
 

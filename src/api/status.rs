@@ -44,6 +44,7 @@ pub fn from_ledger(e: &LedgerError) -> Status {
         LedgerError::Store(s) => from_store(s),
         LedgerError::VersionMismatch { .. } => Status::aborted(e.to_string()),
         LedgerError::Closed => Status::unavailable(e.to_string()),
+        LedgerError::MassRevert { .. } => Status::failed_precondition(e.to_string()),
     }
 }
 

@@ -87,6 +87,9 @@ pub enum ImportJobCommand {
         /// Revert for real (without it: a dry run that writes nothing).
         #[arg(long)]
         yes: bool,
+        /// Allow a revert that deactivates or deletes more than the domain's guard share.
+        #[arg(long)]
+        confirm_mass_change: bool,
     },
 }
 
@@ -481,10 +484,15 @@ pub async fn job(conn: Conn, command: ImportJobCommand) -> Result<(), String> {
                 );
             }
         }
-        ImportJobCommand::Revert { job_id, yes } => {
+        ImportJobCommand::Revert {
+            job_id,
+            yes,
+            confirm_mass_change,
+        } => {
             let req = c.req(pb::RevertImportJobRequest {
                 job_id,
                 dry_run: !yes,
+                confirm_mass_change,
             });
             let r = c
                 .inner
@@ -541,7 +549,21 @@ pub async fn job(conn: Conn, command: ImportJobCommand) -> Result<(), String> {
                 );
             }
             if r.dry_run {
-                println!("nothing written; run again with --yes to revert");
+                let check = crate::domain::GuardCheck {
+                    active_imported: r.active_imported,
+                    removals: r.removals,
+                    percent: u8::try_from(r.guard_percent).unwrap_or(u8::MAX),
+                };
+                let guard = if check.exceeded() {
+                    format!(
+                        " and --confirm-mass-change (it deactivates or deletes {} of {} active \
+                         imported accounts, more than {}%)",
+                        r.removals, r.active_imported, r.guard_percent
+                    )
+                } else {
+                    String::new()
+                };
+                println!("nothing written; run again with --yes{guard} to revert");
             } else if r.job_id.is_empty() {
                 println!("nothing to change");
             } else {

@@ -5,6 +5,7 @@ mod command;
 mod decide;
 mod error;
 mod event;
+mod guard;
 mod keys;
 pub mod names;
 mod state;
@@ -13,6 +14,7 @@ pub use command::{Command, Profile};
 pub use decide::decide;
 pub use error::DomainError;
 pub use event::{Event, StreamId};
+pub use guard::GuardCheck;
 pub use keys::KeyIndex;
 pub use state::{AccountState, DomainState, LedgerState, Status};
 

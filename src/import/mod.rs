@@ -8,7 +8,6 @@
 //! reported and skipped. The entry point for the CLI and the API is [`run_import`].
 
 pub mod error;
-pub mod guard;
 pub mod limits;
 pub mod oneroster;
 pub mod plan;
@@ -23,8 +22,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use uuid::Uuid;
 
+pub use crate::domain::GuardCheck;
 pub use error::{ImportError, RowError};
-pub use guard::GuardCheck;
 use oneroster::Manifest;
 pub use oneroster::{RosterVersion, UsersMode};
 pub use plan::{ChangeKind, Plan, Planner, Scope};

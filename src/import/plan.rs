@@ -24,9 +24,9 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::error::{ColumnNames, RowError};
-use super::guard::GuardCheck;
 use super::limits::MAX_ROW_ERRORS_LISTED;
 use super::rows::{RowAction, UserFields, UserRow};
+use crate::domain::GuardCheck;
 use crate::domain::{AccountId, AccountState, Command, LedgerState, Profile};
 use crate::ledger::Request;
 use crate::store::Source;

@@ -5,9 +5,9 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::error::RowError;
-use super::guard::GuardCheck;
 use super::plan::ChangeKind;
 use crate::domain::AccountId;
+use crate::domain::GuardCheck;
 
 /// How the job ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

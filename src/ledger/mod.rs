@@ -93,6 +93,18 @@ pub enum LedgerError {
     /// UNAVAILABLE: the ledger is shutting down.
     #[error("the ledger is shutting down")]
     Closed,
+    /// FAILED_PRECONDITION: a revert would deactivate or delete more than the domain's
+    /// mass-change share; run it again confirmed.
+    #[error(
+        "reverting job {job} would deactivate or delete {affected} of the {active} active imported accounts of domain {domain:?} (more than the {percent}% allowed); check the dry run, or confirm the mass change to revert"
+    )]
+    MassRevert {
+        job: uuid::Uuid,
+        domain: String,
+        affected: u64,
+        active: u64,
+        percent: u8,
+    },
 }
 
 /// How a batch (an import job) treats rows that are refused.

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use uuid::Uuid;
 
 use super::{BatchMode, Ledger, LedgerError, Request};
-use crate::domain::{AccountId, AccountState, Command, StreamId};
+use crate::domain::{AccountId, AccountState, Command, GuardCheck, StreamId};
 use crate::store::Source;
 
 /// What a revert does to one account.
@@ -34,6 +34,8 @@ pub struct RevertPlan {
     pub changed_since: Vec<(AccountId, u64)>,
     /// Accounts the job deleted: their personal data is destroyed, they cannot come back.
     pub deleted_by_job: Vec<AccountId>,
+    /// The mass-change guard on what the revert deactivates or deletes.
+    pub guard: GuardCheck,
 }
 
 /// A revert as run (or as a dry run would run it).
@@ -165,20 +167,55 @@ impl Ledger {
             };
             plan.steps.push(step);
         }
+        let removals = plan
+            .steps
+            .iter()
+            .filter(|s| {
+                s.commands
+                    .iter()
+                    .any(|c| matches!(c, Command::Deactivate { .. } | Command::Delete { .. }))
+            })
+            .count() as u64;
+        plan.guard = self.read_domain_or_empty(&plan.domain, |s| GuardCheck {
+            active_imported: s
+                .accounts
+                .values()
+                .filter(|a| a.import_id.is_some() && !a.deleted && a.active)
+                .count() as u64,
+            removals,
+            percent: s
+                .domains
+                .get(&plan.domain)
+                .map_or(crate::domain::DEFAULT_MASS_CHANGE_PERCENT, |d| {
+                    d.mass_change_percent
+                }),
+        });
         Ok(Some(plan))
     }
 
-    /// Revert `job` as `actor` (see the module doc); `dry_run` decides and writes nothing.
-    /// None when the log holds no event of that job.
+    /// Revert `job` as `actor` (see the module doc); `dry_run` decides and writes nothing. A
+    /// revert that deactivates or deletes more than the domain's mass-change share needs
+    /// `confirm_mass_change`, as a full import does. None when the log holds no event of that
+    /// job.
     pub async fn revert_job(
         &self,
         job: &Uuid,
         actor: &str,
         dry_run: bool,
+        confirm_mass_change: bool,
     ) -> Result<Option<RevertOutcome>, LedgerError> {
         let Some(plan) = self.plan_revert(job).await? else {
             return Ok(None);
         };
+        if !dry_run && !confirm_mass_change && plan.guard.exceeded() {
+            return Err(LedgerError::MassRevert {
+                job: *job,
+                domain: plan.domain.clone(),
+                affected: plan.guard.removals,
+                active: plan.guard.active_imported,
+                percent: plan.guard.percent,
+            });
+        }
         let job_id = Uuid::new_v4();
         let requests: Vec<Request> = plan
             .steps

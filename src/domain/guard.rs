@@ -1,6 +1,6 @@
-//! The mass-change guard: a full import that would deactivate or delete more than the domain's
-//! share (`mass_change_percent`, default 10%) of its active imported accounts is refused unless
-//! the administrator confirms it. Catches truncated or wrong users.csv files before they empty a
+//! The mass-change guard: a full import (or the revert of a job) that would deactivate or
+//! delete more than the domain's share (`mass_change_percent`, default 10%) of its active
+//! imported accounts is refused unless the administrator confirms it. Catches truncated or wrong users.csv files before they empty a
 //! district.
 
 use serde::Serialize;
