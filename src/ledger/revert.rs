@@ -122,12 +122,24 @@ impl Ledger {
             domain,
             ..Default::default()
         };
+        // The accounts to take back, and every event of theirs before the job: one read.
+        let mut back = Vec::new();
+        let mut before_positions = Vec::new();
         for (account, (first, last)) in spans {
             let positions = self.log().stream_positions(&StreamId::Account(account));
             if let Some(later) = positions.iter().find(|p| **p > last) {
                 plan.changed_since.push((account, *later));
                 continue;
             }
+            before_positions.extend(positions.into_iter().filter(|p| *p < first));
+            back.push(account);
+        }
+        before_positions.sort_unstable();
+        let mut before = crate::domain::LedgerState::default();
+        for e in self.log().read_positions(&before_positions).await? {
+            before.evolve(&e.event);
+        }
+        for account in back {
             let Some(now) = self.account(account) else {
                 continue;
             };
@@ -135,7 +147,6 @@ impl Ledger {
                 plan.deleted_by_job.push(account);
                 continue;
             }
-            let before = self.fold_accounts(&[account], first - 1).await?;
             let step = match before.account(account) {
                 None if now.is_stub() => RevertStep {
                     account,

@@ -1,0 +1,133 @@
+//! kill -9 while a revert chain runs (revert of an import job, then of that revert, ...): after
+//! restart each revert is all or nothing (the domain's enabled count is 0 or all) and replaying
+//! the log equals the live views. The test re-runs its own binary as the child that writes.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Command as Process, Stdio};
+use std::time::Duration;
+
+use account_ledger::domain::Command;
+use account_ledger::import::{ImportInput, ImportJob, ImportOptions, run_import};
+use account_ledger::ledger::{Ledger, Request};
+
+const ROWS: usize = 5_000;
+const CHILD_ENV: &str = "ACCOUNT_LEDGER_REVERT_CRASH_CHILD";
+
+fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+async fn import(ledger: &Ledger, dir: &Path, name: &str, enabled: u8) -> uuid::Uuid {
+    let sub = dir.join(format!("in-{name}-{enabled}"));
+    std::fs::create_dir_all(&sub).expect("mkdir");
+    let path = sub.join(name);
+    let mut csv = String::from("import_id,first_name,last_name,login,email,user_type,enabled\n");
+    for i in 0..ROWS {
+        csv.push_str(&format!(
+            "S{i},F{i},L{i},u{i},u{i}@x.example,student,{enabled}\n"
+        ));
+    }
+    std::fs::write(&path, csv).expect("write");
+    run_import(
+        ledger,
+        ImportJob::new("a", "admin"),
+        ImportInput::Path(path),
+        ImportOptions::default(),
+        |_| {},
+    )
+    .await
+    .expect("import")
+    .job_id
+}
+
+/// The child: 5k accounts created, all disabled by an update job, then that job reverted, the
+/// revert reverted, and so on (each revert flips all 5k accounts in one batch).
+async fn child(dir: &Path) {
+    let ledger = Ledger::open(&dir.join("data")).await.expect("open");
+    ledger
+        .execute(Request::manual(
+            "op",
+            Command::RegisterDomain {
+                domain: "a".into(),
+                license_limit: 1_000_000,
+            },
+        ))
+        .await
+        .expect("domain");
+    import(&ledger, dir, "users.csv", 1).await;
+    let mut job = import(&ledger, dir, "update_users.csv", 0).await;
+    say("started");
+    loop {
+        let done = ledger
+            .revert_job(&job, "admin", false, false)
+            .await
+            .expect("revert")
+            .expect("job in the log");
+        job = done.job_id.expect("a revert that wrote");
+        say("reverted");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_reverts_leaves_whole_reverts_only() {
+    if let Ok(dir) = std::env::var(CHILD_ENV) {
+        child(Path::new(&dir)).await;
+        return;
+    }
+    let mut reverts_seen = 0;
+    for delay_ms in [10u64, 60, 200, 500] {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut proc = Process::new(std::env::current_exe().expect("exe"))
+            .args([
+                "--exact",
+                "kill_9_during_reverts_leaves_whole_reverts_only",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD_ENV, tmp.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn child");
+        let stdout = proc.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        loop {
+            match rx.recv_timeout(Duration::from_secs(60)) {
+                Ok(l) if l.ends_with("started") => break,
+                Ok(_) => continue,
+                Err(e) => panic!("child did not start: {e}"),
+            }
+        }
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        proc.kill().expect("kill -9");
+        let _ = proc.wait();
+        while let Ok(line) = rx.recv_timeout(Duration::from_millis(300)) {
+            reverts_seen += usize::from(line == "reverted");
+        }
+        let ledger = Ledger::open(&tmp.path().join("data"))
+            .await
+            .expect("reopen");
+        let enabled = ledger
+            .read_domain("a", |s| s.accounts.values().filter(|a| a.enabled).count())
+            .expect("domain a");
+        assert!(
+            enabled == 0 || enabled == ROWS,
+            "after kill at {delay_ms} ms: {enabled} of {ROWS} enabled (a revert cut in half)"
+        );
+        let v = ledger.verify_projections().await.expect("verify");
+        assert!(v.equal, "after kill at {delay_ms} ms: {}", v.detail);
+        ledger.close().await.expect("close");
+    }
+    assert!(reverts_seen > 0, "no revert finished before any kill");
+}
