@@ -2,10 +2,13 @@
 //! re-runs its own binary as a child that imports, kills it at various moments, reopens the
 //! ledger and checks the account count and that replaying the log equals the live projections.
 
-use std::io::{BufRead, BufReader, Write};
+mod child;
+
+use std::io::Write;
 use std::path::Path;
-use std::process::{Command as Process, Stdio};
 use std::time::Duration;
+
+use child::Child;
 
 use account_ledger::domain::Command;
 use account_ledger::import::{ImportInput, ImportJob, ImportOptions, run_import};
@@ -68,43 +71,21 @@ async fn kill_9_mid_import_leaves_all_or_nothing() {
         let delay_ms = fraction.map(|f: f64| (took_ms as f64 * f) as u64);
         let tmp = tempfile::tempdir().expect("tempdir");
         write_users(&tmp.path().join("users.csv"));
-        let mut proc = Process::new(std::env::current_exe().expect("exe"))
-            .args([
-                "--exact",
-                "kill_9_mid_import_leaves_all_or_nothing",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD_ENV, tmp.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn child");
-        let stdout = proc.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        loop {
-            match lines.next() {
-                Some(Ok(l)) if l.contains("importing") => break,
-                Some(_) => continue,
-                None => panic!("child ended before importing"),
-            }
-        }
+        let child = Child::spawn(
+            "kill_9_mid_import_leaves_all_or_nothing",
+            CHILD_ENV,
+            tmp.path(),
+        );
+        child.wait_for("importing");
         let started = std::time::Instant::now();
         match delay_ms {
             Some(ms) => std::thread::sleep(Duration::from_millis(ms)),
             None => {
-                loop {
-                    match lines.next() {
-                        Some(Ok(l)) if l.starts_with("done") => break,
-                        Some(_) => continue,
-                        None => panic!("child ended before finishing"),
-                    }
-                }
+                child.wait_for("done");
                 took_ms = started.elapsed().as_millis() as u64;
             }
         }
-        proc.kill().expect("kill -9");
-        let _ = proc.wait();
+        child.kill();
         let ledger = Ledger::open(&tmp.path().join("data"))
             .await
             .expect("reopen");

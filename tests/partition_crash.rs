@@ -3,12 +3,14 @@
 //! nothing, and replaying the log equals the live views. The test re-runs its own binary as
 //! the child that writes.
 
+mod child;
 mod support;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
-use std::process::{Command as Process, Stdio};
 use std::time::Duration;
+
+use child::Child;
 
 use account_ledger::domain::Command;
 use account_ledger::ledger::{BatchMode, Ledger, Request};
@@ -79,40 +81,15 @@ async fn kill_9_during_import_and_rebuild_with_another_domain_writing() {
     // Early kills land in the import, later ones in rebuilds; each round restarts on the
     // data the previous round left.
     for delay_ms in [30u64, 120, 400, 900, 1500] {
-        let mut proc = Process::new(std::env::current_exe().expect("exe"))
-            .args([
-                "--exact",
-                "kill_9_during_import_and_rebuild_with_another_domain_writing",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD_ENV, &data)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn child");
-        let stdout = proc.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        loop {
-            match rx.recv_timeout(Duration::from_secs(60)) {
-                Ok(l) if l.ends_with("started") => break,
-                Ok(_) => continue,
-                Err(e) => panic!("child did not start: {e}"),
-            }
-        }
+        let child = Child::spawn(
+            "kill_9_during_import_and_rebuild_with_another_domain_writing",
+            CHILD_ENV,
+            &data,
+        );
+        child.wait_for("started");
         std::thread::sleep(Duration::from_millis(delay_ms));
-        proc.kill().expect("kill -9");
-        let _ = proc.wait();
         // Every line printed before the kill is an acknowledged command.
-        while let Ok(line) = rx.recv_timeout(Duration::from_millis(500)) {
+        for line in child.kill() {
             if let Some((_, id)) = line.split_once("ack ") {
                 acked.push(id.parse().expect("account number"));
             }

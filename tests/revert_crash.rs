@@ -2,10 +2,13 @@
 //! restart each revert is all or nothing (the domain's enabled count is 0 or all) and replaying
 //! the log equals the live views. The test re-runs its own binary as the child that writes.
 
-use std::io::{BufRead, BufReader, Write};
+mod child;
+
+use std::io::Write;
 use std::path::Path;
-use std::process::{Command as Process, Stdio};
 use std::time::Duration;
+
+use child::Child;
 
 use account_ledger::domain::Command;
 use account_ledger::import::{ImportInput, ImportJob, ImportOptions, run_import};
@@ -80,41 +83,14 @@ async fn kill_9_during_reverts_leaves_whole_reverts_only() {
     let mut reverts_seen = 0;
     for delay_ms in [10u64, 60, 200, 500] {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let mut proc = Process::new(std::env::current_exe().expect("exe"))
-            .args([
-                "--exact",
-                "kill_9_during_reverts_leaves_whole_reverts_only",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD_ENV, tmp.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn child");
-        let stdout = proc.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        loop {
-            match rx.recv_timeout(Duration::from_secs(60)) {
-                Ok(l) if l.ends_with("started") => break,
-                Ok(_) => continue,
-                Err(e) => panic!("child did not start: {e}"),
-            }
-        }
+        let child = Child::spawn(
+            "kill_9_during_reverts_leaves_whole_reverts_only",
+            CHILD_ENV,
+            tmp.path(),
+        );
+        child.wait_for("started");
         std::thread::sleep(Duration::from_millis(delay_ms));
-        proc.kill().expect("kill -9");
-        let _ = proc.wait();
-        while let Ok(line) = rx.recv_timeout(Duration::from_millis(300)) {
-            reverts_seen += usize::from(line == "reverted");
-        }
+        reverts_seen += child.kill().iter().filter(|l| *l == "reverted").count();
         let ledger = Ledger::open(&tmp.path().join("data"))
             .await
             .expect("reopen");

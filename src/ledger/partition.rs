@@ -15,12 +15,27 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use super::decider::{Decider, EventIds, Pending};
 use super::routes::Routes;
 use super::{BatchMode, BatchOutcome, Executed, LedgerError, Request};
-use crate::domain::{LedgerState, StreamId};
+use crate::domain::{AccountId, LedgerState, StreamId};
 use crate::projections::Projections;
 use crate::store::{EventLog, NewEvent, RecordedEvent, StoreError};
 
 /// Most requests a writer decides before one append (bounds latency of the first caller).
 const MAX_GROUP: usize = 4096;
+
+/// Groups touching more accounts than this update the list index on a blocking thread.
+const PARALLEL_INDEX_ROWS: usize = 256;
+
+/// The read model's next list index, computed inline or on a blocking thread.
+enum IndexUpdate {
+    Inline(
+        Box<(
+            LedgerState,
+            crate::projections::AccountIndex,
+            Vec<AccountId>,
+        )>,
+    ),
+    Spawned(tokio::task::JoinHandle<crate::projections::AccountIndex>),
+}
 
 /// One domain's shared half: its read model, readable by anyone without waiting for the writer.
 pub(crate) struct Partition {
@@ -263,6 +278,24 @@ impl Writer {
         // Commands for the new accounts route here from now on (they are decided here first).
         routes.register_accounts(self.part.index, &created);
         self.part.appending.store(true, Ordering::SeqCst);
+        // The read model's next index: for a large group it is computed on a blocking thread
+        // while the group is appended (the fsync hides it); a small one is cheap inline.
+        let touched: Vec<AccountId> = new_events
+            .iter()
+            .filter_map(|e| e.event.account())
+            .collect();
+        let (before, index) = {
+            let read = self.part.read();
+            (read.state.clone(), read.index.clone())
+        };
+        let next_index = if touched.len() > PARALLEL_INDEX_ROWS {
+            let after = self.state.clone();
+            IndexUpdate::Spawned(tokio::task::spawn_blocking(move || {
+                Projections::index_after(index, &before, &after, touched)
+            }))
+        } else {
+            IndexUpdate::Inline(Box::new((before, index, touched)))
+        };
         let appended = if new_events.is_empty() {
             Ok(Default::default())
         } else {
@@ -294,11 +327,19 @@ impl Writer {
         };
         // License points wait in the read model for the saver: writing them here cost a
         // second sled write (and sync) per command, inside the writer's task.
-        let (before, index) = {
-            let read = self.part.read();
-            (read.state.clone(), read.index.clone())
+        let index = match next_index {
+            IndexUpdate::Inline(inline) => {
+                let (before, index, touched) = *inline;
+                Projections::index_after(index, &before, &self.state, touched)
+            }
+            IndexUpdate::Spawned(task) => match task.await {
+                Ok(index) => index,
+                // The computation panicked: build it whole rather than serve a wrong list.
+                Err(_) => crate::projections::AccountIndex::build(
+                    self.state.accounts.values().map(|a| &**a),
+                ),
+            },
         };
-        let index = Projections::index_after(index, &before, &self.state, &appended.recorded);
         self.part
             .write()
             .publish(&self.state, &appended.recorded, index);

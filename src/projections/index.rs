@@ -159,23 +159,41 @@ impl AccountIndex {
         self.terms_added.len() > self.terms_built.len() / 4 + 65_536
     }
 
-    /// Replace what the index holds for one account: `old` its row before, `new` after.
+    /// Replace what the index holds for one account: `old` its row before, `new` after. A
+    /// change of status alone (most changes) moves one list entry and leaves the terms.
     pub fn replace(&mut self, old: Option<&AccountState>, new: Option<&AccountState>) {
+        let same_terms = match (old, new) {
+            (Some(o), Some(n)) => {
+                (Arc::ptr_eq(&o.profile, &n.profile) || o.profile == n.profile)
+                    && o.import_id == n.import_id
+            }
+            _ => false,
+        };
+        if let (Some(o), Some(n)) = (old, new)
+            && same_terms
+            && o.status() == n.status()
+            && o.role == n.role
+        {
+            return;
+        }
         if let Some(a) = old {
             self.remove(a);
         }
         if let Some(a) = new {
-            self.insert(a);
+            self.insert(a, !same_terms);
         }
     }
 
-    fn insert(&mut self, a: &AccountState) {
+    fn insert(&mut self, a: &AccountState, with_terms: bool) {
         let Some(status) = status_code(a.status()) else {
             return;
         };
         let role = self.role_number(&a.role);
         if self.listed.insert((status, role, a.id)).is_none() {
             *self.counts.entry((status, role)).or_default() += 1;
+        }
+        if !with_terms {
+            return;
         }
         for t in search_tokens(a) {
             let term = (prefix_key(&t), a.id);

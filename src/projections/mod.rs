@@ -104,16 +104,15 @@ impl Projections {
         }
     }
 
-    /// The index after `recorded` took the rows of `before` to those of `after`. Computed by
-    /// the writer outside the read model's lock, on an O(1) copy of the index.
+    /// The index after the accounts `touched` went from their rows in `before` to those in
+    /// `after`. Computed by the writer outside the read model's lock, on an O(1) copy of the
+    /// index (for a large group, on a blocking thread while the group is being appended).
     pub fn index_after(
         mut index: AccountIndex,
         before: &LedgerState,
         after: &LedgerState,
-        recorded: &[RecordedEvent],
+        mut touched: Vec<AccountId>,
     ) -> AccountIndex {
-        let mut touched: Vec<AccountId> =
-            recorded.iter().filter_map(|e| e.event.account()).collect();
         touched.sort_unstable();
         touched.dedup();
         // A large share of the domain (an import): one sorted build beats row-by-row updates.
