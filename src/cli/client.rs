@@ -292,9 +292,12 @@ pub async fn run(command: ClientCommand) -> Result<(), String> {
                 None => {}
             }
             if left_out > 0 {
-                eprintln!(
-                    "{left_out} accounts have no import id (created by hand) and are not in the users.csv"
-                );
+                let (n, has) = if left_out == 1 {
+                    ("1 account".to_string(), "has")
+                } else {
+                    (format!("{left_out} accounts"), "have")
+                };
+                eprintln!("{n} {has} no import id (created by hand): left out of the users.csv");
             }
         }
         ClientCommand::CanSignIn {
