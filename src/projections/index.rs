@@ -57,9 +57,10 @@ fn status_code(s: Status) -> Option<u8> {
     }
 }
 
-/// Lowercase, trimmed: how tokens and search words are compared.
+/// Lowercase (char by char, as [`matches_search`] compares), trimmed: how tokens and search
+/// words are compared.
 fn normalize(s: &str) -> String {
-    s.trim().to_lowercase()
+    s.trim().chars().flat_map(char::to_lowercase).collect()
 }
 
 /// What a search word may be a prefix of: login, email and import id whole, and each word of
@@ -92,12 +93,31 @@ pub fn search_words(search: &str) -> Vec<String> {
     search.split_whitespace().map(normalize).collect()
 }
 
-/// The search rule: every word is a prefix of one of the account's tokens (case-insensitive).
+/// Whether `field` (trimmed, any case) starts with `word` (lowercase), without allocating.
+fn starts_with_word(field: &str, word: &str) -> bool {
+    let mut field = field.trim().chars().flat_map(char::to_lowercase);
+    word.chars().all(|w| field.next() == Some(w))
+}
+
+/// The search rule: every word (lowercase, from [`search_words`]) is a prefix of one of the
+/// account's tokens (see [`search_tokens`]), case-insensitively. Checked per candidate of a
+/// search, so it allocates nothing.
 pub fn matches_search(a: &AccountState, words: &[String]) -> bool {
-    let tokens = search_tokens(a);
-    words
-        .iter()
-        .all(|w| tokens.iter().any(|t| t.starts_with(w.as_str())))
+    if a.deleted {
+        return words.is_empty();
+    }
+    let p = &a.profile;
+    words.iter().all(|w| {
+        [
+            p.login.as_str(),
+            p.email.as_str(),
+            a.import_id.as_deref().unwrap_or(""),
+        ]
+        .into_iter()
+        .chain(p.first_name.split_whitespace())
+        .chain(p.last_name.split_whitespace())
+        .any(|t| !t.trim().is_empty() && starts_with_word(t, w))
+    })
 }
 
 /// The first 8 bytes of a token, zero-padded, as a big-endian number: tokens sort as these do.
