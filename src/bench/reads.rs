@@ -138,6 +138,22 @@ pub async fn run(
             ));
         }
     }
+    // A broad search: the login's first letter matches most of the domain, and the total
+    // counts every match.
+    let letter: String = profile.login.chars().take(1).collect();
+    let broad = b
+        .time(
+            "ListAccounts, search one letter (counts all)",
+            |mut c, b| {
+                let r = b.req(pb::ListAccountsRequest {
+                    search: Some(letter.clone()),
+                    ..b.list(&d)
+                });
+                async move { c.list_accounts(r).await.map(|r| r.into_inner()) }
+            },
+        )
+        .await?;
+    println!("  ({} accounts match {letter:?})", broad.total);
     if let Some(import_id) = sample.import_id.clone() {
         b.time("GetAccount by import id", |mut c, b| {
             let r = b.req(pb::GetAccountRequest {
