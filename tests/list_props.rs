@@ -259,6 +259,19 @@ proptest! {
                 }
             }
 
+            // After a restart the index is built with the loaded rows: the same pages.
+            let dir = _dir;
+            ledger.close().await.unwrap();
+            drop(ledger);
+            let ledger = Ledger::open(dir.path()).await.unwrap();
+            for f in &filters {
+                for d in DOMAINS {
+                    let want = brute_list(&now, d, f);
+                    let got = walk(&ledger, d, f, None, limit, want.len()).await?;
+                    prop_assert_eq!(&got, &want, "after reopen: {} {:?}", d, f);
+                }
+            }
+
             // A deleted account is found by none of the words it ever had.
             let everything = AccountFilter { include_disabled: true, include_deactivated: true, ..Default::default() };
             for a in now.accounts.values().filter(|a| a.deleted) {
