@@ -277,57 +277,6 @@ impl LedgerState {
         self.next_account_id = self.next_account_id.max(other.next_account_id);
     }
 
-    /// Put back one domain's persisted rows (ascending account numbers) into an empty state:
-    /// the same as [`LedgerState::insert_account_row`] for each, with the row map and the key
-    /// maps built on two threads (a district loads at start).
-    pub fn load_rows(&mut self, rows: &[Arc<AccountState>]) {
-        let (accounts, (by_import_id, by_login, listed)) = std::thread::scope(|s| {
-            let keys = s.spawn(|| {
-                let (mut by_import_id, mut by_login) = (KeyIndex::default(), KeyIndex::default());
-                let mut listed: HashMap<String, Vector<AccountId>> = HashMap::new();
-                for acc in rows {
-                    if !acc.deleted {
-                        if let Some(iid) = &acc.import_id {
-                            by_import_id.insert(&acc.domain, iid, acc.id);
-                        }
-                        if !acc.profile.is_erased() {
-                            by_login.insert(&acc.domain, &login_key(&acc.profile.login), acc.id);
-                        }
-                    }
-                    match listed.get_mut(&acc.domain) {
-                        Some(ids) => ids.push_back(acc.id),
-                        None => {
-                            listed.insert(acc.domain.clone(), Vector::unit(acc.id));
-                        }
-                    }
-                }
-                (by_import_id, by_login, listed)
-            });
-            let accounts: OrdMap<AccountId, Arc<AccountState>> =
-                rows.iter().map(|a| (a.id, a.clone())).collect();
-            (accounts, keys.join().expect("building the key maps"))
-        });
-        if let Some(last) = rows.last() {
-            self.next_account_id = self.next_account_id.max(last.id + 1);
-        }
-        // Into an empty state (the case at start) the maps are taken whole, not re-inserted.
-        if self.accounts.is_empty() {
-            self.accounts = accounts;
-        } else {
-            self.accounts.extend(accounts);
-        }
-        if self.by_import_id.is_empty() && self.by_login.is_empty() {
-            self.by_import_id = by_import_id;
-            self.by_login = by_login;
-        } else {
-            self.by_import_id.extend(by_import_id);
-            self.by_login.extend(by_login);
-        }
-        for (domain, ids) in listed {
-            self.domain_accounts.entry(domain).or_default().append(ids);
-        }
-    }
-
     /// Put back an account row loaded from a persisted view, with its indexes.
     pub fn insert_account_row(&mut self, acc: AccountState) {
         if !acc.deleted {

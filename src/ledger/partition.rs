@@ -50,7 +50,7 @@ pub(crate) struct Partition {
 impl Partition {
     /// A live partition over `projections` (its list and search index built here).
     pub(crate) fn new(index: u32, domain: &str, mut projections: Projections) -> Partition {
-        projections.ensure_index();
+        projections.build_index();
         Partition {
             index,
             domain: domain.to_string(),

@@ -9,9 +9,7 @@ pub mod index;
 
 use std::collections::BTreeSet;
 
-use std::sync::Arc;
-
-use crate::domain::{AccountId, AccountState, LedgerState};
+use crate::domain::{AccountId, LedgerState};
 use crate::store::{ACCOUNT_BUCKET, LicensePoint, PartitionSnapshot, RecordedEvent, ViewBatch};
 pub use index::AccountIndex;
 
@@ -21,8 +19,6 @@ pub struct Projections {
     pub state: LedgerState,
     /// Lists and search over `state` (see [`index`]); kept in step by [`Projections::publish`].
     pub index: AccountIndex,
-    /// Whether `index` matches `state` (replay's `apply` does not keep it).
-    index_current: bool,
     /// Every event of this domain at or before this position is applied (events at or below
     /// it are skipped, so catch-up may start before it).
     pub checkpoint: u64,
@@ -46,17 +42,11 @@ impl Projections {
             .insert(snapshot.domain.name.clone(), snapshot.domain);
         let mut accounts = snapshot.accounts;
         accounts.sort_by_key(|a| a.id);
-        let rows: Vec<Arc<AccountState>> = accounts.into_iter().map(Arc::new).collect();
-        // The maps (two threads) and the list index (its own two) are built side by side.
-        let index = std::thread::scope(|s| {
-            let index = s.spawn(|| AccountIndex::build(rows.iter().map(|a| &**a)));
-            state.load_rows(&rows);
-            index.join().expect("building the list index")
-        });
+        for acc in accounts {
+            state.insert_account_row(acc);
+        }
         Projections {
             state,
-            index,
-            index_current: true,
             checkpoint: snapshot.checkpoint,
             ..Default::default()
         }
@@ -65,15 +55,6 @@ impl Projections {
     /// Build the list and search index from the rows (when this read model goes live).
     pub fn build_index(&mut self) {
         self.index = AccountIndex::build(self.state.accounts.values().map(|a| &**a));
-        self.index_current = true;
-    }
-
-    /// Build the index unless it already matches the rows (loaded with them, nothing applied
-    /// since).
-    pub fn ensure_index(&mut self) {
-        if !self.index_current {
-            self.build_index();
-        }
     }
 
     /// The domain this partition holds (None before its registration is applied).
@@ -87,7 +68,6 @@ impl Projections {
         }
         let usage_before = self.usage();
         self.state.evolve(&e.event);
-        self.index_current = false;
         self.checkpoint = e.position;
         self.last_applied = e.position;
         if let Some(acc) = e.event.account() {
