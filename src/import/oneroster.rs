@@ -11,7 +11,7 @@ use std::io::Read;
 
 use serde::Serialize;
 
-use super::error::{ColumnNames, ImportError};
+use super::error::{ColumnNames, ImportError, RowError};
 use super::rows::{FlagStyle, Layout, Roles, UserReader};
 use super::table::{Next, Table};
 
@@ -121,13 +121,7 @@ pub(crate) fn read_manifest<R: Read>(
     loop {
         match t.next()? {
             Next::End => break,
-            Next::Bad(e) => {
-                return Err(ImportError::Manifest {
-                    file: file.to_string(),
-                    row: e.row,
-                    reason: e.reason,
-                });
-            }
+            Next::Bad(e) => return Err(bad_row(file, e)),
             Next::Row => {
                 let key = t.get(Some(name)).to_string();
                 let v = t.get(Some(value)).to_lowercase();
@@ -191,6 +185,15 @@ pub(crate) fn read_manifest<R: Read>(
     ))
 }
 
+/// A malformed row of manifest.csv or roles.csv: the whole set is refused, naming it.
+fn bad_row(file: &str, e: RowError) -> ImportError {
+    ImportError::Manifest {
+        file: file.to_string(),
+        row: e.row,
+        reason: e.reason,
+    }
+}
+
 /// The manifest's `oneroster.version`: 1.1 (and 1.0, whose users.csv is the same) or 1.2;
 /// any other is refused, since reading a users.csv of another layout would make wrong
 /// accounts (1.2 read as 1.1 made every teacher a student).
@@ -224,13 +227,7 @@ pub(crate) fn read_roles<R: Read>(
     loop {
         match t.next()? {
             Next::End => break,
-            Next::Bad(e) => {
-                return Err(ImportError::Manifest {
-                    file: file.to_string(),
-                    row: e.row,
-                    reason: e.reason,
-                });
-            }
+            Next::Bad(e) => return Err(bad_row(file, e)),
             Next::Row => {
                 if status.is_some_and(|c| t.get(Some(c)).eq_ignore_ascii_case("tobedeleted")) {
                     continue;

@@ -63,26 +63,30 @@ fn normalize(s: &str) -> String {
     s.trim().chars().flat_map(char::to_lowercase).collect()
 }
 
-/// What a search word may be a prefix of: login, email and import id whole, and each word of
-/// the first and last name. Empty for a deleted account (its profile is erased and it is not
-/// listed).
-pub fn search_tokens(a: &AccountState) -> Vec<String> {
-    if a.deleted {
-        return Vec::new();
-    }
+/// What a search word may be a prefix of, as written: login, email and import id whole, and
+/// each word of the first and last name. Nothing for a deleted account (its profile is
+/// erased and it is not listed). The one definition both the index and the check use.
+fn token_fields(a: &AccountState) -> impl Iterator<Item = &str> {
     let p = &a.profile;
-    let mut tokens: Vec<String> = [p.login.as_str(), p.email.as_str()]
+    let fields = (!a.deleted).then(|| {
+        [
+            p.login.as_str(),
+            p.email.as_str(),
+            a.import_id.as_deref().unwrap_or(""),
+        ]
         .into_iter()
-        .chain(a.import_id.as_deref())
-        .map(normalize)
-        .chain(
-            [p.first_name.as_str(), p.last_name.as_str()]
-                .into_iter()
-                .flat_map(str::split_whitespace)
-                .map(normalize),
-        )
-        .filter(|t| !t.is_empty())
-        .collect();
+        .chain(p.first_name.split_whitespace())
+        .chain(p.last_name.split_whitespace())
+    });
+    fields
+        .into_iter()
+        .flatten()
+        .filter(|t| !t.trim().is_empty())
+}
+
+/// An account's search tokens, normalized (lowercase, trimmed), sorted, without repeats.
+pub fn search_tokens(a: &AccountState) -> Vec<String> {
+    let mut tokens: Vec<String> = token_fields(a).map(normalize).collect();
     tokens.sort_unstable();
     tokens.dedup();
     tokens
@@ -103,21 +107,9 @@ fn starts_with_word(field: &str, word: &str) -> bool {
 /// account's tokens (see [`search_tokens`]), case-insensitively. Checked per candidate of a
 /// search, so it allocates nothing.
 pub fn matches_search(a: &AccountState, words: &[String]) -> bool {
-    if a.deleted {
-        return words.is_empty();
-    }
-    let p = &a.profile;
-    words.iter().all(|w| {
-        [
-            p.login.as_str(),
-            p.email.as_str(),
-            a.import_id.as_deref().unwrap_or(""),
-        ]
-        .into_iter()
-        .chain(p.first_name.split_whitespace())
-        .chain(p.last_name.split_whitespace())
-        .any(|t| !t.trim().is_empty() && starts_with_word(t, w))
-    })
+    words
+        .iter()
+        .all(|w| token_fields(a).any(|t| starts_with_word(t, w)))
 }
 
 /// The first 8 bytes of a token, zero-padded, as a big-endian number: tokens sort as these do.
