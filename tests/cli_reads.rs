@@ -16,23 +16,7 @@ fn setup() -> (tempfile::TempDir, Served, String) {
     let dir = tempfile::tempdir().unwrap();
     let server = Served::start(&dir.path().join("data"), "127.0.0.1:0", &[]);
     let op = server.token.clone().unwrap();
-    let (code, _, err) = server.cli(&op, &["domain", "create", "d1", "--limit", "10"]);
-    assert_eq!(code, 0, "{err}");
-    let (code, admin, err) = server.cli(
-        &op,
-        &[
-            "token",
-            "add",
-            "--principal",
-            "ada",
-            "--role",
-            "domain-admin",
-            "--domain",
-            "d1",
-        ],
-    );
-    assert_eq!(code, 0, "{err}");
-    let admin = admin.trim().to_string();
+    let admin = server.domain_admin(&op, "d1");
     let users = dir.path().join("users.csv");
     std::fs::write(&users, USERS).unwrap();
     let (code, out, err) = server.cli(

@@ -152,15 +152,6 @@ async fn walk(
     }
 }
 
-fn run<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
 
@@ -172,7 +163,7 @@ proptest! {
         skip in 0..4usize,
         probes in prop::collection::vec(any::<prop::sample::Index>(), 1..4),
     ) {
-        run(async {
+        support::run(async {
             let (_dir, ledger) = support::open().await;
             for d in DOMAINS {
                 support::register(&ledger, d, 1000).await;

@@ -125,15 +125,6 @@ proptest! {
     }
 }
 
-fn run<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
-}
-
 async fn drive(ledger: &Ledger, ops: &[Op], batch_every: usize) -> Vec<u64> {
     for (i, d) in DOMAINS.iter().enumerate() {
         support::register(ledger, d, i as u32 + 1).await;
@@ -189,7 +180,7 @@ proptest! {
         batch_every in 1..5usize,
         probes in prop::collection::vec(any::<prop::sample::Index>(), 1..8),
     ) {
-        run(async {
+        support::run(async {
             let dir = tempfile::tempdir().unwrap();
             let ledger = Ledger::open(dir.path()).await.unwrap();
             drive(&ledger, &ops, batch_every).await;

@@ -25,26 +25,7 @@ fn a_job_is_reverted_after_a_dry_run_and_the_history_names_it() {
     let dir = tempfile::tempdir().unwrap();
     let server = Served::start(&dir.path().join("data"), "127.0.0.1:0", &[]);
     let op = server.token.clone().unwrap();
-    assert_eq!(
-        server
-            .cli(&op, &["domain", "create", "d1", "--limit", "10"])
-            .0,
-        0
-    );
-    let (_, admin, _) = server.cli(
-        &op,
-        &[
-            "token",
-            "add",
-            "--principal",
-            "ada",
-            "--role",
-            "domain-admin",
-            "--domain",
-            "d1",
-        ],
-    );
-    let admin = admin.trim().to_string();
+    let admin = server.domain_admin(&op, "d1");
     let (_, auditor, _) = server.cli(
         &op,
         &["token", "add", "--principal", "aud", "--role", "auditor"],

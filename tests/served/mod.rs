@@ -77,6 +77,28 @@ impl Served {
         cli(&format!("http://{}", self.addr), token, args, &[])
     }
 
+    /// With the operator token `op`: register `domain` (license limit 10) and return a new
+    /// domain-admin token for it (principal "ada").
+    pub fn domain_admin(&self, op: &str, domain: &str) -> String {
+        let (code, _, err) = self.cli(op, &["domain", "create", domain, "--limit", "10"]);
+        assert_eq!(code, 0, "{err}");
+        let (code, token, err) = self.cli(
+            op,
+            &[
+                "token",
+                "add",
+                "--principal",
+                "ada",
+                "--role",
+                "domain-admin",
+                "--domain",
+                domain,
+            ],
+        );
+        assert_eq!(code, 0, "{err}");
+        token.trim().to_string()
+    }
+
     /// Server stderr lines written so far (waits up to `quiet` for each next line).
     pub fn stderr_lines(&self, quiet: Duration) -> Vec<String> {
         let mut lines = Vec::new();

@@ -65,3 +65,13 @@ pub fn create_request(domain: &str, login: &str) -> Request {
         },
     )
 }
+
+/// Run a property test's async body on a two-thread runtime (proptest bodies are sync).
+pub fn run<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
