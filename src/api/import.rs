@@ -606,20 +606,17 @@ impl pb::import_service_server::ImportService for ImportService {
         let who = self.auth.authenticate(&request)?;
         let req = request.into_inner();
         let job = parse_job_id(&req.job_id)?;
-        let events = self.ledger.import_job_history(&job).await?;
-        let Some(domain) = self.ledger.events_domain(&events) else {
+        let Some(plan) = self.ledger.plan_revert(&job).await? else {
             return Err(Status::not_found(format!(
                 "job {job} has no events in the log: nothing to revert (a dry run, refused or \
                  no-change job records none)"
             )));
         };
-        who.require_in(Op::ManageAccounts, &domain)?;
-        drop(events);
+        who.require_in(Op::ManageAccounts, &plan.domain)?;
         let outcome = self
             .ledger
-            .revert_job(&job, &who.name, req.dry_run, req.confirm_mass_change)
-            .await?
-            .ok_or_else(|| Status::not_found(format!("job {job} has no events in the log")))?;
+            .run_revert(plan, &who.name, req.dry_run, req.confirm_mass_change)
+            .await?;
         tracing::info!(
             reverted = %job,
             by = %who.name,

@@ -215,9 +215,26 @@ impl Ledger {
         dry_run: bool,
         confirm_mass_change: bool,
     ) -> Result<Option<RevertOutcome>, LedgerError> {
-        let Some(plan) = self.plan_revert(job).await? else {
-            return Ok(None);
-        };
+        match self.plan_revert(job).await? {
+            Some(plan) => self
+                .run_revert(plan, actor, dry_run, confirm_mass_change)
+                .await
+                .map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Carry out a plan from [`Ledger::plan_revert`] (a caller that needs the plan first, to
+    /// check rights in its domain, reads the job once).
+    pub async fn run_revert(
+        &self,
+        plan: RevertPlan,
+        actor: &str,
+        dry_run: bool,
+        confirm_mass_change: bool,
+    ) -> Result<RevertOutcome, LedgerError> {
+        let reverted = plan.reverted;
+        let job = &reverted;
         if !dry_run && !confirm_mass_change && plan.guard.exceeded() {
             return Err(LedgerError::MassRevert {
                 job: *job,
@@ -268,11 +285,11 @@ impl Ledger {
                 .sum(),
             _ => 0,
         };
-        Ok(Some(RevertOutcome {
+        Ok(RevertOutcome {
             plan,
             job_id: (!dry_run && events_written > 0).then_some(job_id),
             events_written,
-        }))
+        })
     }
 }
 
