@@ -131,6 +131,10 @@ impl From<&Source> for pb::EventSource {
                 job_id: job_id.to_string(),
                 reverted_job_id: reverted.to_string(),
             }),
+            Source::Schedule { schedule, phase } => Kind::Schedule(pb::ScheduleFiring {
+                schedule: *schedule,
+                phase: phase.as_str().to_string(),
+            }),
         };
         pb::EventSource { kind: Some(kind) }
     }

@@ -15,15 +15,16 @@ use crate::store::StoreError;
 pub fn from_domain(e: &DomainError) -> Status {
     let msg = e.to_string();
     match e {
-        DomainError::UnknownDomain { .. } | DomainError::UnknownAccount { .. } => {
-            Status::not_found(msg)
-        }
+        DomainError::UnknownDomain { .. }
+        | DomainError::UnknownAccount { .. }
+        | DomainError::UnknownSchedule { .. } => Status::not_found(msg),
         DomainError::DomainExists { .. }
         | DomainError::ImportIdTaken { .. }
         | DomainError::LoginTaken { .. } => Status::already_exists(msg),
         DomainError::AccountDeleted { .. }
         | DomainError::LicenseLimitReached { .. }
-        | DomainError::LimitBelowUsage { .. } => Status::failed_precondition(msg),
+        | DomainError::LimitBelowUsage { .. }
+        | DomainError::ScheduleNotOpen { .. } => Status::failed_precondition(msg),
         DomainError::Invalid { .. } => Status::invalid_argument(msg),
     }
 }

@@ -82,6 +82,9 @@ pub fn event_json(e: &pb::LedgerEvent) -> Value {
         Some(pb::event_source::Kind::Revert(r)) => {
             json!({"revert_job": r.job_id, "reverted_job": r.reverted_job_id})
         }
+        Some(pb::event_source::Kind::Schedule(s)) => {
+            json!({"schedule": s.schedule, "phase": s.phase})
+        }
         None => Value::Null,
     };
     json!({
@@ -211,6 +214,9 @@ pub fn event_rows(events: &[pb::LedgerEvent]) -> Vec<Vec<String>> {
                 }
                 Some(pb::event_source::Kind::Revert(r)) => {
                     format!("revert {} of job {}", r.job_id, r.reverted_job_id)
+                }
+                Some(pb::event_source::Kind::Schedule(s)) => {
+                    format!("schedule {} {}", s.schedule, s.phase)
                 }
                 None => "-".into(),
             };

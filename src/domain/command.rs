@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::schedule::{Change, Phase, ScheduleId, Target};
 use super::{AccountId, StreamId};
 
 /// The personal data of an account: encrypted with the account's own key wherever it is stored.
@@ -78,6 +79,34 @@ pub enum Command {
     RecordDataOwned {
         account: AccountId,
     },
+    /// Schedule a change of some of the domain's accounts for later.
+    ScheduleChange {
+        domain: String,
+        target: Target,
+        change: Change,
+        reason: String,
+    },
+    CancelSchedule {
+        domain: String,
+        schedule: ScheduleId,
+        reason: String,
+    },
+    /// Record that a phase fired (refused if it already did). Sent by the ledger's firer with
+    /// the lifecycle commands of [`crate::domain::schedule::Firing`], as one atomic batch.
+    FireSchedule {
+        domain: String,
+        schedule: ScheduleId,
+        phase: Phase,
+        changed: Vec<AccountId>,
+        not_enabled: Vec<AccountId>,
+    },
+    /// Sent by an import held by `schedule`: import ids it wanted enabled / disabled.
+    HoldImport {
+        domain: String,
+        schedule: ScheduleId,
+        enable: Vec<String>,
+        keep_disabled: Vec<String>,
+    },
 }
 
 impl Command {
@@ -86,7 +115,11 @@ impl Command {
         match self {
             Command::RegisterDomain { domain, .. }
             | Command::SetLicenseLimit { domain, .. }
-            | Command::SetMassChangeGuard { domain, .. } => StreamId::Domain(domain.clone()),
+            | Command::SetMassChangeGuard { domain, .. }
+            | Command::ScheduleChange { domain, .. }
+            | Command::CancelSchedule { domain, .. }
+            | Command::FireSchedule { domain, .. }
+            | Command::HoldImport { domain, .. } => StreamId::Domain(domain.clone()),
             Command::CreateAccount { account, .. } => StreamId::Account(*account),
             other => StreamId::Account(other.target_account().unwrap_or_default()),
         }

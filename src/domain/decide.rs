@@ -1,6 +1,7 @@
 //! `decide`: the rules of DOMAIN.md, as a pure function of the current state and one command.
 
 use super::names::{validate_domain_name, validate_free_text, validate_text};
+use super::schedule::{Change, Phase, Schedule, ScheduleId, ScheduleStatus, Selection, Target};
 use super::{AccountState, Command, DomainError, DomainState, Event, LedgerState, Profile};
 
 /// Decide what happens. `Ok(vec![])` means the command is a no-op (already so).
@@ -163,7 +164,189 @@ pub fn decide(state: &LedgerState, command: &Command) -> Result<Vec<Event>, Doma
                 vec![Event::DataOwnershipRecorded { account: *account }]
             })
         }
+        Command::ScheduleChange {
+            domain,
+            target,
+            change,
+            reason,
+        } => {
+            let d = domain_of(state, domain)?;
+            validate_reason(reason)?;
+            if let Change::Disable {
+                at_us,
+                until_us: Some(until),
+            } = change
+                && until <= at_us
+            {
+                return Err(DomainError::Invalid {
+                    field: "enable_at",
+                    reason: "must be after the disable instant".into(),
+                });
+            }
+            let Some(selection) = select(state, domain, target)? else {
+                return Ok(vec![]);
+            };
+            let schedule = d.schedules.keys().next_back().map_or(1, |last| last + 1);
+            Ok(vec![Event::ChangeScheduled {
+                domain: domain.clone(),
+                schedule,
+                selection,
+                change: *change,
+                reason: reason.clone(),
+            }])
+        }
+        Command::CancelSchedule {
+            domain,
+            schedule,
+            reason,
+        } => {
+            validate_reason(reason)?;
+            let s = open_schedule(state, domain, *schedule, "cancelled", |st| {
+                matches!(st, ScheduleStatus::Pending | ScheduleStatus::Started)
+            })?;
+            Ok(vec![Event::ScheduleCancelled {
+                domain: domain.clone(),
+                schedule: s.id,
+                reason: reason.clone(),
+            }])
+        }
+        Command::FireSchedule {
+            domain,
+            schedule,
+            phase,
+            changed,
+            not_enabled,
+        } => {
+            let s = open_schedule(state, domain, *schedule, "fired", |st| {
+                st == match phase {
+                    Phase::Start => ScheduleStatus::Pending,
+                    Phase::End => ScheduleStatus::Started,
+                }
+            })?;
+            Ok(vec![Event::ScheduleFired {
+                domain: domain.clone(),
+                schedule: s.id,
+                phase: *phase,
+                changed: changed.clone(),
+                not_enabled: not_enabled.clone(),
+            }])
+        }
+        Command::HoldImport {
+            domain,
+            schedule,
+            enable,
+            keep_disabled,
+        } => {
+            let s = open_schedule(state, domain, *schedule, "held", |_| true)?;
+            let resolve = |ids: &[String]| -> Vec<u64> {
+                ids.iter()
+                    .filter_map(|i| state.account_by_import_id(domain, i).map(|a| a.id))
+                    .collect()
+            };
+            let (enable, keep_disabled) = (resolve(enable), resolve(keep_disabled));
+            if enable.is_empty() && keep_disabled.is_empty() {
+                return Ok(vec![]);
+            }
+            Ok(vec![Event::ImportHeld {
+                domain: domain.clone(),
+                schedule: s.id,
+                enable,
+                keep_disabled,
+            }])
+        }
     }
+}
+
+/// A schedule of `domain` whose status passes `open`; otherwise the error says why.
+fn open_schedule<'a>(
+    state: &'a LedgerState,
+    domain: &str,
+    id: ScheduleId,
+    action: &'static str,
+    open: impl Fn(ScheduleStatus) -> bool,
+) -> Result<&'a Schedule, DomainError> {
+    let d = domain_of(state, domain)?;
+    let s = d
+        .schedules
+        .get(&id)
+        .ok_or_else(|| DomainError::UnknownSchedule {
+            domain: domain.to_string(),
+            schedule: id,
+        })?;
+    if !open(s.status) {
+        return Err(DomainError::ScheduleNotOpen {
+            domain: domain.to_string(),
+            schedule: id,
+            status: s.status.as_str(),
+            action,
+        });
+    }
+    Ok(s)
+}
+
+/// The stored selection of a target: live accounts of `domain` only. None when an import's
+/// own target resolved to no account (nothing to schedule).
+fn select(
+    state: &LedgerState,
+    domain: &str,
+    target: &Target,
+) -> Result<Option<Selection>, DomainError> {
+    let mut ids = match target {
+        Target::Everyone => return Ok(Some(Selection::Everyone)),
+        Target::Role(role) => {
+            validate_name("role", role)?;
+            return Ok(Some(Selection::Role(role.clone())));
+        }
+        Target::Accounts(ids) => {
+            for id in ids {
+                let acc = live_account(state, *id)?;
+                if acc.domain != domain {
+                    return Err(DomainError::UnknownAccount { account: *id });
+                }
+            }
+            ids.clone()
+        }
+        Target::ImportIds { ids, skip_unknown } => {
+            let mut out = Vec::with_capacity(ids.len());
+            for iid in ids {
+                match state.account_by_import_id(domain, iid) {
+                    Some(acc) => out.push(acc.id),
+                    None if *skip_unknown => {}
+                    None => {
+                        return Err(DomainError::Invalid {
+                            field: "import_ids",
+                            reason: format!(
+                                "domain {domain:?} has no account with import id {iid:?}"
+                            ),
+                        });
+                    }
+                }
+            }
+            if out.is_empty() && *skip_unknown {
+                return Ok(None);
+            }
+            out
+        }
+    };
+    if ids.is_empty() {
+        return Err(DomainError::Invalid {
+            field: "accounts",
+            reason: "no account selected".into(),
+        });
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    Ok(Some(Selection::Accounts(ids)))
+}
+
+fn validate_reason(reason: &str) -> Result<(), DomainError> {
+    if reason.len() > 1000 {
+        return Err(DomainError::Invalid {
+            field: "reason",
+            reason: "longer than 1000 bytes".into(),
+        });
+    }
+    validate_free_text("reason", reason)
 }
 
 /// Make the account active with the given `enabled` flag; refuse if that would take a license

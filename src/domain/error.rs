@@ -41,6 +41,17 @@ pub enum DomainError {
     /// ALREADY_EXISTS.
     #[error("domain {domain:?} already has an account with login {login:?}")]
     LoginTaken { domain: String, login: String },
+    /// NOT_FOUND.
+    #[error("domain {domain:?} has no schedule {schedule}")]
+    UnknownSchedule { domain: String, schedule: u32 },
+    /// FAILED_PRECONDITION: a done or cancelled schedule (or a phase that already fired).
+    #[error("schedule {schedule} of domain {domain:?} is {status}: it cannot be {action} now")]
+    ScheduleNotOpen {
+        domain: String,
+        schedule: u32,
+        status: &'static str,
+        action: &'static str,
+    },
     /// INVALID_ARGUMENT: the field is named.
     #[error("invalid {field}: {reason}")]
     Invalid { field: &'static str, reason: String },

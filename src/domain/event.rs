@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::schedule::{Change, Phase, ScheduleId, Selection};
 use super::{AccountId, Profile};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,6 +54,37 @@ pub enum Event {
     DataOwnershipRecorded {
         account: AccountId,
     },
+    /// A change scheduled for later (its import ids already resolved to accounts).
+    ChangeScheduled {
+        domain: String,
+        schedule: ScheduleId,
+        selection: Selection,
+        change: Change,
+        reason: String,
+    },
+    ScheduleCancelled {
+        domain: String,
+        schedule: ScheduleId,
+        reason: String,
+    },
+    /// One phase of a schedule fired; written in the same batch as the lifecycle events it
+    /// caused (their source names the schedule), so it fires exactly once.
+    ScheduleFired {
+        domain: String,
+        schedule: ScheduleId,
+        phase: Phase,
+        changed: Vec<AccountId>,
+        /// Accounts it could not enable: the domain was at its license limit.
+        not_enabled: Vec<AccountId>,
+    },
+    /// An import ran while `schedule` held these accounts: `enable` stay disabled until the
+    /// schedule enables them; `keep_disabled` will not be enabled by it.
+    ImportHeld {
+        domain: String,
+        schedule: ScheduleId,
+        enable: Vec<AccountId>,
+        keep_disabled: Vec<AccountId>,
+    },
 }
 
 /// Each domain and each account is its own stream, with its own version counter.
@@ -76,7 +108,11 @@ impl Event {
         match self {
             Event::DomainRegistered { domain, .. }
             | Event::LicenseLimitChanged { domain, .. }
-            | Event::MassChangeGuardChanged { domain, .. } => StreamId::Domain(domain.clone()),
+            | Event::MassChangeGuardChanged { domain, .. }
+            | Event::ChangeScheduled { domain, .. }
+            | Event::ScheduleCancelled { domain, .. }
+            | Event::ScheduleFired { domain, .. }
+            | Event::ImportHeld { domain, .. } => StreamId::Domain(domain.clone()),
             Event::AccountCreated { account, .. }
             | Event::ProfileUpdated { account, .. }
             | Event::AccountDisabled { account }
@@ -111,6 +147,10 @@ impl Event {
             Event::AccountDeleted { .. } => "AccountDeleted",
             Event::SignInRecorded { .. } => "SignInRecorded",
             Event::DataOwnershipRecorded { .. } => "DataOwnershipRecorded",
+            Event::ChangeScheduled { .. } => "ChangeScheduled",
+            Event::ScheduleCancelled { .. } => "ScheduleCancelled",
+            Event::ScheduleFired { .. } => "ScheduleFired",
+            Event::ImportHeld { .. } => "ImportHeld",
         }
     }
 }

@@ -8,6 +8,7 @@ mod event;
 mod guard;
 mod keys;
 pub mod names;
+pub mod schedule;
 mod state;
 
 pub use command::{Command, Profile};

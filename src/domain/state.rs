@@ -9,6 +9,7 @@ use imbl::{OrdMap, Vector};
 
 use serde::{Deserialize, Serialize};
 
+use super::schedule::{Schedule, ScheduleId, ScheduleStatus};
 use super::{AccountId, DEFAULT_MASS_CHANGE_PERCENT, Event, KeyIndex, Profile};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -37,6 +38,8 @@ pub struct DomainState {
     /// Accounts that are Enabled and active right now.
     pub licenses_used: u32,
     pub mass_change_percent: u8,
+    /// Scheduled changes by number, done and cancelled ones included (they are history).
+    pub schedules: BTreeMap<ScheduleId, Schedule>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -133,6 +136,10 @@ impl LedgerState {
             })
     }
 
+    fn schedule_mut(&mut self, domain: &str, id: ScheduleId) -> Option<&mut Schedule> {
+        self.domains.get_mut(domain)?.schedules.get_mut(&id)
+    }
+
     /// Apply one fact. Total: an event that does not fit the state (which `decide` never
     /// produces) is ignored rather than panicking, so replay of any log terminates.
     pub fn evolve(&mut self, event: &Event) {
@@ -148,6 +155,7 @@ impl LedgerState {
                         license_limit: *license_limit,
                         licenses_used: 0,
                         mass_change_percent: DEFAULT_MASS_CHANGE_PERCENT,
+                        schedules: BTreeMap::new(),
                     },
                 );
             }
@@ -162,6 +170,48 @@ impl LedgerState {
             Event::MassChangeGuardChanged { domain, percent } => {
                 if let Some(d) = self.domains.get_mut(domain) {
                     d.mass_change_percent = *percent;
+                }
+            }
+            Event::ChangeScheduled {
+                domain,
+                schedule,
+                selection,
+                change,
+                reason,
+            } => {
+                if let Some(d) = self.domains.get_mut(domain) {
+                    d.schedules.insert(
+                        *schedule,
+                        Schedule::new(*schedule, selection.clone(), *change, reason.clone()),
+                    );
+                }
+            }
+            Event::ScheduleCancelled {
+                domain, schedule, ..
+            } => {
+                if let Some(s) = self.schedule_mut(domain, *schedule) {
+                    s.status = ScheduleStatus::Cancelled;
+                }
+            }
+            Event::ScheduleFired {
+                domain,
+                schedule,
+                phase,
+                changed,
+                not_enabled,
+            } => {
+                if let Some(s) = self.schedule_mut(domain, *schedule) {
+                    s.fired(*phase, changed, not_enabled);
+                }
+            }
+            Event::ImportHeld {
+                domain,
+                schedule,
+                enable,
+                keep_disabled,
+            } => {
+                if let Some(s) = self.schedule_mut(domain, *schedule) {
+                    s.held(enable, keep_disabled);
                 }
             }
             Event::AccountCreated {

@@ -13,14 +13,18 @@
 //! versions, `decide`), [`partition`] (the writer), [`replay`] (log → projections),
 //! [`maintenance`] (saving views, rebuild, verify).
 
+pub mod clock;
 mod decider;
 mod maintenance;
 mod partition;
 mod replay;
 mod revert;
 mod routes;
+mod schedules;
 
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use revert::{RevertOutcome, RevertPlan, RevertStep};
+pub use schedules::{Fired, SCHEDULER};
 
 use std::path::Path;
 use std::sync::{Arc, RwLock};
@@ -137,6 +141,8 @@ pub(crate) struct Shared {
     /// The floor last persisted (a save with nothing new is skipped).
     saved_floor: std::sync::atomic::AtomicU64,
     closed: std::sync::atomic::AtomicBool,
+    /// The time scheduled changes fire by.
+    clock: Arc<dyn Clock>,
 }
 
 /// Handle to the ledger; cheap to clone.
@@ -154,6 +160,15 @@ impl Ledger {
 
     /// [`Ledger::open`] with options (accepting data loss).
     pub async fn open_with(dir: &Path, options: StoreOptions) -> Result<Ledger, LedgerError> {
+        Ledger::open_with_clock(dir, options, Arc::new(SystemClock)).await
+    }
+
+    /// [`Ledger::open_with`], firing scheduled changes by `clock` (tests move it by hand).
+    pub async fn open_with_clock(
+        dir: &Path,
+        options: StoreOptions,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Ledger, LedgerError> {
         let dir = dir.to_path_buf();
         let vault_path = dir.join("keys.vault");
         let started = std::time::Instant::now();
@@ -178,7 +193,7 @@ impl Ledger {
         };
         let (indexed, loaded) = tokio::join!(indexing, load_views(views.clone()));
         indexed.map_err(|e| StoreError::Io(e.to_string()))??;
-        let ledger = Ledger::start_from(log, views, loaded?).await?;
+        let ledger = Ledger::start_from(log, views, loaded?, clock).await?;
         ledger.check_live_keys(&vault, &vault_path, options)?;
         tracing::info!("ledger open in {:.2?}", started.elapsed());
         Ok(ledger)
@@ -230,7 +245,7 @@ impl Ledger {
         views: Arc<dyn ViewStore>,
     ) -> Result<Ledger, LedgerError> {
         let loaded = load_views(views.clone()).await?;
-        Ledger::start_from(log, views, loaded).await
+        Ledger::start_from(log, views, loaded, Arc::new(SystemClock)).await
     }
 
     /// Catch the loaded views up with the log and start a writer per domain.
@@ -238,6 +253,7 @@ impl Ledger {
         log: Arc<dyn EventLog>,
         views: Arc<dyn ViewStore>,
         loaded: Replay,
+        clock: Arc<dyn Clock>,
     ) -> Result<Ledger, LedgerError> {
         let started = std::time::Instant::now();
         let mut replay = if loaded.position > log.last_position() {
@@ -263,6 +279,7 @@ impl Ledger {
             save_lock: tokio::sync::Mutex::new(()),
             saved_floor: u64::MAX.into(),
             closed: false.into(),
+            clock,
         });
         let ledger = Ledger { shared };
         for projections in replay.into_parts() {
@@ -275,6 +292,7 @@ impl Ledger {
         }
         ledger.save_views().await?;
         maintenance::spawn_saver(Arc::downgrade(&ledger.shared));
+        schedules::spawn_firer(Arc::downgrade(&ledger.shared));
         Ok(ledger)
     }
 
@@ -330,7 +348,11 @@ impl Ledger {
             }
             Command::SetLicenseLimit { domain, .. }
             | Command::SetMassChangeGuard { domain, .. }
-            | Command::CreateAccount { domain, .. } => self
+            | Command::CreateAccount { domain, .. }
+            | Command::ScheduleChange { domain, .. }
+            | Command::CancelSchedule { domain, .. }
+            | Command::FireSchedule { domain, .. }
+            | Command::HoldImport { domain, .. } => self
                 .shared
                 .routes
                 .partition(domain)

@@ -282,6 +282,7 @@ mod tests {
             license_limit: 1,
             licenses_used: 0,
             mass_change_percent: 10,
+            schedules: Default::default(),
         })
         .unwrap();
         bytes[0] = 99;

@@ -5,8 +5,8 @@ use uuid::Uuid;
 
 use crate::domain::{Event, StreamId};
 
-/// Where a change came from: a person, an import file row, the LMS, or the revert of an
-/// import job. (Stored: new variants go at the end.)
+/// Where a change came from: a person, an import file row, the LMS, the revert of an
+/// import job, or a scheduled change firing. (Stored: new variants go at the end.)
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Source {
     Manual,
@@ -21,6 +21,11 @@ pub enum Source {
         job_id: Uuid,
         reverted: Uuid,
     },
+    /// A phase of a scheduled change of the account's domain, fired by the ledger.
+    Schedule {
+        schedule: crate::domain::schedule::ScheduleId,
+        phase: crate::domain::schedule::Phase,
+    },
 }
 
 impl Source {
@@ -28,7 +33,7 @@ impl Source {
     pub fn job_id(&self) -> Option<Uuid> {
         match self {
             Source::Import { job_id, .. } | Source::Revert { job_id, .. } => Some(*job_id),
-            Source::Manual | Source::LmsReport => None,
+            Source::Manual | Source::LmsReport | Source::Schedule { .. } => None,
         }
     }
 }

@@ -26,7 +26,8 @@ pub struct SledViews {
 const FLOOR: &[u8] = b"K";
 const LAYOUT: &[u8] = b"L";
 /// Views are partitioned by domain since layout 2.
-const LAYOUT_VERSION: u64 = 2;
+/// 3: domain rows carry their schedules.
+const LAYOUT_VERSION: u64 = 3;
 
 fn bucket_key(domain: &str, bucket: u64) -> Vec<u8> {
     let mut k = vec![b'B'];

@@ -1,0 +1,334 @@
+//! Scheduled changes (DOMAIN.md, "Changes over time"): a lock-out (disable at T1, enable again
+//! at T2), a delayed start (enable at T) or a delayed deletion (a grace period). Pure: the
+//! state of each schedule, which accounts it selects and holds, and what firing one phase
+//! changes. The firing itself is an ordinary batch of lifecycle commands (see
+//! `ledger::schedules`), so the rules of `decide` (licenses, Deleted is terminal) hold.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use super::{AccountId, AccountState, Command, LedgerState, Status};
+
+/// Schedules are numbered per domain from 1, in the order they are made.
+pub type ScheduleId = u32;
+
+/// Which accounts of the domain a schedule acts on, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Selection {
+    /// Every account of the domain, including accounts created after the schedule was made.
+    Everyone,
+    /// Every account with this role, when the schedule fires.
+    Role(String),
+    /// These accounts (sorted, no duplicates).
+    Accounts(Vec<AccountId>),
+}
+
+/// Which accounts, as asked: import ids are resolved to account numbers when the command is
+/// decided, so the stored schedule carries no import id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Target {
+    Everyone,
+    Role(String),
+    Accounts(Vec<AccountId>),
+    /// Import ids of the domain; `skip_unknown` leaves out ids with no live account (an
+    /// import's own start schedule, whose refused rows created nothing) instead of refusing.
+    ImportIds {
+        ids: Vec<String>,
+        skip_unknown: bool,
+    },
+}
+
+/// What happens, and when (UTC microseconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Change {
+    /// Disable at `at_us`; with `until_us`, enable again then what the lock-out disabled
+    /// (and what imports wanted enabled meanwhile).
+    Disable { at_us: i64, until_us: Option<i64> },
+    /// Enable at `at_us` (a delayed start); until then imports cannot enable its accounts.
+    Enable { at_us: i64 },
+    /// Delete at `at_us` the selected accounts that are still deactivated stubs.
+    Delete { at_us: i64 },
+}
+
+/// The two instants of a lock-out; every other change has only a start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Phase {
+    Start,
+    End,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Start => "start",
+            Phase::End => "end",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ScheduleStatus {
+    /// Not fired yet.
+    Pending,
+    /// A lock-out whose start fired and whose end has not.
+    Started,
+    Done,
+    Cancelled,
+}
+
+impl ScheduleStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScheduleStatus::Pending => "pending",
+            ScheduleStatus::Started => "started",
+            ScheduleStatus::Done => "done",
+            ScheduleStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// One schedule as the log made it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Schedule {
+    pub id: ScheduleId,
+    pub selection: Selection,
+    pub change: Change,
+    pub reason: String,
+    pub status: ScheduleStatus,
+    /// Accounts to enable at the end of a lock-out (those its start disabled, plus those an
+    /// import wanted enabled meanwhile), or beside the selection of a delayed start.
+    pub restore: BTreeSet<AccountId>,
+    /// Accounts an import wanted disabled while held: never enabled by this schedule.
+    pub excluded: BTreeSet<AccountId>,
+    /// Accounts changed by each phase fired so far.
+    pub changed: u64,
+    /// Accounts the last firing could not enable (license limit), reported, not dropped.
+    pub not_enabled: Vec<AccountId>,
+}
+
+impl Schedule {
+    pub fn new(id: ScheduleId, selection: Selection, change: Change, reason: String) -> Schedule {
+        Schedule {
+            id,
+            selection,
+            change,
+            reason,
+            status: ScheduleStatus::Pending,
+            restore: BTreeSet::new(),
+            excluded: BTreeSet::new(),
+            changed: 0,
+            not_enabled: Vec::new(),
+        }
+    }
+
+    /// The next phase to fire and its instant; None once done or cancelled.
+    pub fn next_due(&self) -> Option<(i64, Phase)> {
+        match (self.status, self.change) {
+            (ScheduleStatus::Pending, Change::Disable { at_us, .. })
+            | (ScheduleStatus::Pending, Change::Enable { at_us })
+            | (ScheduleStatus::Pending, Change::Delete { at_us }) => Some((at_us, Phase::Start)),
+            (
+                ScheduleStatus::Started,
+                Change::Disable {
+                    until_us: Some(until),
+                    ..
+                },
+            ) => Some((until, Phase::End)),
+            _ => None,
+        }
+    }
+
+    pub fn selects(&self, acc: &AccountState) -> bool {
+        match &self.selection {
+            Selection::Everyone => true,
+            Selection::Role(role) => acc.role == *role,
+            Selection::Accounts(ids) => ids.binary_search(&acc.id).is_ok(),
+        }
+    }
+
+    /// Whether imports are held from enabling accounts this schedule selects right now: a
+    /// lock-out between its start and its end, or a delayed start before it fires.
+    pub fn is_holding(&self) -> bool {
+        matches!(
+            (self.status, self.change),
+            (
+                ScheduleStatus::Started,
+                Change::Disable {
+                    until_us: Some(_),
+                    ..
+                }
+            ) | (ScheduleStatus::Pending, Change::Enable { .. })
+        )
+    }
+
+    /// Whether a new account with `role` would be selected (Everyone or its role).
+    fn selects_new(&self, role: &str) -> bool {
+        match &self.selection {
+            Selection::Everyone => true,
+            Selection::Role(r) => r == role,
+            Selection::Accounts(_) => false,
+        }
+    }
+
+    /// Apply a firing of `phase` that changed `changed` accounts.
+    pub fn fired(&mut self, phase: Phase, changed: &[AccountId], not_enabled: &[AccountId]) {
+        self.changed += changed.len() as u64;
+        self.not_enabled = not_enabled.to_vec();
+        self.status = match (phase, self.change) {
+            (
+                Phase::Start,
+                Change::Disable {
+                    until_us: Some(_), ..
+                },
+            ) => {
+                self.restore.extend(changed.iter().copied());
+                ScheduleStatus::Started
+            }
+            _ => ScheduleStatus::Done,
+        };
+    }
+
+    /// An import held while this schedule holds: `enable` wanted enabled, `keep` disabled.
+    pub fn held(&mut self, enable: &[AccountId], keep_disabled: &[AccountId]) {
+        for a in enable {
+            self.excluded.remove(a);
+            self.restore.insert(*a);
+        }
+        for a in keep_disabled {
+            self.restore.remove(a);
+            self.excluded.insert(*a);
+        }
+    }
+}
+
+/// The schedule holding an existing account from being enabled by an import, if any.
+pub fn holding(state: &LedgerState, acc: &AccountState) -> Option<ScheduleId> {
+    let d = state.domains.get(&acc.domain)?;
+    d.schedules
+        .values()
+        .find(|s| s.is_holding() && (s.selects(acc) || s.restore.contains(&acc.id)))
+        .map(|s| s.id)
+}
+
+/// The schedule holding a new account of `role` from being created enabled by an import.
+pub fn holding_new(state: &LedgerState, domain: &str, role: &str) -> Option<ScheduleId> {
+    let d = state.domains.get(domain)?;
+    d.schedules
+        .values()
+        .find(|s| s.is_holding() && s.selects_new(role))
+        .map(|s| s.id)
+}
+
+/// What firing one phase of one schedule does: the commands (all on existing accounts, in
+/// account order) and the accounts that cannot be enabled for lack of licenses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Firing {
+    pub domain: String,
+    pub schedule: ScheduleId,
+    pub phase: Phase,
+    pub commands: Vec<Command>,
+    pub changed: Vec<AccountId>,
+    pub not_enabled: Vec<AccountId>,
+}
+
+impl Firing {
+    /// The marker command that records this firing (and refuses a second one).
+    pub fn marker(&self) -> Command {
+        Command::FireSchedule {
+            domain: self.domain.clone(),
+            schedule: self.schedule,
+            phase: self.phase,
+            changed: self.changed.clone(),
+            not_enabled: self.not_enabled.clone(),
+        }
+    }
+}
+
+/// Phases of `domain` due at `now_us`, earliest first.
+pub fn due(state: &LedgerState, domain: &str, now_us: i64) -> Vec<(i64, ScheduleId, Phase)> {
+    let Some(d) = state.domains.get(domain) else {
+        return Vec::new();
+    };
+    let mut due: Vec<_> = d
+        .schedules
+        .values()
+        .filter_map(|s| s.next_due().map(|(at, phase)| (at, s.id, phase)))
+        .filter(|(at, ..)| *at <= now_us)
+        .collect();
+    due.sort_unstable();
+    due
+}
+
+/// The earliest instant any schedule of `domain` is due.
+pub fn next_instant(state: &LedgerState, domain: &str) -> Option<i64> {
+    let d = state.domains.get(domain)?;
+    d.schedules
+        .values()
+        .filter_map(|s| s.next_due().map(|(at, _)| at))
+        .min()
+}
+
+/// Plan the firing of `phase` of schedule `id` against the current state.
+pub fn plan_firing(
+    state: &LedgerState,
+    domain: &str,
+    id: ScheduleId,
+    phase: Phase,
+) -> Option<Firing> {
+    let d = state.domains.get(domain)?;
+    let s = d.schedules.get(&id)?;
+    let accounts = state
+        .domain_accounts
+        .get(domain)
+        .into_iter()
+        .flatten()
+        .filter_map(|a| state.account(*a));
+    let mut commands = Vec::new();
+    let mut changed = Vec::new();
+    let mut not_enabled = Vec::new();
+    match (phase, s.change) {
+        (Phase::Start, Change::Disable { .. }) => {
+            for acc in accounts.filter(|a| s.selects(a) && a.status() == Status::Enabled) {
+                commands.push(Command::Disable { account: acc.id });
+                changed.push(acc.id);
+            }
+        }
+        (Phase::Start, Change::Delete { .. }) => {
+            for acc in accounts
+                .filter(|a| s.selects(a) && a.status() == Status::Deactivated && a.is_stub())
+            {
+                commands.push(Command::Delete { account: acc.id });
+                changed.push(acc.id);
+            }
+        }
+        (Phase::Start, Change::Enable { .. }) | (Phase::End, Change::Disable { .. }) => {
+            let wanted = |a: &AccountState| {
+                let chosen = match phase {
+                    Phase::Start => s.selects(a) || s.restore.contains(&a.id),
+                    Phase::End => s.restore.contains(&a.id),
+                };
+                chosen && !s.excluded.contains(&a.id) && a.status() == Status::Disabled
+            };
+            let mut free = d.license_limit.saturating_sub(d.licenses_used);
+            for acc in accounts.filter(|a| wanted(a)) {
+                if free == 0 {
+                    not_enabled.push(acc.id);
+                    continue;
+                }
+                free -= 1;
+                commands.push(Command::Enable { account: acc.id });
+                changed.push(acc.id);
+            }
+        }
+        (Phase::End, _) => return None,
+    }
+    Some(Firing {
+        domain: domain.to_string(),
+        schedule: id,
+        phase,
+        commands,
+        changed,
+        not_enabled,
+    })
+}
