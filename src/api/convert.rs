@@ -7,6 +7,7 @@ use tonic::Status;
 use super::auth::Role;
 use super::pb;
 use super::status::{invalid, missing};
+use crate::domain::schedule::{Change, Schedule, Selection, Target};
 use crate::domain::{AccountState, Profile, Status as AccountStatus};
 use crate::store::{RecordedEvent, Source};
 
@@ -254,5 +255,74 @@ mod tests {
             nanos: 0,
         };
         assert!(timestamp_to_us(&huge, "as_of").is_err());
+    }
+}
+
+/// A schedule's selection as asked on the wire.
+pub fn schedule_target(s: Option<pb::ScheduleSelection>) -> Result<Target, Status> {
+    use pb::schedule_selection::Kind;
+    match s.and_then(|s| s.kind) {
+        Some(Kind::Everyone(true)) => Ok(Target::Everyone),
+        Some(Kind::Everyone(false)) => Err(invalid(
+            "selection.everyone",
+            "must be true when given; pick a role or accounts instead",
+        )),
+        Some(Kind::Role(role)) => Ok(Target::Role(required("selection.role", role)?)),
+        Some(Kind::Accounts(a)) => Ok(Target::Accounts(a.ids)),
+        Some(Kind::ImportIds(i)) => Ok(Target::ImportIds {
+            ids: i.ids,
+            skip_unknown: false,
+        }),
+        None => Err(missing("selection")),
+    }
+}
+
+/// What and when, from the wire's action and instants.
+pub fn schedule_change(
+    action: i32,
+    at: Option<Timestamp>,
+    until: Option<Timestamp>,
+) -> Result<Change, Status> {
+    let at_us = timestamp_to_us(&at.ok_or_else(|| missing("at"))?, "at")?;
+    let until_us = until.map(|t| timestamp_to_us(&t, "until")).transpose()?;
+    let change = match pb::ScheduledAction::try_from(action) {
+        Ok(pb::ScheduledAction::Disable) => Change::Disable { at_us, until_us },
+        Ok(pb::ScheduledAction::Enable) => Change::Enable { at_us },
+        Ok(pb::ScheduledAction::Delete) => Change::Delete { at_us },
+        Ok(pb::ScheduledAction::Unspecified) | Err(_) => {
+            return Err(invalid("action", "must be disable, enable or delete"));
+        }
+    };
+    if until_us.is_some() && !matches!(change, Change::Disable { .. }) {
+        return Err(invalid("until", "only a disable (a lock-out) has an end"));
+    }
+    Ok(change)
+}
+
+pub fn schedule_to_wire(domain: &str, s: &Schedule, position: u64) -> pb::ScheduledChange {
+    use pb::schedule_selection::Kind;
+    let (action, at, until) = match s.change {
+        Change::Disable { at_us, until_us } => (pb::ScheduledAction::Disable, at_us, until_us),
+        Change::Enable { at_us } => (pb::ScheduledAction::Enable, at_us, None),
+        Change::Delete { at_us } => (pb::ScheduledAction::Delete, at_us, None),
+    };
+    let kind = match &s.selection {
+        Selection::Everyone => Kind::Everyone(true),
+        Selection::Role(r) => Kind::Role(r.clone()),
+        Selection::Accounts(ids) => Kind::Accounts(pb::AccountIds { ids: ids.clone() }),
+    };
+    pb::ScheduledChange {
+        domain: domain.to_string(),
+        schedule: s.id,
+        action: action as i32,
+        at: Some(us_to_timestamp(at)),
+        until: until.map(us_to_timestamp),
+        reason: s.reason.clone(),
+        status: s.status.as_str().to_string(),
+        selection: Some(pb::ScheduleSelection { kind: Some(kind) }),
+        changed: s.changed,
+        not_enabled: s.not_enabled.clone(),
+        held: s.restore.len() as u64,
+        position,
     }
 }

@@ -218,6 +218,7 @@ pub async fn router(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
     let imports = super::import::ImportService::new(ledger.clone(), auth.clone());
+    let schedules = super::schedule::ScheduleService::new(ledger.clone(), auth.clone());
     let service = LedgerService::new(ledger, auth);
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = tls {
@@ -228,7 +229,10 @@ pub async fn router(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(AccountLedgerServer::new(service))
-        .add_service(pb::import_service_server::ImportServiceServer::new(imports)))
+        .add_service(pb::import_service_server::ImportServiceServer::new(imports))
+        .add_service(pb::schedule_service_server::ScheduleServiceServer::new(
+            schedules,
+        )))
 }
 
 /// Serve on `listener` until `shutdown` resolves: then stop accepting, finish in-flight calls,

@@ -48,11 +48,7 @@ impl Client {
     }
 
     fn req<T>(&self, msg: T) -> Request<T> {
-        let mut r = Request::new(msg);
-        if let Some(a) = &self.auth {
-            r.metadata_mut().insert("authorization", a.clone());
-        }
-        r
+        super::connect::authorized(&self.auth, msg)
     }
 
     fn reply(&self, r: &pb::CommandReply) {

@@ -69,3 +69,12 @@ pub fn bearer(conn: &Conn) -> Result<Option<MetadataValue<Ascii>>, String> {
         None => Ok(None),
     }
 }
+
+/// A request carrying the bearer token, when there is one.
+pub fn authorized<T>(auth: &Option<MetadataValue<Ascii>>, msg: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    if let Some(a) = auth {
+        r.metadata_mut().insert("authorization", a.clone());
+    }
+    r
+}

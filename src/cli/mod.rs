@@ -7,6 +7,7 @@ mod client;
 mod connect;
 mod imports;
 mod output;
+mod schedules;
 mod serve;
 pub mod time;
 
@@ -68,6 +69,13 @@ pub enum Top {
         conn: Conn,
         #[command(subcommand)]
         command: imports::ImportJobCommand,
+    },
+    /// Scheduled changes of a domain's accounts: lock-outs, delayed starts (domain admin).
+    Schedule {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        command: schedules::ScheduleCommand,
     },
     #[command(flatten)]
     Client(ClientCommand),
@@ -425,6 +433,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             Err(message) => Err(message),
         },
         Top::ImportJob { conn, command } => imports::job(conn, command).await,
+        Top::Schedule { conn, command } => schedules::run(conn, command).await,
         Top::Client(cmd) => client::run(cmd).await,
     };
     match outcome {

@@ -12,7 +12,7 @@ use account_ledger::api::pb::{
     self, account_ledger_client::AccountLedgerClient, import_service_client::ImportServiceClient,
 };
 use account_ledger::api::server;
-use account_ledger::ledger::Ledger;
+use account_ledger::ledger::{Clock, Ledger, SystemClock};
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 
@@ -42,6 +42,11 @@ fn entry(principal: &str, role: Role, domains: &[&str], token: &str) -> TokenEnt
 
 impl TestServer {
     pub async fn start() -> TestServer {
+        TestServer::start_with_clock(Arc::new(SystemClock)).await
+    }
+
+    /// A server whose scheduled changes fire by `clock` (tests move it by hand).
+    pub async fn start_with_clock(clock: Arc<dyn Clock>) -> TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = AuthConfig {
             tokens: vec![
@@ -54,7 +59,7 @@ impl TestServer {
         };
         let config_path = dir.path().join("config.json");
         config.save(&config_path).expect("save config");
-        let ledger = Ledger::open(&dir.path().join("ledger"))
+        let ledger = Ledger::open_with_clock(&dir.path().join("ledger"), Default::default(), clock)
             .await
             .expect("open ledger");
         let auth = Arc::new(Auth::new(config, Some(config_path.clone())));

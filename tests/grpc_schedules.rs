@@ -1,0 +1,344 @@
+//! ScheduleService over real gRPC (in-process server, real tonic client) with a clock the test
+//! moves: a lock-out made, listed, fired and seen in an account's history; who may do what;
+//! bad requests named by field.
+
+mod common;
+
+use std::sync::Arc;
+
+use account_ledger::api::convert::us_to_timestamp;
+use account_ledger::api::pb::{self, schedule_service_client::ScheduleServiceClient};
+use account_ledger::ledger::ManualClock;
+use common::*;
+use tonic::Code;
+use tonic::transport::Channel;
+
+const HOUR: i64 = 3_600_000_000;
+const T0: i64 = 1_800_000_000_000_000;
+
+fn lock_out(selection: pb::schedule_selection::Kind) -> pb::ScheduleChangeRequest {
+    pb::ScheduleChangeRequest {
+        domain: "d1".into(),
+        selection: Some(pb::ScheduleSelection {
+            kind: Some(selection),
+        }),
+        action: pb::ScheduledAction::Disable as i32,
+        at: Some(us_to_timestamp(T0 + HOUR)),
+        until: Some(us_to_timestamp(T0 + 2 * HOUR)),
+        reason: "summer break".into(),
+        request_id: None,
+    }
+}
+
+async fn start() -> (
+    TestServer,
+    Client,
+    ScheduleServiceClient<Channel>,
+    Arc<ManualClock>,
+    u64,
+    u64,
+) {
+    let clock = Arc::new(ManualClock::new(T0));
+    let server = TestServer::start_with_clock(clock.clone()).await;
+    let mut c = server.client().await;
+    register(&mut c, "d1", 10).await;
+    let ann = create_account(&mut c, ADMIN_D1, "d1", "ann", Some("S1")).await;
+    let mut teacher = create("d1", "tess", Some("T1"));
+    teacher.role = "teacher".into();
+    let tess = c
+        .create_account(req(ADMIN_D1, teacher))
+        .await
+        .unwrap()
+        .into_inner()
+        .account
+        .unwrap();
+    let s = ScheduleServiceClient::connect(format!("http://{}", server.addr))
+        .await
+        .unwrap();
+    (server, c, s, clock, ann, tess)
+}
+
+async fn status(c: &mut Client, id: u64) -> i32 {
+    c.get_account(req(ADMIN_D1, get_request(by_id(id), None)))
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+}
+
+#[tokio::test]
+async fn a_lock_out_is_listed_fires_on_time_and_names_itself_in_the_history() {
+    let (server, mut c, mut s, clock, ann, tess) = start().await;
+    let made = s
+        .schedule_change(req(
+            ADMIN_D1,
+            lock_out(pb::schedule_selection::Kind::Role("student".into())),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((made.schedule, made.status.as_str()), (1, "pending"));
+    assert!(made.position > 0);
+    let listed = s
+        .list_schedules(req(
+            AUDITOR,
+            pb::ListSchedulesRequest {
+                domain: "d1".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .schedules;
+    assert_eq!(
+        listed,
+        vec![pb::ScheduledChange {
+            position: listed[0].position,
+            ..made.clone()
+        }]
+    );
+
+    clock.set(T0 + HOUR);
+    server.ledger.fire_due_schedules().await.unwrap();
+    assert_eq!(
+        status(&mut c, ann).await,
+        pb::AccountStatus::Disabled as i32
+    );
+    assert_eq!(
+        status(&mut c, tess).await,
+        pb::AccountStatus::Enabled as i32
+    );
+    let history = c
+        .get_account_history(req(
+            ADMIN_D1,
+            pb::GetAccountHistoryRequest {
+                account: by_id(ann),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    let last = history.last().unwrap();
+    assert_eq!(last.kind, "AccountDisabled");
+    assert_eq!(last.actor, account_ledger::ledger::SCHEDULER);
+    assert_eq!(
+        last.source.as_ref().and_then(|s| s.kind.clone()),
+        Some(pb::event_source::Kind::Schedule(pb::ScheduleFiring {
+            schedule: 1,
+            phase: "start".into()
+        }))
+    );
+    let running = s
+        .list_schedules(req(
+            ADMIN_D1,
+            pb::ListSchedulesRequest {
+                domain: "d1".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .schedules;
+    assert_eq!(
+        (
+            running[0].status.as_str(),
+            running[0].changed,
+            running[0].held
+        ),
+        ("started", 1, 1)
+    );
+
+    clock.set(T0 + 2 * HOUR);
+    server.ledger.fire_due_schedules().await.unwrap();
+    assert_eq!(status(&mut c, ann).await, pb::AccountStatus::Enabled as i32);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn only_admins_of_the_domain_schedule_and_auditors_only_list() {
+    let (server, _c, mut s, _clock, _, _) = start().await;
+    let everyone = || lock_out(pb::schedule_selection::Kind::Everyone(true));
+    assert_status(
+        s.schedule_change(req(ADMIN_D2, everyone())).await,
+        Code::PermissionDenied,
+        &["d1"],
+    );
+    assert_status(
+        s.schedule_change(req(AUDITOR, everyone())).await,
+        Code::PermissionDenied,
+        &[],
+    );
+    assert_status(
+        s.list_schedules(req(
+            ADMIN_D2,
+            pb::ListSchedulesRequest {
+                domain: "d1".into(),
+            },
+        ))
+        .await,
+        Code::PermissionDenied,
+        &[],
+    );
+    let made = s
+        .schedule_change(req(ADMIN_D1, everyone()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_status(
+        s.cancel_schedule(req(
+            AUDITOR,
+            pb::CancelScheduleRequest {
+                domain: "d1".into(),
+                schedule: made.schedule,
+                reason: "no".into(),
+            },
+        ))
+        .await,
+        Code::PermissionDenied,
+        &[],
+    );
+    let cancelled = s
+        .cancel_schedule(req(
+            ADMIN_D1,
+            pb::CancelScheduleRequest {
+                domain: "d1".into(),
+                schedule: made.schedule,
+                reason: "plans changed".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(cancelled.status, "cancelled");
+    assert_status(
+        s.cancel_schedule(req(
+            ADMIN_D1,
+            pb::CancelScheduleRequest {
+                domain: "d1".into(),
+                schedule: made.schedule,
+                reason: "again".into(),
+            },
+        ))
+        .await,
+        Code::FailedPrecondition,
+        &["cancelled"],
+    );
+    assert_status(
+        s.cancel_schedule(req(
+            ADMIN_D1,
+            pb::CancelScheduleRequest {
+                domain: "d1".into(),
+                schedule: 42,
+                reason: "x".into(),
+            },
+        ))
+        .await,
+        Code::NotFound,
+        &["42"],
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_schedule_requests_name_their_field() {
+    let (server, _c, mut s, _clock, _, _) = start().await;
+    let base = || lock_out(pb::schedule_selection::Kind::Everyone(true));
+    let cases: Vec<(pb::ScheduleChangeRequest, Code, &str)> = vec![
+        (
+            pb::ScheduleChangeRequest {
+                at: Some(us_to_timestamp(T0 - HOUR)),
+                ..base()
+            },
+            Code::InvalidArgument,
+            "at",
+        ),
+        (
+            pb::ScheduleChangeRequest { at: None, ..base() },
+            Code::InvalidArgument,
+            "at",
+        ),
+        (
+            pb::ScheduleChangeRequest {
+                selection: None,
+                ..base()
+            },
+            Code::InvalidArgument,
+            "selection",
+        ),
+        (
+            pb::ScheduleChangeRequest {
+                action: 0,
+                ..base()
+            },
+            Code::InvalidArgument,
+            "action",
+        ),
+        (
+            pb::ScheduleChangeRequest {
+                action: pb::ScheduledAction::Enable as i32,
+                ..base()
+            },
+            Code::InvalidArgument,
+            "until",
+        ),
+        (
+            pb::ScheduleChangeRequest {
+                until: Some(us_to_timestamp(T0)),
+                ..base()
+            },
+            Code::InvalidArgument,
+            "enable_at",
+        ),
+        (
+            pb::ScheduleChangeRequest {
+                reason: " ".into(),
+                ..base()
+            },
+            Code::InvalidArgument,
+            "reason",
+        ),
+        (
+            lock_out(pb::schedule_selection::Kind::ImportIds(pb::ImportIds {
+                ids: vec!["nobody".into()],
+            })),
+            Code::InvalidArgument,
+            "nobody",
+        ),
+        (
+            lock_out(pb::schedule_selection::Kind::Accounts(pb::AccountIds {
+                ids: vec![999],
+            })),
+            Code::NotFound,
+            "999",
+        ),
+        (
+            pb::ScheduleChangeRequest {
+                domain: "nope".into(),
+                ..base()
+            },
+            Code::PermissionDenied,
+            "nope",
+        ),
+    ];
+    for (request, code, needle) in cases {
+        assert_status(
+            s.schedule_change(req(ADMIN_D1, request)).await,
+            code,
+            &[needle],
+        );
+    }
+    let listed = s
+        .list_schedules(req(
+            ADMIN_D1,
+            pb::ListSchedulesRequest {
+                domain: "d1".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .schedules;
+    assert!(listed.is_empty(), "{listed:?}");
+    server.stop().await;
+}
