@@ -234,30 +234,6 @@ pub fn page_token_after(token: &str) -> Result<crate::domain::AccountId, Status>
         })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn timestamps_round_trip_and_bad_ones_name_the_field() {
-        for us in [0, 1, 1_700_000_000_123_456, -5] {
-            assert_eq!(timestamp_to_us(&us_to_timestamp(us), "as_of").unwrap(), us);
-        }
-        let bad = Timestamp {
-            seconds: 1,
-            nanos: -1,
-        };
-        let e = timestamp_to_us(&bad, "as_of").unwrap_err();
-        assert_eq!(e.code(), tonic::Code::InvalidArgument);
-        assert!(e.message().contains("as_of"));
-        let huge = Timestamp {
-            seconds: i64::MAX,
-            nanos: 0,
-        };
-        assert!(timestamp_to_us(&huge, "as_of").is_err());
-    }
-}
-
 /// A schedule's selection as asked on the wire.
 pub fn schedule_target(s: Option<pb::ScheduleSelection>) -> Result<Target, Status> {
     use pb::schedule_selection::Kind;
@@ -324,5 +300,29 @@ pub fn schedule_to_wire(domain: &str, s: &Schedule, position: u64) -> pb::Schedu
         not_enabled: s.not_enabled.clone(),
         held: s.restore.len() as u64,
         position,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_round_trip_and_bad_ones_name_the_field() {
+        for us in [0, 1, 1_700_000_000_123_456, -5] {
+            assert_eq!(timestamp_to_us(&us_to_timestamp(us), "as_of").unwrap(), us);
+        }
+        let bad = Timestamp {
+            seconds: 1,
+            nanos: -1,
+        };
+        let e = timestamp_to_us(&bad, "as_of").unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        assert!(e.message().contains("as_of"));
+        let huge = Timestamp {
+            seconds: i64::MAX,
+            nanos: 0,
+        };
+        assert!(timestamp_to_us(&huge, "as_of").is_err());
     }
 }
