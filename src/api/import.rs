@@ -272,6 +272,8 @@ fn record_to_wire(r: &JobRecord, inline: usize) -> pb::ImportJob {
         finished_at: Some(us_to_timestamp(r.finished_at_us)),
         from_log: false,
         summary: rep.summary(),
+        held: rep.held,
+        start_schedule: rep.start_schedule.unwrap_or(0),
     }
 }
 
@@ -297,6 +299,11 @@ fn options(h: &pb::ImportHeader) -> Result<(ImportOptions, bool), Status> {
             confirm_mass_change: h.confirm_mass_change,
             version,
             kind,
+            start_at: h
+                .start_at
+                .as_ref()
+                .map(|t| super::convert::timestamp_to_us(t, "header.start_at"))
+                .transpose()?,
         },
         zip,
     ))
@@ -387,6 +394,8 @@ impl ImportService {
             row_errors_omitted: 0,
             warnings: Vec::new(),
             guard: GuardCheck::default(),
+            held: 0,
+            start_schedule: None,
         };
         let mut wire = record_to_wire(
             &JobRecord {
@@ -518,6 +527,12 @@ impl pb::import_service_server::ImportService for ImportService {
             None => return Err(missing("header")),
         };
         let (opts, zip_kind) = options(&header)?;
+        if opts.start_at.is_some_and(|at| at < self.ledger.now_us()) {
+            return Err(invalid(
+                "header.start_at",
+                "is in the past; leave it out to enable the new accounts now",
+            ));
+        }
         let domain = required("header.domain", header.domain.clone())?;
         who.require_in(Op::ManageAccounts, &domain)?;
         if !self.ledger.domain_exists(&domain) {

@@ -67,6 +67,10 @@ pub struct ImportArgs {
     /// PowerSchool file kind (default: from the file name).
     #[arg(long, value_enum)]
     pub kind: Option<KindArg>,
+    /// A delayed start: create the new accounts disabled and enable them at this instant
+    /// (RFC 3339 or Unix seconds), by a schedule the job makes (see `schedule list`).
+    #[arg(long)]
+    pub start_at: Option<String>,
     /// users.csv, update_users.csv, delete_users.csv, a OneRoster directory or .zip.
     pub path: PathBuf,
 }
@@ -182,6 +186,8 @@ fn job_json(j: &pb::ImportJob, row_errors: &[pb::ImportRowError]) -> Value {
         "finished_at": ts(j.finished_at.as_ref()),
         "from_log": j.from_log,
         "summary": j.summary,
+        "held": j.held,
+        "start_schedule": (j.start_schedule > 0).then_some(j.start_schedule),
     })
 }
 
@@ -356,8 +362,17 @@ pub async fn run(args: ImportArgs) -> Result<ExitCode, String> {
         confirm_mass_change,
         version,
         kind,
+        start_at,
         path,
     } = args;
+    let start_at = start_at
+        .as_deref()
+        .map(|t| {
+            super::time::parse_instant(t)
+                .map(crate::api::convert::us_to_timestamp)
+                .map_err(|e| e.replace("--as-of", "--start-at"))
+        })
+        .transpose()?;
     let json = conn.json;
     let base = path
         .file_name()
@@ -396,6 +411,7 @@ pub async fn run(args: ImportArgs) -> Result<ExitCode, String> {
         } as i32,
         kind: kind as i32,
         max_row_errors: INLINE_ERRORS,
+        start_at,
     };
     let mut c = Client::connect(&conn).await?;
     let bar = progress_bar(size, json);

@@ -69,6 +69,9 @@ pub struct ImportOptions {
     pub version: Option<Version>,
     /// PowerSchool file kind, when the file name does not say (e.g. an upload named otherwise).
     pub kind: Option<FileKind>,
+    /// Create new accounts disabled and enable them at this instant (UTC microseconds), by a
+    /// schedule the job makes.
+    pub start_at: Option<i64>,
 }
 
 /// What to import.
@@ -214,11 +217,12 @@ async fn apply(
         ..Counts::default()
     };
     let mut row_errors_omitted = plan.row_errors_omitted;
-    let mut row_errors = plan.row_errors;
+    let mut row_errors = std::mem::take(&mut plan.row_errors);
     let mut changes = Vec::new();
     let mut events_written = 0u64;
     let mut results = outcome.results.into_iter();
-    for row in plan.rows {
+    let job_commands = plan.job_commands().len();
+    for row in plan.rows.drain(..) {
         let mut done = Vec::new();
         let mut account = row.account;
         let mut failure = None;
@@ -270,6 +274,8 @@ async fn apply(
             });
         }
     }
+    let start_schedule = job_results(ledger, &plan, results, job_commands, &mut warnings).await;
+    events_written += start_schedule.1;
     row_errors.sort_by_key(|e| e.row);
     if row_errors.len() > limits::MAX_ROW_ERRORS_LISTED {
         row_errors_omitted += (row_errors.len() - limits::MAX_ROW_ERRORS_LISTED) as u64;
@@ -310,7 +316,64 @@ async fn apply(
         row_errors_omitted,
         warnings,
         guard: plan.guard,
+        held: plan.held.len() as u64,
+        start_schedule: start_schedule.0,
     })
+}
+
+/// The results of the job's own commands (after its rows'): holds recorded, the start
+/// schedule made. Returns that schedule and the events written; a refusal is a warning.
+async fn job_results(
+    ledger: &Ledger,
+    plan: &Plan,
+    results: impl Iterator<Item = Result<crate::ledger::Executed, crate::ledger::LedgerError>>,
+    count: usize,
+    warnings: &mut Vec<String>,
+) -> (Option<crate::domain::schedule::ScheduleId>, u64) {
+    let mut schedule = None;
+    let mut written = 0;
+    for result in results.take(count) {
+        match result {
+            Ok(done) => {
+                written += done.positions.len() as u64;
+                if let Ok(events) = ledger.log().read_positions(&done.positions).await {
+                    schedule = schedule.or(events.iter().find_map(|e| match e.event {
+                        crate::domain::Event::ChangeScheduled { schedule, .. } => Some(schedule),
+                        _ => None,
+                    }));
+                }
+            }
+            Err(e) => warnings.push(format!("{}: {e}", plan.file)),
+        }
+    }
+    let mut held_by: Vec<_> = plan.held.iter().map(|h| h.schedule).collect();
+    held_by.dedup();
+    if !held_by.is_empty() {
+        let list: Vec<String> = held_by.iter().map(|s| s.to_string()).collect();
+        warnings.push(format!(
+            "{}: {} rows held by scheduled change {} (a running lock-out or a pending start): \
+             their accounts stay disabled until it enables them",
+            plan.file,
+            plan.held.len(),
+            list.join(", ")
+        ));
+    }
+    if plan.start_at.is_some() && !plan.starting.is_empty() {
+        warnings.push(match schedule {
+            Some(s) => format!(
+                "{}: {} new accounts created disabled; schedule {s} enables them at the start \
+                 instant",
+                plan.file,
+                plan.starting.len()
+            ),
+            None => format!(
+                "{}: {} new accounts would be created disabled and enabled at the start instant",
+                plan.file,
+                plan.starting.len()
+            ),
+        });
+    }
+    (schedule, written)
 }
 
 /// Read the input (on a blocking thread) and plan it.
@@ -328,7 +391,7 @@ fn read_and_plan(
         ImportInput::Path(path) => {
             let shown = path.display().to_string();
             if path.is_dir() {
-                return plan_oneroster_dir(ledger, domain, &path, progress);
+                return plan_oneroster_dir(ledger, domain, &path, opts.start_at, progress);
             }
             let is_zip = path
                 .extension()
@@ -338,7 +401,7 @@ fn read_and_plan(
                 source,
             })?;
             if is_zip {
-                return plan_oneroster_zip(ledger, domain, &path, file, progress);
+                return plan_oneroster_zip(ledger, domain, &path, file, opts.start_at, progress);
             }
             let name = base_name(&path);
             plan_powerschool(ledger, domain, &name, file, opts, progress)
@@ -391,7 +454,7 @@ fn plan_powerschool<R: Read>(
         _ => "enabled",
     };
     let mut reader = opened.reader;
-    let planner = Planner::new(domain, scope, name, powerschool::NAMES);
+    let planner = Planner::new(domain, scope, name, powerschool::NAMES).start_at(opts.start_at);
     let plan = plan_rows(ledger, &mut reader, planner, &bytes, progress)?;
     Ok(ReadFile {
         plan,
@@ -498,10 +561,11 @@ fn plan_oneroster<R: Read>(
     users: Option<R>,
     roles: Option<Roles>,
     mut warnings: Vec<String>,
+    start_at: Option<i64>,
     progress: &mut impl FnMut(Progress),
 ) -> Result<ReadFile, ImportError> {
     let (scope, format) = oneroster_scope(manifest);
-    let planner = Planner::new(domain, scope, file, oneroster::NAMES);
+    let planner = Planner::new(domain, scope, file, oneroster::NAMES).start_at(start_at);
     let plan = match (manifest.users, users) {
         (UsersMode::Absent, _) => {
             warnings.push(format!(
@@ -540,6 +604,7 @@ fn plan_oneroster_dir(
     ledger: &Ledger,
     domain: &str,
     dir: &Path,
+    start_at: Option<i64>,
     progress: &mut impl FnMut(Progress),
 ) -> Result<ReadFile, ImportError> {
     let set = base_name(dir);
@@ -572,6 +637,7 @@ fn plan_oneroster_dir(
         users,
         roles,
         warnings,
+        start_at,
         progress,
     )
 }
@@ -581,6 +647,7 @@ fn plan_oneroster_zip(
     domain: &str,
     path: &Path,
     file: std::fs::File,
+    start_at: Option<i64>,
     progress: &mut impl FnMut(Progress),
 ) -> Result<ReadFile, ImportError> {
     let set = base_name(path);
@@ -646,6 +713,7 @@ fn plan_oneroster_zip(
             None::<std::io::Empty>,
             roles,
             warnings,
+            start_at,
             progress,
         ),
         (_, Some(at)) => {
@@ -660,6 +728,7 @@ fn plan_oneroster_zip(
                 Some(users),
                 roles,
                 warnings,
+                start_at,
                 progress,
             )
         }

@@ -9,7 +9,10 @@
 //! - a removal (delete_users.csv, OneRoster `tobedeleted`) Deletes a stub, Deactivates others;
 //! - a full import removes the import-managed, active accounts the file left out (stub: Delete;
 //!   other: Deactivate); accounts created by hand, and those already Deactivated, are left alone;
-//! - a duplicate import id or login within one file is a row error on the later row.
+//! - a duplicate import id or login within one file is a row error on the later row;
+//! - a scheduled change holding an account (a running lock-out, a pending start) wins: a row
+//!   that would enable it leaves it disabled and is listed as held; with a start instant
+//!   (`--start-at`) new accounts are created disabled and a schedule enables them then.
 //!
 //! Every command on an existing account carries the account version it was planned against, so
 //! a change that happens between planning and applying (a sign-in turning a stub into an account
@@ -18,7 +21,7 @@
 //! Removals of left-out accounts are ordered before the file's rows, so licenses they free are
 //! available to the rows; the rows then apply in file order.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 use uuid::Uuid;
@@ -27,7 +30,8 @@ use super::error::{ColumnNames, RowError};
 use super::limits::MAX_ROW_ERRORS_LISTED;
 use super::rows::{RowAction, UserFields, UserRow};
 use crate::domain::GuardCheck;
-use crate::domain::{AccountId, AccountState, Command, LedgerState, Profile};
+use crate::domain::schedule::{self, Change, ScheduleId, Target};
+use crate::domain::{AccountId, AccountState, Command, LedgerState, Profile, Status};
 use crate::ledger::Request;
 use crate::store::Source;
 
@@ -84,6 +88,17 @@ pub struct PlannedRow {
     pub steps: Vec<Step>,
 }
 
+/// A row whose wish was held by a scheduled change (DOMAIN.md: a lock-out wins over imports
+/// until it ends): `enable` rows stay disabled and are enabled when the schedule says;
+/// `!enable` rows asked for disabled, which the schedule will then not undo.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    pub row: u64,
+    pub import_id: String,
+    pub schedule: ScheduleId,
+    pub enable: bool,
+}
+
 /// The whole plan of one file.
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
@@ -100,6 +115,11 @@ pub struct Plan {
     /// Rows read (good and bad).
     pub rows_read: u64,
     pub guard: GuardCheck,
+    /// Rows held by a scheduled change, in file order.
+    pub held: Vec<Held>,
+    /// With a start instant: import ids of the accounts created disabled, to be enabled then.
+    pub starting: Vec<String>,
+    pub start_at: Option<i64>,
 }
 
 impl Plan {
@@ -121,25 +141,75 @@ impl Plan {
     /// The ledger requests, in order, each tagged with the job, file and row. The commands are
     /// moved out (each step keeps a no-op placeholder): a million-row plan is not copied a
     /// second time; the rows keep what the report needs (row, import id, change kinds).
+    ///
+    /// After the rows' requests come the job's own (see [`Plan::job_commands`]).
     pub fn take_requests(&mut self, actor: &str, job_id: Uuid) -> Vec<Request> {
         let file = &self.file;
-        self.rows
+        let request = |command, row, expected_version| Request {
+            command,
+            actor: actor.to_string(),
+            source: Source::Import {
+                job_id,
+                file: file.clone(),
+                row,
+            },
+            request_id: None,
+            expected_version,
+        };
+        let mut requests: Vec<Request> = self
+            .rows
             .iter_mut()
             .flat_map(|r| {
                 let row = r.row;
-                r.steps.iter_mut().map(move |s| Request {
-                    command: std::mem::replace(&mut s.command, Command::Disable { account: 0 }),
-                    actor: actor.to_string(),
-                    source: Source::Import {
-                        job_id,
-                        file: file.clone(),
-                        row,
-                    },
-                    request_id: None,
-                    expected_version: s.expected_version,
+                r.steps.iter_mut().map(move |s| {
+                    let command =
+                        std::mem::replace(&mut s.command, Command::Disable { account: 0 });
+                    (command, row, s.expected_version)
                 })
             })
-            .collect()
+            .map(|(command, row, expected)| request(command, row, expected))
+            .collect();
+        requests.extend(
+            self.job_commands()
+                .into_iter()
+                .map(|command| request(command, 0, None)),
+        );
+        requests
+    }
+
+    /// Commands of the job itself, decided after its rows: what each holding schedule must
+    /// remember, and the schedule that starts the accounts created disabled.
+    pub fn job_commands(&self) -> Vec<Command> {
+        let mut by_schedule: BTreeMap<ScheduleId, (Vec<String>, Vec<String>)> = BTreeMap::new();
+        for h in &self.held {
+            let lists = by_schedule.entry(h.schedule).or_default();
+            if h.enable {
+                lists.0.push(h.import_id.clone());
+            } else {
+                lists.1.push(h.import_id.clone());
+            }
+        }
+        let mut commands: Vec<Command> = by_schedule
+            .into_iter()
+            .map(|(schedule, (enable, keep_disabled))| Command::HoldImport {
+                domain: self.domain.clone(),
+                schedule,
+                enable,
+                keep_disabled,
+            })
+            .collect();
+        if let (Some(at_us), false) = (self.start_at, self.starting.is_empty()) {
+            commands.push(Command::ScheduleChange {
+                domain: self.domain.clone(),
+                target: Target::ImportIds {
+                    ids: self.starting.clone(),
+                    skip_unknown: true,
+                },
+                change: Change::Enable { at_us },
+                reason: format!("start of the accounts created by {}", self.file),
+            });
+        }
+        commands
     }
 
     pub fn command_count(&self) -> usize {
@@ -165,6 +235,12 @@ impl Planner {
     /// The domain this plan is for.
     pub(crate) fn domain(&self) -> &str {
         &self.domain
+    }
+
+    /// Create new accounts disabled and enable them at `at_us` (`import --start-at`).
+    pub(crate) fn start_at(mut self, at_us: Option<i64>) -> Planner {
+        self.plan.start_at = at_us;
+        self
     }
 
     pub(crate) fn new(domain: &str, scope: Scope, file: &str, names: ColumnNames) -> Planner {
@@ -232,23 +308,48 @@ impl Planner {
             self.seen_logins.insert(key, row.row);
         }
         let existing = state.account_by_import_id(&self.domain, &row.import_id);
+        let mut held = None;
         let planned = match &row.action {
             RowAction::Upsert(fields) => match existing {
                 None => match create(&self.domain, &row, fields) {
-                    Ok(step) => vec![step],
+                    Ok(mut step) => {
+                        self.hold_new(state, &mut step, &row, &mut held);
+                        vec![step]
+                    }
                     Err(reason) => {
                         let col = self.names.login;
                         self.error(&row, col, reason);
                         return;
                     }
                 },
-                Some(acc) => update(acc, fields),
+                Some(acc) => {
+                    let hold = schedule::holding(state, acc);
+                    let mut fields = fields.clone();
+                    match (hold, fields.enabled) {
+                        (Some(schedule), Some(true)) if acc.status() != Status::Enabled => {
+                            // Held: the account stays (or comes back) disabled for now.
+                            fields.enabled = Some(false);
+                            held = Some((schedule, true));
+                        }
+                        (Some(schedule), Some(false)) => held = Some((schedule, false)),
+                        _ => {}
+                    }
+                    update(acc, &fields)
+                }
             },
             RowAction::Remove => match existing {
                 None => vec![],
                 Some(acc) => remove(acc).into_iter().collect(),
             },
         };
+        if let Some((schedule, enable)) = held {
+            self.plan.held.push(Held {
+                row: row.row,
+                import_id: row.import_id.clone(),
+                schedule,
+                enable,
+            });
+        }
         if planned.is_empty() {
             self.plan.unchanged += 1;
             return;
@@ -262,6 +363,30 @@ impl Planner {
             account: existing.map(|a| a.id),
             steps: planned,
         });
+    }
+
+    /// A new account that would be created enabled: created disabled instead while a schedule
+    /// holds its role, or when the job starts its accounts later.
+    fn hold_new(
+        &mut self,
+        state: &LedgerState,
+        step: &mut Step,
+        row: &UserRow,
+        held: &mut Option<(ScheduleId, bool)>,
+    ) {
+        let Command::CreateAccount { enabled, role, .. } = &mut step.command else {
+            return;
+        };
+        if !*enabled {
+            return;
+        }
+        if let Some(schedule) = schedule::holding_new(state, &self.domain, role) {
+            *enabled = false;
+            *held = Some((schedule, true));
+        } else if self.plan.start_at.is_some() {
+            *enabled = false;
+            self.plan.starting.push(row.import_id.clone());
+        }
     }
 
     /// Close the plan: for a full import, remove what the file left out, and fill in the guard.

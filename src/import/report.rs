@@ -110,6 +110,10 @@ pub struct ImportReport {
     pub row_errors_omitted: u64,
     pub warnings: Vec<String>,
     pub guard: GuardCheck,
+    /// Rows a scheduled change held (their accounts stay disabled until it enables them).
+    pub held: u64,
+    /// The schedule the job made to enable its new accounts at its start instant.
+    pub start_schedule: Option<crate::domain::schedule::ScheduleId>,
 }
 
 impl ImportReport {

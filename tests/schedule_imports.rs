@@ -1,0 +1,207 @@
+//! Scheduled changes meet imports (DOMAIN.md: a lock-out wins over imports until it ends), with
+//! a clock the test moves: rows that would enable held accounts leave them disabled and are
+//! reported; at the end only accounts still meant to be enabled come back; `start_at` creates
+//! accounts disabled and a schedule of the job enables them then.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use account_ledger::domain::schedule::{Change, ScheduleStatus, Selection, Target};
+use account_ledger::domain::{Command, Status};
+use account_ledger::import::{ImportInput, ImportJob, ImportOptions, ImportReport, run_import};
+use account_ledger::ledger::{Ledger, ManualClock, Request};
+use account_ledger::store::StoreOptions;
+
+const HOUR: i64 = 3_600_000_000;
+const T0: i64 = 1_800_000_000_000_000;
+const HEADER: &str = "import_id,first_name,last_name,login,email,user_type,enabled\n";
+
+struct Env {
+    _data: tempfile::TempDir,
+    files: tempfile::TempDir,
+    ledger: Ledger,
+    clock: Arc<ManualClock>,
+}
+
+async fn env() -> Env {
+    let data = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(T0));
+    let ledger = Ledger::open_with_clock(data.path(), StoreOptions::default(), clock.clone())
+        .await
+        .unwrap();
+    ledger
+        .execute(Request::manual(
+            "op",
+            Command::RegisterDomain {
+                domain: "d".into(),
+                license_limit: 100,
+            },
+        ))
+        .await
+        .unwrap();
+    Env {
+        _data: data,
+        files: tempfile::tempdir().unwrap(),
+        ledger,
+        clock,
+    }
+}
+
+impl Env {
+    async fn import(&self, name: &str, rows: &str, start_at: Option<i64>) -> ImportReport {
+        let dir = self
+            .files
+            .path()
+            .join(format!("{}", self.ledger.log().last_position()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path: PathBuf = dir.join(name);
+        std::fs::write(&path, format!("{HEADER}{rows}")).unwrap();
+        let before = self.ledger.log().last_position();
+        let report = run_import(
+            &self.ledger,
+            ImportJob::new("d", "admin"),
+            ImportInput::Path(path),
+            ImportOptions {
+                start_at,
+                ..ImportOptions::default()
+            },
+            |_| {},
+        )
+        .await
+        .unwrap();
+        let written = self.ledger.log().last_position() - before;
+        assert_eq!(written, report.events_written, "{report:#?}");
+        report
+    }
+
+    fn status(&self, import_id: &str) -> Status {
+        self.ledger
+            .account_by_import_id("d", import_id)
+            .unwrap_or_else(|| panic!("no account {import_id}"))
+            .status()
+    }
+
+    async fn fire_at(&self, at: i64) {
+        self.clock.set(at);
+        self.ledger.fire_due_schedules().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_running_lock_out_wins_over_an_import_and_its_end_enables_only_what_is_still_wanted() {
+    let env = env().await;
+    env.import(
+        "users.csv",
+        "S1,A,A,a,a@x.example,student,1\nS2,B,B,b,b@x.example,student,1\n",
+        None,
+    )
+    .await;
+    env.ledger
+        .execute(Request::manual(
+            "admin",
+            Command::ScheduleChange {
+                domain: "d".into(),
+                target: Target::Role("student".into()),
+                change: Change::Disable {
+                    at_us: T0 + HOUR,
+                    until_us: Some(T0 + 3 * HOUR),
+                },
+                reason: "summer".into(),
+            },
+        ))
+        .await
+        .unwrap();
+    env.fire_at(T0 + HOUR).await;
+    assert_eq!(env.status("S1"), Status::Disabled);
+
+    // The SIS still says everyone is enabled, B is now disabled, and C and a teacher are new.
+    let report = env
+        .import(
+            "update_users.csv",
+            "S1,A,A,a,a@x.example,student,1\nS2,B,B,b,b@x.example,student,0\n\
+             S3,C,C,c,c@x.example,student,1\nT1,T,T,t,t@x.example,teacher,1\n",
+            None,
+        )
+        .await;
+    assert_eq!(report.held, 3, "{report:#?}");
+    assert!(
+        report
+            .warnings
+            .iter()
+            .any(|w| w.contains("3 rows held by scheduled change 1")),
+        "{:?}",
+        report.warnings
+    );
+    assert_eq!(env.status("S1"), Status::Disabled, "held: no enable");
+    assert_eq!(
+        env.status("S3"),
+        Status::Disabled,
+        "created disabled while held"
+    );
+    assert_eq!(env.status("T1"), Status::Enabled, "teachers are not held");
+
+    env.fire_at(T0 + 3 * HOUR).await;
+    assert_eq!(env.status("S1"), Status::Enabled);
+    assert_eq!(
+        env.status("S3"),
+        Status::Enabled,
+        "wanted enabled during the lock-out"
+    );
+    assert_eq!(
+        env.status("S2"),
+        Status::Disabled,
+        "the SIS said disabled meanwhile: it does not come back"
+    );
+    let verified = env.ledger.verify_projections().await.unwrap();
+    assert!(verified.equal, "{}", verified.detail);
+    env.ledger.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn start_at_creates_accounts_disabled_and_its_schedule_enables_them_on_the_day() {
+    let env = env().await;
+    let start = T0 + 24 * HOUR;
+    let report = env
+        .import(
+            "users.csv",
+            "S1,A,A,a,a@x.example,student,1\nS2,B,B,b,b@x.example,student,1\n\
+             S3,C,C,c,c@x.example,student,0\n",
+            Some(start),
+        )
+        .await;
+    let id = report.start_schedule.expect("a start schedule");
+    for iid in ["S1", "S2", "S3"] {
+        assert_eq!(env.status(iid), Status::Disabled, "{iid}");
+    }
+    let (selection, status) = env
+        .ledger
+        .read_domain("d", |s| {
+            let sc = &s.domains["d"].schedules[&id];
+            (sc.selection.clone(), sc.status)
+        })
+        .unwrap();
+    let ids = |iids: &[&str]| -> Vec<u64> {
+        iids.iter()
+            .map(|i| env.ledger.account_by_import_id("d", i).unwrap().id)
+            .collect()
+    };
+    assert_eq!(selection, Selection::Accounts(ids(&["S1", "S2"])));
+    assert_eq!(status, ScheduleStatus::Pending);
+
+    // Before the start day, the nightly import says enabled: the pending start holds them.
+    let report = env
+        .import("update_users.csv", "S1,A,A,a,a@x.example,student,1\n", None)
+        .await;
+    assert_eq!(report.held, 1, "{report:#?}");
+    assert_eq!(env.status("S1"), Status::Disabled);
+
+    env.fire_at(start - 1).await;
+    assert_eq!(env.status("S1"), Status::Disabled);
+    env.fire_at(start).await;
+    assert_eq!(env.status("S1"), Status::Enabled);
+    assert_eq!(env.status("S2"), Status::Enabled);
+    assert_eq!(env.status("S3"), Status::Disabled, "its row said disabled");
+    let verified = env.ledger.verify_projections().await.unwrap();
+    assert!(verified.equal, "{}", verified.detail);
+    env.ledger.close().await.unwrap();
+}
