@@ -716,6 +716,8 @@ mod tests {
                 row_errors_omitted: 0,
                 warnings: Vec::new(),
                 guard: GuardCheck::default(),
+                held: 0,
+                start_schedule: None,
             },
             actor: "a".into(),
             finished_at_us: 0,
