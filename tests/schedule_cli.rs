@@ -71,3 +71,23 @@ fn a_summer_lock_out_is_added_listed_and_cancelled() {
     );
     assert_eq!(code, 2, "clap refuses a schedule without an instant: {err}");
 }
+
+#[test]
+fn an_operator_sets_a_deletion_grace_period_and_admins_see_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Served::start(&dir.path().join("data"), "127.0.0.1:0", &[]);
+    let op = server.token.clone().unwrap();
+    let admin = server.domain_admin(&op, "d1");
+    let (code, out, err) = server.cli(&op, &["schedule", "grace-period", "d1", "30d"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("2592000 s"), "{out}");
+    let (code, out, err) = server.cli(&admin, &["schedule", "list", "d1"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("deletion grace period: 2592000 s"), "{out}");
+    let (code, _, err) = server.cli(&admin, &["schedule", "grace-period", "d1", "0"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("may not"), "{err}");
+    let (code, _, err) = server.cli(&op, &["schedule", "grace-period", "d1", "400d"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("365 days"), "{err}");
+}

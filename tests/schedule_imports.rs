@@ -29,16 +29,22 @@ async fn env() -> Env {
     let ledger = Ledger::open_with_clock(data.path(), StoreOptions::default(), clock.clone())
         .await
         .unwrap();
-    ledger
-        .execute(Request::manual(
-            "op",
-            Command::RegisterDomain {
-                domain: "d".into(),
-                license_limit: 100,
-            },
-        ))
-        .await
-        .unwrap();
+    for command in [
+        Command::RegisterDomain {
+            domain: "d".into(),
+            license_limit: 100,
+        },
+        // The mass-change guard is not what these tests are about.
+        Command::SetMassChangeGuard {
+            domain: "d".into(),
+            percent: 100,
+        },
+    ] {
+        ledger
+            .execute(Request::manual("op", command))
+            .await
+            .unwrap();
+    }
     Env {
         _data: data,
         files: tempfile::tempdir().unwrap(),
@@ -203,5 +209,92 @@ async fn start_at_creates_accounts_disabled_and_its_schedule_enables_them_on_the
     assert_eq!(env.status("S3"), Status::Disabled, "its row said disabled");
     let verified = env.ledger.verify_projections().await.unwrap();
     assert!(verified.equal, "{}", verified.detail);
+    env.ledger.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn with_a_grace_period_left_out_stubs_are_deactivated_then_deleted_unless_they_came_back() {
+    let env = env().await;
+    let week = 7 * 24 * HOUR;
+    env.ledger
+        .execute(Request::manual(
+            "op",
+            Command::SetDeletionGrace {
+                domain: "d".into(),
+                grace_us: week,
+            },
+        ))
+        .await
+        .unwrap();
+    let all = "S1,A,A,a,a@x.example,student,1\nS2,B,B,b,b@x.example,student,1\n\
+               S3,C,C,c,c@x.example,student,1\n";
+    env.import("users.csv", all, None).await;
+
+    // A full import leaves S1 and S2 out: stubs, so the article would delete them at once.
+    let report = env
+        .import("users.csv", "S3,C,C,c,c@x.example,student,1\n", None)
+        .await;
+    assert_eq!(report.counts.deactivated, 2, "{report:#?}");
+    assert_eq!(report.counts.deleted, 0);
+    let id = report.deletion_schedule.expect("a deletion schedule");
+    assert_eq!(env.status("S1"), Status::Deactivated);
+    assert!(
+        report.warnings.iter().any(|w| w.contains("grace period")),
+        "{:?}",
+        report.warnings
+    );
+
+    // S2 is back in the next file before the period ends.
+    env.import(
+        "users.csv",
+        "S2,B,B,b,b@x.example,student,1\nS3,C,C,c,c@x.example,student,1\n",
+        None,
+    )
+    .await;
+    assert_eq!(env.status("S2"), Status::Enabled);
+
+    env.fire_at(T0 + week - 1).await;
+    assert_eq!(env.status("S1"), Status::Deactivated);
+    env.fire_at(T0 + week).await;
+    let s1 = env
+        .ledger
+        .read_domain("d", |s| {
+            s.accounts
+                .values()
+                .find(|a| a.import_id.as_deref() == Some("S1"))
+                .map(|a| a.status())
+        })
+        .flatten();
+    assert_eq!(s1, Some(Status::Deleted));
+    assert_eq!(
+        env.status("S2"),
+        Status::Enabled,
+        "it came back: not deleted"
+    );
+    let done = env
+        .ledger
+        .read_domain("d", |s| s.domains["d"].schedules[&id].status)
+        .unwrap();
+    assert_eq!(done, ScheduleStatus::Done);
+    let verified = env.ledger.verify_projections().await.unwrap();
+    assert!(verified.equal, "{}", verified.detail);
+    env.ledger.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_grace_period_is_at_most_a_year() {
+    let env = env().await;
+    let err = env
+        .ledger
+        .execute(Request::manual(
+            "op",
+            Command::SetDeletionGrace {
+                domain: "d".into(),
+                grace_us: 366 * 24 * HOUR,
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("365 days"), "{err}");
     env.ledger.close().await.unwrap();
 }

@@ -274,6 +274,7 @@ fn record_to_wire(r: &JobRecord, inline: usize) -> pb::ImportJob {
         summary: rep.summary(),
         held: rep.held,
         start_schedule: rep.start_schedule.unwrap_or(0),
+        deletion_schedule: rep.deletion_schedule.unwrap_or(0),
     }
 }
 
@@ -396,6 +397,7 @@ impl ImportService {
             guard: GuardCheck::default(),
             held: 0,
             start_schedule: None,
+            deletion_schedule: None,
         };
         let mut wire = record_to_wire(
             &JobRecord {
@@ -718,6 +720,7 @@ mod tests {
                 guard: GuardCheck::default(),
                 held: 0,
                 start_schedule: None,
+                deletion_schedule: None,
             },
             actor: "a".into(),
             finished_at_us: 0,

@@ -74,6 +74,24 @@ impl ScheduleService {
         Ok((id, position))
     }
 
+    /// Every schedule of `domain` and its grace period, as of now.
+    fn listing(&self, domain: &str) -> pb::ListSchedulesResponse {
+        let position = self.ledger.log().last_position();
+        self.ledger
+            .read_domain(domain, |s| {
+                let d = &s.domains[domain];
+                pb::ListSchedulesResponse {
+                    schedules: d
+                        .schedules
+                        .values()
+                        .map(|sc| schedule_to_wire(domain, sc, position))
+                        .collect(),
+                    deletion_grace_seconds: (d.deletion_grace_us / 1_000_000) as u64,
+                }
+            })
+            .unwrap_or_default()
+    }
+
     fn answer(
         &self,
         domain: &str,
@@ -158,17 +176,27 @@ impl pb::schedule_service_server::ScheduleService for ScheduleService {
     ) -> Result<Response<pb::ListSchedulesResponse>, Status> {
         let who = self.auth.authenticate(&request)?;
         let domain = self.domain(&who, Op::Read, request.into_inner().domain)?;
-        let position = self.ledger.log().last_position();
-        let schedules = self
-            .ledger
-            .read_domain(&domain, |s| {
-                s.domains[&domain]
-                    .schedules
-                    .values()
-                    .map(|sc| schedule_to_wire(&domain, sc, position))
-                    .collect()
-            })
-            .unwrap_or_default();
-        Ok(Response::new(pb::ListSchedulesResponse { schedules }))
+        Ok(Response::new(self.listing(&domain)))
+    }
+
+    async fn set_deletion_grace(
+        &self,
+        request: Request<pb::SetDeletionGraceRequest>,
+    ) -> Result<Response<pb::ListSchedulesResponse>, Status> {
+        let who = self.auth.authenticate(&request)?;
+        let req = request.into_inner();
+        let domain = self.domain(&who, Op::Operate, req.domain)?;
+        let grace_us = i64::try_from(req.grace_seconds)
+            .ok()
+            .and_then(|s| s.checked_mul(1_000_000))
+            .ok_or_else(|| invalid("grace_seconds", "must be between 0 and 365 days"))?;
+        let command = Command::SetDeletionGrace {
+            domain: domain.clone(),
+            grace_us,
+        };
+        self.ledger
+            .execute(LedgerRequest::manual(&who.name, command))
+            .await?;
+        Ok(Response::new(self.listing(&domain)))
     }
 }

@@ -188,6 +188,7 @@ fn job_json(j: &pb::ImportJob, row_errors: &[pb::ImportRowError]) -> Value {
         "summary": j.summary,
         "held": j.held,
         "start_schedule": (j.start_schedule > 0).then_some(j.start_schedule),
+        "deletion_schedule": (j.deletion_schedule > 0).then_some(j.deletion_schedule),
     })
 }
 

@@ -7,7 +7,7 @@ use super::Conn;
 use super::client::status_text;
 use super::connect::authorized;
 use super::output::{table, ts};
-use super::time::parse_instant;
+use super::time::{parse_duration_us, parse_instant};
 use crate::api::convert::us_to_timestamp;
 use crate::api::pb::{self, schedule_service_client::ScheduleServiceClient};
 
@@ -20,6 +20,14 @@ pub enum ScheduleCommand {
     Add(AddArgs),
     /// A domain's schedules, done and cancelled ones included.
     List { domain: String },
+    /// Operator: a deletion grace period for the domain (e.g. 30d; 0 turns it off): stubs an
+    /// import would delete are deactivated first and deleted when it ends, unless they come
+    /// back meanwhile.
+    GracePeriod {
+        domain: String,
+        /// 30d, 12h, ... or 0.
+        period: String,
+    },
     /// Cancel a pending or running schedule: it fires no more (accounts keep their status).
     Cancel {
         domain: String,
@@ -227,12 +235,47 @@ pub async fn run(conn: Conn, command: ScheduleCommand) -> Result<(), String> {
                 .into_inner(),
         ],
         ScheduleCommand::List { domain } => {
-            client
+            let listing = client
                 .list_schedules(authorized(&auth, pb::ListSchedulesRequest { domain }))
                 .await
                 .map_err(status_text)?
-                .into_inner()
-                .schedules
+                .into_inner();
+            if !conn.json && listing.deletion_grace_seconds > 0 {
+                println!(
+                    "deletion grace period: {} s",
+                    listing.deletion_grace_seconds
+                );
+            }
+            listing.schedules
+        }
+        ScheduleCommand::GracePeriod { domain, period } => {
+            let grace_us = match period.trim() {
+                "0" => 0,
+                p => parse_duration_us(p)?,
+            };
+            let listing = client
+                .set_deletion_grace(authorized(
+                    &auth,
+                    pb::SetDeletionGraceRequest {
+                        domain: domain.clone(),
+                        grace_seconds: (grace_us / 1_000_000) as u64,
+                    },
+                ))
+                .await
+                .map_err(status_text)?
+                .into_inner();
+            if conn.json {
+                println!(
+                    "{}",
+                    json!({"domain": domain, "deletion_grace_seconds": listing.deletion_grace_seconds})
+                );
+            } else {
+                println!(
+                    "domain {domain}: deletion grace period {} s",
+                    listing.deletion_grace_seconds
+                );
+            }
+            return Ok(());
         }
     };
     if conn.json {

@@ -100,6 +100,11 @@ pub enum Command {
         changed: Vec<AccountId>,
         not_enabled: Vec<AccountId>,
     },
+    /// Opt in to a deletion grace period (0 turns it off: stubs are deleted at once).
+    SetDeletionGrace {
+        domain: String,
+        grace_us: i64,
+    },
     /// Sent by an import held by `schedule`: import ids it wanted enabled / disabled.
     HoldImport {
         domain: String,
@@ -119,7 +124,8 @@ impl Command {
             | Command::ScheduleChange { domain, .. }
             | Command::CancelSchedule { domain, .. }
             | Command::FireSchedule { domain, .. }
-            | Command::HoldImport { domain, .. } => StreamId::Domain(domain.clone()),
+            | Command::HoldImport { domain, .. }
+            | Command::SetDeletionGrace { domain, .. } => StreamId::Domain(domain.clone()),
             Command::CreateAccount { account, .. } => StreamId::Account(*account),
             other => StreamId::Account(other.target_account().unwrap_or_default()),
         }

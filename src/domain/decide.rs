@@ -195,6 +195,22 @@ pub fn decide(state: &LedgerState, command: &Command) -> Result<Vec<Event>, Doma
                 reason: reason.clone(),
             }])
         }
+        Command::SetDeletionGrace { domain, grace_us } => {
+            let d = domain_of(state, domain)?;
+            if !(0..=MAX_DELETION_GRACE_US).contains(grace_us) {
+                return Err(DomainError::Invalid {
+                    field: "grace",
+                    reason: "must be between 0 and 365 days".into(),
+                });
+            }
+            if d.deletion_grace_us == *grace_us {
+                return Ok(vec![]);
+            }
+            Ok(vec![Event::DeletionGraceChanged {
+                domain: domain.clone(),
+                grace_us: *grace_us,
+            }])
+        }
         Command::CancelSchedule {
             domain,
             schedule,
@@ -256,6 +272,9 @@ pub fn decide(state: &LedgerState, command: &Command) -> Result<Vec<Event>, Doma
         }
     }
 }
+
+/// The longest deletion grace period a domain may set.
+pub const MAX_DELETION_GRACE_US: i64 = 365 * 86_400 * 1_000_000;
 
 /// A schedule of `domain` whose status passes `open`; otherwise the error says why.
 fn open_schedule<'a>(

@@ -85,6 +85,10 @@ pub enum Event {
         enable: Vec<AccountId>,
         keep_disabled: Vec<AccountId>,
     },
+    DeletionGraceChanged {
+        domain: String,
+        grace_us: i64,
+    },
 }
 
 /// Each domain and each account is its own stream, with its own version counter.
@@ -112,7 +116,8 @@ impl Event {
             | Event::ChangeScheduled { domain, .. }
             | Event::ScheduleCancelled { domain, .. }
             | Event::ScheduleFired { domain, .. }
-            | Event::ImportHeld { domain, .. } => StreamId::Domain(domain.clone()),
+            | Event::ImportHeld { domain, .. }
+            | Event::DeletionGraceChanged { domain, .. } => StreamId::Domain(domain.clone()),
             Event::AccountCreated { account, .. }
             | Event::ProfileUpdated { account, .. }
             | Event::AccountDisabled { account }
@@ -151,6 +156,7 @@ impl Event {
             Event::ScheduleCancelled { .. } => "ScheduleCancelled",
             Event::ScheduleFired { .. } => "ScheduleFired",
             Event::ImportHeld { .. } => "ImportHeld",
+            Event::DeletionGraceChanged { .. } => "DeletionGraceChanged",
         }
     }
 }

@@ -40,6 +40,8 @@ pub struct DomainState {
     pub mass_change_percent: u8,
     /// Scheduled changes by number, done and cancelled ones included (they are history).
     pub schedules: BTreeMap<ScheduleId, Schedule>,
+    /// How long stubs an import would delete stay deactivated first (0: deleted at once).
+    pub deletion_grace_us: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -156,6 +158,7 @@ impl LedgerState {
                         licenses_used: 0,
                         mass_change_percent: DEFAULT_MASS_CHANGE_PERCENT,
                         schedules: BTreeMap::new(),
+                        deletion_grace_us: 0,
                     },
                 );
             }
@@ -170,6 +173,11 @@ impl LedgerState {
             Event::MassChangeGuardChanged { domain, percent } => {
                 if let Some(d) = self.domains.get_mut(domain) {
                     d.mass_change_percent = *percent;
+                }
+            }
+            Event::DeletionGraceChanged { domain, grace_us } => {
+                if let Some(d) = self.domains.get_mut(domain) {
+                    d.deletion_grace_us = *grace_us;
                 }
             }
             Event::ChangeScheduled {

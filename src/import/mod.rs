@@ -31,6 +31,8 @@ pub use powerschool::{FileKind, UserRow, UsersCsvWriter, Version, write_users_cs
 pub use report::{Counts, ImportReport, JobStatus, RowChange};
 use rows::Roles;
 
+use crate::domain::Event;
+use crate::domain::schedule::{Change, ScheduleId};
 use crate::ledger::{BatchMode, BatchOutcome, Ledger};
 use error::ColumnNames;
 use rows::UserReader;
@@ -274,8 +276,8 @@ async fn apply(
             });
         }
     }
-    let start_schedule = job_results(ledger, &plan, results, job_commands, &mut warnings).await;
-    events_written += start_schedule.1;
+    let made = job_results(ledger, &plan, results, job_commands, &mut warnings).await;
+    events_written += made.written;
     row_errors.sort_by_key(|e| e.row);
     if row_errors.len() > limits::MAX_ROW_ERRORS_LISTED {
         row_errors_omitted += (row_errors.len() - limits::MAX_ROW_ERRORS_LISTED) as u64;
@@ -317,8 +319,16 @@ async fn apply(
         warnings,
         guard: plan.guard,
         held: plan.held.len() as u64,
-        start_schedule: start_schedule.0,
+        start_schedule: made.start,
+        deletion_schedule: made.deletion,
     })
+}
+
+/// What the job's own commands made.
+struct JobMade {
+    start: Option<ScheduleId>,
+    deletion: Option<ScheduleId>,
+    written: u64,
 }
 
 /// The results of the job's own commands (after its rows'): holds recorded, the start
@@ -329,23 +339,37 @@ async fn job_results(
     results: impl Iterator<Item = Result<crate::ledger::Executed, crate::ledger::LedgerError>>,
     count: usize,
     warnings: &mut Vec<String>,
-) -> (Option<crate::domain::schedule::ScheduleId>, u64) {
-    let mut schedule = None;
-    let mut written = 0;
+) -> JobMade {
+    let mut made = JobMade {
+        start: None,
+        deletion: None,
+        written: 0,
+    };
     for result in results.take(count) {
         match result {
             Ok(done) => {
-                written += done.positions.len() as u64;
-                if let Ok(events) = ledger.log().read_positions(&done.positions).await {
-                    schedule = schedule.or(events.iter().find_map(|e| match e.event {
-                        crate::domain::Event::ChangeScheduled { schedule, .. } => Some(schedule),
-                        _ => None,
-                    }));
+                made.written += done.positions.len() as u64;
+                let events = ledger.log().read_positions(&done.positions).await;
+                for e in events.iter().flatten() {
+                    match e.event {
+                        Event::ChangeScheduled {
+                            schedule,
+                            change: Change::Enable { .. },
+                            ..
+                        } => made.start = Some(schedule),
+                        Event::ChangeScheduled {
+                            schedule,
+                            change: Change::Delete { .. },
+                            ..
+                        } => made.deletion = Some(schedule),
+                        _ => {}
+                    }
                 }
             }
             Err(e) => warnings.push(format!("{}: {e}", plan.file)),
         }
     }
+    let schedule = made.start;
     let mut held_by: Vec<_> = plan.held.iter().map(|h| h.schedule).collect();
     held_by.dedup();
     if !held_by.is_empty() {
@@ -373,7 +397,20 @@ async fn job_results(
             ),
         });
     }
-    (schedule, written)
+    if !plan.grace_deletions.is_empty() {
+        warnings.push(format!(
+            "{}: {} stubs deactivated instead of deleted (the domain's deletion grace period){}",
+            plan.file,
+            plan.grace_deletions.len(),
+            match made.deletion {
+                Some(s) => format!(
+                    "; schedule {s} deletes those still deactivated stubs when the period ends"
+                ),
+                None => String::new(),
+            }
+        ));
+    }
+    made
 }
 
 /// Read the input (on a blocking thread) and plan it.
@@ -454,7 +491,9 @@ fn plan_powerschool<R: Read>(
         _ => "enabled",
     };
     let mut reader = opened.reader;
-    let planner = Planner::new(domain, scope, name, powerschool::NAMES).start_at(opts.start_at);
+    let planner = Planner::new(domain, scope, name, powerschool::NAMES)
+        .start_at(opts.start_at)
+        .now(ledger.now_us());
     let plan = plan_rows(ledger, &mut reader, planner, &bytes, progress)?;
     Ok(ReadFile {
         plan,
@@ -565,7 +604,9 @@ fn plan_oneroster<R: Read>(
     progress: &mut impl FnMut(Progress),
 ) -> Result<ReadFile, ImportError> {
     let (scope, format) = oneroster_scope(manifest);
-    let planner = Planner::new(domain, scope, file, oneroster::NAMES).start_at(start_at);
+    let planner = Planner::new(domain, scope, file, oneroster::NAMES)
+        .start_at(start_at)
+        .now(ledger.now_us());
     let plan = match (manifest.users, users) {
         (UsersMode::Absent, _) => {
             warnings.push(format!(

@@ -120,6 +120,10 @@ pub struct Plan {
     /// With a start instant: import ids of the accounts created disabled, to be enabled then.
     pub starting: Vec<String>,
     pub start_at: Option<i64>,
+    /// With a deletion grace period: import ids of the stubs deactivated instead of deleted,
+    /// and when they are deleted unless they come back.
+    pub grace_deletions: Vec<String>,
+    pub delete_at: Option<i64>,
 }
 
 impl Plan {
@@ -198,6 +202,17 @@ impl Plan {
                 keep_disabled,
             })
             .collect();
+        if let (Some(at_us), false) = (self.delete_at, self.grace_deletions.is_empty()) {
+            commands.push(Command::ScheduleChange {
+                domain: self.domain.clone(),
+                target: Target::ImportIds {
+                    ids: self.grace_deletions.clone(),
+                    skip_unknown: true,
+                },
+                change: Change::Delete { at_us },
+                reason: format!("end of the deletion grace period of {}", self.file),
+            });
+        }
         if let (Some(at_us), false) = (self.start_at, self.starting.is_empty()) {
             commands.push(Command::ScheduleChange {
                 domain: self.domain.clone(),
@@ -229,12 +244,19 @@ pub struct Planner {
     seen_logins: HashMap<String, u64>,
     plan: Plan,
     removals_in_file: u64,
+    now_us: i64,
 }
 
 impl Planner {
     /// The domain this plan is for.
     pub(crate) fn domain(&self) -> &str {
         &self.domain
+    }
+
+    /// The time the plan is made: the start of a deletion grace period.
+    pub(crate) fn now(mut self, now_us: i64) -> Planner {
+        self.now_us = now_us;
+        self
     }
 
     /// Create new accounts disabled and enable them at `at_us` (`import --start-at`).
@@ -257,6 +279,7 @@ impl Planner {
                 ..Plan::default()
             },
             removals_in_file: 0,
+            now_us: 0,
         }
     }
 
@@ -339,7 +362,7 @@ impl Planner {
             },
             RowAction::Remove => match existing {
                 None => vec![],
-                Some(acc) => remove(acc).into_iter().collect(),
+                Some(acc) => self.remove(state, acc).into_iter().collect(),
             },
         };
         if let Some((schedule, enable)) = held {
@@ -389,6 +412,28 @@ impl Planner {
         }
     }
 
+    /// Delete a stub, Deactivate an active account with data; nothing for a Deactivated one.
+    /// With the domain's deletion grace period, a stub is deactivated now and its deletion
+    /// scheduled for the end of the period.
+    fn remove(&mut self, state: &LedgerState, acc: &AccountState) -> Option<Step> {
+        let grace = state
+            .domains
+            .get(&self.domain)
+            .map_or(0, |d| d.deletion_grace_us);
+        if grace > 0 && acc.is_stub() {
+            self.plan.delete_at = Some(self.now_us.saturating_add(grace));
+            if let Some(iid) = &acc.import_id {
+                self.plan.grace_deletions.push(iid.clone());
+            }
+            return acc.active.then(|| Step {
+                command: Command::Deactivate { account: acc.id },
+                expected_version: Some(acc.version),
+                changes: vec![ChangeKind::Deactivated],
+            });
+        }
+        remove(acc)
+    }
+
     /// Close the plan: for a full import, remove what the file left out, and fill in the guard.
     pub fn finish(mut self, state: &LedgerState) -> Plan {
         let mut active_imported = 0;
@@ -406,7 +451,7 @@ impl Planner {
             active_imported += 1;
             if self.scope == Scope::Full
                 && !self.seen_ids.contains_key(iid)
-                && let Some(step) = remove(acc)
+                && let Some(step) = self.remove(state, acc)
             {
                 left_out.push(PlannedRow {
                     row: 0,

@@ -114,6 +114,9 @@ pub struct ImportReport {
     pub held: u64,
     /// The schedule the job made to enable its new accounts at its start instant.
     pub start_schedule: Option<crate::domain::schedule::ScheduleId>,
+    /// The schedule the job made to delete, when the grace period ends, the stubs it
+    /// deactivated instead of deleting.
+    pub deletion_schedule: Option<crate::domain::schedule::ScheduleId>,
 }
 
 impl ImportReport {

@@ -352,7 +352,8 @@ impl Ledger {
             | Command::ScheduleChange { domain, .. }
             | Command::CancelSchedule { domain, .. }
             | Command::FireSchedule { domain, .. }
-            | Command::HoldImport { domain, .. } => self
+            | Command::HoldImport { domain, .. }
+            | Command::SetDeletionGrace { domain, .. } => self
                 .shared
                 .routes
                 .partition(domain)

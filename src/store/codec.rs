@@ -283,6 +283,7 @@ mod tests {
             licenses_used: 0,
             mass_change_percent: 10,
             schedules: Default::default(),
+            deletion_grace_us: 0,
         })
         .unwrap();
         bytes[0] = 99;
