@@ -52,7 +52,7 @@ pub enum Change {
 }
 
 /// The two instants of a lock-out; every other change has only a start.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Phase {
     Start,
     End,
