@@ -69,4 +69,17 @@ fn a_job_is_reverted_after_a_dry_run_and_the_history_names_it() {
     assert_eq!(status(&server), "enabled");
     let (_, history, _) = server.cli(&admin, &["account", "history", "d1:S1"]);
     assert!(history.contains(&format!("of job {update}")), "{history}");
+
+    // The revert is a job of its own: readable by its id, with what it changed.
+    let revert_job = out
+        .split_whitespace()
+        .find(|w| w.len() == 36 && w.chars().filter(|c| *c == '-').count() == 4 && *w != update)
+        .unwrap_or_else(|| panic!("no revert job id in {out}"))
+        .trim_end_matches(':')
+        .to_string();
+    let (code, shown, err) = server.cli(&admin, &["import-job", "show", &revert_job, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(shown.trim()).unwrap();
+    assert_eq!(v["file"], format!("revert of job {update}"));
+    assert_eq!(v["counts"]["enabled"], 1, "{v}");
 }

@@ -373,10 +373,12 @@ impl ImportService {
                 "AccountDeleted" => counts.deleted += 1,
                 _ => {}
             }
-            if let Source::Import { file: f, .. } = &e.source
-                && file.is_empty()
-            {
-                file = f.clone();
+            if file.is_empty() {
+                match &e.source {
+                    Source::Import { file: f, .. } => file = f.clone(),
+                    Source::Revert { reverted, .. } => file = format!("revert of job {reverted}"),
+                    _ => {}
+                }
             }
             finished = finished.max(e.recorded_at_us);
         }
