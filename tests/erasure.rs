@@ -70,7 +70,7 @@ async fn deleting_an_account_leaves_neither_its_data_nor_its_key_on_disk() {
     assert!(key.iter().any(|b| *b != 0), "the account has a key");
 
     let ledger = Ledger::open(dir.path()).await.unwrap();
-    assert_eq!(ledger.account(id).unwrap().profile.email, email);
+    assert_eq!(ledger.account(id).unwrap().profile.email(), email);
     ledger
         .execute(Request::manual("admin", Command::Delete { account: id }))
         .await

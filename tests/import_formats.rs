@@ -26,7 +26,7 @@ async fn scenario(dir: &str) {
         "{r:#?}"
     );
     let s1 = env.account("s1").expect("s1");
-    assert_eq!(s1.profile.last_name, "King");
+    assert_eq!(s1.profile.last_name(), "King");
     assert_eq!(s1.status(), Status::Disabled);
     assert_eq!(env.status("s6"), Some(Status::Enabled));
     let r = env
@@ -65,8 +65,8 @@ async fn bom_crlf_and_header_names_matched_loosely() {
     let b1 = env
         .account("b1")
         .expect("b1: import_id matched despite BOM");
-    assert_eq!(b1.profile.login, "marie");
-    assert_eq!(b1.profile.email, "marie@school.org");
+    assert_eq!(b1.profile.login(), "marie");
+    assert_eq!(b1.profile.email(), "marie@school.org");
     assert_eq!(b1.role, "teacher");
     assert_eq!(env.status("b2"), Some(Status::Disabled), "blocked=1");
     assert!(
@@ -86,10 +86,10 @@ async fn quoted_fields_and_trailing_blank_lines() {
     assert_eq!(r.rows_read, 3, "blank lines and empty rows are not rows");
     assert!(r.row_errors.is_empty(), "{:?}", r.row_errors);
     let q1 = env.account("q1").expect("q1");
-    assert_eq!(q1.profile.first_name, "Mary, Jane");
-    assert_eq!(q1.profile.last_name, "O'Brien \"MJ\"");
+    assert_eq!(q1.profile.first_name(), "Mary, Jane");
+    assert_eq!(q1.profile.last_name(), "O'Brien \"MJ\"");
     assert_eq!(
-        env.account("q2").expect("q2").profile.first_name,
+        env.account("q2").expect("q2").profile.first_name(),
         "Two\nLines"
     );
     // row numbers are the lines rows start on, after a field spanning two lines
@@ -165,7 +165,10 @@ async fn duplicates_within_a_file_are_row_errors_naming_both_rows() {
     let e = &r.row_errors[1];
     assert_eq!((e.row, e.column.as_deref()), (5, Some("login")));
     assert!(e.reason.contains("row 2"), "{e}");
-    assert_eq!(env.account("s1").expect("s1").profile.last_name, "Lovelace");
+    assert_eq!(
+        env.account("s1").expect("s1").profile.last_name(),
+        "Lovelace"
+    );
 }
 
 #[tokio::test]

@@ -189,7 +189,7 @@ async fn profile_changes_are_updates_and_unchanged_rows_are_not() {
         .await;
     assert_eq!(r.counts.updated, 1);
     assert_eq!(r.counts.unchanged, 1);
-    assert_eq!(env.account("a").expect("a").profile.last_name, "Smith");
+    assert_eq!(env.account("a").expect("a").profile.last_name(), "Smith");
 }
 
 #[tokio::test]

@@ -20,12 +20,9 @@ async fn bulk_then_delta() {
     assert_eq!(r.file, "bulk/users.csv");
     assert!(r.warnings.iter().any(|w| w.contains("file.classes")));
     let kim = env.account("or-1").expect("sourcedId is the import id");
-    assert_eq!(kim.profile.login, "kim");
+    assert_eq!(kim.profile.login(), "kim");
     assert_eq!(
-        (
-            kim.profile.first_name.as_str(),
-            kim.profile.last_name.as_str()
-        ),
+        (kim.profile.first_name(), kim.profile.last_name()),
         ("Kim", "Park")
     );
     assert_eq!(

@@ -97,11 +97,11 @@ fn brute_matches(f: &AccountFilter, a: &AccountState) -> bool {
         .is_none_or(|r| r.to_lowercase() == a.role.to_lowercase());
     let p = &a.profile;
     let mut tokens: Vec<String> = vec![
-        p.login.to_lowercase(),
-        p.email.to_lowercase(),
+        p.login().to_lowercase(),
+        p.email().to_lowercase(),
         a.import_id.clone().unwrap_or_default().to_lowercase(),
     ];
-    for name in [&p.first_name, &p.last_name] {
+    for name in [p.first_name(), p.last_name()] {
         tokens.extend(name.split_whitespace().map(str::to_lowercase));
     }
     let search = f.search.as_deref().unwrap_or("").to_lowercase();

@@ -80,7 +80,7 @@ async fn reverting_an_update_undoes_profiles_flags_and_creations() {
 
     let done = revert(&env, update).await;
     assert_eq!(done.events_written, env.last_position() - before);
-    assert_eq!(env.account("S1").unwrap().profile.first_name, "Ann");
+    assert_eq!(env.account("S1").unwrap().profile.first_name(), "Ann");
     assert_eq!(env.status("S3"), Some(Status::Disabled));
     assert_eq!(env.status("S4"), Some(Status::Enabled));
     assert_eq!(
@@ -155,7 +155,7 @@ async fn a_revert_can_be_reverted() {
     assert_eq!(env.status("S4"), Some(Status::Enabled));
     let redo = revert(&env, undo.job_id.unwrap()).await;
     assert!(redo.events_written > 0);
-    assert_eq!(env.account("S1").unwrap().profile.first_name, "Annie");
+    assert_eq!(env.account("S1").unwrap().profile.first_name(), "Annie");
     assert_eq!(env.status("S4"), Some(Status::Disabled));
 }
 

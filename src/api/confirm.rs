@@ -129,7 +129,8 @@ impl LedgerService {
             Action::Disable => format!(
                 "Disabling account {} ({}) stops it from signing in and frees its license; \
                  its data is kept and it can be enabled again.",
-                acc.id, acc.profile.login
+                acc.id,
+                acc.profile.login()
             ),
             Action::Delete => {
                 let mut what = Vec::new();
@@ -146,7 +147,8 @@ impl LedgerService {
                 };
                 format!(
                     "Deleting account {} ({}) destroys {what}. This cannot be undone.",
-                    acc.id, acc.profile.login
+                    acc.id,
+                    acc.profile.login()
                 )
             }
         };

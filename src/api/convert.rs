@@ -90,7 +90,7 @@ impl From<&AccountState> for pb::Account {
             id: a.id,
             domain: a.domain.clone(),
             import_id: a.import_id.clone(),
-            profile: Some((&*a.profile).into()),
+            profile: Some((&a.profile.to_profile()).into()),
             role: a.role.clone(),
             status: pb::AccountStatus::from(a.status()) as i32,
             enabled: a.enabled,

@@ -110,7 +110,7 @@ pub fn decide(state: &LedgerState, command: &Command) -> Result<Vec<Event>, Doma
             let acc = live_account(state, *account)?;
             validate_profile(profile)?;
             validate_name("role", role)?;
-            if *acc.profile == *profile && acc.role == *role {
+            if acc.profile == *profile && acc.role == *role {
                 return Ok(vec![]);
             }
             if let Some(other) = state.account_by_login(&acc.domain, &profile.login)

@@ -8,6 +8,7 @@ mod event;
 mod guard;
 mod keys;
 pub mod names;
+mod packed;
 pub mod schedule;
 mod state;
 
@@ -17,6 +18,7 @@ pub use error::DomainError;
 pub use event::{Event, StreamId};
 pub use guard::GuardCheck;
 pub use keys::KeyIndex;
+pub use packed::PackedProfile;
 pub use state::{AccountState, DomainState, LedgerState, Status};
 
 /// Accounts are numbered by the ledger in creation order; the number never comes back.

@@ -10,7 +10,7 @@ use imbl::{OrdMap, Vector};
 use serde::{Deserialize, Serialize};
 
 use super::schedule::{Schedule, ScheduleId, ScheduleStatus};
-use super::{AccountId, DEFAULT_MASS_CHANGE_PERCENT, Event, KeyIndex, Profile};
+use super::{AccountId, DEFAULT_MASS_CHANGE_PERCENT, Event, KeyIndex, PackedProfile};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Status {
@@ -50,7 +50,7 @@ pub struct AccountState {
     pub domain: String,
     pub import_id: Option<String>,
     /// Shared, so copying a row (copy-on-write of the state) copies no personal data.
-    pub profile: Arc<Profile>,
+    pub profile: PackedProfile,
     pub role: String,
     pub enabled: bool,
     pub active: bool,
@@ -134,7 +134,7 @@ impl LedgerState {
                 !a.deleted
                     && !a.profile.is_erased()
                     && a.domain == domain
-                    && login_key(&a.profile.login) == key
+                    && login_key(a.profile.login()) == key
             })
     }
 
@@ -234,7 +234,7 @@ impl LedgerState {
                     id: *account,
                     domain: domain.clone(),
                     import_id: import_id.clone(),
-                    profile: Arc::new(profile.clone()),
+                    profile: PackedProfile::new(profile),
                     role: role.clone(),
                     enabled: *enabled,
                     active: true,
@@ -271,10 +271,10 @@ impl LedgerState {
                 acc.version += 1;
                 match other {
                     Event::ProfileUpdated { profile, role, .. } => {
-                        let old = std::mem::replace(&mut acc.profile, Arc::new(profile.clone()));
+                        let old = std::mem::replace(&mut acc.profile, PackedProfile::new(profile));
                         acc.role = role.clone();
                         let domain = acc.domain.clone();
-                        self.by_login.remove(&domain, &login_key(&old.login), id);
+                        self.by_login.remove(&domain, &login_key(old.login()), id);
                         if !profile.is_erased() {
                             self.by_login
                                 .insert(&domain, &login_key(&profile.login), id);
@@ -288,14 +288,13 @@ impl LedgerState {
                     Event::DataOwnershipRecorded { .. } => acc.owns_data = true,
                     Event::AccountDeleted { .. } => {
                         acc.deleted = true;
-                        let profile =
-                            std::mem::replace(&mut acc.profile, Arc::new(Profile::erased()));
+                        let profile = std::mem::replace(&mut acc.profile, PackedProfile::erased());
                         let domain = acc.domain.clone();
                         if let Some(iid) = &acc.import_id {
                             self.by_import_id.remove(&domain, iid, id);
                         }
                         self.by_login
-                            .remove(&domain, &login_key(&profile.login), id);
+                            .remove(&domain, &login_key(profile.login()), id);
                     }
                     _ => {}
                 }
@@ -343,7 +342,7 @@ impl LedgerState {
             }
             if !acc.profile.is_erased() {
                 self.by_login
-                    .insert(&acc.domain, &login_key(&acc.profile.login), acc.id);
+                    .insert(&acc.domain, &login_key(acc.profile.login()), acc.id);
             }
         }
         self.domain_accounts

@@ -542,18 +542,18 @@ fn update(acc: &AccountState, f: &UserFields) -> Vec<Step> {
     version += steps.iter().map(|s| s.changes.len() as u64).sum::<u64>();
     let differs = |v: &Option<String>, old: &str| v.as_deref().is_some_and(|v| v != old);
     let p = &acc.profile;
-    let changed = differs(&f.login, &p.login)
-        || differs(&f.first_name, &p.first_name)
-        || differs(&f.last_name, &p.last_name)
-        || differs(&f.email, &p.email)
+    let changed = differs(&f.login, p.login())
+        || differs(&f.first_name, p.first_name())
+        || differs(&f.last_name, p.last_name())
+        || differs(&f.email, p.email())
         || differs(&f.role, &acc.role);
     if changed {
         let pick = |v: &Option<String>, old: &str| v.clone().unwrap_or_else(|| old.to_string());
         let profile = Profile {
-            login: pick(&f.login, &p.login),
-            first_name: pick(&f.first_name, &p.first_name),
-            last_name: pick(&f.last_name, &p.last_name),
-            email: pick(&f.email, &p.email),
+            login: pick(&f.login, p.login()),
+            first_name: pick(&f.first_name, p.first_name()),
+            last_name: pick(&f.last_name, p.last_name()),
+            email: pick(&f.email, p.email()),
         };
         let role = pick(&f.role, &acc.role);
         steps.push(Step {

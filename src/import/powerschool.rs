@@ -201,10 +201,10 @@ impl<'a> From<&'a AccountState> for UserRow<'a> {
     fn from(a: &'a AccountState) -> UserRow<'a> {
         UserRow {
             import_id: a.import_id.as_deref(),
-            first_name: &a.profile.first_name,
-            last_name: &a.profile.last_name,
-            login: &a.profile.login,
-            email: &a.profile.email,
+            first_name: a.profile.first_name(),
+            last_name: a.profile.last_name(),
+            login: a.profile.login(),
+            email: a.profile.email(),
             role: &a.role,
             enabled: a.enabled,
         }

@@ -55,7 +55,7 @@ fn commands_back(before: &AccountState, now: &AccountState) -> (Vec<Command>, Ve
     if before.profile != now.profile || before.role != now.role {
         commands.push(Command::UpdateProfile {
             account,
-            profile: (*before.profile).clone(),
+            profile: before.profile.to_profile(),
             role: before.role.clone(),
         });
         what.push("profile restored");

@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use imbl::OrdSet;
 
-use crate::domain::{AccountId, AccountState, Status};
+use crate::domain::{AccountId, AccountState, PackedProfile, Status};
 
 /// Statuses that appear in lists (Deleted never does).
 pub const LISTED_STATUSES: [Status; 3] = [Status::Enabled, Status::Disabled, Status::Deactivated];
@@ -69,14 +69,10 @@ fn normalize(s: &str) -> String {
 fn token_fields(a: &AccountState) -> impl Iterator<Item = &str> {
     let p = &a.profile;
     let fields = (!a.deleted).then(|| {
-        [
-            p.login.as_str(),
-            p.email.as_str(),
-            a.import_id.as_deref().unwrap_or(""),
-        ]
-        .into_iter()
-        .chain(p.first_name.split_whitespace())
-        .chain(p.last_name.split_whitespace())
+        [p.login(), p.email(), a.import_id.as_deref().unwrap_or("")]
+            .into_iter()
+            .chain(p.first_name().split_whitespace())
+            .chain(p.last_name().split_whitespace())
     });
     fields
         .into_iter()
@@ -176,7 +172,7 @@ impl AccountIndex {
     pub fn replace(&mut self, old: Option<&AccountState>, new: Option<&AccountState>) {
         let same_terms = match (old, new) {
             (Some(o), Some(n)) => {
-                (Arc::ptr_eq(&o.profile, &n.profile) || o.profile == n.profile)
+                (PackedProfile::ptr_eq(&o.profile, &n.profile) || o.profile == n.profile)
                     && o.import_id == n.import_id
             }
             _ => false,
@@ -325,7 +321,7 @@ mod tests {
             id,
             domain: "d".into(),
             import_id: Some(format!("S{id}")),
-            profile: Arc::new(Profile {
+            profile: PackedProfile::new(&Profile {
                 login: login.into(),
                 first_name: first.into(),
                 last_name: "Smith".into(),
@@ -372,7 +368,9 @@ mod tests {
         assert_eq!(index.count(&[Status::Disabled], None), 1);
         assert_eq!(index.search_candidates("lou"), vec![3]);
         let mut renamed = rows[0].clone();
-        Arc::make_mut(&mut renamed.profile).first_name = "Louise".into();
+        let mut profile = renamed.profile.to_profile();
+        profile.first_name = "Louise".into();
+        renamed.profile = PackedProfile::new(&profile);
         index.replace(Some(&rows[0]), Some(&renamed));
         assert_eq!(index.search_candidates("lou"), vec![1, 3]);
         index.replace(Some(&rows[2]), None);

@@ -76,10 +76,11 @@ fn profile_slot(event: &mut Event) -> Option<(AccountId, &mut Profile)> {
     }
 }
 
+/// `profile`: a [`Profile`] or a [`crate::domain::PackedProfile`] (same encoding).
 fn seal_profile(
     vault: &Vault,
     account: AccountId,
-    profile: &Profile,
+    profile: &impl Serialize,
 ) -> Result<Vec<u8>, StoreError> {
     let plain = bincode::serde::encode_to_vec(profile, config())
         .map_err(|e| StoreError::Io(format!("encode: {e}")))?;
@@ -231,7 +232,7 @@ pub fn encode_accounts(accounts: &[AccountState], vault: &Vault) -> Result<Vec<u
                 seal_profile(vault, acc.id, &acc.profile)?
             };
             let mut state = acc.clone();
-            state.profile = std::sync::Arc::new(Profile::erased());
+            state.profile = crate::domain::PackedProfile::erased();
             Ok(AccountViewV1 {
                 state,
                 sealed_profile,
@@ -247,7 +248,7 @@ pub fn decode_accounts(bytes: &[u8], vault: &Vault) -> Result<Vec<AccountState>,
         .into_iter()
         .map(|v| {
             let mut state = v.state;
-            state.profile = std::sync::Arc::new(open_profile(vault, state.id, &v.sealed_profile));
+            state.profile = (&open_profile(vault, state.id, &v.sealed_profile)).into();
             state
         })
         .collect())
