@@ -12,7 +12,9 @@
 pub mod codec;
 mod error;
 pub mod files;
+mod log_index;
 mod parallel;
+pub mod pg_log;
 pub mod reach;
 mod record;
 pub mod sled_log;

@@ -9,7 +9,6 @@
 //! at open (decoding without decrypting, well over 1M events/s). They are derived data: keeping
 //! them out of sled keeps an append at one key per chunk.
 
-use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::Write;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -22,8 +21,8 @@ use uuid::Uuid;
 
 use super::codec::{self, u64_key};
 use super::files;
+use super::log_index::{self, LogIndex};
 use super::reach::{self, Reach};
-use super::stream_index::StreamIndex;
 use super::vault::Vault;
 use super::{Appended, EventLog, NewEvent, RecordedEvent, StoreError};
 use crate::domain::{Event, StreamId};
@@ -42,37 +41,6 @@ pub struct StoreOptions {
     pub accept_data_loss: bool,
 }
 
-#[derive(Default)]
-struct Index {
-    streams: StreamIndex,
-    requests: HashMap<String, Vec<u64>>,
-    jobs: HashMap<Uuid, Vec<u64>>,
-    event_ids: HashMap<Uuid, u64>,
-    /// (stamp, last position) per commit; stamps never decrease.
-    commit_times: Vec<(i64, u64)>,
-    last_position: u64,
-    last_stamp: i64,
-}
-
-impl Index {
-    fn add(&mut self, e: &RecordedEvent) {
-        self.streams.add(e.stream(), e.position);
-        self.event_ids.insert(e.event_id, e.position);
-        if let Some(r) = &e.request_id {
-            self.requests.entry(r.clone()).or_default().push(e.position);
-        }
-        if let Some(job_id) = e.source.job_id() {
-            self.jobs.entry(job_id).or_default().push(e.position);
-        }
-        match self.commit_times.last_mut() {
-            Some((t, last)) if *t == e.recorded_at_us => *last = e.position,
-            _ => self.commit_times.push((e.recorded_at_us, e.position)),
-        }
-        self.last_position = e.position;
-        self.last_stamp = self.last_stamp.max(e.recorded_at_us);
-    }
-}
-
 struct Inner {
     dir: PathBuf,
     db: sled::Db,
@@ -80,7 +48,7 @@ struct Inner {
     /// sled's main file, fsynced after each flush (sled 0.34 only sync_file_ranges it).
     db_file: File,
     vault: Arc<Vault>,
-    index: RwLock<Index>,
+    index: RwLock<LogIndex>,
     append_lock: Mutex<()>,
     /// Group sync: how far the log is durable, and whether a sync is running.
     sync_state: Mutex<SyncState>,
@@ -221,7 +189,7 @@ pub fn open_store_with(dir: &Path, options: StoreOptions) -> Result<OpenedStore,
         log,
         db_file,
         vault: vault.clone(),
-        index: RwLock::new(Index::default()),
+        index: RwLock::new(LogIndex::default()),
         append_lock: Mutex::new(()),
         sync_state: Mutex::new(SyncState::default()),
         sync_done: Condvar::new(),
@@ -355,7 +323,7 @@ impl SledEventLog {
     /// Scan the whole log once: rebuild indexes, and finish key destruction that a crash may
     /// have interrupted (an account whose deletion is in the log must have no key).
     fn rebuild_index(&self) -> Result<(), StoreError> {
-        let mut index = Index::default();
+        let mut index = LogIndex::default();
         for item in self.inner.log.iter() {
             let (k, v) = item?;
             let first = codec::read_u64(&k).ok_or_else(|| StoreError::Corrupt {
@@ -407,13 +375,10 @@ impl SledEventLog {
     /// The durable part of an index entry (positions ascending): an append in flight is not
     /// shown to readers before its sync.
     fn durable_only(&self, positions: Option<&Vec<u64>>) -> Vec<u64> {
-        let durable = self.inner.durable.load(Ordering::Acquire);
-        positions.map_or_else(Vec::new, |p| {
-            p[..p.partition_point(|&x| x <= durable)].to_vec()
-        })
+        log_index::durable_only(positions, self.inner.durable.load(Ordering::Acquire))
     }
 
-    fn index(&self) -> std::sync::RwLockReadGuard<'_, Index> {
+    fn index(&self) -> std::sync::RwLockReadGuard<'_, LogIndex> {
         self.inner.index.read().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -453,46 +418,7 @@ impl SledEventLog {
             let (positions, records, sealed) = {
                 let index = self.index();
                 let stamp = now_us().max(index.last_stamp);
-                let mut next = index.last_position + 1;
-                let mut versions: HashMap<StreamId, u64> = HashMap::new();
-                let mut seen: HashSet<Uuid> = HashSet::new();
-                let mut positions = Vec::with_capacity(events.len());
-                let mut records = Vec::with_capacity(events.len());
-                let mut sealed = Vec::with_capacity(events.len());
-                for (ne, sealed_profile) in events.into_iter().zip(sealed_all) {
-                    if let Some(&p) = index.event_ids.get(&ne.event_id) {
-                        positions.push(p);
-                        continue;
-                    }
-                    if !seen.insert(ne.event_id) {
-                        // Same id twice in one batch: the first one wins.
-                        let p = records
-                            .iter()
-                            .find(|r: &&RecordedEvent| r.event_id == ne.event_id)
-                            .map_or(0, |r| r.position);
-                        positions.push(p);
-                        continue;
-                    }
-                    let stream = ne.event.stream();
-                    let version = versions
-                        .entry(stream.clone())
-                        .or_insert_with(|| index.streams.version(&stream));
-                    *version += 1;
-                    positions.push(next);
-                    records.push(RecordedEvent {
-                        position: next,
-                        stream_version: *version,
-                        event_id: ne.event_id,
-                        recorded_at_us: stamp,
-                        actor: ne.actor,
-                        source: ne.source,
-                        request_id: ne.request_id,
-                        event: ne.event,
-                    });
-                    sealed.push(sealed_profile);
-                    next += 1;
-                }
-                (positions, records, sealed)
+                index.assign(events, sealed_all, stamp)
             };
             if records.is_empty() {
                 return Ok(Appended {
@@ -687,13 +613,7 @@ impl EventLog for SledEventLog {
     }
 
     fn position_at(&self, at_us: i64) -> u64 {
-        let index = self.index();
-        let n = index.commit_times.partition_point(|(t, _)| *t <= at_us);
-        if n == 0 {
-            0
-        } else {
-            index.commit_times[n - 1].1
-        }
+        self.index().position_at(at_us)
     }
 
     fn request_positions(&self, request_id: &str) -> Vec<u64> {

@@ -1,0 +1,114 @@
+//! The in-memory indexes of a log, the same for every backend: each stream's positions, the
+//! events of each request id and job, event ids, and commit times. Rebuilt by one scan at open
+//! (decoding without decrypting) and kept up to date by each append. Also the one place that
+//! assigns positions and stream versions to a batch.
+
+use std::collections::{HashMap, HashSet};
+
+use uuid::Uuid;
+
+use super::stream_index::StreamIndex;
+use super::{NewEvent, RecordedEvent};
+use crate::domain::StreamId;
+
+#[derive(Default)]
+pub(crate) struct LogIndex {
+    pub(crate) streams: StreamIndex,
+    pub(crate) requests: HashMap<String, Vec<u64>>,
+    pub(crate) jobs: HashMap<Uuid, Vec<u64>>,
+    pub(crate) event_ids: HashMap<Uuid, u64>,
+    /// (stamp, last position) per commit; stamps never decrease.
+    pub(crate) commit_times: Vec<(i64, u64)>,
+    pub(crate) last_position: u64,
+    pub(crate) last_stamp: i64,
+}
+
+impl LogIndex {
+    pub(crate) fn add(&mut self, e: &RecordedEvent) {
+        self.streams.add(e.stream(), e.position);
+        self.event_ids.insert(e.event_id, e.position);
+        if let Some(r) = &e.request_id {
+            self.requests.entry(r.clone()).or_default().push(e.position);
+        }
+        if let Some(job_id) = e.source.job_id() {
+            self.jobs.entry(job_id).or_default().push(e.position);
+        }
+        match self.commit_times.last_mut() {
+            Some((t, last)) if *t == e.recorded_at_us => *last = e.position,
+            _ => self.commit_times.push((e.recorded_at_us, e.position)),
+        }
+        self.last_position = e.position;
+        self.last_stamp = self.last_stamp.max(e.recorded_at_us);
+    }
+
+    /// The last position recorded at or before `at_us` (0 when none).
+    pub(crate) fn position_at(&self, at_us: i64) -> u64 {
+        let n = self.commit_times.partition_point(|(t, _)| *t <= at_us);
+        if n == 0 {
+            0
+        } else {
+            self.commit_times[n - 1].1
+        }
+    }
+
+    /// Positions and stream versions for a batch stamped `stamp`, after the indexed end. An
+    /// event id already stored (or twice in the batch) is answered with its first position and
+    /// not recorded again. Returns one position per event, the new records, and the sealed
+    /// profiles of those records.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn assign(
+        &self,
+        events: Vec<NewEvent>,
+        sealed_all: Vec<Option<Vec<u8>>>,
+        stamp: i64,
+    ) -> (Vec<u64>, Vec<RecordedEvent>, Vec<Option<Vec<u8>>>) {
+        let mut next = self.last_position + 1;
+        let mut versions: HashMap<StreamId, u64> = HashMap::new();
+        let mut seen: HashSet<Uuid> = HashSet::new();
+        let mut positions = Vec::with_capacity(events.len());
+        let mut records = Vec::with_capacity(events.len());
+        let mut sealed = Vec::with_capacity(events.len());
+        for (ne, sealed_profile) in events.into_iter().zip(sealed_all) {
+            if let Some(&p) = self.event_ids.get(&ne.event_id) {
+                positions.push(p);
+                continue;
+            }
+            if !seen.insert(ne.event_id) {
+                // Same id twice in one batch: the first one wins.
+                let p = records
+                    .iter()
+                    .find(|r: &&RecordedEvent| r.event_id == ne.event_id)
+                    .map_or(0, |r| r.position);
+                positions.push(p);
+                continue;
+            }
+            let stream = ne.event.stream();
+            let version = versions
+                .entry(stream.clone())
+                .or_insert_with(|| self.streams.version(&stream));
+            *version += 1;
+            positions.push(next);
+            records.push(RecordedEvent {
+                position: next,
+                stream_version: *version,
+                event_id: ne.event_id,
+                recorded_at_us: stamp,
+                actor: ne.actor,
+                source: ne.source,
+                request_id: ne.request_id,
+                event: ne.event,
+            });
+            sealed.push(sealed_profile);
+            next += 1;
+        }
+        (positions, records, sealed)
+    }
+}
+
+/// The durable part of an index entry (positions ascending): an append in flight is not shown
+/// to readers before it is durable.
+pub(crate) fn durable_only(positions: Option<&Vec<u64>>, durable: u64) -> Vec<u64> {
+    positions.map_or_else(Vec::new, |p| {
+        p[..p.partition_point(|&x| x <= durable)].to_vec()
+    })
+}

@@ -1,0 +1,284 @@
+//! One test body, two stores: the `EventLog` contract (gap-free positions in commit order,
+//! concurrent appends, event ids stored once, stream versions, request and job indexes,
+//! instants, encrypted profiles, erasure, and the same answers after reopening) on sled and on
+//! PostgreSQL. PostgreSQL: `ACCOUNT_LEDGER_TEST_PG` (default: the project machines' server,
+//! `host=127.0.0.1 user=postgres dbname=test`); each run makes its own schema and drops it. A
+//! server that does not answer fails the test, saying so; it is never skipped.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use account_ledger::domain::{Event, Profile, StreamId};
+use account_ledger::store::pg_log::PgEventLog;
+use account_ledger::store::vault::Vault;
+use account_ledger::store::{EventLog, NewEvent, Source, open_store};
+use uuid::Uuid;
+
+type Opened = Pin<Box<dyn Future<Output = Arc<dyn EventLog>>>>;
+
+fn event(event: Event) -> NewEvent {
+    NewEvent {
+        event_id: Uuid::new_v4(),
+        actor: "op".into(),
+        source: Source::Manual,
+        request_id: None,
+        event,
+    }
+}
+
+fn limit(domain: &str, limit: u32) -> NewEvent {
+    event(Event::LicenseLimitChanged {
+        domain: domain.into(),
+        license_limit: limit,
+    })
+}
+
+fn created(account: u64, login: &str) -> NewEvent {
+    event(Event::AccountCreated {
+        account,
+        domain: "d".into(),
+        import_id: Some(format!("S{account}")),
+        profile: Profile {
+            login: login.into(),
+            first_name: "Ann".into(),
+            last_name: "Lee".into(),
+            email: format!("{login}@x.example"),
+        },
+        role: "student".into(),
+        enabled: true,
+    })
+}
+
+/// The contract, on a fresh log; `reopen` opens the same store again.
+async fn contract(log: Arc<dyn EventLog>, reopen: impl Fn() -> Opened) {
+    assert_eq!(log.last_position(), 0);
+    let first = log
+        .append(vec![
+            event(Event::DomainRegistered {
+                domain: "d".into(),
+                license_limit: 5,
+            }),
+            created(1, "ann"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(first.positions, vec![1, 2]);
+
+    // Concurrent appends: each batch one contiguous range, all of them gap-free.
+    let mut tasks = Vec::new();
+    for t in 0..4u32 {
+        let log = log.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            for i in 0..10u32 {
+                let batch: Vec<_> = (0..=(i % 3)).map(|_| limit(&format!("c{t}"), i)).collect();
+                let a = log.append(batch).await.unwrap();
+                assert!(a.positions.windows(2).all(|w| w[1] == w[0] + 1));
+                got.extend(a.positions);
+            }
+            got
+        }));
+    }
+    let mut all = vec![1, 2];
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all.sort_unstable();
+    let last = all.len() as u64;
+    assert_eq!(all, (1..=last).collect::<Vec<_>>());
+    assert_eq!(log.last_position(), last);
+
+    // An event id is stored once; a retry answers its first position.
+    let mut again = limit("d", 7);
+    again.request_id = Some("req-1".into());
+    again.source = Source::Import {
+        job_id: Uuid::from_u128(9),
+        file: "users.csv".into(),
+        row: 2,
+    };
+    let stored = log.append(vec![again.clone()]).await.unwrap();
+    let retried = log.append(vec![again.clone()]).await.unwrap();
+    assert_eq!(retried.positions, stored.positions);
+    assert!(retried.recorded.is_empty());
+    let p = stored.positions[0];
+    assert_eq!(log.request_positions("req-1"), vec![p]);
+    assert_eq!(log.job_positions(&Uuid::from_u128(9)), vec![p]);
+    assert_eq!(log.event_position(&again.event_id), Some(p));
+    assert_eq!(log.stream_version(&StreamId::Domain("d".into())), 2);
+    assert_eq!(
+        log.stream_positions(&StreamId::Domain("d".into())),
+        vec![1, p]
+    );
+    assert_eq!(log.stream_positions(&StreamId::Account(1)), vec![2]);
+
+    // Reads: ranges, positions, profiles opened with the account's key.
+    let read = log.read_range(1, u64::MAX, 3).await.unwrap();
+    assert_eq!(
+        read.iter().map(|e| e.position).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    let ann = log.read_positions(&[2]).await.unwrap();
+    let Event::AccountCreated { profile, .. } = &ann[0].event else {
+        panic!("{ann:?}")
+    };
+    assert_eq!(profile.login, "ann");
+    assert!(ann[0].stream_version == 1 && ann[0].actor == "op");
+    let stamp = read[2].recorded_at_us;
+    assert!(log.position_at(stamp) >= 3);
+    assert_eq!(log.position_at(read[0].recorded_at_us - 1), 0);
+    let stamps: Vec<i64> = log
+        .read_range(1, u64::MAX, usize::MAX)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.recorded_at_us)
+        .collect();
+    assert!(
+        stamps.windows(2).all(|w| w[0] <= w[1]),
+        "stamps never go back"
+    );
+
+    // Deleting destroys the key: the profile reads erased from then on.
+    log.append(vec![event(Event::AccountDeleted { account: 1 })])
+        .await
+        .unwrap();
+    let erased = log.read_positions(&[2]).await.unwrap();
+    let Event::AccountCreated { profile, .. } = &erased[0].event else {
+        panic!()
+    };
+    assert!(profile.is_erased(), "{profile:?}");
+    log.sync().await.unwrap();
+    assert!(log.size_on_disk().unwrap() > 0);
+
+    // The same answers from a reopened store.
+    let end = log.last_position();
+    let everything = log.read_range(1, end, usize::MAX).await.unwrap();
+    drop(log);
+    let log = reopen().await;
+    assert_eq!(log.last_position(), end);
+    assert_eq!(
+        log.read_range(1, end, usize::MAX).await.unwrap(),
+        everything
+    );
+    assert_eq!(log.request_positions("req-1"), vec![p]);
+    assert_eq!(log.stream_version(&StreamId::Domain("d".into())), 2);
+    assert_eq!(
+        log.position_at(stamp),
+        everything
+            .iter()
+            .filter(|e| e.recorded_at_us <= stamp)
+            .count() as u64
+    );
+    let next = log.append(vec![limit("d", 9)]).await.unwrap();
+    assert_eq!(next.positions, vec![end + 1]);
+    assert_eq!(next.recorded[0].stream_version, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_contract_holds_on_sled() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let log: Arc<dyn EventLog> = Arc::new(open_store(&path).unwrap().log);
+    contract(log, move || {
+        let path = path.clone();
+        Box::pin(async move {
+            // sled releases its lock from background threads shortly after the last handle.
+            let log: Arc<dyn EventLog> = Arc::new(open_store(&path).unwrap().log);
+            log
+        })
+    })
+    .await;
+}
+
+fn pg_url() -> String {
+    std::env::var("ACCOUNT_LEDGER_TEST_PG")
+        .unwrap_or_else(|_| "host=127.0.0.1 port=5432 user=postgres dbname=test".into())
+}
+
+/// A schema of its own for this run, dropped at the end.
+struct Schema {
+    name: String,
+    client: tokio_postgres::Client,
+}
+
+impl Schema {
+    async fn new() -> Schema {
+        let (client, connection) = tokio_postgres::connect(&pg_url(), tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "PostgreSQL does not answer at {:?} ({e}): the PostgreSQL tests need it \
+                     (set ACCOUNT_LEDGER_TEST_PG to another server)",
+                    pg_url()
+                )
+            });
+        tokio::spawn(connection);
+        let name = format!("al_test_{}", Uuid::new_v4().simple());
+        Schema { name, client }
+    }
+
+    async fn drop_it(self) {
+        self.client
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name))
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_contract_holds_on_postgres() {
+    let schema = Schema::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let vault_path = dir.path().join("keys.vault");
+    let name = schema.name.clone();
+    let open = move || {
+        let vault_path = vault_path.clone();
+        let name = name.clone();
+        Box::pin(async move {
+            let vault = Arc::new(Vault::open(&vault_path, 0).unwrap());
+            let log: Arc<dyn EventLog> =
+                Arc::new(PgEventLog::open(&pg_url(), &name, vault).await.unwrap());
+            log
+        }) as Opened
+    };
+    let log = open().await;
+    contract(log, open).await;
+    schema.drop_it().await;
+}
+
+#[tokio::test]
+async fn a_database_migrated_by_a_newer_binary_is_refused() {
+    let schema = Schema::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let vault = Arc::new(Vault::open(&dir.path().join("keys.vault"), 0).unwrap());
+    PgEventLog::open(&pg_url(), &schema.name, vault.clone())
+        .await
+        .unwrap();
+    schema
+        .client
+        .execute(
+            &format!(
+                "INSERT INTO {}.ledger_migrations (version) VALUES (99)",
+                schema.name
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    let err = PgEventLog::open(&pg_url(), &schema.name, vault)
+        .await
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("newer than this binary"), "{err}");
+    assert!(
+        PgEventLog::open(
+            &pg_url(),
+            "Bad-Name",
+            Arc::new(Vault::open(&dir.path().join("k2"), 0).unwrap())
+        )
+        .await
+        .is_err()
+    );
+    schema.drop_it().await;
+}
