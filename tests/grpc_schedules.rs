@@ -58,6 +58,19 @@ async fn start() -> (
     (server, c, s, clock, ann, tess)
 }
 
+async fn list(s: &mut ScheduleServiceClient<Channel>, token: &str) -> Vec<pb::ScheduledChange> {
+    s.list_schedules(req(
+        token,
+        pb::ListSchedulesRequest {
+            domain: "d1".into(),
+        },
+    ))
+    .await
+    .unwrap()
+    .into_inner()
+    .schedules
+}
+
 async fn status(c: &mut Client, id: u64) -> i32 {
     c.get_account(req(ADMIN_D1, get_request(by_id(id), None)))
         .await
@@ -79,17 +92,7 @@ async fn a_lock_out_is_listed_fires_on_time_and_names_itself_in_the_history() {
         .into_inner();
     assert_eq!((made.schedule, made.status.as_str()), (1, "pending"));
     assert!(made.position > 0);
-    let listed = s
-        .list_schedules(req(
-            AUDITOR,
-            pb::ListSchedulesRequest {
-                domain: "d1".into(),
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .schedules;
+    let listed = list(&mut s, AUDITOR).await;
     assert_eq!(
         listed,
         vec![pb::ScheduledChange {
@@ -129,17 +132,7 @@ async fn a_lock_out_is_listed_fires_on_time_and_names_itself_in_the_history() {
             phase: "start".into()
         }))
     );
-    let running = s
-        .list_schedules(req(
-            ADMIN_D1,
-            pb::ListSchedulesRequest {
-                domain: "d1".into(),
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .schedules;
+    let running = list(&mut s, ADMIN_D1).await;
     assert_eq!(
         (
             running[0].status.as_str(),
@@ -328,17 +321,7 @@ async fn bad_schedule_requests_name_their_field() {
             &[needle],
         );
     }
-    let listed = s
-        .list_schedules(req(
-            ADMIN_D1,
-            pb::ListSchedulesRequest {
-                domain: "d1".into(),
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .schedules;
+    let listed = list(&mut s, ADMIN_D1).await;
     assert!(listed.is_empty(), "{listed:?}");
     server.stop().await;
 }

@@ -98,6 +98,37 @@ fn open_profile(vault: &Vault, account: AccountId, sealed: &[u8]) -> Profile {
         .unwrap_or_else(Profile::erased)
 }
 
+/// Before a batch is written: the keys of the accounts it creates, durable first (a durable
+/// record must never point at a key that is not), then every profile sealed. The costly part
+/// of an append, done before any log lock.
+pub fn prepare_batch(
+    events: &[super::NewEvent],
+    vault: &Vault,
+) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+    let created: Vec<u64> = events
+        .iter()
+        .filter_map(|ne| match ne.event {
+            Event::AccountCreated { account, .. } => Some(account),
+            _ => None,
+        })
+        .collect();
+    if !created.is_empty() {
+        vault.ensure_keys(&created)?;
+        vault.sync()?;
+    }
+    seal_profiles(events.iter().map(|ne| &ne.event), vault)
+}
+
+/// After a batch is durable: destroy the keys of the accounts it deleted (crypto-shredding).
+pub fn destroy_deleted_keys(records: &[RecordedEvent], vault: &Vault) -> Result<(), StoreError> {
+    for r in records {
+        if let Event::AccountDeleted { account } = r.event {
+            vault.destroy(account)?;
+        }
+    }
+    Ok(())
+}
+
 /// Seal the profile of each event that carries one (`None` for the others). Sealing is the
 /// costly part of encoding and needs no position, so appenders do it before taking the log's
 /// append lock.

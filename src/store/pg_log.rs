@@ -25,7 +25,7 @@ use super::codec;
 use super::log_index::{self, LogIndex};
 use super::vault::Vault;
 use super::{Appended, EventLog, NewEvent, RecordedEvent, StoreError};
-use crate::domain::{Event, StreamId};
+use crate::domain::StreamId;
 
 /// The advisory lock key appends serialize on ("ALLEDGER" in ASCII).
 const APPEND_LOCK: i64 = 0x414C_4C45_4447_4552;
@@ -233,19 +233,7 @@ async fn migrate(client: &mut Client, schema: &str) -> Result<(), StoreError> {
 #[async_trait]
 impl EventLog for PgEventLog {
     async fn append(&self, events: Vec<NewEvent>) -> Result<Appended, StoreError> {
-        let created: Vec<u64> = events
-            .iter()
-            .filter_map(|ne| match ne.event {
-                Event::AccountCreated { account, .. } => Some(account),
-                _ => None,
-            })
-            .collect();
-        if !created.is_empty() {
-            // Keys first: a committed event must never point at a key that is not durable.
-            self.vault.ensure_keys(&created)?;
-            self.vault.sync()?;
-        }
-        let sealed_all = codec::seal_profiles(events.iter().map(|ne| &ne.event), &self.vault)?;
+        let sealed_all = codec::prepare_batch(&events, &self.vault)?;
         let mut client = self.writer.lock().await;
         let tx = client.transaction().await.map_err(pg)?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&APPEND_LOCK])
@@ -303,11 +291,7 @@ impl EventLog for PgEventLog {
         }
         drop(client);
         // The deletion is committed: now destroy the key for real.
-        for r in &records {
-            if let Event::AccountDeleted { account } = r.event {
-                self.vault.destroy(account)?;
-            }
-        }
+        codec::destroy_deleted_keys(&records, &self.vault)?;
         Ok(Appended {
             positions,
             recorded: records,

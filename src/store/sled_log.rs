@@ -395,20 +395,7 @@ impl SledEventLog {
     /// sync makes the batch durable, shared with every appender that wrote meanwhile.
     fn append_blocking(&self, events: Vec<NewEvent>) -> Result<Appended, StoreError> {
         let vault = &self.inner.vault;
-        let created: Vec<u64> = events
-            .iter()
-            .filter_map(|ne| match ne.event {
-                Event::AccountCreated { account, .. } => Some(account),
-                _ => None,
-            })
-            .collect();
-        if !created.is_empty() {
-            vault.ensure_keys(&created)?;
-            // Keys first: a durable record must never point at a key that was not yet durable
-            // (sled may write its buffers out before our flush).
-            vault.sync()?;
-        }
-        let sealed_all = codec::seal_profiles(events.iter().map(|ne| &ne.event), vault)?;
+        let sealed_all = codec::prepare_batch(&events, vault)?;
         let (positions, records) = {
             let _writer = self
                 .inner
@@ -455,11 +442,7 @@ impl SledEventLog {
         let last = records.last().map_or(0, |r| r.position);
         self.sync_through(last)?;
         // The deletion is durable: now destroy the key for real.
-        for r in &records {
-            if let Event::AccountDeleted { account } = r.event {
-                vault.destroy(account)?;
-            }
-        }
+        codec::destroy_deleted_keys(&records, vault)?;
         Ok(Appended {
             positions,
             recorded: records,
