@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use account_ledger::domain::{Event, Profile, StreamId};
 use account_ledger::store::pg_log::PgEventLog;
-use account_ledger::store::vault::Vault;
 use account_ledger::store::{EventLog, NewEvent, Source, open_store};
 use uuid::Uuid;
 
@@ -229,32 +228,38 @@ impl Schema {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_contract_holds_on_postgres() {
     let schema = Schema::new().await;
-    let dir = tempfile::tempdir().unwrap();
-    let vault_path = dir.path().join("keys.vault");
     let name = schema.name.clone();
     let open = move || {
-        let vault_path = vault_path.clone();
         let name = name.clone();
         Box::pin(async move {
-            let vault = Arc::new(Vault::open(&vault_path, 0).unwrap());
             let log: Arc<dyn EventLog> =
-                Arc::new(PgEventLog::open(&pg_url(), &name, vault).await.unwrap());
+                Arc::new(PgEventLog::open(&pg_url(), &name).await.unwrap());
             log
         }) as Opened
     };
     let log = open().await;
     contract(log, open).await;
+    // Keys live in the database, in the transactions of their events: the deleted account's
+    // key row is gone, the others are there.
+    let keys: Vec<i64> = schema
+        .client
+        .query(
+            &format!("SELECT account FROM {}.account_keys", schema.name),
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(keys.is_empty(), "account 1 was deleted: {keys:?}");
     schema.drop_it().await;
 }
 
 #[tokio::test]
 async fn a_database_migrated_by_a_newer_binary_is_refused() {
     let schema = Schema::new().await;
-    let dir = tempfile::tempdir().unwrap();
-    let vault = Arc::new(Vault::open(&dir.path().join("keys.vault"), 0).unwrap());
-    PgEventLog::open(&pg_url(), &schema.name, vault.clone())
-        .await
-        .unwrap();
+    PgEventLog::open(&pg_url(), &schema.name).await.unwrap();
     schema
         .client
         .execute(
@@ -266,19 +271,11 @@ async fn a_database_migrated_by_a_newer_binary_is_refused() {
         )
         .await
         .unwrap();
-    let err = PgEventLog::open(&pg_url(), &schema.name, vault)
+    let err = PgEventLog::open(&pg_url(), &schema.name)
         .await
         .err()
         .expect("refused");
     assert!(err.to_string().contains("newer than this binary"), "{err}");
-    assert!(
-        PgEventLog::open(
-            &pg_url(),
-            "Bad-Name",
-            Arc::new(Vault::open(&dir.path().join("k2"), 0).unwrap())
-        )
-        .await
-        .is_err()
-    );
+    assert!(PgEventLog::open(&pg_url(), "Bad-Name").await.is_err());
     schema.drop_it().await;
 }

@@ -98,13 +98,20 @@ fn open_profile(vault: &Vault, account: AccountId, sealed: &[u8]) -> Profile {
         .unwrap_or_else(Profile::erased)
 }
 
+/// A batch ready to write: each event's sealed profile (if it carries one), and the keys made
+/// for the accounts it creates (an in-memory vault's store writes them with the events).
+pub struct PreparedBatch {
+    pub sealed: Vec<Option<Vec<u8>>>,
+    pub new_keys: Vec<(AccountId, super::vault::Key)>,
+}
+
 /// Before a batch is written: the keys of the accounts it creates, durable first (a durable
 /// record must never point at a key that is not), then every profile sealed. The costly part
 /// of an append, done before any log lock.
 pub fn prepare_batch(
     events: &[super::NewEvent],
     vault: &Vault,
-) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+) -> Result<PreparedBatch, StoreError> {
     let created: Vec<u64> = events
         .iter()
         .filter_map(|ne| match ne.event {
@@ -112,11 +119,15 @@ pub fn prepare_batch(
             _ => None,
         })
         .collect();
+    let mut new_keys = Vec::new();
     if !created.is_empty() {
-        vault.ensure_keys(&created)?;
+        new_keys = vault.ensure_keys(&created)?;
         vault.sync()?;
     }
-    seal_profiles(events.iter().map(|ne| &ne.event), vault)
+    Ok(PreparedBatch {
+        sealed: seal_profiles(events.iter().map(|ne| &ne.event), vault)?,
+        new_keys,
+    })
 }
 
 /// After a batch is durable: destroy the keys of the accounts it deleted (crypto-shredding).

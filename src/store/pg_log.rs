@@ -23,15 +23,16 @@ use uuid::Uuid;
 
 use super::codec;
 use super::log_index::{self, LogIndex};
-use super::vault::Vault;
+use super::vault::{Key, Vault};
 use super::{Appended, EventLog, NewEvent, RecordedEvent, StoreError};
-use crate::domain::StreamId;
+use crate::domain::{Event, StreamId};
 
 /// The advisory lock key appends serialize on ("ALLEDGER" in ASCII).
 const APPEND_LOCK: i64 = 0x414C_4C45_4447_4552;
 
 /// Migrations in order; the database records the last one applied.
-const MIGRATIONS: &[&str] = &["CREATE TABLE events (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE events (
         position bigint PRIMARY KEY,
         stream text NOT NULL,
         stream_version bigint NOT NULL,
@@ -39,7 +40,13 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE events (
         recorded_at_us bigint NOT NULL,
         body bytea NOT NULL,
         UNIQUE (stream, stream_version)
-    )"];
+    )",
+    "CREATE TABLE account_keys (account bigint PRIMARY KEY, key bytea NOT NULL)",
+];
+
+/// How soon after a deletion the keys table is rewritten (VACUUM FULL), so that no file of it
+/// holds the destroyed key any more.
+const SHRED_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Rows read per query while scanning.
 const PAGE: i64 = 10_000;
@@ -57,8 +64,10 @@ pub struct PgEventLog {
     index: RwLock<LogIndex>,
     /// The end of the log as committed by this process or seen by it.
     durable: AtomicU64,
-    /// Bytes of the events table (refreshed by `sync`) plus the key vault.
+    /// Bytes of the events and keys tables (refreshed by `sync`).
     size: AtomicU64,
+    /// Set when keys were deleted: the shredder rewrites the keys table.
+    shred: Arc<std::sync::atomic::AtomicBool>,
 }
 
 async fn connect(url: &str) -> Result<Client, StoreError> {
@@ -91,27 +100,48 @@ fn checked_schema(schema: &str) -> Result<&str, StoreError> {
 }
 
 impl PgEventLog {
-    /// Connect, create or migrate `schema`, and index the log.
-    pub async fn open(
-        url: &str,
-        schema: &str,
-        vault: Arc<Vault>,
-    ) -> Result<PgEventLog, StoreError> {
+    /// Connect, create or migrate `schema`, load the account keys, and index the log.
+    pub async fn open(url: &str, schema: &str) -> Result<PgEventLog, StoreError> {
         let schema = checked_schema(schema)?.to_string();
         let mut writer = connect(url).await?;
         migrate(&mut writer, &schema).await?;
+        let reader = connect(url).await?;
+        let mut keys = std::collections::HashMap::new();
+        for row in reader
+            .query(
+                &format!("SELECT account, key FROM {schema}.account_keys"),
+                &[],
+            )
+            .await
+            .map_err(pg)?
+        {
+            let account: i64 = row.get(0);
+            let key: &[u8] = row.get(1);
+            let key: Key = key.try_into().map_err(|_| StoreError::Corrupt {
+                at: format!("{schema}.account_keys, account {account}"),
+                reason: format!("a key of {} bytes", key.len()),
+            })?;
+            keys.insert(account as u64, key);
+        }
         let log = PgEventLog {
             writer: tokio::sync::Mutex::new(writer),
-            reader: connect(url).await?,
+            reader,
             schema,
-            vault,
+            vault: Arc::new(Vault::in_memory(keys)?),
             index: RwLock::new(LogIndex::default()),
             durable: AtomicU64::new(0),
             size: AtomicU64::new(0),
+            shred: Arc::default(),
         };
         log.catch_up(&log.reader).await?;
         log.refresh_size().await?;
+        spawn_shredder(url.to_string(), log.schema.clone(), log.shred.clone());
         Ok(log)
+    }
+
+    /// The account keys (held in memory, persisted in the `account_keys` table).
+    pub fn vault(&self) -> Arc<Vault> {
+        self.vault.clone()
     }
 
     fn table(&self) -> String {
@@ -161,15 +191,114 @@ impl PgEventLog {
         let row = self
             .reader
             .query_one(
-                "SELECT pg_total_relation_size($1::text::regclass)",
-                &[&self.table()],
+                "SELECT pg_total_relation_size($1::text::regclass)
+                      + pg_total_relation_size($2::text::regclass)",
+                &[&self.table(), &format!("{}.account_keys", self.schema)],
             )
             .await
             .map_err(pg)?;
         let bytes: i64 = row.get(0);
-        self.size
-            .store(bytes as u64 + self.vault.len_on_disk(), Ordering::Relaxed);
+        self.size.store(bytes as u64, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Append under the lock: keys, events and deleted keys in one transaction.
+    async fn append_locked(
+        &self,
+        client: &mut Client,
+        events: Vec<NewEvent>,
+        prepared: codec::PreparedBatch,
+    ) -> Result<Appended, StoreError> {
+        let tx = client.transaction().await.map_err(pg)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&APPEND_LOCK])
+            .await
+            .map_err(pg)?;
+        // Another server may have appended since our last look.
+        self.catch_up(&tx).await?;
+        let (positions, records, sealed) = {
+            let index = self.index();
+            let stamp = super::now_us().max(index.last_stamp);
+            index.assign(events, prepared.sealed, stamp)
+        };
+        if records.is_empty() {
+            tx.commit().await.map_err(pg)?;
+            return Ok(Appended {
+                positions,
+                recorded: records,
+            });
+        }
+        let (accounts, keys): (Vec<i64>, Vec<Vec<u8>>) = prepared
+            .new_keys
+            .iter()
+            .map(|(a, k)| (*a as i64, k.to_vec()))
+            .unzip();
+        if !accounts.is_empty() {
+            tx.execute(
+                &format!(
+                    "INSERT INTO {}.account_keys (account, key)
+                     SELECT * FROM unnest($1::int8[], $2::bytea[])",
+                    self.schema
+                ),
+                &[&accounts, &keys],
+            )
+            .await
+            .map_err(pg)?;
+        }
+        let mut cols: (
+            Vec<i64>,
+            Vec<String>,
+            Vec<i64>,
+            Vec<Uuid>,
+            Vec<i64>,
+            Vec<Vec<u8>>,
+        ) = Default::default();
+        for (r, s) in records.iter().zip(sealed) {
+            cols.0.push(r.position as i64);
+            cols.1.push(r.stream().to_string());
+            cols.2.push(r.stream_version as i64);
+            cols.3.push(r.event_id);
+            cols.4.push(r.recorded_at_us);
+            cols.5
+                .push(codec::encode_chunk_sealed(std::slice::from_ref(r), &[s])?);
+        }
+        tx.execute(
+            &format!(
+                "INSERT INTO {} (position, stream, stream_version, event_id, recorded_at_us, body)
+                 SELECT * FROM unnest($1::int8[], $2::text[], $3::int8[], $4::uuid[], $5::int8[],
+                                      $6::bytea[])",
+                self.table()
+            ),
+            &[&cols.0, &cols.1, &cols.2, &cols.3, &cols.4, &cols.5],
+        )
+        .await
+        .map_err(pg)?;
+        // Crypto-shredding: the key row goes in the transaction that records the deletion.
+        let deleted: Vec<i64> = records
+            .iter()
+            .filter_map(|r| match r.event {
+                Event::AccountDeleted { account } => Some(account as i64),
+                _ => None,
+            })
+            .collect();
+        if !deleted.is_empty() {
+            tx.execute(
+                &format!(
+                    "DELETE FROM {}.account_keys WHERE account = ANY($1)",
+                    self.schema
+                ),
+                &[&deleted],
+            )
+            .await
+            .map_err(pg)?;
+        }
+        tx.commit().await.map_err(pg)?;
+        if !deleted.is_empty() {
+            self.shred.store(true, Ordering::Release);
+        }
+        Ok(Appended {
+            positions,
+            recorded: records,
+        })
     }
 
     fn decode(&self, rows: Vec<tokio_postgres::Row>) -> Result<Vec<RecordedEvent>, StoreError> {
@@ -185,6 +314,39 @@ impl PgEventLog {
         }
         Ok(out)
     }
+}
+
+/// Rewrite the keys table (VACUUM FULL) at most every [`SHRED_WITHIN`] when keys were deleted:
+/// a plain DELETE leaves the dead row's bytes in the table's pages until they are reused. The
+/// task ends when the log is dropped.
+fn spawn_shredder(url: String, schema: String, shred: Arc<std::sync::atomic::AtomicBool>) {
+    let weak = Arc::downgrade(&shred);
+    drop(shred);
+    tokio::spawn(async move {
+        let mut client = None;
+        loop {
+            tokio::time::sleep(SHRED_WITHIN).await;
+            let Some(shred) = weak.upgrade() else { return };
+            if !shred.swap(false, Ordering::AcqRel) {
+                continue;
+            }
+            if client.is_none() {
+                client = connect(&url).await.ok();
+            }
+            let done = match &client {
+                Some(c) => c
+                    .batch_execute(&format!("VACUUM FULL {schema}.account_keys"))
+                    .await
+                    .map_err(pg),
+                None => Err(StoreError::Io("cannot connect to PostgreSQL".into())),
+            };
+            if let Err(e) = done {
+                tracing::error!("rewriting the keys table failed (retried): {e}");
+                shred.store(true, Ordering::Release);
+                client = None;
+            }
+        }
+    });
 }
 
 async fn migrate(client: &mut Client, schema: &str) -> Result<(), StoreError> {
@@ -233,55 +395,17 @@ async fn migrate(client: &mut Client, schema: &str) -> Result<(), StoreError> {
 #[async_trait]
 impl EventLog for PgEventLog {
     async fn append(&self, events: Vec<NewEvent>) -> Result<Appended, StoreError> {
-        let sealed_all = codec::prepare_batch(&events, &self.vault)?;
+        let prepared = codec::prepare_batch(&events, &self.vault)?;
+        let made: Vec<u64> = prepared.new_keys.iter().map(|(a, _)| *a).collect();
         let mut client = self.writer.lock().await;
-        let tx = client.transaction().await.map_err(pg)?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&APPEND_LOCK])
-            .await
-            .map_err(pg)?;
-        // Another server may have appended since our last look.
-        self.catch_up(&tx).await?;
-        let (positions, records, sealed) = {
-            let index = self.index();
-            let stamp = super::now_us().max(index.last_stamp);
-            index.assign(events, sealed_all, stamp)
+        let (positions, records) = match self.append_locked(&mut client, events, prepared).await {
+            Ok(a) => (a.positions, a.recorded),
+            Err(e) => {
+                // Keys that were never committed must not pass for stored ones later.
+                self.vault.forget(&made);
+                return Err(e);
+            }
         };
-        if records.is_empty() {
-            tx.commit().await.map_err(pg)?;
-            return Ok(Appended {
-                positions,
-                recorded: records,
-            });
-        }
-        let mut cols: (
-            Vec<i64>,
-            Vec<String>,
-            Vec<i64>,
-            Vec<Uuid>,
-            Vec<i64>,
-            Vec<Vec<u8>>,
-        ) = Default::default();
-        for (r, s) in records.iter().zip(sealed) {
-            cols.0.push(r.position as i64);
-            cols.1.push(r.stream().to_string());
-            cols.2.push(r.stream_version as i64);
-            cols.3.push(r.event_id);
-            cols.4.push(r.recorded_at_us);
-            cols.5
-                .push(codec::encode_chunk_sealed(std::slice::from_ref(r), &[s])?);
-        }
-        tx.execute(
-            &format!(
-                "INSERT INTO {} (position, stream, stream_version, event_id, recorded_at_us, body)
-                 SELECT * FROM unnest($1::int8[], $2::text[], $3::int8[], $4::uuid[], $5::int8[],
-                                      $6::bytea[])",
-                self.table()
-            ),
-            &[&cols.0, &cols.1, &cols.2, &cols.3, &cols.4, &cols.5],
-        )
-        .await
-        .map_err(pg)?;
-        tx.commit().await.map_err(pg)?;
         {
             let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
             for r in &records {
@@ -369,8 +493,7 @@ impl EventLog for PgEventLog {
     }
 
     async fn sync(&self) -> Result<(), StoreError> {
-        // Commits are durable already; the vault is a file beside the database.
-        self.vault.sync()?;
+        // Commits are durable already, keys included.
         self.refresh_size().await
     }
 

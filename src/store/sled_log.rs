@@ -395,7 +395,7 @@ impl SledEventLog {
     /// sync makes the batch durable, shared with every appender that wrote meanwhile.
     fn append_blocking(&self, events: Vec<NewEvent>) -> Result<Appended, StoreError> {
         let vault = &self.inner.vault;
-        let sealed_all = codec::prepare_batch(&events, vault)?;
+        let sealed_all = codec::prepare_batch(&events, vault)?.sealed;
         let (positions, records) = {
             let _writer = self
                 .inner

@@ -1,4 +1,6 @@
-//! Per-account encryption keys, in a file of fixed slots (slot = account number).
+//! Per-account encryption keys, in a file of fixed slots (slot = account number), or held
+//! in memory only for a store that persists them itself ([`Vault::in_memory`]: PostgreSQL
+//! writes each new key in the transaction of the events that need it).
 //!
 //! Why a plain file and not sled: sled is log-structured and keeps old values in old segments,
 //! so a removed key could still sit on disk. Here destroying a key overwrites its slot in place
@@ -36,11 +38,15 @@ const LEGACY_SLOT_LEN: usize = 32;
 /// One sealing: (plaintext, nonce ‖ ciphertext ‖ tag).
 type Sealing = (Vec<u8>, Vec<u8>);
 
+/// An account's key.
+pub type Key = [u8; KEY_LEN];
+
 pub struct Vault {
     /// Keys and nonces come from a ChaCha20 CSPRNG seeded once from the OS: one `getrandom`
     /// syscall per key was a measurable share of an import's time.
     rng: Mutex<ChaCha20Rng>,
-    file: File,
+    /// None: the keys are persisted by the store that made the vault.
+    file: Option<File>,
     keys: RwLock<HashMap<AccountId, [u8; KEY_LEN]>>,
     /// The last sealing per account (plaintext, sealed): the log and the views seal the same
     /// profile, and views re-save unchanged rows; both reuse it instead of encrypting again.
@@ -123,7 +129,7 @@ impl Vault {
                 path: path.to_path_buf(),
                 reason: format!("no OS randomness: {e}"),
             })?),
-            file,
+            file: Some(file),
             keys: RwLock::new(keys),
             last_sealed: Mutex::new(HashMap::new()),
             dirty: Mutex::new(false),
@@ -131,9 +137,34 @@ impl Vault {
         })
     }
 
+    /// A vault over keys its store persists: [`Vault::ensure_keys`] hands back the new keys to
+    /// be written with the events, and [`Vault::destroy`] only forgets.
+    pub fn in_memory(keys: HashMap<AccountId, Key>) -> Result<Vault, StoreError> {
+        Ok(Vault {
+            rng: Mutex::new(
+                ChaCha20Rng::from_rng(OsRng)
+                    .map_err(|e| StoreError::Io(format!("no OS randomness: {e}")))?,
+            ),
+            file: None,
+            keys: RwLock::new(keys),
+            last_sealed: Mutex::new(HashMap::new()),
+            dirty: Mutex::new(false),
+            synced_len: AtomicU64::new(0),
+        })
+    }
+
+    /// Forget keys that were never persisted (their append failed).
+    pub fn forget(&self, accounts: &[AccountId]) {
+        let mut keys = self.write_keys();
+        for a in accounts {
+            keys.remove(a);
+        }
+    }
+
     /// Make sure each account has a key (no-op for those that have one). Consecutive new
-    /// accounts (an import) are written with one `pwrite`. Durable after [`Vault::sync`].
-    pub fn ensure_keys(&self, accounts: &[AccountId]) -> Result<(), StoreError> {
+    /// accounts (an import) are written with one `pwrite`. Durable after [`Vault::sync`]. Returns
+    /// the new keys (an in-memory vault's store persists them).
+    pub fn ensure_keys(&self, accounts: &[AccountId]) -> Result<Vec<(AccountId, Key)>, StoreError> {
         let mut new: Vec<AccountId> = {
             let keys = self.read_keys();
             accounts
@@ -143,12 +174,13 @@ impl Vault {
                 .collect()
         };
         if new.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         new.sort_unstable();
         new.dedup();
         let mut keys = self.write_keys();
         let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+        let mut made = Vec::with_capacity(new.len());
         let mut run_start = 0;
         while run_start < new.len() {
             let mut run_end = run_start + 1;
@@ -160,13 +192,15 @@ impl Vault {
                 let key: [u8; KEY_LEN] = XChaCha20Poly1305::generate_key(&mut *rng).into();
                 bytes.extend_from_slice(&slot_bytes(account, &key));
                 keys.insert(account, key);
+                made.push((account, key));
             }
-            self.file
-                .write_all_at(&bytes, slot_offset(new[run_start]))?;
+            if let Some(file) = &self.file {
+                file.write_all_at(&bytes, slot_offset(new[run_start]))?;
+            }
             run_start = run_end;
         }
         *self.dirty.lock().unwrap_or_else(|e| e.into_inner()) = true;
-        Ok(())
+        Ok(made)
     }
 
     /// Overwrite the account's slot with zeros and fsync: its personal data becomes unreadable.
@@ -178,9 +212,10 @@ impl Vault {
         if self.write_keys().remove(&account).is_none() {
             return Ok(());
         }
-        self.file
-            .write_all_at(&[0u8; SLOT_LEN], slot_offset(account))?;
-        self.file.sync_data()?;
+        if let Some(file) = &self.file {
+            file.write_all_at(&[0u8; SLOT_LEN], slot_offset(account))?;
+            file.sync_data()?;
+        }
         Ok(())
     }
 
@@ -191,9 +226,9 @@ impl Vault {
     /// fsync new keys before the records that need them are acknowledged.
     pub fn sync(&self) -> Result<(), StoreError> {
         let mut dirty = self.dirty.lock().unwrap_or_else(|e| e.into_inner());
-        if *dirty {
+        if *dirty && let Some(file) = &self.file {
             let len = self.len_on_disk();
-            self.file.sync_data()?;
+            file.sync_data()?;
             self.synced_len.fetch_max(len, Ordering::AcqRel);
             *dirty = false;
         }
@@ -201,7 +236,10 @@ impl Vault {
     }
 
     pub fn len_on_disk(&self) -> u64 {
-        self.file.metadata().map(|m| m.len()).unwrap_or(0)
+        self.file
+            .as_ref()
+            .and_then(|f| f.metadata().ok())
+            .map_or(0, |m| m.len())
     }
 
     /// The file length the last sync made durable.
