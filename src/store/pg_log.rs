@@ -55,6 +55,17 @@ fn pg(e: tokio_postgres::Error) -> StoreError {
     StoreError::Io(format!("postgres: {e}"))
 }
 
+/// A batch's rows as columns, for one `INSERT ... SELECT FROM unnest(...)`.
+#[derive(Default)]
+struct Columns {
+    position: Vec<i64>,
+    stream: Vec<String>,
+    version: Vec<i64>,
+    event_id: Vec<Uuid>,
+    at: Vec<i64>,
+    body: Vec<Vec<u8>>,
+}
+
 pub struct PgEventLog {
     /// Appends: one at a time in this process (the advisory lock orders them across servers).
     writer: tokio::sync::Mutex<Client>,
@@ -244,21 +255,14 @@ impl PgEventLog {
             .await
             .map_err(pg)?;
         }
-        let mut cols: (
-            Vec<i64>,
-            Vec<String>,
-            Vec<i64>,
-            Vec<Uuid>,
-            Vec<i64>,
-            Vec<Vec<u8>>,
-        ) = Default::default();
+        let mut cols = Columns::default();
         for (r, s) in records.iter().zip(sealed) {
-            cols.0.push(r.position as i64);
-            cols.1.push(r.stream().to_string());
-            cols.2.push(r.stream_version as i64);
-            cols.3.push(r.event_id);
-            cols.4.push(r.recorded_at_us);
-            cols.5
+            cols.position.push(r.position as i64);
+            cols.stream.push(r.stream().to_string());
+            cols.version.push(r.stream_version as i64);
+            cols.event_id.push(r.event_id);
+            cols.at.push(r.recorded_at_us);
+            cols.body
                 .push(codec::encode_chunk_sealed(std::slice::from_ref(r), &[s])?);
         }
         tx.execute(
@@ -268,7 +272,14 @@ impl PgEventLog {
                                       $6::bytea[])",
                 self.table()
             ),
-            &[&cols.0, &cols.1, &cols.2, &cols.3, &cols.4, &cols.5],
+            &[
+                &cols.position,
+                &cols.stream,
+                &cols.version,
+                &cols.event_id,
+                &cols.at,
+                &cols.body,
+            ],
         )
         .await
         .map_err(pg)?;
