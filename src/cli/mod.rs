@@ -92,6 +92,19 @@ pub struct ServeArgs {
     /// Token config file. Default: <data-dir>/config.json.
     #[arg(long, env = "ACCOUNT_LEDGER_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Keep the event log and the account keys in PostgreSQL (a libpq connection string, e.g.
+    /// `host=127.0.0.1 user=postgres dbname=ledger` or `postgres://...`) instead of the data
+    /// dir's sled store; the data dir keeps config.json and a cache of the views. One server per
+    /// schema for now.
+    #[arg(long, env = "ACCOUNT_LEDGER_STORE", hide_env_values = true)]
+    pub store: Option<String>,
+    /// The PostgreSQL schema to use (created and migrated by the server).
+    #[arg(
+        long,
+        env = "ACCOUNT_LEDGER_STORE_SCHEMA",
+        default_value = "account_ledger"
+    )]
+    pub store_schema: String,
     /// Start even though the data dir holds less than its reach record says (a truncated log,
     /// a missing or short key vault, accounts without keys). The loss is logged as an error
     /// and the record rewritten to what is left. Restore from a backup instead when you can.

@@ -55,19 +55,39 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
             config_path.display()
         );
     }
-    let store_dir = data_dir.join("ledger");
-    let options = crate::store::StoreOptions {
-        accept_data_loss: args.accept_data_loss,
+    let ledger = match &args.store {
+        Some(url) => {
+            let views_dir = data_dir.join("views-cache");
+            Ledger::open_postgres(
+                &views_dir,
+                url,
+                &args.store_schema,
+                std::sync::Arc::new(crate::ledger::SystemClock),
+            )
+            .await
+            .map_err(|e| {
+                format!(
+                    "opening the PostgreSQL store (schema {}): {e}",
+                    args.store_schema
+                )
+            })?
+        }
+        None => {
+            let store_dir = data_dir.join("ledger");
+            let options = crate::store::StoreOptions {
+                accept_data_loss: args.accept_data_loss,
+            };
+            Ledger::open_with(&store_dir, options)
+                .await
+                .map_err(|e| match e {
+                    // Names its own path and what to do.
+                    crate::ledger::LedgerError::Store(
+                        e @ crate::store::StoreError::DataLoss { .. },
+                    ) => e.to_string(),
+                    e => format!("opening {}: {e}", store_dir.display()),
+                })?
+        }
     };
-    let ledger = Ledger::open_with(&store_dir, options)
-        .await
-        .map_err(|e| match e {
-            // Names its own path and what to do.
-            crate::ledger::LedgerError::Store(e @ crate::store::StoreError::DataLoss { .. }) => {
-                e.to_string()
-            }
-            e => format!("opening {}: {e}", store_dir.display()),
-        })?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;

@@ -199,6 +199,36 @@ impl Ledger {
         Ok(ledger)
     }
 
+    /// Open over a PostgreSQL event log and key table (`schema` in the database at `url`),
+    /// with the views as a local cache in `views_dir` (derived data: rebuilt from the log when
+    /// missing or behind).
+    pub async fn open_postgres(
+        views_dir: &Path,
+        url: &str,
+        schema: &str,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Ledger, LedgerError> {
+        let started = std::time::Instant::now();
+        let log = store::pg_log::PgEventLog::open(url, schema).await?;
+        let vault = log.vault();
+        let dir = views_dir.to_path_buf();
+        let cache_vault = vault.clone();
+        let views =
+            tokio::task::spawn_blocking(move || store::sled_views::open_cache(&dir, cache_vault))
+                .await
+                .map_err(|e| StoreError::Io(e.to_string()))??;
+        let views: Arc<dyn ViewStore> = Arc::new(views);
+        let loaded = load_views(views.clone()).await?;
+        let ledger = Ledger::start_from(Arc::new(log), views, loaded, clock).await?;
+        ledger.check_live_keys(
+            &vault,
+            Path::new(&format!("PostgreSQL schema {schema}")),
+            StoreOptions::default(),
+        )?;
+        tracing::info!("ledger open on PostgreSQL in {:.2?}", started.elapsed());
+        Ok(ledger)
+    }
+
     /// Every account not deleted must have its key: without it the account's personal data
     /// reads blank, which must never pass for an intact ledger.
     fn check_live_keys(

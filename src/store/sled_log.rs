@@ -269,7 +269,7 @@ impl Drop for Inner {
 
 /// sled's file lock is released by its background threads shortly after the last handle is
 /// dropped; a reopen in the same process (restart, tests) waits briefly for it.
-fn open_sled(sled_dir: &Path) -> Result<sled::Db, String> {
+pub(super) fn open_sled(sled_dir: &Path) -> Result<sled::Db, String> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
     loop {
         let opened = catch_unwind(AssertUnwindSafe(|| {

@@ -63,6 +63,19 @@ fn series_prefix(name: &str) -> Vec<u8> {
     k
 }
 
+/// Views kept in a sled directory of their own, as a local cache beside a log stored elsewhere
+/// (PostgreSQL): derived data, rebuilt from the log when missing or behind.
+pub fn open_cache(dir: &std::path::Path, vault: Arc<Vault>) -> Result<SledViews, StoreError> {
+    let open_err = |reason: String| StoreError::Open {
+        path: dir.to_path_buf(),
+        reason,
+    };
+    super::files::create_private_dir(dir).map_err(|e| open_err(e.to_string()))?;
+    let db = super::sled_log::open_sled(dir).map_err(open_err)?;
+    super::files::narrow_tree(dir).map_err(|e| open_err(e.to_string()))?;
+    SledViews::open(&db, vault)
+}
+
 impl SledViews {
     pub(super) fn open(db: &sled::Db, vault: Arc<Vault>) -> Result<SledViews, StoreError> {
         Ok(SledViews {

@@ -1,0 +1,89 @@
+//! `serve --store` on PostgreSQL, through the real binary: the log and the keys live in the
+//! database (a server whose local view cache is gone rebuilds everything from it, names
+//! included), a deleted account's key row leaves the database with its deletion, and the
+//! schema is created by the server. Needs PostgreSQL (see tests/event_log.rs).
+
+mod served;
+
+use served::Served;
+
+fn pg_url() -> String {
+    std::env::var("ACCOUNT_LEDGER_TEST_PG")
+        .unwrap_or_else(|_| "host=127.0.0.1 port=5432 user=postgres dbname=test".into())
+}
+
+fn psql(sql: &str) -> String {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async move {
+        let (client, connection) = tokio_postgres::connect(&pg_url(), tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL does not answer at {:?}: {e}", pg_url()));
+        tokio::spawn(connection);
+        let rows = client.simple_query(sql).await.unwrap();
+        rows.iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    })
+}
+
+#[test]
+fn a_server_on_postgres_keeps_log_and_keys_in_the_database() {
+    let schema = format!("al_serve_{}", uuid::Uuid::new_v4().simple());
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let url = pg_url();
+    let args = ["--store", url.as_str(), "--store-schema", schema.as_str()];
+    let server = Served::start(&data, "127.0.0.1:0", &args);
+    let op = server.token.clone().unwrap();
+    let admin = server.domain_admin(&op, "d1");
+    for (login, iid) in [("ann", "S1"), ("bob", "S2")] {
+        let (code, _, err) = server.cli(
+            &admin,
+            &[
+                "account",
+                "create",
+                "--domain",
+                "d1",
+                "--login",
+                login,
+                "--import-id",
+                iid,
+                "--first-name",
+                "First",
+            ],
+        );
+        assert_eq!(code, 0, "{err}");
+    }
+    let (code, _, err) = server.cli(&admin, &["account", "delete", "d1:S2", "--yes"]);
+    assert_eq!(code, 0, "{err}");
+    drop(server);
+
+    assert_eq!(
+        psql(&format!("SELECT count(*) FROM {schema}.account_keys")),
+        "1"
+    );
+    let events: u64 = psql(&format!("SELECT count(*) FROM {schema}.events"))
+        .parse()
+        .unwrap();
+    assert!(events >= 4, "{events} events");
+
+    // Without its local view cache, a server rebuilds everything from the database.
+    std::fs::remove_dir_all(data.join("views-cache")).unwrap();
+    let server = Served::start(&data, "127.0.0.1:0", &args);
+    let (code, out, err) = server.cli(&admin, &["account", "show", "d1:S1", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let ann: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(ann["login"], "ann", "{ann}");
+    assert_eq!(ann["first_name"], "First", "{ann}");
+    let (code, out, _) = server.cli(&admin, &["account", "show", "2", "--json"]);
+    assert_eq!(code, 0);
+    let bob: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(bob["status"], "deleted", "{bob}");
+    assert_ne!(bob["login"], "bob", "erased: {bob}");
+    drop(server);
+    psql(&format!("DROP SCHEMA {schema} CASCADE"));
+}
