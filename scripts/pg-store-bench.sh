@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The service on PostgreSQL (`serve --store`) next to the service on sled and PostgreSQL's own
+# pgbench, same box, same minutes: durable single commands over gRPC (RecordSignIn via h2load,
+# 64 connections and 1) and a 100k-row users.csv import through the CLI. A benchmark, not a test.
+# usage: scripts/pg-store-bench.sh BINARY WORKDIR [CONNINFO]
+set -euo pipefail
+bin=$1 work=$2 conninfo=${3:-host=127.0.0.1 user=postgres dbname=test}
+tools="$(cd "$(dirname "$0")/../../shared/tools" && pwd)"
+rm -rf "$work"; mkdir -p "$work"; chmod 755 "$work"
+schema="al_bench_$$"
+python3 - "$work/users.csv" 100000 <<'PY'
+import sys
+n = int(sys.argv[2])
+with open(sys.argv[1], "w") as f:
+    f.write("import_id,first_name,last_name,login,password,email,user_type,enabled\n")
+    for i in range(n):
+        f.write(f"U{i:07d},First{i},Last{i},user{i:07d},pw{i},user{i:07d}@district.example,student,1\n")
+PY
+printf '\\set s random(1, 100000)\ninsert into ev(stream, payload) values (:s, repeat(%s, 220));\n' "'x'" > "$work/ins.sql"
+chmod 644 "$work/ins.sql"
+su postgres -c "psql -qc 'drop database if exists al_pgbench'" && su postgres -c "psql -qc 'create database al_pgbench'"
+su postgres -c "psql -q al_pgbench -c 'create table ev(pos bigserial primary key, stream bigint not null, payload text not null)'"
+echo "pgbench single-row inserts, 64 clients: $(su postgres -c "pgbench -n -c 64 -j 2 -T 10 -f $work/ins.sql al_pgbench" 2>&1 | grep -E '^tps' | tr '\n' ' ')"
+echo "pgbench single-row inserts, 1 client:   $(su postgres -c "pgbench -n -c 1 -j 1 -T 5 -f $work/ins.sql al_pgbench" 2>&1 | grep -E '^tps' | tr '\n' ' ')"
+su postgres -c "psql -qc 'drop database al_pgbench'"
+run() { # run NAME PORT [serve args...]
+  local name=$1 port=$2; shift 2
+  local addr=127.0.0.1:$port data="$work/data-$name"
+  "$bin" serve --data-dir "$data" --listen "$addr" "$@" > "$work/$name.out" 2> "$work/$name.err" & local spid=$!
+  until "$("$tools/venv.sh")/bin/python" "$tools/grpc_probe.py" "$addr" > /dev/null 2>&1; do sleep 0.1; done
+  export ACCOUNT_LEDGER_SERVER="http://$addr"
+  export ACCOUNT_LEDGER_TOKEN=$(grep -o 'al_[A-Za-z0-9_-]*' "$work/$name.out" | head -1)
+  "$bin" domain create perf --limit 200000 > /dev/null
+  local lms; lms=$("$bin" token add --principal lms --role lms)
+  export ACCOUNT_LEDGER_TOKEN=$("$bin" token add --principal admin --role domain-admin --domain perf)
+  "$bin" account create --domain perf --login u1 --import-id S1 > /dev/null
+  echo "$name RecordSignIn 64 conns: $("$tools/grpc-load.sh" "$addr" RecordSignIn '{"account":{"id":1}}' "$lms" 20000 64 1 | grep -E 'finished|time for request' | tr -s ' ' | tr '\n' ' ')"
+  echo "$name RecordSignIn 1 conn:   $("$tools/grpc-load.sh" "$addr" RecordSignIn '{"account":{"id":1}}' "$lms" 3000 1 1 | grep -E 'finished|time for request' | tr -s ' ' | tr '\n' ' ')"
+  local t0 t1; t0=$(date +%s.%N)
+  "$bin" import --domain perf --kind update-users "$work/users.csv" > "$work/$name.import" 2>&1
+  t1=$(date +%s.%N)
+  echo "$name import of 100k new accounts (CLI): $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}') s; $(grep -E '^status' "$work/$name.import")"
+  kill -TERM $spid; wait $spid || true
+}
+run sled 50095
+run postgres 50096 --store "$conninfo" --store-schema "$schema"
+psql "$conninfo" -qc "drop schema $schema cascade" > /dev/null 2>&1 || true
