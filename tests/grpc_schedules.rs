@@ -1,6 +1,6 @@
 //! ScheduleService over real gRPC (in-process server, real tonic client) with a clock the test
 //! moves: a lock-out made, listed, fired and seen in an account's history; who may do what;
-//! bad requests named by field.
+//! bad requests named by field. Each test runs on sled and on PostgreSQL.
 
 mod common;
 
@@ -30,7 +30,9 @@ fn lock_out(selection: pb::schedule_selection::Kind) -> pb::ScheduleChangeReques
     }
 }
 
-async fn start() -> (
+async fn start(
+    backend: Backend,
+) -> (
     TestServer,
     Client,
     ScheduleServiceClient<Channel>,
@@ -39,7 +41,7 @@ async fn start() -> (
     u64,
 ) {
     let clock = Arc::new(ManualClock::new(T0));
-    let server = TestServer::start_with_clock(clock.clone()).await;
+    let server = TestServer::start_on(backend, clock.clone()).await;
     let mut c = server.client().await;
     register(&mut c, "d1", 10).await;
     let ann = create_account(&mut c, ADMIN_D1, "d1", "ann", Some("S1")).await;
@@ -79,9 +81,8 @@ async fn status(c: &mut Client, id: u64) -> i32 {
         .status
 }
 
-#[tokio::test]
-async fn a_lock_out_is_listed_fires_on_time_and_names_itself_in_the_history() {
-    let (server, mut c, mut s, clock, ann, tess) = start().await;
+async fn a_lock_out_is_listed_fires_on_time_and_names_itself_in_the_history(backend: Backend) {
+    let (server, mut c, mut s, clock, ann, tess) = start(backend).await;
     let made = s
         .schedule_change(req(
             ADMIN_D1,
@@ -148,9 +149,8 @@ async fn a_lock_out_is_listed_fires_on_time_and_names_itself_in_the_history() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn only_admins_of_the_domain_schedule_and_auditors_only_list() {
-    let (server, _c, mut s, _clock, _, _) = start().await;
+async fn only_admins_of_the_domain_schedule_and_auditors_only_list(backend: Backend) {
+    let (server, _c, mut s, _clock, _, _) = start(backend).await;
     let everyone = || lock_out(pb::schedule_selection::Kind::Everyone(true));
     assert_status(
         s.schedule_change(req(ADMIN_D2, everyone())).await,
@@ -233,9 +233,8 @@ async fn only_admins_of_the_domain_schedule_and_auditors_only_list() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn bad_schedule_requests_name_their_field() {
-    let (server, _c, mut s, _clock, _, _) = start().await;
+async fn bad_schedule_requests_name_their_field(backend: Backend) {
+    let (server, _c, mut s, _clock, _, _) = start(backend).await;
     let base = || lock_out(pb::schedule_selection::Kind::Everyone(true));
     let cases: Vec<(pb::ScheduleChangeRequest, Code, &str)> = vec![
         (
@@ -325,3 +324,9 @@ async fn bad_schedule_requests_name_their_field() {
     assert!(listed.is_empty(), "{listed:?}");
     server.stop().await;
 }
+
+on_both_backends!(
+    a_lock_out_is_listed_fires_on_time_and_names_itself_in_the_history,
+    only_admins_of_the_domain_schedule_and_auditors_only_list,
+    bad_schedule_requests_name_their_field
+);

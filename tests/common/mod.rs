@@ -29,6 +29,35 @@ pub struct TestServer {
     pub dir: tempfile::TempDir,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<()>>,
+    /// The PostgreSQL schema of a server on PostgreSQL, dropped by `stop`.
+    pg_schema: Option<String>,
+}
+
+/// Which store a test server runs on: tests written once run on both (`on_both_backends!`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sled,
+    /// `ACCOUNT_LEDGER_TEST_PG`, default the project machines' server; a schema per server.
+    Postgres,
+}
+
+pub fn pg_url() -> String {
+    std::env::var("ACCOUNT_LEDGER_TEST_PG")
+        .unwrap_or_else(|_| "host=127.0.0.1 port=5432 user=postgres dbname=test".into())
+}
+
+/// Run each named `async fn name(backend: Backend)` of the test file as two tests, one per
+/// backend: `on_sled::name` and `on_postgres::name`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod on_sled {
+            $( #[tokio::test] async fn $name() { super::$name(crate::common::Backend::Sled).await } )*
+        }
+        mod on_postgres {
+            $( #[tokio::test] async fn $name() { super::$name(crate::common::Backend::Postgres).await } )*
+        }
+    };
 }
 
 fn entry(principal: &str, role: Role, domains: &[&str], token: &str) -> TokenEntry {
@@ -47,6 +76,11 @@ impl TestServer {
 
     /// A server whose scheduled changes fire by `clock` (tests move it by hand).
     pub async fn start_with_clock(clock: Arc<dyn Clock>) -> TestServer {
+        TestServer::start_on(Backend::Sled, clock).await
+    }
+
+    /// A server on `backend`, firing scheduled changes by `clock`.
+    pub async fn start_on(backend: Backend, clock: Arc<dyn Clock>) -> TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = AuthConfig {
             tokens: vec![
@@ -59,9 +93,25 @@ impl TestServer {
         };
         let config_path = dir.path().join("config.json");
         config.save(&config_path).expect("save config");
-        let ledger = Ledger::open_with_clock(&dir.path().join("ledger"), Default::default(), clock)
-            .await
-            .expect("open ledger");
+        let mut pg_schema = None;
+        let ledger = match backend {
+            Backend::Sled => {
+                Ledger::open_with_clock(&dir.path().join("ledger"), Default::default(), clock)
+                    .await
+                    .expect("open ledger")
+            }
+            Backend::Postgres => {
+                let schema = format!("al_grpc_{}", uuid::Uuid::new_v4().simple());
+                let ledger =
+                    Ledger::open_postgres(&dir.path().join("views"), &pg_url(), &schema, clock)
+                        .await
+                        .unwrap_or_else(|e| {
+                            panic!("PostgreSQL at {:?} ({e}): these tests need it", pg_url())
+                        });
+                pg_schema = Some(schema);
+                ledger
+            }
+        };
         let auth = Arc::new(Auth::new(config, Some(config_path.clone())));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -83,6 +133,7 @@ impl TestServer {
             dir,
             shutdown: Some(tx),
             handle: Some(handle),
+            pg_schema,
         }
     }
 
@@ -97,6 +148,16 @@ impl TestServer {
         }
         if let Some(h) = self.handle.take() {
             h.await.expect("server task");
+        }
+        if let Some(schema) = self.pg_schema.take() {
+            let (client, connection) = tokio_postgres::connect(&pg_url(), tokio_postgres::NoTls)
+                .await
+                .expect("PostgreSQL");
+            tokio::spawn(connection);
+            client
+                .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+                .await
+                .expect("drop schema");
         }
     }
 }
