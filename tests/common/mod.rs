@@ -52,10 +52,10 @@ pub fn pg_url() -> String {
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod on_sled {
-            $( #[tokio::test] async fn $name() { super::$name(crate::common::Backend::Sled).await } )*
+            $( #[tokio::test] async fn $name() { super::$name($crate::common::Backend::Sled).await } )*
         }
         mod on_postgres {
-            $( #[tokio::test] async fn $name() { super::$name(crate::common::Backend::Postgres).await } )*
+            $( #[tokio::test] async fn $name() { super::$name($crate::common::Backend::Postgres).await } )*
         }
     };
 }
