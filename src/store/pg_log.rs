@@ -27,8 +27,11 @@ use super::vault::{Key, Vault};
 use super::{Appended, EventLog, NewEvent, RecordedEvent, StoreError};
 use crate::domain::{Event, StreamId};
 
-/// The advisory lock key appends serialize on ("ALLEDGER" in ASCII).
-const APPEND_LOCK: i64 = 0x414C_4C45_4447_4552;
+/// The advisory lock appends (and migrations) of one schema serialize on: "AL" and a CRC-32 of
+/// the schema name, so deployments in other schemas of the same database do not wait for it.
+fn append_lock(schema: &str) -> i64 {
+    (0x414C_i64 << 32) | i64::from(crc32fast::hash(schema.as_bytes()))
+}
 
 /// Migrations in order; the database records the last one applied.
 const MIGRATIONS: &[&str] = &[
@@ -221,9 +224,12 @@ impl PgEventLog {
         prepared: codec::PreparedBatch,
     ) -> Result<Appended, StoreError> {
         let tx = client.transaction().await.map_err(pg)?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&APPEND_LOCK])
-            .await
-            .map_err(pg)?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock($1)",
+            &[&append_lock(&self.schema)],
+        )
+        .await
+        .map_err(pg)?;
         // Another server may have appended since our last look.
         self.catch_up(&tx).await?;
         let (positions, records, sealed) = {
@@ -362,7 +368,7 @@ fn spawn_shredder(url: String, schema: String, shred: Arc<std::sync::atomic::Ato
 
 async fn migrate(client: &mut Client, schema: &str) -> Result<(), StoreError> {
     let tx = client.transaction().await.map_err(pg)?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&APPEND_LOCK])
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&append_lock(schema)])
         .await
         .map_err(pg)?;
     tx.batch_execute(&format!(
