@@ -87,3 +87,51 @@ fn a_server_on_postgres_keeps_log_and_keys_in_the_database() {
     drop(server);
     psql(&format!("DROP SCHEMA {schema} CASCADE"));
 }
+
+/// SIGTERM and wait: the server saves its views before it exits.
+fn stop(mut server: Served) {
+    let pid = server.child.id().to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(server.child.wait().unwrap().success());
+}
+
+#[test]
+fn a_view_cache_made_from_another_store_is_never_caught_up_with_this_one() {
+    let schema = format!("al_serve_{}", uuid::Uuid::new_v4().simple());
+    let dir = tempfile::tempdir().unwrap();
+    let (mine, other) = (dir.path().join("mine"), dir.path().join("other"));
+    let url = pg_url();
+    let args = ["--store", url.as_str(), "--store-schema", schema.as_str()];
+    let server = Served::start(&mine, "127.0.0.1:0", &args);
+    let op = server.token.clone().unwrap();
+    server.domain_admin(&op, "old");
+    stop(server);
+    assert!(mine.join("views-cache").join("STORE_ID").exists());
+    // The schema is dropped and made again, and another server writes more than we had.
+    psql(&format!("DROP SCHEMA {schema} CASCADE"));
+    let server = Served::start(&other, "127.0.0.1:0", &args);
+    let op2 = server.token.clone().unwrap();
+    let admin = server.domain_admin(&op2, "new");
+    for login in ["a", "b", "c"] {
+        let (code, _, err) = server.cli(
+            &admin,
+            &["account", "create", "--domain", "new", "--login", login],
+        );
+        assert_eq!(code, 0, "{err}");
+    }
+    stop(server);
+    // Our old cache (domain "old", checkpoint behind the new log's end) must not come back.
+    let server = Served::start(&mine, "127.0.0.1:0", &args);
+    let (code, _, err) = server.cli(&op, &["license", "old"]);
+    assert_ne!(code, 0, "domain old is not in this store");
+    assert!(err.contains("not") || err.contains("denied"), "{err}");
+    let (code, out, err) = server.cli(&op, &["license", "new"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains('3'), "{out}");
+    drop(server);
+    psql(&format!("DROP SCHEMA {schema} CASCADE"));
+}

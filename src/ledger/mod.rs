@@ -211,12 +211,23 @@ impl Ledger {
         let started = std::time::Instant::now();
         let log = store::pg_log::PgEventLog::open(url, schema).await?;
         let vault = log.vault();
+        let identity = log.identity().await?;
         let dir = views_dir.to_path_buf();
         let cache_vault = vault.clone();
-        let views =
-            tokio::task::spawn_blocking(move || store::sled_views::open_cache(&dir, cache_vault))
-                .await
-                .map_err(|e| StoreError::Io(e.to_string()))??;
+        let views = tokio::task::spawn_blocking(move || {
+            let views = store::sled_views::open_cache(&dir, cache_vault)?;
+            // A cache made from another store (the schema dropped and made again, another
+            // database) starts over: its positions mean nothing here.
+            let mark = dir.join("STORE_ID");
+            let id = identity.to_string();
+            if std::fs::read_to_string(&mark).ok().as_deref() != Some(id.as_str()) {
+                views.clear()?;
+                std::fs::write(&mark, &id)?;
+            }
+            Ok::<_, StoreError>(views)
+        })
+        .await
+        .map_err(|e| StoreError::Io(e.to_string()))??;
         let views: Arc<dyn ViewStore> = Arc::new(views);
         let loaded = load_views(views.clone()).await?;
         let ledger = Ledger::start_from(Arc::new(log), views, loaded, clock).await?;

@@ -45,6 +45,10 @@ const MIGRATIONS: &[&str] = &[
         UNIQUE (stream, stream_version)
     )",
     "CREATE TABLE account_keys (account bigint PRIMARY KEY, key bytea NOT NULL)",
+    // Which store this is: a view cache made from another store (a schema dropped and made
+    // again) must never be caught up with this one's events.
+    "CREATE TABLE store_identity (id uuid NOT NULL);
+     INSERT INTO store_identity VALUES (gen_random_uuid())",
 ];
 
 /// How soon after a deletion the keys table is rewritten (VACUUM FULL), so that no file of it
@@ -156,6 +160,19 @@ impl PgEventLog {
     /// The account keys (held in memory, persisted in the `account_keys` table).
     pub fn vault(&self) -> Arc<Vault> {
         self.vault.clone()
+    }
+
+    /// This store's identity, made once with its schema.
+    pub async fn identity(&self) -> Result<Uuid, StoreError> {
+        let row = self
+            .reader
+            .query_one(
+                &format!("SELECT id FROM {}.store_identity", self.schema),
+                &[],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(row.get(0))
     }
 
     fn table(&self) -> String {
