@@ -1,6 +1,6 @@
 //! Crash safety of the real binary: acknowledged commands survive `kill -9`, and after a
 //! restart on the same data dir a replay of the log equals the live projections. Also: SIGTERM
-//! shuts down gracefully with exit code 0.
+//! shuts down gracefully with exit code 0. The same body on sled and on PostgreSQL.
 
 mod common;
 mod served;
@@ -15,14 +15,30 @@ use account_ledger::api::pb;
 use common::*;
 use served::Served;
 
-/// Start `account-ledger serve` on a free port; returns once it listens.
-fn start(data_dir: &Path) -> Served {
-    Served::start(data_dir, "127.0.0.1:0", &[])
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_commands_survive_kill_9() {
+    survive_kill_9(&[]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn acknowledged_commands_survive_kill_9() {
+async fn acknowledged_commands_survive_kill_9_on_postgres() {
+    let schema = format!("al_crash_{}", uuid::Uuid::new_v4().simple());
+    let url = pg_url();
+    survive_kill_9(&["--store", &url, "--store-schema", &schema]).await;
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .await
+        .unwrap();
+}
+
+async fn survive_kill_9(store: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
+    // Start `account-ledger serve` on a free port; returns once it listens.
+    let start = |data_dir: &Path| Served::start(data_dir, "127.0.0.1:0", store);
     let mut server = start(dir.path());
     let operator = server
         .token
