@@ -391,17 +391,7 @@ async fn account_history_says_what_happened_who_did_it_and_from_where() {
     reactivate(&mut c, ADMIN_D1, ann, Some(false)).await;
     enable(&mut c, ADMIN_D1, ann).await;
     record_sign_in(&mut c, ann).await;
-    let h = c
-        .get_account_history(req(
-            AUDITOR,
-            pb::GetAccountHistoryRequest {
-                account: by_id(ann),
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .events;
+    let h = account_history(&mut c, AUDITOR, ann).await;
     let kinds: Vec<&str> = h.iter().map(|e| e.kind.as_str()).collect();
     assert_eq!(
         kinds,

@@ -47,17 +47,7 @@ async fn point_in_time_and_history(backend: Backend) {
     assert_eq!(then.status, pb::AccountStatus::Enabled as i32);
     let now = get_account(&mut c, ADMIN_D1, by_id(ann), None).await;
     assert_eq!(now.status, pb::AccountStatus::Disabled as i32);
-    let history = c
-        .get_account_history(req(
-            AUDITOR,
-            pb::GetAccountHistoryRequest {
-                account: by_id(ann),
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .events;
+    let history = account_history(&mut c, AUDITOR, ann).await;
     let kinds: Vec<&str> = history.iter().map(|e| e.kind.as_str()).collect();
     assert_eq!(kinds, ["AccountCreated", "AccountDisabled"]);
     server.stop().await;

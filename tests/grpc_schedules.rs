@@ -112,17 +112,7 @@ async fn a_lock_out_is_listed_fires_on_time_and_names_itself_in_the_history(back
         status(&mut c, tess).await,
         pb::AccountStatus::Enabled as i32
     );
-    let history = c
-        .get_account_history(req(
-            ADMIN_D1,
-            pb::GetAccountHistoryRequest {
-                account: by_id(ann),
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .events;
+    let history = account_history(&mut c, ADMIN_D1, ann).await;
     let last = history.last().unwrap();
     assert_eq!(last.kind, "AccountDisabled");
     assert_eq!(last.actor, account_ledger::ledger::SCHEDULER);

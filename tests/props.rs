@@ -71,25 +71,6 @@ fn command(op: &Op, created: &[u64], n: usize) -> Option<Command> {
     })
 }
 
-fn check_limits(state: &LedgerState) -> Result<(), TestCaseError> {
-    for d in state.domains.values() {
-        prop_assert!(
-            d.licenses_used <= d.license_limit,
-            "{} uses {} of {}",
-            d.name,
-            d.licenses_used,
-            d.license_limit
-        );
-        let counted = state
-            .accounts
-            .values()
-            .filter(|a| a.domain == d.name && a.takes_license())
-            .count() as u32;
-        prop_assert_eq!(counted, d.licenses_used);
-    }
-    Ok(())
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -120,7 +101,7 @@ proptest! {
                 }
                 Err(_) => {}
             }
-            check_limits(&state)?;
+            support::check_limits(&state)?;
         }
     }
 }
@@ -184,7 +165,7 @@ proptest! {
             let dir = tempfile::tempdir().unwrap();
             let ledger = Ledger::open(dir.path()).await.unwrap();
             drive(&ledger, &ops, batch_every).await;
-            check_limits(&ledger.state_snapshot())?;
+            support::check_limits(&ledger.state_snapshot())?;
             let v = ledger.verify_projections().await.unwrap();
             prop_assert!(v.equal, "{}", v.detail);
 

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use account_ledger::domain::schedule::{Change, Phase, Target};
-use account_ledger::domain::{Command, Event, LedgerState};
+use account_ledger::domain::{Command, Event};
 use account_ledger::ledger::{Ledger, LedgerError, ManualClock, Request};
 use account_ledger::store::StoreOptions;
 use proptest::prelude::*;
@@ -58,19 +58,6 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..2usize, 1..4u32).prop_map(|(domain, schedule)| Op::Cancel { domain, schedule }),
         2 => (1..3i64).prop_map(Op::Tick),
     ]
-}
-
-fn check_limits(state: &LedgerState) -> Result<(), TestCaseError> {
-    for d in state.domains.values() {
-        prop_assert!(
-            d.licenses_used <= d.license_limit,
-            "{} uses {} of {}",
-            d.name,
-            d.licenses_used,
-            d.license_limit
-        );
-    }
-    Ok(())
 }
 
 async fn run(ops: &[Op]) -> Result<(), TestCaseError> {
@@ -164,7 +151,7 @@ async fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                 Err(e) => panic!("{e}"),
             }
         }
-        check_limits(&ledger.state_snapshot())?;
+        support::check_limits(&ledger.state_snapshot())?;
     }
     // Nothing the clock has passed is left unfired.
     ledger.fire_due_schedules().await.unwrap();

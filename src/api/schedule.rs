@@ -42,10 +42,14 @@ impl ScheduleService {
         request_id: Option<String>,
     ) -> Result<(ScheduleId, u64), Status> {
         let request_id = convert::request_id(request_id)?.map(|id| format!("{}/{id}", who.name));
+        let cancelled = match &command {
+            Command::CancelSchedule { schedule, .. } => Some(*schedule),
+            _ => None,
+        };
         let done = self
             .ledger
             .execute(LedgerRequest {
-                command: command.clone(),
+                command,
                 actor: who.name.clone(),
                 source: Source::Manual,
                 request_id,
@@ -53,23 +57,15 @@ impl ScheduleService {
             })
             .await?;
         let position = done.positions.last().copied().unwrap_or(0);
-        let id = match command {
-            Command::CancelSchedule { schedule, .. } => schedule,
-            _ => {
-                let events = self
-                    .ledger
-                    .log()
-                    .read_positions(&done.positions)
-                    .await
-                    .map_err(crate::ledger::LedgerError::from)?;
-                events
-                    .iter()
-                    .find_map(|e| match &e.event {
-                        crate::domain::Event::ChangeScheduled { schedule, .. } => Some(*schedule),
-                        _ => None,
-                    })
-                    .ok_or_else(|| Status::internal("the schedule was not recorded"))?
-            }
+        let id = match cancelled {
+            Some(schedule) => schedule,
+            None => self
+                .ledger
+                .schedules_made(&done.positions)
+                .await?
+                .first()
+                .map(|(schedule, _)| *schedule)
+                .ok_or_else(|| Status::internal("the schedule was not recorded"))?,
         };
         Ok((id, position))
     }

@@ -254,12 +254,8 @@ pub fn decide(state: &LedgerState, command: &Command) -> Result<Vec<Event>, Doma
             keep_disabled,
         } => {
             let s = open_schedule(state, domain, *schedule, "held", |_| true)?;
-            let resolve = |ids: &[String]| -> Vec<u64> {
-                ids.iter()
-                    .filter_map(|i| state.account_by_import_id(domain, i).map(|a| a.id))
-                    .collect()
-            };
-            let (enable, keep_disabled) = (resolve(enable), resolve(keep_disabled));
+            let enable = accounts_of_import_ids(state, domain, enable, true)?;
+            let keep_disabled = accounts_of_import_ids(state, domain, keep_disabled, true)?;
             if enable.is_empty() && keep_disabled.is_empty() {
                 return Ok(vec![]);
             }
@@ -326,21 +322,7 @@ fn select(
             ids.clone()
         }
         Target::ImportIds { ids, skip_unknown } => {
-            let mut out = Vec::with_capacity(ids.len());
-            for iid in ids {
-                match state.account_by_import_id(domain, iid) {
-                    Some(acc) => out.push(acc.id),
-                    None if *skip_unknown => {}
-                    None => {
-                        return Err(DomainError::Invalid {
-                            field: "import_ids",
-                            reason: format!(
-                                "domain {domain:?} has no account with import id {iid:?}"
-                            ),
-                        });
-                    }
-                }
-            }
+            let out = accounts_of_import_ids(state, domain, ids, *skip_unknown)?;
             if out.is_empty() && *skip_unknown {
                 return Ok(None);
             }
@@ -356,6 +338,30 @@ fn select(
     ids.sort_unstable();
     ids.dedup();
     Ok(Some(Selection::Accounts(ids)))
+}
+
+/// The live accounts of `domain` with these import ids. An unknown id is left out with
+/// `skip_unknown` (an import's own commands, whose refused rows created nothing), else refused.
+fn accounts_of_import_ids(
+    state: &LedgerState,
+    domain: &str,
+    ids: &[String],
+    skip_unknown: bool,
+) -> Result<Vec<u64>, DomainError> {
+    let mut out = Vec::with_capacity(ids.len());
+    for iid in ids {
+        match state.account_by_import_id(domain, iid) {
+            Some(acc) => out.push(acc.id),
+            None if skip_unknown => {}
+            None => {
+                return Err(DomainError::Invalid {
+                    field: "import_ids",
+                    reason: format!("domain {domain:?} has no account with import id {iid:?}"),
+                });
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn validate_reason(reason: &str) -> Result<(), DomainError> {

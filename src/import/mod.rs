@@ -31,7 +31,6 @@ pub use powerschool::{FileKind, UserRow, UsersCsvWriter, Version, write_users_cs
 pub use report::{Counts, ImportReport, JobStatus, RowChange};
 use rows::Roles;
 
-use crate::domain::Event;
 use crate::domain::schedule::{Change, ScheduleId};
 use crate::ledger::{BatchMode, BatchOutcome, Ledger};
 use error::ColumnNames;
@@ -199,6 +198,7 @@ async fn apply(
         bytes: 0,
     });
     let requests = plan.take_requests(&job.actor, job.job_id);
+    let requested = requests.len();
     let outcome = if requests.is_empty() {
         BatchOutcome {
             results: Vec::new(),
@@ -223,7 +223,8 @@ async fn apply(
     let mut changes = Vec::new();
     let mut events_written = 0u64;
     let mut results = outcome.results.into_iter();
-    let job_commands = plan.job_commands().len();
+    // The job's own commands follow its rows' (Plan::take_requests).
+    let job_commands = requested - plan.command_count();
     for row in plan.rows.drain(..) {
         let mut done = Vec::new();
         let mut account = row.account;
@@ -349,21 +350,17 @@ async fn job_results(
         match result {
             Ok(done) => {
                 made.written += done.positions.len() as u64;
-                let events = ledger.log().read_positions(&done.positions).await;
-                for e in events.iter().flatten() {
-                    match e.event {
-                        Event::ChangeScheduled {
-                            schedule,
-                            change: Change::Enable { .. },
-                            ..
-                        } => made.start = Some(schedule),
-                        Event::ChangeScheduled {
-                            schedule,
-                            change: Change::Delete { .. },
-                            ..
-                        } => made.deletion = Some(schedule),
-                        _ => {}
+                match ledger.schedules_made(&done.positions).await {
+                    Ok(schedules) => {
+                        for (schedule, change) in schedules {
+                            match change {
+                                Change::Enable { .. } => made.start = Some(schedule),
+                                Change::Delete { .. } => made.deletion = Some(schedule),
+                                Change::Disable { .. } => {}
+                            }
+                        }
                     }
+                    Err(e) => warnings.push(format!("{}: {e}", plan.file)),
                 }
             }
             Err(e) => warnings.push(format!("{}: {e}", plan.file)),

@@ -10,8 +10,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::{BatchMode, Ledger, LedgerError, Request, Shared};
-use crate::domain::DomainError;
-use crate::domain::schedule::{self, Phase, ScheduleId};
+use crate::domain::schedule::{self, Change, Phase, ScheduleId};
+use crate::domain::{DomainError, Event};
 use crate::store::Source;
 
 /// How often the firer looks (at most this late).
@@ -131,6 +131,24 @@ impl Ledger {
             }
         }
         Err(last_refusal.unwrap_or(LedgerError::Closed))
+    }
+
+    /// The schedules that the events at `positions` made (a command's or a job's answer), as
+    /// (number, change), read back from the log.
+    pub async fn schedules_made(
+        &self,
+        positions: &[u64],
+    ) -> Result<Vec<(ScheduleId, Change)>, LedgerError> {
+        let events = self.shared.log.read_positions(positions).await?;
+        Ok(events
+            .iter()
+            .filter_map(|e| match &e.event {
+                Event::ChangeScheduled {
+                    schedule, change, ..
+                } => Some((*schedule, *change)),
+                _ => None,
+            })
+            .collect())
     }
 
     /// The clock schedules fire by.

@@ -472,6 +472,18 @@ pub fn get_request(
     pb::GetAccountRequest { account, as_of }
 }
 
+/// An account's history (GetAccountHistory) that must succeed.
+pub async fn account_history(c: &mut Client, token: &str, id: u64) -> Vec<pb::LedgerEvent> {
+    c.get_account_history(req(
+        token,
+        pb::GetAccountHistoryRequest { account: by_id(id) },
+    ))
+    .await
+    .expect("account history")
+    .into_inner()
+    .events
+}
+
 /// GetAccount that must succeed.
 pub async fn get_account(
     c: &mut Client,

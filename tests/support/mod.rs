@@ -1,8 +1,9 @@
 //! Helpers shared by the ledger-core tests: a real ledger on a real sled dir in a tempdir.
 #![allow(dead_code)]
 
-use account_ledger::domain::{Command, Profile};
+use account_ledger::domain::{Command, LedgerState, Profile};
 use account_ledger::ledger::{Ledger, Request};
+use proptest::prelude::{TestCaseError, prop_assert, prop_assert_eq};
 
 pub async fn open() -> (tempfile::TempDir, Ledger) {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -74,4 +75,25 @@ pub fn run<F: std::future::Future>(f: F) -> F::Output {
         .build()
         .unwrap()
         .block_on(f)
+}
+
+/// The license invariants of every domain: usage never above the limit, and the counter equal
+/// to the accounts that take a license.
+pub fn check_limits(state: &LedgerState) -> Result<(), TestCaseError> {
+    for d in state.domains.values() {
+        prop_assert!(
+            d.licenses_used <= d.license_limit,
+            "{} uses {} of {}",
+            d.name,
+            d.licenses_used,
+            d.license_limit
+        );
+        let counted = state
+            .accounts
+            .values()
+            .filter(|a| a.domain == d.name && a.takes_license())
+            .count() as u32;
+        prop_assert_eq!(counted, d.licenses_used);
+    }
+    Ok(())
 }
