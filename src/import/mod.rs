@@ -368,6 +368,7 @@ async fn job_results(
     }
     let schedule = made.start;
     let mut held_by: Vec<_> = plan.held.iter().map(|h| h.schedule).collect();
+    held_by.sort_unstable();
     held_by.dedup();
     if !held_by.is_empty() {
         let list: Vec<String> = held_by.iter().map(|s| s.to_string()).collect();
