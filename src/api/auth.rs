@@ -1,6 +1,7 @@
 //! Bearer-token authentication and role/domain authorization.
 //!
-//! Tokens live in a JSON config file, stored only as SHA-256 hex digests. Each token names a
+//! Tokens live in a JSON config file, or, for several servers over one PostgreSQL store, in that
+//! store (`tokens` table, the same JSON), stored only as SHA-256 hex digests. Each token names a
 //! principal (recorded as the actor on every event it causes), a role and, for domain admins
 //! and LMS services, the domains it may touch. Roles:
 //! - operator: RegisterDomain, SetLicenseLimit, CreateToken, rebuild/verify, license usage;
@@ -9,9 +10,10 @@
 //! - auditor: every read, history, point-in-time and the log, in every domain.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -19,6 +21,7 @@ use sha2::{Digest, Sha256};
 use tonic::Status;
 
 use super::status::{permission_denied, unauthenticated};
+use crate::store::pg_cluster::PgCluster;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -76,6 +79,8 @@ impl TokenEntry {
         &self.sha256[..self.sha256.len().min(12)]
     }
 }
+
+const UNKNOWN_TOKEN: &str = "unknown token";
 
 /// Failed authentications one peer may make per [`FAILURE_WINDOW`] before it is refused.
 pub const MAX_FAILURES: u32 = 20;
@@ -204,6 +209,8 @@ pub enum ConfigError {
     Read { path: PathBuf, reason: String },
     #[error("cannot write config {path}: {reason}")]
     Write { path: PathBuf, reason: String },
+    #[error("cannot read or save the tokens in the store: {0}")]
+    Store(String),
 }
 
 impl AuthConfig {
@@ -248,19 +255,24 @@ impl AuthConfig {
             return Ok((AuthConfig::load(path)?, None));
         }
         let token = new_token();
-        let config = AuthConfig {
+        let config = AuthConfig::first(&token);
+        config.save(path)?;
+        Ok((config, Some(token)))
+    }
+
+    /// A new table with one operator token, `token`.
+    fn first(token: &str) -> AuthConfig {
+        AuthConfig {
             tokens: vec![TokenEntry {
                 principal: "operator".into(),
                 role: Role::Operator,
                 domains: vec![],
-                sha256: hash_token(&token),
+                sha256: hash_token(token),
                 created_at_us: Some(crate::store::now_us()),
                 expires_at_us: None,
                 last_used_us: None,
             }],
-        };
-        config.save(path)?;
-        Ok((config, Some(token)))
+        }
     }
 }
 
@@ -275,7 +287,29 @@ pub struct Auth {
     failures: Mutex<HashMap<IpAddr, FailureWindow>>,
     /// Set once any peer has failed (until then the limit needs no lock).
     any_failures: std::sync::atomic::AtomicBool,
+    /// Tokens kept in a store several servers share (instead of `path`).
+    shared: Option<SharedTokens>,
 }
+
+impl std::fmt::Debug for SharedTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedTokens")
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The token table in the store: every server reloads it when it changes.
+struct SharedTokens {
+    store: Arc<PgCluster>,
+    /// The table's version this server holds.
+    version: std::sync::atomic::AtomicI64,
+}
+
+/// How often a server rereads the shared token table (a token revoked on another server stops
+/// working here within this). A token created elsewhere works at once: an unknown token
+/// rereads the table first.
+pub const TOKENS_RELOAD_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 
 #[derive(Debug, Clone, Copy)]
 struct FailureWindow {
@@ -297,25 +331,112 @@ impl Auth {
             last_used: Mutex::new(last_used),
             failures: Mutex::new(HashMap::new()),
             any_failures: std::sync::atomic::AtomicBool::new(false),
+            shared: None,
         }
+    }
+
+    /// The token table of a store several servers share: loaded, or made with one operator
+    /// token by the first server (the token's plain text is returned to that server only, to
+    /// print once). Reloaded every [`TOKENS_RELOAD_EVERY`] while the `Auth` lives.
+    pub async fn shared(store: Arc<PgCluster>) -> Result<(Arc<Auth>, Option<String>), ConfigError> {
+        let failed = |e: crate::store::StoreError| ConfigError::Store(e.to_string());
+        let mut made = None;
+        let (version, json) = match store.load_tokens().await.map_err(failed)? {
+            Some(found) => found,
+            None => {
+                let token = new_token();
+                let json = serde_json::to_string(&AuthConfig::first(&token))
+                    .map_err(|e| ConfigError::Store(e.to_string()))?;
+                if store.init_tokens(&json).await.map_err(failed)? {
+                    made = Some(token);
+                }
+                store
+                    .load_tokens()
+                    .await
+                    .map_err(failed)?
+                    .ok_or_else(|| ConfigError::Store("the token table vanished".into()))?
+            }
+        };
+        let config: AuthConfig =
+            serde_json::from_str(&json).map_err(|e| ConfigError::Store(e.to_string()))?;
+        let mut auth = Auth::new(config, None);
+        auth.shared = Some(SharedTokens {
+            store,
+            version: version.into(),
+        });
+        let auth = Arc::new(auth);
+        let weak = Arc::downgrade(&auth);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(TOKENS_RELOAD_EVERY).await;
+                let Some(auth) = weak.upgrade() else { return };
+                if let Err(e) = auth.reload().await {
+                    tracing::warn!("rereading the shared tokens failed (retried): {e}");
+                }
+            }
+        });
+        Ok((auth, made))
+    }
+
+    /// Reread a shared token table if it changed; true when it did.
+    async fn reload(&self) -> Result<bool, ConfigError> {
+        let Some(shared) = &self.shared else {
+            return Ok(false);
+        };
+        let Some((version, json)) = shared
+            .store
+            .load_tokens()
+            .await
+            .map_err(|e| ConfigError::Store(e.to_string()))?
+        else {
+            return Ok(false);
+        };
+        if version == shared.version.load(std::sync::atomic::Ordering::Acquire) {
+            return Ok(false);
+        }
+        let config: AuthConfig =
+            serde_json::from_str(&json).map_err(|e| ConfigError::Store(e.to_string()))?;
+        *self.config.write().unwrap_or_else(|e| e.into_inner()) = config;
+        shared
+            .version
+            .store(version, std::sync::atomic::Ordering::Release);
+        Ok(true)
     }
 
     /// Who is calling, from `authorization: Bearer <token>`. A failure is logged with the
     /// peer (never the token); a peer with [`MAX_FAILURES`] failures in [`FAILURE_WINDOW`]
     /// is refused (RESOURCE_EXHAUSTED) until its window ends, valid token or not.
-    pub fn authenticate<T>(&self, request: &tonic::Request<T>) -> Result<Principal, Status> {
+    /// (The future holds the request's metadata, not the request: a streaming request is not
+    /// `Sync`.)
+    pub fn authenticate<T>(
+        &self,
+        request: &tonic::Request<T>,
+    ) -> impl Future<Output = Result<Principal, Status>> + Send + '_ {
         let peer = request.remote_addr();
-        if let Some(peer) = peer {
-            self.check_not_limited(peer.ip())?;
+        let header = request.metadata().get("authorization").cloned();
+        async move {
+            if let Some(peer) = peer {
+                self.check_not_limited(peer.ip())?;
+            }
+            let mut checked = self.check_token(header.as_ref());
+            if checked.as_ref().is_err_and(|r| r == UNKNOWN_TOKEN) && self.shared.is_some() {
+                // Maybe made on another server a moment ago.
+                if self.reload().await.unwrap_or(false) {
+                    checked = self.check_token(header.as_ref());
+                }
+            }
+            checked.map_err(|reason| {
+                self.record_failure(peer, &reason);
+                unauthenticated(reason)
+            })
         }
-        self.check_token(request).map_err(|reason| {
-            self.record_failure(peer, &reason);
-            unauthenticated(reason)
-        })
     }
 
-    fn check_token<T>(&self, request: &tonic::Request<T>) -> Result<Principal, String> {
-        let value = request.metadata().get("authorization").ok_or(
+    fn check_token(
+        &self,
+        header: Option<&tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
+    ) -> Result<Principal, String> {
+        let value = header.ok_or(
             "missing authorization metadata (Bearer token): give --token or set \
                     ACCOUNT_LEDGER_TOKEN",
         )?;
@@ -334,7 +455,7 @@ impl Auth {
             .tokens
             .iter()
             .find(|t| constant_time_eq(t.sha256.as_bytes(), digest.as_bytes()))
-            .ok_or("unknown token")?;
+            .ok_or(UNKNOWN_TOKEN)?;
         let now = crate::store::now_us();
         if entry.expires_at_us.is_some_and(|expiry| now >= expiry) {
             return Err(format!(
@@ -414,7 +535,7 @@ impl Auth {
     }
 
     /// Add a token; returns its plain text (shown once) and its public id.
-    pub fn add_token(
+    pub async fn add_token(
         &self,
         principal: &str,
         role: Role,
@@ -432,18 +553,20 @@ impl Auth {
             last_used_us: None,
         };
         let id = entry.id().to_string();
-        self.change(|tokens| tokens.push(entry))?;
+        self.change(|tokens| tokens.push(entry.clone())).await?;
         Ok((token, id))
     }
 
     /// Revoke the token with this id; returns it, or `None` when there is none.
-    pub fn revoke(&self, id: &str) -> Result<Option<TokenEntry>, ConfigError> {
+    pub async fn revoke(&self, id: &str) -> Result<Option<TokenEntry>, ConfigError> {
         let mut removed = None;
         self.change(|tokens| {
+            removed = None;
             if let Some(i) = tokens.iter().position(|t| t.id() == id) {
                 removed = Some(tokens.remove(i));
             }
-        })?;
+        })
+        .await?;
         Ok(removed)
     }
 
@@ -453,8 +576,41 @@ impl Auth {
         self.list_locked(&config)
     }
 
-    /// Apply `f` to the token table, save it (with the live last uses), then make it live.
-    fn change(&self, f: impl FnOnce(&mut Vec<TokenEntry>)) -> Result<(), ConfigError> {
+    /// Apply `f` to the token table, save it (with the live last uses), then make it live. A
+    /// shared table is changed only if no other server changed it meanwhile (else reread and
+    /// `f` applied again).
+    async fn change(&self, mut f: impl FnMut(&mut Vec<TokenEntry>)) -> Result<(), ConfigError> {
+        let Some(shared) = &self.shared else {
+            return self.change_file(f);
+        };
+        let failed = |e: crate::store::StoreError| ConfigError::Store(e.to_string());
+        loop {
+            let (version, json) = shared
+                .store
+                .load_tokens()
+                .await
+                .map_err(failed)?
+                .ok_or_else(|| ConfigError::Store("the token table is missing".into()))?;
+            let mut next: AuthConfig =
+                serde_json::from_str(&json).map_err(|e| ConfigError::Store(e.to_string()))?;
+            f(&mut next.tokens);
+            let json = serde_json::to_string(&next).map_err(|e| ConfigError::Store(e.to_string()))?;
+            if let Some(saved) = shared
+                .store
+                .save_tokens(version, &json)
+                .await
+                .map_err(failed)?
+            {
+                *self.config.write().unwrap_or_else(|e| e.into_inner()) = next;
+                shared
+                    .version
+                    .store(saved, std::sync::atomic::Ordering::Release);
+                return Ok(());
+            }
+        }
+    }
+
+    fn change_file(&self, f: impl FnOnce(&mut Vec<TokenEntry>)) -> Result<(), ConfigError> {
         let mut config = self.config.write().unwrap_or_else(|e| e.into_inner());
         let mut next = AuthConfig {
             tokens: self.list_locked(&config),
@@ -481,7 +637,7 @@ impl Auth {
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

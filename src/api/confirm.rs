@@ -46,7 +46,7 @@ impl LedgerService {
         request: Request<pb::ConfirmableRequest>,
         action: Action,
     ) -> Result<Response<pb::ConfirmableReply>, Status> {
-        let who = self.auth.authenticate(&request)?;
+        let who = self.auth.authenticate(&request).await?;
         let req = request.into_inner();
         let acc = self.target(&who, Op::ManageAccounts, req.account)?;
         let command = match action {

@@ -31,7 +31,7 @@ impl pb::account_ledger_server::AccountLedger for LedgerService {
         &self,
         request: Request<pb::RegisterDomainRequest>,
     ) -> Result<Response<pb::CommandReply>, Status> {
-        let who = self.auth.authenticate(&request)?;
+        let who = self.auth.authenticate(&request).await?;
         who.require(Op::Operate)?;
         let req = request.into_inner();
         let domain = required("domain", req.domain)?;
@@ -49,7 +49,7 @@ impl pb::account_ledger_server::AccountLedger for LedgerService {
         &self,
         request: Request<pb::SetMassChangeGuardRequest>,
     ) -> Result<Response<pb::CommandReply>, Status> {
-        let who = self.auth.authenticate(&request)?;
+        let who = self.auth.authenticate(&request).await?;
         who.require(Op::Operate)?;
         let req = request.into_inner();
         let domain = required("domain", req.domain)?;
@@ -68,7 +68,7 @@ impl pb::account_ledger_server::AccountLedger for LedgerService {
         &self,
         request: Request<pb::SetLicenseLimitRequest>,
     ) -> Result<Response<pb::CommandReply>, Status> {
-        let who = self.auth.authenticate(&request)?;
+        let who = self.auth.authenticate(&request).await?;
         who.require(Op::Operate)?;
         let req = request.into_inner();
         let domain = required("domain", req.domain)?;
@@ -86,7 +86,7 @@ impl pb::account_ledger_server::AccountLedger for LedgerService {
         &self,
         request: Request<pb::CreateTokenRequest>,
     ) -> Result<Response<pb::CreateTokenResponse>, Status> {
-        let who = self.auth.authenticate(&request)?;
+        let who = self.auth.authenticate(&request).await?;
         who.require(Op::Operate)?;
         let req = request.into_inner();
         let principal = required("principal", req.principal)?;
@@ -121,6 +121,7 @@ impl pb::account_ledger_server::AccountLedger for LedgerService {
         let (token, id) = self
             .auth
             .add_token(&principal, role, req.domains, expires_at_us)
+            .await
             .map_err(|e| Status::unavailable(e.to_string()))?;
         tracing::info!(by = %who.name, id, principal, "token created");
         Ok(Response::new(pb::CreateTokenResponse { token, id }))
@@ -130,7 +131,7 @@ impl pb::account_ledger_server::AccountLedger for LedgerService {
         &self,
         request: Request<pb::ListTokensRequest>,
     ) -> Result<Response<pb::ListTokensResponse>, Status> {
-        let who = self.auth.authenticate(&request)?;
+        let who = self.auth.authenticate(&request).await?;
         who.require(Op::Operate)?;
         let tokens = self
             .auth
@@ -145,12 +146,13 @@ impl pb::account_ledger_server::AccountLedger for LedgerService {
         &self,
         request: Request<pb::RevokeTokenRequest>,
     ) -> Result<Response<pb::TokenInfo>, Status> {
-        let who = self.auth.authenticate(&request)?;
+        let who = self.auth.authenticate(&request).await?;
         who.require(Op::Operate)?;
         let id = required("id", request.into_inner().id)?;
         let revoked = self
             .auth
             .revoke(&id)
+            .await
             .map_err(|e| Status::unavailable(e.to_string()))?
             .ok_or_else(|| Status::not_found(format!("no token with id {id:?}")))?;
         tracing::info!(by = %who.name, id, principal = %revoked.principal, "token revoked");
@@ -161,7 +163,7 @@ impl pb::account_ledger_server::AccountLedger for LedgerService {
         &self,
         request: Request<pb::CreateAccountRequest>,
     ) -> Result<Response<pb::CommandReply>, Status> {
-        let who = self.auth.authenticate(&request)?;
+        let who = self.auth.authenticate(&request).await?;
         let req = request.into_inner();
         let domain = required("domain", req.domain)?;
         who.require_in(Op::ManageAccounts, &domain)?;
@@ -183,7 +185,7 @@ impl pb::account_ledger_server::AccountLedger for LedgerService {
         &self,
         request: Request<pb::UpdateProfileRequest>,
     ) -> Result<Response<pb::CommandReply>, Status> {
-        let who = self.auth.authenticate(&request)?;
+        let who = self.auth.authenticate(&request).await?;
         let req = request.into_inner();
         let acc = self.target(&who, Op::ManageAccounts, req.account)?;
         let command = Command::UpdateProfile {
@@ -228,7 +230,7 @@ impl pb::account_ledger_server::AccountLedger for LedgerService {
         &self,
         request: Request<pb::ReactivateAccountRequest>,
     ) -> Result<Response<pb::CommandReply>, Status> {
-        let who = self.auth.authenticate(&request)?;
+        let who = self.auth.authenticate(&request).await?;
         let req = request.into_inner();
         let acc = self.target(&who, Op::ManageAccounts, req.account)?;
         let command = Command::Reactivate {
@@ -252,7 +254,7 @@ impl pb::account_ledger_server::AccountLedger for LedgerService {
         &self,
         request: Request<pb::RecordSignInRequest>,
     ) -> Result<Response<pb::CommandReply>, Status> {
-        let who = self.auth.authenticate(&request)?;
+        let who = self.auth.authenticate(&request).await?;
         let req = request.into_inner();
         let acc = self.target(&who, Op::ReportActivity, req.account)?;
         let at_us = match &req.at {
@@ -283,7 +285,7 @@ impl pb::account_ledger_server::AccountLedger for LedgerService {
         &self,
         request: Request<pb::CanSignInRequest>,
     ) -> Result<Response<pb::CanSignInResponse>, Status> {
-        let who = self.auth.authenticate(&request)?;
+        let who = self.auth.authenticate(&request).await?;
         let req = request.into_inner();
         let domain = required("domain", req.domain)?;
         let login = required("login", req.login)?;
@@ -310,7 +312,7 @@ impl pb::account_ledger_server::AccountLedger for LedgerService {
         &self,
         request: Request<pb::GetAccountRequest>,
     ) -> Result<Response<pb::Account>, Status> {
-        let who = self.auth.authenticate(&request)?;
+        let who = self.auth.authenticate(&request).await?;
         let req = request.into_inner();
         let as_of = optional_as_of(req.as_of.as_ref())?;
         let acc = self.target(&who, Op::Read, req.account)?;
@@ -331,7 +333,7 @@ impl pb::account_ledger_server::AccountLedger for LedgerService {
         &self,
         request: Request<pb::ListAccountsRequest>,
     ) -> Result<Response<pb::ListAccountsResponse>, Status> {
-        let who = self.auth.authenticate(&request)?;
+        let who = self.auth.authenticate(&request).await?;
         let req = request.into_inner();
         let domain = self.readable_domain(&who, req.domain)?;
         let as_of = optional_as_of(req.as_of.as_ref())?;
@@ -369,7 +371,7 @@ impl pb::account_ledger_server::AccountLedger for LedgerService {
         &self,
         request: Request<pb::GetLicenseUsageRequest>,
     ) -> Result<Response<pb::LicenseUsage>, Status> {
-        let who = self.auth.authenticate(&request)?;
+        let who = self.auth.authenticate(&request).await?;
         let req = request.into_inner();
         let domain = required("domain", req.domain)?;
         who.require_in(Op::ReadLicense, &domain)?;
@@ -390,7 +392,7 @@ impl pb::account_ledger_server::AccountLedger for LedgerService {
         &self,
         request: Request<pb::ExportUsersRequest>,
     ) -> Result<Response<Self::ExportUsersStream>, Status> {
-        let who = self.auth.authenticate(&request)?;
+        let who = self.auth.authenticate(&request).await?;
         let req = request.into_inner();
         let domain = self.readable_domain(&who, req.domain)?;
         let as_of = optional_as_of(req.as_of.as_ref())?;
@@ -419,7 +421,7 @@ impl pb::account_ledger_server::AccountLedger for LedgerService {
         &self,
         request: Request<pb::GetAccountHistoryRequest>,
     ) -> Result<Response<pb::EventList>, Status> {
-        let who = self.auth.authenticate(&request)?;
+        let who = self.auth.authenticate(&request).await?;
         let req = request.into_inner();
         let acc = self.target(&who, Op::Read, req.account)?;
         let events = self.ledger.account_history(acc.id).await?;
@@ -436,7 +438,7 @@ impl pb::account_ledger_server::AccountLedger for LedgerService {
         &self,
         request: Request<pb::GetImportJobHistoryRequest>,
     ) -> Result<Response<pb::EventList>, Status> {
-        let who = self.auth.authenticate(&request)?;
+        let who = self.auth.authenticate(&request).await?;
         who.require(Op::Read)?;
         let req = request.into_inner();
         let job = uuid::Uuid::parse_str(req.job_id.trim())
@@ -461,7 +463,7 @@ impl pb::account_ledger_server::AccountLedger for LedgerService {
         &self,
         request: Request<pb::ReadLogRequest>,
     ) -> Result<Response<pb::EventList>, Status> {
-        let who = self.auth.authenticate(&request)?;
+        let who = self.auth.authenticate(&request).await?;
         who.require(Op::ReadAll)?;
         let req = request.into_inner();
         let from = req.from_position.max(1);
@@ -492,7 +494,7 @@ impl pb::account_ledger_server::AccountLedger for LedgerService {
         &self,
         request: Request<pb::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
-        let who = self.auth.authenticate(&request)?;
+        let who = self.auth.authenticate(&request).await?;
         let req = request.into_inner();
         let domain = req.domain.filter(|d| !d.is_empty());
         match &domain {
@@ -512,7 +514,7 @@ impl pb::account_ledger_server::AccountLedger for LedgerService {
         &self,
         request: Request<pb::RebuildProjectionsRequest>,
     ) -> Result<Response<pb::RebuildProjectionsResponse>, Status> {
-        let who = self.auth.authenticate(&request)?;
+        let who = self.auth.authenticate(&request).await?;
         who.require(Op::Operate)?;
         let events_replayed = self.ledger.rebuild_projections().await?;
         Ok(Response::new(pb::RebuildProjectionsResponse {
@@ -524,7 +526,7 @@ impl pb::account_ledger_server::AccountLedger for LedgerService {
         &self,
         request: Request<pb::VerifyProjectionsRequest>,
     ) -> Result<Response<pb::VerifyProjectionsResponse>, Status> {
-        let who = self.auth.authenticate(&request)?;
+        let who = self.auth.authenticate(&request).await?;
         who.require(Op::Operate)?;
         let v = self.ledger.verify_projections().await?;
         Ok(Response::new(pb::VerifyProjectionsResponse {

@@ -515,7 +515,7 @@ impl pb::import_service_server::ImportService for ImportService {
         &self,
         request: Request<Streaming<pb::UploadImportRequest>>,
     ) -> Result<Response<pb::ImportJob>, Status> {
-        let who = self.auth.authenticate(&request)?;
+        let who = self.auth.authenticate(&request).await?;
         who.require(Op::ManageAccounts)?;
         let mut stream = request.into_inner();
         let header = match stream.message().await? {
@@ -577,7 +577,7 @@ impl pb::import_service_server::ImportService for ImportService {
         &self,
         request: Request<pb::GetImportJobRequest>,
     ) -> Result<Response<pb::ImportJob>, Status> {
-        let who = self.auth.authenticate(&request)?;
+        let who = self.auth.authenticate(&request).await?;
         let job = parse_job_id(&request.get_ref().job_id)?;
         match self.held(&who, &job)? {
             Some(rec) => Ok(Response::new(record_to_wire(
@@ -594,7 +594,7 @@ impl pb::import_service_server::ImportService for ImportService {
         &self,
         request: Request<pb::GetImportJobRequest>,
     ) -> Result<Response<Self::StreamImportRowErrorsStream>, Status> {
-        let who = self.auth.authenticate(&request)?;
+        let who = self.auth.authenticate(&request).await?;
         let job = parse_job_id(&request.get_ref().job_id)?;
         let rec = self.held_or_gone(&who, &job)?;
         let n = rec.report.row_errors.len();
@@ -609,7 +609,7 @@ impl pb::import_service_server::ImportService for ImportService {
         &self,
         request: Request<pb::GetImportJobRequest>,
     ) -> Result<Response<Self::StreamImportChangesStream>, Status> {
-        let who = self.auth.authenticate(&request)?;
+        let who = self.auth.authenticate(&request).await?;
         let job = parse_job_id(&request.get_ref().job_id)?;
         let rec = self.held_or_gone(&who, &job)?;
         let n = rec.report.changes.len();
@@ -622,7 +622,7 @@ impl pb::import_service_server::ImportService for ImportService {
         &self,
         request: Request<pb::RevertImportJobRequest>,
     ) -> Result<Response<pb::RevertImportJobResponse>, Status> {
-        let who = self.auth.authenticate(&request)?;
+        let who = self.auth.authenticate(&request).await?;
         let req = request.into_inner();
         let job = parse_job_id(&req.job_id)?;
         let Some(plan) = self.ledger.plan_revert(&job).await? else {
@@ -677,7 +677,7 @@ impl pb::import_service_server::ImportService for ImportService {
         &self,
         request: Request<pb::ListImportJobsRequest>,
     ) -> Result<Response<pb::ListImportJobsResponse>, Status> {
-        let who = self.auth.authenticate(&request)?;
+        let who = self.auth.authenticate(&request).await?;
         let domain = required("domain", request.into_inner().domain)?;
         who.require_in(Op::Read, &domain)?;
         if !self.ledger.domain_exists(&domain) {

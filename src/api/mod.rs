@@ -13,6 +13,7 @@ mod confirm;
 pub mod convert;
 mod handlers;
 pub mod import;
+pub mod peer;
 pub mod schedule;
 pub mod server;
 pub mod status;

@@ -122,7 +122,7 @@ impl pb::schedule_service_server::ScheduleService for ScheduleService {
         &self,
         request: Request<pb::ScheduleChangeRequest>,
     ) -> Result<Response<pb::ScheduledChange>, Status> {
-        let who = self.auth.authenticate(&request)?;
+        let who = self.auth.authenticate(&request).await?;
         let req = request.into_inner();
         let domain = self.domain(&who, Op::ManageAccounts, req.domain)?;
         let target = convert::schedule_target(req.selection)?;
@@ -148,7 +148,7 @@ impl pb::schedule_service_server::ScheduleService for ScheduleService {
         &self,
         request: Request<pb::CancelScheduleRequest>,
     ) -> Result<Response<pb::ScheduledChange>, Status> {
-        let who = self.auth.authenticate(&request)?;
+        let who = self.auth.authenticate(&request).await?;
         let req = request.into_inner();
         let domain = self.domain(&who, Op::ManageAccounts, req.domain)?;
         if req.schedule == 0 {
@@ -170,7 +170,7 @@ impl pb::schedule_service_server::ScheduleService for ScheduleService {
         &self,
         request: Request<pb::ListSchedulesRequest>,
     ) -> Result<Response<pb::ListSchedulesResponse>, Status> {
-        let who = self.auth.authenticate(&request)?;
+        let who = self.auth.authenticate(&request).await?;
         let domain = self.domain(&who, Op::Read, request.into_inner().domain)?;
         Ok(Response::new(self.listing(&domain)))
     }
@@ -179,7 +179,7 @@ impl pb::schedule_service_server::ScheduleService for ScheduleService {
         &self,
         request: Request<pb::SetDeletionGraceRequest>,
     ) -> Result<Response<pb::ListSchedulesResponse>, Status> {
-        let who = self.auth.authenticate(&request)?;
+        let who = self.auth.authenticate(&request).await?;
         let req = request.into_inner();
         let domain = self.domain(&who, Op::Operate, req.domain)?;
         let grace_us = i64::try_from(req.grace_seconds)

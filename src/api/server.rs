@@ -127,7 +127,7 @@ impl LedgerService {
         op: Op,
         make: fn(AccountId) -> Command,
     ) -> Result<Response<pb::CommandReply>, Status> {
-        let who = self.auth.authenticate(&request)?;
+        let who = self.auth.authenticate(&request).await?;
         let req = request.into_inner();
         let acc = self.target(&who, op, req.account)?;
         Ok(Response::new(
@@ -217,6 +217,14 @@ pub async fn router(
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
+    // Several servers over one store: forward to, and take forwarded batches from, the others.
+    let peer = match ledger.peer_secret().await? {
+        Some(secret) => {
+            ledger.set_forwarder(super::peer::GrpcForwarder::new(&secret));
+            Some(super::peer::PeerService::server(ledger.clone(), &secret))
+        }
+        None => None,
+    };
     let imports = super::import::ImportService::new(ledger.clone(), auth.clone());
     let schedules = super::schedule::ScheduleService::new(ledger.clone(), auth.clone());
     let service = LedgerService::new(ledger, auth);
@@ -232,7 +240,8 @@ pub async fn router(
         .add_service(pb::import_service_server::ImportServiceServer::new(imports))
         .add_service(pb::schedule_service_server::ScheduleServiceServer::new(
             schedules,
-        )))
+        ))
+        .add_optional_service(peer))
 }
 
 /// Serve on `listener` until `shutdown` resolves: then stop accepting, finish in-flight calls,
@@ -254,7 +263,14 @@ pub async fn serve_with(
     shutdown: impl Future<Output = ()> + Send,
     tls: Option<tonic::transport::ServerTlsConfig>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let router = router(ledger.clone(), auth, tls).await?;
+    let router = router(ledger.clone(), auth, tls.clone()).await?;
+    if let Ok(local) = listener.local_addr() {
+        // Unless told otherwise (`serve --advertise`), peers reach this server where it listens.
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        ledger
+            .announce_default(&format!("{scheme}://{local}"))
+            .await?;
+    }
     // Replies go out at once: with Nagle's algorithm on, a reply larger than one segment
     // (a page of 100 accounts) waited ~40 ms for the client's delayed ACK.
     let incoming = TcpListenerStream::new(listener).map(|conn| {

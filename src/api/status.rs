@@ -32,7 +32,9 @@ pub fn from_domain(e: &DomainError) -> Status {
 pub fn from_store(e: &StoreError) -> Status {
     let msg = e.to_string();
     match e {
-        StoreError::Open { .. } | StoreError::Io(_) => Status::unavailable(msg),
+        StoreError::Open { .. } | StoreError::Io(_) | StoreError::LeaseLost { .. } => {
+            Status::unavailable(msg)
+        }
         StoreError::UnknownVersion { .. }
         | StoreError::Corrupt { .. }
         | StoreError::DataLoss { .. } => Status::internal(msg),
@@ -44,7 +46,9 @@ pub fn from_ledger(e: &LedgerError) -> Status {
         LedgerError::Domain(d) => from_domain(d),
         LedgerError::Store(s) => from_store(s),
         LedgerError::VersionMismatch { .. } => Status::aborted(e.to_string()),
-        LedgerError::Closed => Status::unavailable(e.to_string()),
+        LedgerError::Closed | LedgerError::OwnerUnreachable { .. } => {
+            Status::unavailable(e.to_string())
+        }
         LedgerError::MassRevert { .. } => Status::failed_precondition(e.to_string()),
     }
 }

@@ -94,10 +94,14 @@ pub struct ServeArgs {
     pub config: Option<PathBuf>,
     /// Keep the event log and the account keys in PostgreSQL (a libpq connection string, e.g.
     /// `host=127.0.0.1 user=postgres dbname=ledger` or `postgres://...`) instead of the data
-    /// dir's sled store; the data dir keeps config.json and a cache of the views. One server per
-    /// schema for now.
+    /// dir's sled store; the data dir keeps a cache of the views. Several servers may share one
+    /// store (each with its own data dir): tokens then live in the store, not in config.json.
     #[arg(long, env = "ACCOUNT_LEDGER_STORE", hide_env_values = true)]
     pub store: Option<String>,
+    /// With --store: the URL the other servers forward commands to this one at (default:
+    /// http://LISTEN-ADDRESS, or https:// with --tls-cert).
+    #[arg(long, env = "ACCOUNT_LEDGER_ADVERTISE", requires = "store")]
+    pub advertise: Option<String>,
     /// The PostgreSQL schema to use (created and migrated by the server).
     #[arg(
         long,

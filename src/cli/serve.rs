@@ -47,14 +47,6 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         .map_err(|e| format!("--listen {:?}: {e}", args.listen))?;
 
     let tls = tls_config(&args, addr)?;
-    let (config, new_token) = AuthConfig::load_or_init(&config_path).map_err(|e| e.to_string())?;
-    if let Some(token) = new_token {
-        println!(
-            "Created {} with one operator token. It is shown only this once; keep it:\n\
-             export ACCOUNT_LEDGER_TOKEN={token}",
-            config_path.display()
-        );
-    }
     let ledger = match &args.store {
         Some(url) => {
             let views_dir = data_dir.join("views-cache");
@@ -88,6 +80,29 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
                 })?
         }
     };
+    // Tokens: in the store when servers share one, else in the config file.
+    let (auth, new_token, made_in) = match ledger.cluster_store() {
+        Some(store) => {
+            let (auth, token) = Auth::shared(store).await.map_err(|e| e.to_string())?;
+            let place = format!("the token table of schema {}", args.store_schema);
+            (auth, token, place)
+        }
+        None => {
+            let (config, token) =
+                AuthConfig::load_or_init(&config_path).map_err(|e| e.to_string())?;
+            let auth = Arc::new(Auth::new(config, Some(config_path.clone())));
+            (auth, token, config_path.display().to_string())
+        }
+    };
+    if let Some(token) = new_token {
+        println!(
+            "Created {made_in} with one operator token. It is shown only this once; keep it:\n\
+             export ACCOUNT_LEDGER_TOKEN={token}"
+        );
+    }
+    if let Some(address) = &args.advertise {
+        ledger.announce(address).await.map_err(|e| e.to_string())?;
+    }
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
@@ -95,7 +110,6 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     tracing::info!(data_dir = %data_dir.display(), "serving on {local}");
     println!("account-ledger listening on {local}");
 
-    let auth = Arc::new(Auth::new(config, Some(config_path)));
     server::serve_with(ledger, auth, listener, shutdown_signal(), tls)
         .await
         .map_err(|e| e.to_string())?;

@@ -1,9 +1,16 @@
 //! Why a command was refused, in the user's terms. Each variant says which gRPC code it becomes
 //! (the mapping itself lives in `api::status`).
 
+use serde::{Deserialize, Deserializer, Serialize};
+
 use super::AccountId;
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// A name the rules use (a field, a status word). An alias, so that serde's derive does not
+/// take the `&'static str` for a string borrowed from the input.
+pub type Name = &'static str;
+
+/// Sent between servers (a forwarded command's refusal) as well as shown.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum DomainError {
     /// NOT_FOUND.
     #[error("domain {domain:?} is not registered")]
@@ -49,10 +56,35 @@ pub enum DomainError {
     ScheduleNotOpen {
         domain: String,
         schedule: u32,
-        status: &'static str,
-        action: &'static str,
+        #[serde(deserialize_with = "interned")]
+        status: Name,
+        #[serde(deserialize_with = "interned")]
+        action: Name,
     },
     /// INVALID_ARGUMENT: the field is named.
     #[error("invalid {field}: {reason}")]
-    Invalid { field: &'static str, reason: String },
+    Invalid {
+        #[serde(deserialize_with = "interned")]
+        field: Name,
+        reason: String,
+    },
+}
+
+/// A name received from a peer server as the `&'static str` the rules use (field names, status
+/// words): each distinct name is kept once, and a peer cannot make more than a few hundred.
+fn interned<'de, D: Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
+    use std::collections::BTreeSet;
+    use std::sync::Mutex;
+    static NAMES: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
+    let name = String::deserialize(d)?;
+    let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(known) = names.get(name.as_str()) {
+        return Ok(known);
+    }
+    if names.len() >= 512 {
+        return Err(serde::de::Error::custom("too many distinct field names"));
+    }
+    let leaked: &'static str = Box::leak(name.into_boxed_str());
+    names.insert(leaked);
+    Ok(leaked)
 }

@@ -60,7 +60,11 @@ pub(super) async fn save_all(shared: &Shared) -> Result<(), LedgerError> {
 async fn save_locked(shared: &Shared) -> Result<(), LedgerError> {
     // Read the durable end first: a partition that starts appending after this gets
     // positions beyond it, so "not appending now" means "complete through `durable`".
-    let durable = shared.log.last_position();
+    let mut durable = shared.log.last_position();
+    if let Some(c) = &shared.cluster {
+        // Other servers' events past this are not in the read models yet.
+        durable = durable.min(c.delivered());
+    }
     let mut floor = durable;
     let mut batches = Vec::new();
     let mut points = Vec::new();
@@ -135,6 +139,9 @@ pub(super) async fn rebuild(ledger: &Ledger) -> Result<u64, LedgerError> {
             ledger.add_partition(domain, Projections::default());
         });
     }
+    // On a shared store: other servers' events up to here are routed first, and none is
+    // applied to a read model while it is being replaced.
+    let _follower = ledger.hold_follower().await?;
     for part in shared.routes.all() {
         let Some(sender) = ledger.sender(&part) else {
             continue;

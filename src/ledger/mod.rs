@@ -14,6 +14,7 @@
 //! [`maintenance`] (saving views, rebuild, verify).
 
 pub mod clock;
+mod cluster;
 mod decider;
 mod maintenance;
 mod partition;
@@ -23,6 +24,7 @@ mod routes;
 mod schedules;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use cluster::{FOLLOW_EVERY, Forwarder};
 pub use revert::{RevertOutcome, RevertPlan, RevertStep};
 pub use schedules::{Fired, SCHEDULER};
 
@@ -40,8 +42,9 @@ use routes::Routes;
 
 pub use maintenance::Verification;
 
-/// One command with who asked, through what, and retry/concurrency controls.
-#[derive(Debug, Clone)]
+/// One command with who asked, through what, and retry/concurrency controls. (Serializable:
+/// a server forwards commands to the server deciding their domain.)
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Request {
     pub command: Command,
     pub actor: String,
@@ -68,7 +71,7 @@ impl Request {
 }
 
 /// What one accepted command did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Executed {
     /// The account acted on (the new one for CreateAccount).
     pub account: Option<AccountId>,
@@ -81,7 +84,7 @@ pub struct Executed {
     pub version: u64,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum LedgerError {
     #[error(transparent)]
     Domain(#[from] DomainError),
@@ -93,6 +96,14 @@ pub enum LedgerError {
         stream: StreamId,
         expected: u64,
         actual: u64,
+    },
+    /// UNAVAILABLE: the server deciding the domain did not answer (it may have stopped: its
+    /// domains move to another server when its lease runs out).
+    #[error("the server deciding domain {domain:?} ({address}) did not answer: {reason}; retry")]
+    OwnerUnreachable {
+        domain: String,
+        address: String,
+        reason: String,
     },
     /// UNAVAILABLE: the ledger is shutting down.
     #[error("the ledger is shutting down")]
@@ -112,7 +123,7 @@ pub enum LedgerError {
 }
 
 /// How a batch (an import job) treats rows that are refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum BatchMode {
     /// Refused rows are reported; the others are appended, atomically, as one batch.
     BestEffort,
@@ -123,7 +134,7 @@ pub enum BatchMode {
 }
 
 /// The outcome of a batch: one result per request, and whether events were written.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct BatchOutcome {
     pub results: Vec<Result<Executed, LedgerError>>,
     pub written: bool,
@@ -143,6 +154,8 @@ pub(crate) struct Shared {
     closed: std::sync::atomic::AtomicBool,
     /// The time scheduled changes fire by.
     clock: Arc<dyn Clock>,
+    /// Set on a store several servers share (PostgreSQL): leases, forwarding, the follower.
+    pub(crate) cluster: Option<Arc<cluster::Cluster>>,
 }
 
 /// Handle to the ledger; cheap to clone.
@@ -193,7 +206,7 @@ impl Ledger {
         };
         let (indexed, loaded) = tokio::join!(indexing, load_views(views.clone()));
         indexed.map_err(|e| StoreError::Io(e.to_string()))??;
-        let ledger = Ledger::start_from(log, views, loaded?, clock).await?;
+        let ledger = Ledger::start_from(log, views, loaded?, clock, None).await?;
         ledger.check_live_keys(&vault, &vault_path, options)?;
         tracing::info!("ledger open in {:.2?}", started.elapsed());
         Ok(ledger)
@@ -230,7 +243,10 @@ impl Ledger {
         .map_err(|e| StoreError::Io(e.to_string()))??;
         let views: Arc<dyn ViewStore> = Arc::new(views);
         let loaded = load_views(views.clone()).await?;
-        let ledger = Ledger::start_from(Arc::new(log), views, loaded, clock).await?;
+        let server = uuid::Uuid::new_v4();
+        let coordination = store::pg_cluster::PgCluster::open(url, schema, server).await?;
+        let ledger =
+            Ledger::start_from(Arc::new(log), views, loaded, clock, Some(coordination)).await?;
         ledger.check_live_keys(
             &vault,
             Path::new(&format!("PostgreSQL schema {schema}")),
@@ -286,7 +302,7 @@ impl Ledger {
         views: Arc<dyn ViewStore>,
     ) -> Result<Ledger, LedgerError> {
         let loaded = load_views(views.clone()).await?;
-        Ledger::start_from(log, views, loaded, Arc::new(SystemClock)).await
+        Ledger::start_from(log, views, loaded, Arc::new(SystemClock), None).await
     }
 
     /// Catch the loaded views up with the log and start a writer per domain.
@@ -295,6 +311,7 @@ impl Ledger {
         views: Arc<dyn ViewStore>,
         loaded: Replay,
         clock: Arc<dyn Clock>,
+        coordination: Option<store::pg_cluster::PgCluster>,
     ) -> Result<Ledger, LedgerError> {
         let started = std::time::Instant::now();
         let mut replay = if loaded.position > log.last_position() {
@@ -311,6 +328,8 @@ impl Ledger {
             started.elapsed()
         );
         let (live, _) = broadcast::channel(8192);
+        let cluster =
+            coordination.map(|c| Arc::new(cluster::Cluster::new(c, replay.position)));
         let shared = Arc::new(Shared {
             log,
             views,
@@ -321,6 +340,7 @@ impl Ledger {
             saved_floor: u64::MAX.into(),
             closed: false.into(),
             clock,
+            cluster,
         });
         let ledger = Ledger { shared };
         for projections in replay.into_parts() {
@@ -334,6 +354,9 @@ impl Ledger {
         ledger.save_views().await?;
         maintenance::spawn_saver(Arc::downgrade(&ledger.shared));
         schedules::spawn_firer(Arc::downgrade(&ledger.shared));
+        if ledger.shared.cluster.is_some() {
+            cluster::spawn_tasks(Arc::downgrade(&ledger.shared));
+        }
         Ok(ledger)
     }
 
@@ -342,6 +365,7 @@ impl Ledger {
             log: self.shared.log.clone(),
             routes: self.shared.routes.clone(),
             live: self.shared.live.clone(),
+            cluster: self.shared.cluster.clone(),
         }
     }
 
@@ -425,6 +449,25 @@ impl Ledger {
         requests: Vec<Request>,
         mode: BatchMode,
     ) -> Result<BatchOutcome, LedgerError> {
+        self.execute_routed(requests, mode, true).await
+    }
+
+    /// A batch another server forwarded here: decided here (taking the domain's lease if it
+    /// is free) or refused, never forwarded again.
+    pub async fn execute_forwarded(
+        &self,
+        requests: Vec<Request>,
+        mode: BatchMode,
+    ) -> Result<BatchOutcome, LedgerError> {
+        self.execute_routed(requests, mode, false).await
+    }
+
+    async fn execute_routed(
+        &self,
+        requests: Vec<Request>,
+        mode: BatchMode,
+        may_forward: bool,
+    ) -> Result<BatchOutcome, LedgerError> {
         if self.is_closed() {
             return Err(LedgerError::Closed);
         }
@@ -432,8 +475,16 @@ impl Ledger {
         let mut results: Vec<Option<Result<Executed, LedgerError>>> =
             (0..requests.len()).map(|_| None).collect();
         let mut groups: Vec<(Arc<Partition>, Vec<usize>, Vec<Request>)> = Vec::new();
+        let mut followed = false;
         for (i, req) in requests.into_iter().enumerate() {
-            match self.route(&req.command) {
+            let mut routed = self.route(&req.command);
+            if routed.is_err() && self.shared.cluster.is_some() && !followed {
+                // Maybe made on another server a moment ago: read what it appended, once.
+                followed = true;
+                self.follow().await?;
+                routed = self.route(&req.command);
+            }
+            match routed {
                 Ok(part) => match groups.iter_mut().find(|g| g.0.index == part.index) {
                     Some(g) => {
                         g.1.push(i);
@@ -461,17 +512,7 @@ impl Ledger {
             let outcome = if mode == BatchMode::DryRun {
                 self.dry_run(&part, reqs).await
             } else {
-                let sender = self.sender(&part).ok_or(LedgerError::Closed)?;
-                let (reply, rx) = oneshot::channel();
-                sender
-                    .send(Job::Execute {
-                        requests: reqs,
-                        mode,
-                        reply,
-                    })
-                    .await
-                    .map_err(|_| LedgerError::Closed)?;
-                rx.await.map_err(|_| LedgerError::Closed)?
+                self.run_on_owner(&part, reqs, mode, may_forward).await?
             };
             written |= outcome.written;
             for (i, r) in places.into_iter().zip(outcome.results) {
@@ -485,6 +526,26 @@ impl Ledger {
                 .collect(),
             written,
         })
+    }
+
+    /// Hand a batch to this server's writer of its domain.
+    async fn run_here(
+        &self,
+        part: &Partition,
+        requests: Vec<Request>,
+        mode: BatchMode,
+    ) -> Result<BatchOutcome, LedgerError> {
+        let sender = self.sender(part).ok_or(LedgerError::Closed)?;
+        let (reply, rx) = oneshot::channel();
+        sender
+            .send(Job::Execute {
+                requests,
+                mode,
+                reply,
+            })
+            .await
+            .map_err(|_| LedgerError::Closed)?;
+        rx.await.map_err(|_| LedgerError::Closed)
     }
 
     /// Decide a job on a copy of its domain's read model, in the caller's task: the exact
@@ -536,6 +597,7 @@ impl Ledger {
         }
         self.save_views().await?;
         self.shared.log.sync().await?;
+        self.leave_cluster().await?;
         Ok(())
     }
 

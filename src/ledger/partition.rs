@@ -17,6 +17,7 @@ use super::routes::Routes;
 use super::{BatchMode, BatchOutcome, Executed, LedgerError, Request};
 use crate::domain::{AccountId, LedgerState, StreamId};
 use crate::projections::Projections;
+use crate::store::pg_cluster::Fence;
 use crate::store::{EventLog, NewEvent, RecordedEvent, StoreError};
 
 /// Most requests a writer decides before one append (bounds latency of the first caller).
@@ -45,6 +46,11 @@ pub(crate) struct Partition {
     /// Set while the writer has an append in flight whose events are not applied yet: a save
     /// then cannot claim this partition is complete through the log's end.
     pub(crate) appending: AtomicBool,
+    /// On a shared store: the lease this server decides the domain under (None: another
+    /// server decides it, or nobody yet).
+    fence: RwLock<Option<Fence>>,
+    /// One lease claim at a time.
+    pub(crate) claiming: tokio::sync::Mutex<()>,
 }
 
 impl Partition {
@@ -56,7 +62,17 @@ impl Partition {
             domain: domain.to_string(),
             read: RwLock::new(projections),
             appending: AtomicBool::new(false),
+            fence: RwLock::new(None),
+            claiming: tokio::sync::Mutex::new(()),
         }
+    }
+
+    pub(crate) fn fence(&self) -> Option<Fence> {
+        self.fence.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub(crate) fn set_fence(&self, fence: Option<Fence>) {
+        *self.fence.write().unwrap_or_else(|e| e.into_inner()) = fence;
     }
 
     pub(crate) fn read(&self) -> RwLockReadGuard<'_, Projections> {
@@ -81,6 +97,9 @@ pub(crate) enum Job {
         replayed_to: u64,
         reply: oneshot::Sender<Result<(), LedgerError>>,
     },
+    /// Take the read model as the decision state (this server just took the domain's lease;
+    /// the read model holds everything committed before).
+    Refresh { reply: oneshot::Sender<()> },
     /// Finish what is queued, then stop.
     Close { reply: oneshot::Sender<()> },
 }
@@ -92,6 +111,7 @@ pub(crate) struct WriterContext {
     pub(crate) log: Arc<dyn EventLog>,
     pub(crate) routes: Arc<Routes>,
     pub(crate) live: broadcast::Sender<Arc<RecordedEvent>>,
+    pub(crate) cluster: Option<Arc<super::cluster::Cluster>>,
 }
 
 pub(crate) struct Writer {
@@ -102,6 +122,8 @@ pub(crate) struct Writer {
     state: LedgerState,
     domain_version: u64,
     ids: EventIds,
+    /// On a shared store: account numbers reserved for this writer, not handed out yet.
+    numbers: std::ops::Range<u64>,
 }
 
 impl Writer {
@@ -117,6 +139,7 @@ impl Writer {
             state,
             domain_version,
             ids: EventIds::new(),
+            numbers: 0..0,
         };
         tokio::spawn(writer.run(rx));
         tx
@@ -145,6 +168,16 @@ impl Writer {
                     } => {
                         self.run_group(std::mem::take(&mut group)).await;
                         let _ = reply.send(self.swap(*fresh, replayed_to).await);
+                        next = rx.try_recv().ok();
+                    }
+                    Job::Refresh { reply } => {
+                        self.run_group(std::mem::take(&mut group)).await;
+                        self.state = self.part.read().state.clone();
+                        self.domain_version = self
+                            .ctx
+                            .log
+                            .stream_version(&StreamId::Domain(self.part.domain.clone()));
+                        let _ = reply.send(());
                         next = rx.try_recv().ok();
                     }
                     Job::Close { reply } => {
@@ -203,7 +236,62 @@ impl Writer {
             return;
         }
         let routes = self.ctx.routes.clone();
-        let mut allocate = || routes.allocate_account();
+        let fence = self.part.fence();
+        if let Some(cluster) = self.ctx.cluster.clone() {
+            if fence.is_none() {
+                // The lease moved after this group was routed here: route it again.
+                let domain = self.part.domain.clone();
+                for (requests, _, reply) in group {
+                    let results = requests
+                        .iter()
+                        .map(|_| {
+                            Err(LedgerError::Store(StoreError::LeaseLost {
+                                domain: domain.clone(),
+                            }))
+                        })
+                        .collect();
+                    let _ = reply.send(BatchOutcome {
+                        results,
+                        written: false,
+                    });
+                }
+                return;
+            }
+            // Numbers for every account the group may create, from the shared store.
+            let creates = group
+                .iter()
+                .flat_map(|(requests, _, _)| requests)
+                .filter(|r| matches!(r.command, crate::domain::Command::CreateAccount { .. }))
+                .count() as u64;
+            let spare = self.numbers.end - self.numbers.start;
+            if creates > spare {
+                match cluster
+                    .reserve_numbers(creates - spare, routes.peek_next_account())
+                    .await
+                {
+                    Ok(block) if block.start == self.numbers.end => {
+                        self.numbers.end = block.end;
+                    }
+                    Ok(block) => self.numbers = block,
+                    Err(e) => {
+                        fail_group(group, &e.to_string());
+                        return;
+                    }
+                }
+            }
+        }
+        let mut numbers = std::mem::replace(&mut self.numbers, 0..0);
+        let shared_numbers = self.ctx.cluster.is_some();
+        let mut allocate = || {
+            if shared_numbers {
+                // Reserved above for every CreateAccount of the group.
+                numbers
+                    .next()
+                    .expect("a number is reserved for every CreateAccount of the group")
+            } else {
+                routes.allocate_account()
+            }
+        };
         let mut new_events: Vec<NewEvent> = Vec::new();
         let mut group_seen = HashMap::new();
         let mut created = Vec::new();
@@ -272,6 +360,7 @@ impl Writer {
                 }
             }
         }
+        self.numbers = numbers;
         if answers.is_empty() {
             return;
         }
@@ -299,7 +388,7 @@ impl Writer {
         let appended = if new_events.is_empty() {
             Ok(Default::default())
         } else {
-            self.ctx.log.append(new_events).await
+            self.ctx.log.append_fenced(new_events, fence.as_ref()).await
         };
         let appended = match appended {
             Ok(a) => a,
@@ -312,10 +401,20 @@ impl Writer {
                     .log
                     .stream_version(&StreamId::Domain(self.part.domain.clone()));
                 let msg = e.to_string();
+                let lost = matches!(e, StoreError::LeaseLost { .. });
+                if lost {
+                    self.part.set_fence(None);
+                }
+                let error = || match lost {
+                    true => StoreError::LeaseLost {
+                        domain: self.part.domain.clone(),
+                    },
+                    false => StoreError::Io(msg.clone()),
+                };
                 for (results, reply) in answers {
                     let results = results
                         .into_iter()
-                        .map(|_| Err(LedgerError::Store(StoreError::Io(msg.clone()))))
+                        .map(|_| Err(LedgerError::Store(error())))
                         .collect();
                     let _ = reply.send(BatchOutcome {
                         results,
@@ -373,6 +472,23 @@ impl Writer {
                 written,
             });
         }
+    }
+}
+
+/// Answer every request of a group that could not be decided with the store's failure.
+fn fail_group(
+    group: Vec<(Vec<Request>, BatchMode, oneshot::Sender<BatchOutcome>)>,
+    reason: &str,
+) {
+    for (requests, _, reply) in group {
+        let results = requests
+            .iter()
+            .map(|_| Err(LedgerError::Store(StoreError::Io(reason.to_string()))))
+            .collect();
+        let _ = reply.send(BatchOutcome {
+            results,
+            written: false,
+        });
     }
 }
 

@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-#[derive(Debug, thiserror::Error)]
+/// Sent between servers (a forwarded command's failure) as well as shown.
+#[derive(Debug, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum StoreError {
     /// The data directory cannot be used (damaged, foreign, locked). Fatal at start-up.
     #[error("cannot open data dir {path}: {reason}")]
@@ -21,6 +22,10 @@ pub enum StoreError {
     /// A stored record cannot be decoded.
     #[error("record at {at} is corrupt: {reason}")]
     Corrupt { at: String, reason: String },
+    /// UNAVAILABLE: another server took over the domain (its lease) before this append
+    /// committed; nothing was written. Retried by the ledger on the new owner.
+    #[error("another server took over domain {domain:?} before this change was written; retry")]
+    LeaseLost { domain: String },
     /// INTERNAL / UNAVAILABLE: the disk failed.
     #[error("storage I/O failed: {0}")]
     Io(String),

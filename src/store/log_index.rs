@@ -24,7 +24,12 @@ pub(crate) struct LogIndex {
 }
 
 impl LogIndex {
+    /// Index one event after the indexed end; one already indexed (seen by a catch-up before
+    /// its own append reported it) is left as it is.
     pub(crate) fn add(&mut self, e: &RecordedEvent) {
+        if e.position <= self.last_position {
+            return;
+        }
         self.streams.add(e.stream(), e.position);
         self.event_ids.insert(e.event_id, e.position);
         if let Some(r) = &e.request_id {

@@ -14,6 +14,7 @@ mod error;
 pub mod files;
 mod log_index;
 mod parallel;
+pub mod pg_cluster;
 pub mod pg_log;
 pub mod reach;
 mod record;
@@ -45,6 +46,23 @@ pub trait EventLog: Send + Sync {
     /// share one flush + fsync. Expected stream versions are checked by the stream's owner
     /// (its partition writer), not here.
     async fn append(&self, events: Vec<NewEvent>) -> Result<Appended, StoreError>;
+
+    /// [`EventLog::append`], refused ([`StoreError::LeaseLost`]) unless the fence's lease is
+    /// still held when the batch commits. A store only one server writes (sled, which locks its
+    /// directory) has no leases and ignores the fence.
+    async fn append_fenced(
+        &self,
+        events: Vec<NewEvent>,
+        _fence: Option<&pg_cluster::Fence>,
+    ) -> Result<Appended, StoreError> {
+        self.append(events).await
+    }
+
+    /// Learn of events other servers appended; returns the new end. A store only this
+    /// process writes has nothing to learn.
+    async fn refresh(&self) -> Result<u64, StoreError> {
+        Ok(self.last_position())
+    }
 
     /// Events with positions in `from..=to` (at most `limit`), in order.
     async fn read_range(

@@ -24,12 +24,13 @@ use uuid::Uuid;
 use super::codec;
 use super::log_index::{self, LogIndex};
 use super::vault::{Key, Vault};
+use super::pg_cluster::Fence;
 use super::{Appended, EventLog, NewEvent, RecordedEvent, StoreError};
 use crate::domain::{Event, StreamId};
 
 /// The advisory lock appends (and migrations) of one schema serialize on: "AL" and a CRC-32 of
 /// the schema name, so deployments in other schemas of the same database do not wait for it.
-fn append_lock(schema: &str) -> i64 {
+pub(super) fn append_lock(schema: &str) -> i64 {
     (0x414C_i64 << 32) | i64::from(crc32fast::hash(schema.as_bytes()))
 }
 
@@ -49,6 +50,19 @@ const MIGRATIONS: &[&str] = &[
     // again) must never be caught up with this one's events.
     "CREATE TABLE store_identity (id uuid NOT NULL);
      INSERT INTO store_identity VALUES (gen_random_uuid())",
+    // Several servers (store/pg_cluster.rs): who is serving, which server decides which
+    // domain (a lease with an epoch that fences the old owner's appends), account numbers
+    // handed out in blocks, the token table, and the secret servers forward commands with.
+    "CREATE TABLE servers (id uuid PRIMARY KEY, address text NOT NULL,
+                           seen_at timestamptz NOT NULL DEFAULT now());
+     CREATE TABLE leases (domain text PRIMARY KEY, owner uuid NOT NULL, epoch bigint NOT NULL,
+                          expires_at timestamptz NOT NULL);
+     CREATE TABLE account_numbers (next bigint NOT NULL);
+     INSERT INTO account_numbers VALUES (1);
+     CREATE TABLE tokens (id int PRIMARY KEY, version bigint NOT NULL, config text NOT NULL);
+     CREATE TABLE cluster_secret (secret bytea NOT NULL);
+     INSERT INTO cluster_secret
+         VALUES (uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid()))",
 ];
 
 /// How soon after a deletion the keys table is rewritten (VACUUM FULL), so that no file of it
@@ -58,7 +72,7 @@ const SHRED_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
 /// Rows read per query while scanning.
 const PAGE: i64 = 10_000;
 
-fn pg(e: tokio_postgres::Error) -> StoreError {
+pub(super) fn pg(e: tokio_postgres::Error) -> StoreError {
     StoreError::Io(format!("postgres: {e}"))
 }
 
@@ -88,7 +102,7 @@ pub struct PgEventLog {
     shred: Arc<std::sync::atomic::AtomicBool>,
 }
 
-async fn connect(url: &str) -> Result<Client, StoreError> {
+pub(super) async fn connect(url: &str) -> Result<Client, StoreError> {
     let (client, connection) = tokio_postgres::connect(url, NoTls)
         .await
         .map_err(|e| StoreError::Io(format!("cannot connect to PostgreSQL ({e})")))?;
@@ -101,7 +115,7 @@ async fn connect(url: &str) -> Result<Client, StoreError> {
 }
 
 /// A schema name we put into SQL text: lowercase letters, digits and `_`, not first a digit.
-fn checked_schema(schema: &str) -> Result<&str, StoreError> {
+pub(super) fn checked_schema(schema: &str) -> Result<&str, StoreError> {
     let ok = !schema.is_empty()
         && schema.len() <= 63
         && schema
@@ -206,6 +220,10 @@ impl PgEventLog {
             }
             let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
             for e in &decoded {
+                if e.position <= index.last_position {
+                    // Indexed meanwhile by our own append or another catch-up.
+                    continue;
+                }
                 if e.position != index.last_position + 1 {
                     return Err(StoreError::Corrupt {
                         at: format!("{} position {}", self.table(), e.position),
@@ -239,6 +257,7 @@ impl PgEventLog {
         client: &mut Client,
         events: Vec<NewEvent>,
         prepared: codec::PreparedBatch,
+        fence: Option<&Fence>,
     ) -> Result<Appended, StoreError> {
         let tx = client.transaction().await.map_err(pg)?;
         tx.execute(
@@ -247,6 +266,25 @@ impl PgEventLog {
         )
         .await
         .map_err(pg)?;
+        if let Some(f) = fence {
+            // Under the lock that lease takeovers also take: the lease cannot move before this
+            // transaction ends.
+            let held = tx
+                .query_opt(
+                    &format!(
+                        "SELECT 1 FROM {}.leases WHERE domain = $1 AND owner = $2 AND epoch = $3",
+                        self.schema
+                    ),
+                    &[&f.domain, &f.owner, &f.epoch],
+                )
+                .await
+                .map_err(pg)?;
+            if held.is_none() {
+                return Err(StoreError::LeaseLost {
+                    domain: f.domain.clone(),
+                });
+            }
+        }
         // Another server may have appended since our last look.
         self.catch_up(&tx).await?;
         let (positions, records, sealed) = {
@@ -429,10 +467,20 @@ async fn migrate(client: &mut Client, schema: &str) -> Result<(), StoreError> {
 #[async_trait]
 impl EventLog for PgEventLog {
     async fn append(&self, events: Vec<NewEvent>) -> Result<Appended, StoreError> {
+        self.append_fenced(events, None).await
+    }
+
+    async fn append_fenced(
+        &self,
+        events: Vec<NewEvent>,
+        fence: Option<&Fence>,
+    ) -> Result<Appended, StoreError> {
         let prepared = codec::prepare_batch(&events, &self.vault)?;
         let made: Vec<u64> = prepared.new_keys.iter().map(|(a, _)| *a).collect();
         let mut client = self.writer.lock().await;
-        let (positions, records) = match self.append_locked(&mut client, events, prepared).await {
+        let (positions, records) = match self
+            .append_locked(&mut client, events, prepared, fence)
+            .await {
             Ok(a) => (a.positions, a.recorded),
             Err(e) => {
                 // Keys that were never committed must not pass for stored ones later.
@@ -537,6 +585,11 @@ impl EventLog for PgEventLog {
 
     fn last_position(&self) -> u64 {
         self.durable.load(Ordering::Acquire)
+    }
+
+    async fn refresh(&self) -> Result<u64, StoreError> {
+        self.catch_up(&self.reader).await?;
+        Ok(self.last_position())
     }
 
     fn size_on_disk(&self) -> Result<u64, StoreError> {

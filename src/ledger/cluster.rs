@@ -1,0 +1,438 @@
+//! Several servers over one PostgreSQL store. Every server serves reads for every domain from
+//! its own read models; each domain's commands are decided by exactly one server at a time,
+//! the holder of the domain's lease ([`crate::store::pg_cluster`]).
+//!
+//! - **Who decides.** A command for a domain this server holds goes to the domain's writer as
+//!   on one server. A domain nobody holds (or whose lease ran out) is taken over on the spot.
+//!   A domain another live server holds is **forwarded** to that server (`Peer/Execute`),
+//!   which answers as if called directly: taking the lease over instead would make two busy
+//!   servers steal a domain back and forth, each steal a catch-up, and a client talking to
+//!   any server should not decide where work runs.
+//! - **Fencing.** The writer appends with the epoch it took the lease at; the store refuses
+//!   the append if the lease moved ([`crate::store::StoreError::LeaseLost`]) and the command
+//!   is routed again. Two servers can never both take a domain's last license.
+//! - **Reads catch up.** A follower reads what other servers appended (polled every
+//!   [`FOLLOW_EVERY`], and at once when a command names something not seen yet) and applies
+//!   it to the read models of domains this server does not hold.
+//! - **Taking a domain over** first applies everything committed before the lease was won,
+//!   then gives the writer that state: the new owner decides on the whole history.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use super::partition::{Job, Partition};
+use super::{BatchMode, BatchOutcome, Ledger, LedgerError, Request, Shared};
+use crate::domain::{Event, StreamId};
+use crate::projections::Projections;
+use crate::store::pg_cluster::{Claim, Fence, LEASE_TTL, PgCluster};
+use crate::store::{RecordedEvent, StoreError};
+
+/// How often a server looks for what the others appended.
+pub const FOLLOW_EVERY: Duration = Duration::from_millis(20);
+/// How often held leases are renewed (well inside [`LEASE_TTL`]).
+const RENEW_EVERY: Duration = Duration::from_secs(1);
+/// Account numbers reserved at a time (fewer round trips; unused ones are skipped).
+const NUMBER_BLOCK: u64 = 256;
+
+/// Sends a batch to the server at `address` (the API layer implements it over gRPC).
+#[async_trait]
+pub trait Forwarder: Send + Sync {
+    async fn forward(
+        &self,
+        address: &str,
+        requests: Vec<Request>,
+        mode: BatchMode,
+    ) -> Result<Result<BatchOutcome, LedgerError>, String>;
+}
+
+/// Where a domain's commands are decided now.
+pub(crate) enum Owner {
+    Here,
+    Peer(String),
+}
+
+pub(crate) struct Cluster {
+    pub(crate) store: Arc<PgCluster>,
+    /// Owners seen in the store, remembered until their lease would run out.
+    owners: Mutex<HashMap<String, (String, Instant)>>,
+    /// One catch-up at a time; every event through `delivered` is applied.
+    follow: tokio::sync::Mutex<()>,
+    delivered: AtomicU64,
+    forwarder: RwLock<Option<Arc<dyn Forwarder>>>,
+    /// Where peers reach this server, once announced.
+    address: Mutex<Option<String>>,
+}
+
+impl Cluster {
+    pub(crate) fn new(store: PgCluster, delivered: u64) -> Cluster {
+        Cluster {
+            store: Arc::new(store),
+            owners: Mutex::default(),
+            follow: tokio::sync::Mutex::new(()),
+            delivered: AtomicU64::new(delivered),
+            forwarder: RwLock::new(None),
+            address: Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn server(&self) -> Uuid {
+        self.store.server()
+    }
+
+    /// Every event through this position is in the read models.
+    pub(crate) fn delivered(&self) -> u64 {
+        self.delivered.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_forwarder(&self, f: Arc<dyn Forwarder>) {
+        *self.forwarder.write().unwrap_or_else(|e| e.into_inner()) = Some(f);
+    }
+
+    fn forwarder(&self) -> Option<Arc<dyn Forwarder>> {
+        self.forwarder
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn remembered_owner(&self, domain: &str) -> Option<String> {
+        let owners = self.owners.lock().unwrap_or_else(|e| e.into_inner());
+        owners
+            .get(domain)
+            .filter(|(_, until)| *until > Instant::now())
+            .map(|(a, _)| a.clone())
+    }
+
+    fn forget_owner(&self, domain: &str) {
+        self.owners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(domain);
+    }
+
+    /// `n` account numbers for a writer.
+    pub(crate) async fn reserve_numbers(
+        &self,
+        n: u64,
+        at_least: u64,
+    ) -> Result<Range<u64>, StoreError> {
+        self.store
+            .reserve_accounts(n.max(NUMBER_BLOCK), at_least)
+            .await
+    }
+}
+
+impl Ledger {
+    /// Let this server forward commands to the servers that decide their domains.
+    pub fn set_forwarder(&self, f: Arc<dyn Forwarder>) {
+        if let Some(c) = &self.shared.cluster {
+            c.set_forwarder(f);
+        }
+    }
+
+    /// Tell the other servers where to forward commands to this one.
+    pub async fn announce(&self, address: &str) -> Result<(), LedgerError> {
+        if let Some(c) = &self.shared.cluster {
+            c.store.announce(address).await?;
+            *c.address.lock().unwrap_or_else(|e| e.into_inner()) = Some(address.to_string());
+        }
+        Ok(())
+    }
+
+    /// [`Ledger::announce`] unless an address was announced already.
+    pub async fn announce_default(&self, address: &str) -> Result<(), LedgerError> {
+        let announced = self.shared.cluster.as_ref().is_some_and(|c| {
+            c.address
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_some()
+        });
+        if announced {
+            return Ok(());
+        }
+        self.announce(address).await
+    }
+
+    /// The secret servers of one store forward commands with (None on a one-server store).
+    pub async fn peer_secret(&self) -> Result<Option<Vec<u8>>, LedgerError> {
+        match &self.shared.cluster {
+            Some(c) => Ok(Some(c.store.secret().await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The store's shared coordination (tokens live there too), on a multi-server store.
+    pub fn cluster_store(&self) -> Option<Arc<PgCluster>> {
+        self.shared.cluster.as_ref().map(|c| c.store.clone())
+    }
+
+    /// Run a batch of one partition where its domain is decided: here, or forwarded. A batch
+    /// refused because the lease moved meanwhile is routed again (until a lease could have
+    /// run out twice). `may_forward` is false for a batch a peer forwarded here: it is decided
+    /// here or refused, never sent on (no forwarding loops).
+    pub(crate) async fn run_on_owner(
+        &self,
+        part: &Arc<Partition>,
+        requests: Vec<Request>,
+        mode: BatchMode,
+        may_forward: bool,
+    ) -> Result<BatchOutcome, LedgerError> {
+        let Some(cluster) = self.shared.cluster.clone() else {
+            return self.run_here(part, requests, mode).await;
+        };
+        let deadline = Instant::now() + 2 * LEASE_TTL;
+        loop {
+            let outcome = match self.owner(&cluster, part).await? {
+                Owner::Here => self.run_here(part, requests.clone(), mode).await?,
+                Owner::Peer(address) if may_forward => {
+                    let forwarder = cluster.forwarder().ok_or(LedgerError::Closed)?;
+                    match forwarder.forward(&address, requests.clone(), mode).await {
+                        Ok(Ok(outcome)) => outcome,
+                        Ok(Err(LedgerError::Store(StoreError::LeaseLost { .. })))
+                            if Instant::now() < deadline =>
+                        {
+                            // It had just lost the domain: ask the store again.
+                            cluster.forget_owner(&part.domain);
+                            continue;
+                        }
+                        Ok(Err(e)) => return Err(e),
+                        Err(reason) => {
+                            cluster.forget_owner(&part.domain);
+                            if Instant::now() >= deadline {
+                                return Err(LedgerError::OwnerUnreachable {
+                                    domain: part.domain.clone(),
+                                    address,
+                                    reason,
+                                });
+                            }
+                            // A stopped owner's lease runs out; then this server takes over.
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            continue;
+                        }
+                    }
+                }
+                Owner::Peer(_) => {
+                    cluster.forget_owner(&part.domain);
+                    return Err(StoreError::LeaseLost {
+                        domain: part.domain.clone(),
+                    }
+                    .into());
+                }
+            };
+            let moved = !outcome.written
+                && outcome
+                    .results
+                    .iter()
+                    .any(|r| matches!(r, Err(LedgerError::Store(StoreError::LeaseLost { .. }))));
+            if moved && Instant::now() < deadline {
+                cluster.forget_owner(&part.domain);
+                continue;
+            }
+            return Ok(outcome);
+        }
+    }
+
+    /// Who decides `part`'s domain now; takes the lease when nobody holds it.
+    async fn owner(&self, cluster: &Cluster, part: &Arc<Partition>) -> Result<Owner, LedgerError> {
+        if part.fence().is_some() {
+            return Ok(Owner::Here);
+        }
+        if let Some(address) = cluster.remembered_owner(&part.domain) {
+            return Ok(Owner::Peer(address));
+        }
+        let _one_claim = part.claiming.lock().await;
+        if part.fence().is_some() {
+            return Ok(Owner::Here);
+        }
+        match cluster.store.claim(&part.domain).await? {
+            Claim::Won { epoch } => {
+                // Everything committed before the lease was won, then the writer takes it.
+                self.follow().await?;
+                self.refresh_writer(part).await?;
+                part.set_fence(Some(Fence {
+                    domain: part.domain.clone(),
+                    owner: cluster.server(),
+                    epoch,
+                }));
+                tracing::info!(domain = %part.domain, epoch, "took over the domain's lease");
+                Ok(Owner::Here)
+            }
+            Claim::Held { address, left, .. } => {
+                cluster
+                    .owners
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(part.domain.clone(), (address.clone(), Instant::now() + left));
+                Ok(Owner::Peer(address))
+            }
+        }
+    }
+
+    async fn refresh_writer(&self, part: &Partition) -> Result<(), LedgerError> {
+        let sender = self.sender(part).ok_or(LedgerError::Closed)?;
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        sender
+            .send(Job::Refresh { reply })
+            .await
+            .map_err(|_| LedgerError::Closed)?;
+        rx.await.map_err(|_| LedgerError::Closed)
+    }
+
+    /// Apply what other servers appended to the read models of the domains this server does
+    /// not hold (a no-op on a one-server store).
+    pub(crate) async fn follow(&self) -> Result<(), LedgerError> {
+        let Some(cluster) = &self.shared.cluster else {
+            return Ok(());
+        };
+        let _one_at_a_time = cluster.follow.lock().await;
+        self.follow_locked(cluster).await
+    }
+
+    /// Stop the follower and catch up (a rebuild swaps read models under this): while the
+    /// guard lives, nothing else applies other servers' events.
+    pub(crate) async fn hold_follower(
+        &self,
+    ) -> Result<Option<tokio::sync::MutexGuard<'_, ()>>, LedgerError> {
+        let Some(cluster) = &self.shared.cluster else {
+            return Ok(None);
+        };
+        let guard = cluster.follow.lock().await;
+        self.follow_locked(cluster).await?;
+        Ok(Some(guard))
+    }
+
+    async fn follow_locked(&self, cluster: &Cluster) -> Result<(), LedgerError> {
+        let log = &self.shared.log;
+        let last = log.refresh().await?;
+        let mut from = cluster.delivered() + 1;
+        while from <= last {
+            let page = log.read_range(from, last, 4096).await?;
+            let Some(tail) = page.last().map(|e| e.position) else {
+                break;
+            };
+            self.apply_foreign(&page);
+            cluster.delivered.store(tail, Ordering::Release);
+            from = tail + 1;
+        }
+        Ok(())
+    }
+
+    fn apply_foreign(&self, events: &[RecordedEvent]) {
+        let routes = &self.shared.routes;
+        let mut parts: Vec<(Arc<Partition>, Vec<&RecordedEvent>)> = Vec::new();
+        for e in events {
+            let part = match &e.event {
+                Event::DomainRegistered { domain, .. } => {
+                    Some(self.add_partition(domain, Projections::default()))
+                }
+                Event::AccountCreated {
+                    account, domain, ..
+                } => routes.partition(domain).inspect(|p| {
+                    routes.register_accounts(p.index, &[*account]);
+                }),
+                other => match other.stream() {
+                    StreamId::Domain(d) => routes.partition(&d),
+                    StreamId::Account(a) => routes.account(a),
+                },
+            };
+            // A domain held here gets every one of its events through its writer.
+            let Some(part) = part.filter(|p| p.fence().is_none()) else {
+                continue;
+            };
+            match parts.iter_mut().find(|(p, _)| p.index == part.index) {
+                Some((_, list)) => list.push(e),
+                None => parts.push((part, vec![e])),
+            }
+        }
+        let mut applied = Vec::new();
+        for (part, list) in parts {
+            let mut read = part.write();
+            let before = read.state.clone();
+            let touched = list.iter().filter_map(|e| e.event.account()).collect();
+            for e in list {
+                if e.position > read.checkpoint {
+                    read.apply(e);
+                    applied.push(e);
+                }
+            }
+            let index = read.index.clone();
+            read.index = Projections::index_after(index, &before, &read.state, touched);
+        }
+        if self.shared.live.receiver_count() > 0 {
+            applied.sort_by_key(|e| e.position);
+            for e in applied {
+                let _ = self.shared.live.send(Arc::new(e.clone()));
+            }
+        }
+    }
+
+    /// Give up this server's leases (at close): the other servers take its domains at once.
+    pub(crate) async fn leave_cluster(&self) -> Result<(), LedgerError> {
+        if let Some(c) = &self.shared.cluster {
+            for part in self.shared.routes.all() {
+                part.set_fence(None);
+            }
+            c.store.leave().await?;
+        }
+        Ok(())
+    }
+}
+
+/// The follower and the lease renewal, until the ledger is dropped or closed.
+pub(super) fn spawn_tasks(shared: Weak<Shared>) {
+    let follower = shared.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(FOLLOW_EVERY).await;
+            let Some(shared) = follower.upgrade() else {
+                return;
+            };
+            if shared.closed.load(Ordering::SeqCst) {
+                return;
+            }
+            if let Err(e) = (Ledger { shared }).follow().await {
+                tracing::warn!("reading other servers' changes failed (retried): {e}");
+            }
+        }
+    });
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(RENEW_EVERY).await;
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
+            if shared.closed.load(Ordering::SeqCst) {
+                return;
+            }
+            let Some(cluster) = &shared.cluster else {
+                return;
+            };
+            let held: Vec<Arc<Partition>> = shared
+                .routes
+                .all()
+                .into_iter()
+                .filter(|p| p.fence().is_some())
+                .collect();
+            let names: Vec<String> = held.iter().map(|p| p.domain.clone()).collect();
+            match cluster.store.renew(&names).await {
+                Ok(kept) => {
+                    for part in held {
+                        if !kept.contains(&part.domain) {
+                            tracing::warn!(domain = %part.domain, "lost the domain's lease");
+                            part.set_fence(None);
+                        }
+                    }
+                }
+                // Not renewed: the store refuses this server's appends once a lease is taken
+                // over, so nothing is decided twice meanwhile.
+                Err(e) => tracing::warn!("renewing leases failed (retried): {e}"),
+            }
+        }
+    });
+}
