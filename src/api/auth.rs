@@ -420,10 +420,11 @@ impl Auth {
             }
             let mut checked = self.check_token(header.as_ref());
             if checked.as_ref().is_err_and(|r| r == UNKNOWN_TOKEN) && self.shared.is_some() {
-                // Maybe made on another server a moment ago.
-                if self.reload().await.unwrap_or(false) {
-                    checked = self.check_token(header.as_ref());
+                // Maybe made on another server a moment ago (or just reread by another call).
+                if let Err(e) = self.reload().await {
+                    tracing::warn!("rereading the shared tokens failed: {e}");
                 }
+                checked = self.check_token(header.as_ref());
             }
             checked.map_err(|reason| {
                 self.record_failure(peer, &reason);
@@ -594,7 +595,8 @@ impl Auth {
             let mut next: AuthConfig =
                 serde_json::from_str(&json).map_err(|e| ConfigError::Store(e.to_string()))?;
             f(&mut next.tokens);
-            let json = serde_json::to_string(&next).map_err(|e| ConfigError::Store(e.to_string()))?;
+            let json =
+                serde_json::to_string(&next).map_err(|e| ConfigError::Store(e.to_string()))?;
             if let Some(saved) = shared
                 .store
                 .save_tokens(version, &json)

@@ -48,7 +48,7 @@ impl LedgerService {
     ) -> Result<Response<pb::ConfirmableReply>, Status> {
         let who = self.auth.authenticate(&request).await?;
         let req = request.into_inner();
-        let acc = self.target(&who, Op::ManageAccounts, req.account)?;
+        let acc = self.target(&who, Op::ManageAccounts, req.account).await?;
         let command = match action {
             Action::Disable => Command::Disable { account: acc.id },
             Action::Delete => Command::Delete { account: acc.id },

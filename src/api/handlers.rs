@@ -187,7 +187,7 @@ impl pb::account_ledger_server::AccountLedger for LedgerService {
     ) -> Result<Response<pb::CommandReply>, Status> {
         let who = self.auth.authenticate(&request).await?;
         let req = request.into_inner();
-        let acc = self.target(&who, Op::ManageAccounts, req.account)?;
+        let acc = self.target(&who, Op::ManageAccounts, req.account).await?;
         let command = Command::UpdateProfile {
             account: acc.id,
             profile: profile_checked(req.profile)?,
@@ -232,7 +232,7 @@ impl pb::account_ledger_server::AccountLedger for LedgerService {
     ) -> Result<Response<pb::CommandReply>, Status> {
         let who = self.auth.authenticate(&request).await?;
         let req = request.into_inner();
-        let acc = self.target(&who, Op::ManageAccounts, req.account)?;
+        let acc = self.target(&who, Op::ManageAccounts, req.account).await?;
         let command = Command::Reactivate {
             account: acc.id,
             enabled: req.enabled.unwrap_or(true),
@@ -256,7 +256,7 @@ impl pb::account_ledger_server::AccountLedger for LedgerService {
     ) -> Result<Response<pb::CommandReply>, Status> {
         let who = self.auth.authenticate(&request).await?;
         let req = request.into_inner();
-        let acc = self.target(&who, Op::ReportActivity, req.account)?;
+        let acc = self.target(&who, Op::ReportActivity, req.account).await?;
         let at_us = match &req.at {
             Some(t) => timestamp_to_us(t, "at")?,
             None => now_us(),
@@ -291,7 +291,7 @@ impl pb::account_ledger_server::AccountLedger for LedgerService {
         let login = required("login", req.login)?;
         who.require_in(Op::CanSignIn, &domain)?;
         let found = self.ledger.can_sign_in(&domain, &login);
-        if found.is_none() && !self.ledger.domain_exists(&domain) {
+        if found.is_none() && !self.ledger.domain_exists_fresh(&domain).await {
             return Err(domain_not_found(&domain));
         }
         Ok(Response::new(match found {
@@ -315,7 +315,7 @@ impl pb::account_ledger_server::AccountLedger for LedgerService {
         let who = self.auth.authenticate(&request).await?;
         let req = request.into_inner();
         let as_of = optional_as_of(req.as_of.as_ref())?;
-        let acc = self.target(&who, Op::Read, req.account)?;
+        let acc = self.target(&who, Op::Read, req.account).await?;
         let acc = match as_of {
             None => acc,
             Some(at) => self
@@ -335,7 +335,7 @@ impl pb::account_ledger_server::AccountLedger for LedgerService {
     ) -> Result<Response<pb::ListAccountsResponse>, Status> {
         let who = self.auth.authenticate(&request).await?;
         let req = request.into_inner();
-        let domain = self.readable_domain(&who, req.domain)?;
+        let domain = self.readable_domain(&who, req.domain).await?;
         let as_of = optional_as_of(req.as_of.as_ref())?;
         let limit = match req.limit {
             0 => 100,
@@ -394,7 +394,7 @@ impl pb::account_ledger_server::AccountLedger for LedgerService {
     ) -> Result<Response<Self::ExportUsersStream>, Status> {
         let who = self.auth.authenticate(&request).await?;
         let req = request.into_inner();
-        let domain = self.readable_domain(&who, req.domain)?;
+        let domain = self.readable_domain(&who, req.domain).await?;
         let as_of = optional_as_of(req.as_of.as_ref())?;
         if as_of.is_some() {
             let accounts = self.accounts(&domain, as_of, in_users_export).await?;
@@ -423,7 +423,7 @@ impl pb::account_ledger_server::AccountLedger for LedgerService {
     ) -> Result<Response<pb::EventList>, Status> {
         let who = self.auth.authenticate(&request).await?;
         let req = request.into_inner();
-        let acc = self.target(&who, Op::Read, req.account)?;
+        let acc = self.target(&who, Op::Read, req.account).await?;
         let events = self.ledger.account_history(acc.id).await?;
         let domain = Some(acc.domain.clone());
         Ok(Response::new(pb::EventList {

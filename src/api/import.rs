@@ -539,7 +539,7 @@ impl pb::import_service_server::ImportService for ImportService {
         }
         let domain = required("header.domain", header.domain.clone())?;
         who.require_in(Op::ManageAccounts, &domain)?;
-        if !self.ledger.domain_exists(&domain) {
+        if !self.ledger.domain_exists_fresh(&domain).await {
             return Err(domain_not_found(&domain));
         }
         let name = base_file_name(&header.file_name)?;
@@ -680,7 +680,7 @@ impl pb::import_service_server::ImportService for ImportService {
         let who = self.auth.authenticate(&request).await?;
         let domain = required("domain", request.into_inner().domain)?;
         who.require_in(Op::Read, &domain)?;
-        if !self.ledger.domain_exists(&domain) {
+        if !self.ledger.domain_exists_fresh(&domain).await {
             return Err(domain_not_found(&domain));
         }
         let jobs = self

@@ -63,9 +63,8 @@ impl pb::peer_server::Peer for PeerService {
                 "Peer is for servers of the same store only",
             ));
         }
-        let (requests, mode): (Vec<LedgerRequest>, BatchMode) =
-            decode(&request.into_inner().batch)
-                .map_err(|e| Status::invalid_argument(format!("invalid batch: {e}")))?;
+        let (requests, mode): (Vec<LedgerRequest>, BatchMode) = decode(&request.into_inner().batch)
+            .map_err(|e| Status::invalid_argument(format!("invalid batch: {e}")))?;
         // The ledger's own refusal travels as it is, so the first server answers exactly it.
         let outcome = self.ledger.execute_forwarded(requests, mode).await;
         let outcome = encode(&outcome).map_err(Status::internal)?;

@@ -25,10 +25,10 @@ impl ScheduleService {
         ScheduleService { ledger, auth }
     }
 
-    fn domain(&self, who: &Principal, op: Op, domain: String) -> Result<String, Status> {
+    async fn domain(&self, who: &Principal, op: Op, domain: String) -> Result<String, Status> {
         let domain = required("domain", domain)?;
         who.require_in(op, &domain)?;
-        if !self.ledger.domain_exists(&domain) {
+        if !self.ledger.domain_exists_fresh(&domain).await {
             return Err(domain_not_found(&domain));
         }
         Ok(domain)
@@ -124,7 +124,7 @@ impl pb::schedule_service_server::ScheduleService for ScheduleService {
     ) -> Result<Response<pb::ScheduledChange>, Status> {
         let who = self.auth.authenticate(&request).await?;
         let req = request.into_inner();
-        let domain = self.domain(&who, Op::ManageAccounts, req.domain)?;
+        let domain = self.domain(&who, Op::ManageAccounts, req.domain).await?;
         let target = convert::schedule_target(req.selection)?;
         let change = convert::schedule_change(req.action, req.at, req.until)?;
         if starts_at(&change) < self.ledger.now_us() {
@@ -150,7 +150,7 @@ impl pb::schedule_service_server::ScheduleService for ScheduleService {
     ) -> Result<Response<pb::ScheduledChange>, Status> {
         let who = self.auth.authenticate(&request).await?;
         let req = request.into_inner();
-        let domain = self.domain(&who, Op::ManageAccounts, req.domain)?;
+        let domain = self.domain(&who, Op::ManageAccounts, req.domain).await?;
         if req.schedule == 0 {
             return Err(invalid(
                 "schedule",
@@ -171,7 +171,9 @@ impl pb::schedule_service_server::ScheduleService for ScheduleService {
         request: Request<pb::ListSchedulesRequest>,
     ) -> Result<Response<pb::ListSchedulesResponse>, Status> {
         let who = self.auth.authenticate(&request).await?;
-        let domain = self.domain(&who, Op::Read, request.into_inner().domain)?;
+        let domain = self
+            .domain(&who, Op::Read, request.into_inner().domain)
+            .await?;
         Ok(Response::new(self.listing(&domain)))
     }
 
@@ -181,7 +183,7 @@ impl pb::schedule_service_server::ScheduleService for ScheduleService {
     ) -> Result<Response<pb::ListSchedulesResponse>, Status> {
         let who = self.auth.authenticate(&request).await?;
         let req = request.into_inner();
-        let domain = self.domain(&who, Op::Operate, req.domain)?;
+        let domain = self.domain(&who, Op::Operate, req.domain).await?;
         let grace_us = i64::try_from(req.grace_seconds)
             .ok()
             .and_then(|s| s.checked_mul(1_000_000))

@@ -47,7 +47,7 @@ impl LedgerService {
     /// not exist, so no answer tells which ids exist or where: an id in another domain is
     /// NOT_FOUND like an unused id; an import id in a domain outside `who`'s rights is
     /// PERMISSION_DENIED whether that domain exists or not.
-    pub(super) fn resolve(
+    pub(super) async fn resolve(
         &self,
         who: &Principal,
         op: Op,
@@ -57,18 +57,20 @@ impl LedgerService {
         match r {
             pb::account_ref::Ref::Id(id) => self
                 .ledger
-                .account(id)
+                .fresh(|l| l.account(id))
+                .await
                 .filter(|a| who.may_see(&a.domain))
                 .ok_or_else(|| account_not_found(id)),
             pb::account_ref::Ref::Import(key) => {
                 let domain = required("account.import.domain", key.domain)?;
                 let import_id = required("account.import.import_id", key.import_id)?;
                 who.require_in(op, &domain)?;
-                if !self.ledger.domain_exists(&domain) {
+                if !self.ledger.domain_exists_fresh(&domain).await {
                     return Err(domain_not_found(&domain));
                 }
                 self.ledger
-                    .account_by_import_id(&domain, &import_id)
+                    .fresh(|l| l.account_by_import_id(&domain, &import_id))
+                    .await
                     .ok_or_else(|| {
                         account_not_found(format!("with import id {import_id:?} in {domain:?}"))
                     })
@@ -77,14 +79,14 @@ impl LedgerService {
     }
 
     /// Resolve and authorize in one step.
-    pub(super) fn target(
+    pub(super) async fn target(
         &self,
         who: &Principal,
         op: Op,
         r: Option<pb::AccountRef>,
     ) -> Result<AccountState, Status> {
         who.require(op)?;
-        self.resolve(who, op, r)
+        self.resolve(who, op, r).await
     }
 
     /// Run one command through the ledger and describe what it did.
@@ -129,7 +131,7 @@ impl LedgerService {
     ) -> Result<Response<pb::CommandReply>, Status> {
         let who = self.auth.authenticate(&request).await?;
         let req = request.into_inner();
-        let acc = self.target(&who, op, req.account)?;
+        let acc = self.target(&who, op, req.account).await?;
         Ok(Response::new(
             self.run(&who, make(acc.id), req.request_id, req.expected_version)
                 .await?,
@@ -156,14 +158,14 @@ impl LedgerService {
             .collect()
     }
 
-    pub(super) fn readable_domain(
+    pub(super) async fn readable_domain(
         &self,
         who: &Principal,
         domain: String,
     ) -> Result<String, Status> {
         let domain = required("domain", domain)?;
         who.require_in(Op::Read, &domain)?;
-        if !self.ledger.domain_exists(&domain) {
+        if !self.ledger.domain_exists_fresh(&domain).await {
             return Err(domain_not_found(&domain));
         }
         Ok(domain)

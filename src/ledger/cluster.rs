@@ -268,7 +268,10 @@ impl Ledger {
                     .owners
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .insert(part.domain.clone(), (address.clone(), Instant::now() + left));
+                    .insert(
+                        part.domain.clone(),
+                        (address.clone(), Instant::now() + left),
+                    );
                 Ok(Owner::Peer(address))
             }
         }
@@ -370,6 +373,19 @@ impl Ledger {
                 let _ = self.shared.live.send(Arc::new(e.clone()));
             }
         }
+    }
+
+    /// `found()`, or, on a store several servers share, `found()` again after reading what the
+    /// others appended: what a client just made through another server is found here too.
+    pub async fn fresh<T>(&self, found: impl Fn(&Ledger) -> Option<T>) -> Option<T> {
+        if let Some(hit) = found(self) {
+            return Some(hit);
+        }
+        self.shared.cluster.as_ref()?;
+        if let Err(e) = self.follow().await {
+            tracing::warn!("reading other servers' changes failed: {e}");
+        }
+        found(self)
     }
 
     /// Give up this server's leases (at close): the other servers take its domains at once.

@@ -328,8 +328,7 @@ impl Ledger {
             started.elapsed()
         );
         let (live, _) = broadcast::channel(8192);
-        let cluster =
-            coordination.map(|c| Arc::new(cluster::Cluster::new(c, replay.position)));
+        let cluster = coordination.map(|c| Arc::new(cluster::Cluster::new(c, replay.position)));
         let shared = Arc::new(Shared {
             log,
             views,

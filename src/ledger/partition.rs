@@ -476,10 +476,7 @@ impl Writer {
 }
 
 /// Answer every request of a group that could not be decided with the store's failure.
-fn fail_group(
-    group: Vec<(Vec<Request>, BatchMode, oneshot::Sender<BatchOutcome>)>,
-    reason: &str,
-) {
+fn fail_group(group: Vec<(Vec<Request>, BatchMode, oneshot::Sender<BatchOutcome>)>, reason: &str) {
     for (requests, _, reply) in group {
         let results = requests
             .iter()

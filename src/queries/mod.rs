@@ -59,6 +59,14 @@ impl Ledger {
         self.read_domain(domain, |_| ()).is_some()
     }
 
+    /// [`Ledger::domain_exists`], also for a domain registered through another server a
+    /// moment ago (see [`Ledger::fresh`]).
+    pub async fn domain_exists_fresh(&self, domain: &str) -> bool {
+        self.fresh(|l| l.domain_exists(domain).then_some(()))
+            .await
+            .is_some()
+    }
+
     pub fn license_usage(&self, domain: &str) -> Result<LicenseUsage, LedgerError> {
         self.read_domain_or_empty(domain, |s| {
             s.domains

@@ -224,7 +224,10 @@ impl PgCluster {
             .lock()
             .await
             .query_opt(
-                &format!("SELECT version, config FROM {}.tokens WHERE id = 1", self.schema),
+                &format!(
+                    "SELECT version, config FROM {}.tokens WHERE id = 1",
+                    self.schema
+                ),
                 &[],
             )
             .await

@@ -23,8 +23,8 @@ use uuid::Uuid;
 
 use super::codec;
 use super::log_index::{self, LogIndex};
-use super::vault::{Key, Vault};
 use super::pg_cluster::Fence;
+use super::vault::{Key, Vault};
 use super::{Appended, EventLog, NewEvent, RecordedEvent, StoreError};
 use crate::domain::{Event, StreamId};
 
@@ -480,7 +480,8 @@ impl EventLog for PgEventLog {
         let mut client = self.writer.lock().await;
         let (positions, records) = match self
             .append_locked(&mut client, events, prepared, fence)
-            .await {
+            .await
+        {
             Ok(a) => (a.positions, a.recorded),
             Err(e) => {
                 // Keys that were never committed must not pass for stored ones later.

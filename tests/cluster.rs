@@ -1,0 +1,374 @@
+//! Three `account-ledger serve` processes over one PostgreSQL schema: any of them answers the
+//! whole API, a domain's commands are decided by one of them at a time (leases with fencing,
+//! forwarding), and killing the deciding server with -9 moves its domains without losing an
+//! acknowledged command.
+
+mod common;
+mod served;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use account_ledger::api::pb;
+use common::*;
+use served::Served;
+use tonic::Code;
+
+/// Three servers on a fresh schema (dropped when the cluster is dropped).
+struct Cluster {
+    servers: Vec<Option<Served>>,
+    clients: Vec<Client>,
+    operator: String,
+    schema: String,
+    _dirs: tempfile::TempDir,
+}
+
+impl Cluster {
+    async fn start() -> Cluster {
+        let schema = format!("al_cluster_{}", uuid::Uuid::new_v4().simple());
+        let url = pg_url();
+        let dirs = tempfile::tempdir().unwrap();
+        let mut servers = Vec::new();
+        let mut clients = Vec::new();
+        let mut operator = None;
+        for i in 0..3 {
+            let args = ["--store", url.as_str(), "--store-schema", schema.as_str()];
+            let s = Served::start(&dirs.path().join(format!("s{i}")), "127.0.0.1:0", &args);
+            match (&operator, &s.token) {
+                (None, Some(t)) => operator = Some(t.clone()),
+                (Some(_), Some(_)) => panic!("only the server that made the store prints a token"),
+                _ => {}
+            }
+            clients.push(connect(s.addr).await);
+            servers.push(Some(s));
+        }
+        Cluster {
+            servers,
+            clients,
+            operator: operator.expect("the first server printed the operator token"),
+            schema,
+            _dirs: dirs,
+        }
+    }
+
+    fn c(&self, i: usize) -> Client {
+        self.clients[i].clone()
+    }
+
+    /// Register `domain` through server `via` (which then decides it) and make an admin token
+    /// for it through another server.
+    async fn domain(&self, via: usize, domain: &str, limit: u64) -> String {
+        self.c(via)
+            .register_domain(req(
+                &self.operator,
+                pb::RegisterDomainRequest {
+                    domain: domain.into(),
+                    license_limit: limit,
+                    request_id: None,
+                    expected_version: None,
+                },
+            ))
+            .await
+            .expect("register");
+        self.c((via + 1) % 3)
+            .create_token(req(
+                &self.operator,
+                pb::CreateTokenRequest {
+                    principal: format!("admin-{domain}"),
+                    role: pb::Role::DomainAdmin as i32,
+                    domains: vec![domain.into()],
+                    expires_at: None,
+                },
+            ))
+            .await
+            .expect("create token")
+            .into_inner()
+            .token
+    }
+
+    fn kill(&mut self, i: usize) {
+        let mut s = self.servers[i].take().unwrap();
+        s.child.kill().unwrap();
+        s.child.wait().unwrap();
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for s in self.servers.iter_mut().filter_map(Option::take) {
+            drop(s);
+        }
+        let _ = std::process::Command::new("psql")
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-qc"])
+            .arg(format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema))
+            .output();
+    }
+}
+
+/// Wait (up to 5 s) until `check` holds on server `c`'s answers: reads follow other servers'
+/// writes within milliseconds, not at once.
+async fn eventually<T, F, Fut>(mut read: F, check: impl Fn(&T) -> bool) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = T>,
+    T: std::fmt::Debug,
+{
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let value = read().await;
+        if check(&value) || Instant::now() > deadline {
+            assert!(check(&value), "not reached in 5 s: {value:?}");
+            return value;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn verify(c: &mut Client, operator: &str) -> pb::VerifyProjectionsResponse {
+    c.verify_projections(req(operator, pb::VerifyProjectionsRequest {}))
+        .await
+        .expect("verify")
+        .into_inner()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_enables_at_the_limit_sent_to_different_servers_enable_exactly_the_limit() {
+    let cluster = Cluster::start().await;
+    // The token is made through server 1 and used at once on servers 0 and 2.
+    let admin = cluster.domain(0, "d1", 5).await;
+    let mut ids = Vec::new();
+    for i in 0..12 {
+        let mut request = create("d1", &format!("u{i}"), Some(&format!("S{i}")));
+        request.enabled = Some(false);
+        let reply = cluster
+            .c(i % 3)
+            .create_account(req(&admin, request))
+            .await
+            .expect("create on any server");
+        ids.push(reply.into_inner().account.unwrap());
+    }
+    let mut sorted = ids.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted.len(), 12, "account numbers are unique: {ids:?}");
+
+    let mut tasks = Vec::new();
+    for (i, id) in ids.iter().copied().enumerate() {
+        let mut c = cluster.c(i % 3);
+        let admin = admin.clone();
+        tasks.push(tokio::spawn(async move {
+            c.enable_account(req(&admin, account_cmd(id))).await
+        }));
+    }
+    let mut enabled = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => enabled += 1,
+            Err(s) => assert_eq!(s.code(), Code::FailedPrecondition, "{s:?}"),
+        }
+    }
+    assert_eq!(enabled, 5, "exactly the limit is enabled");
+    for i in 0..3 {
+        let mut c = cluster.c(i);
+        let usage = eventually(
+            || {
+                let mut c = c.clone();
+                let admin = admin.clone();
+                async move { license_usage(&mut c, &admin, "d1", None).await }
+            },
+            |u| u.used == 5,
+        )
+        .await;
+        assert_eq!(usage.limit, 5);
+        let v = verify(&mut c, &cluster.operator).await;
+        assert!(v.equal, "server {i}: {}", v.detail);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_on_one_server_is_seen_on_the_others_and_tokens_revoked_anywhere_stop_everywhere()
+{
+    let cluster = Cluster::start().await;
+    let admin = cluster.domain(2, "d1", 100).await;
+    let server1 = cluster.servers[1].as_ref().unwrap().addr;
+    let mut imports = account_ledger::api::pb::import_service_client::ImportServiceClient::connect(
+        format!("http://{server1}"),
+    )
+    .await
+    .unwrap();
+    let header = pb::ImportHeader {
+        domain: "d1".into(),
+        file_name: "users.csv".into(),
+        ..Default::default()
+    };
+    let csv = "import_id,first_name,last_name,login,email,user_type,enabled\n\
+               S1,Ann,Lee,ann,ann@x.example,student,1\n\
+               S2,Bob,Ray,bob,bob@x.example,student,1\n\
+               S3,Cy,Day,cy,cy@x.example,teacher,0\n";
+    let job = upload(&mut imports, &admin, header, csv.as_bytes())
+        .await
+        .expect("import through a server that does not decide d1");
+    assert_eq!(job.events_written, 3, "{job:?}");
+    for i in [0, 2] {
+        let mut c = cluster.c(i);
+        let listed = eventually(
+            || {
+                let mut c = c.clone();
+                let admin = admin.clone();
+                async move {
+                    let mut all = list_request("d1");
+                    all.include_disabled = true;
+                    c.list_accounts(req(&admin, all))
+                        .await
+                        .unwrap()
+                        .into_inner()
+                        .accounts
+                        .into_iter()
+                        .map(|a| a.import_id.unwrap_or_default())
+                        .collect::<Vec<_>>()
+                }
+            },
+            |ids| ids.len() == 3,
+        )
+        .await;
+        assert_eq!(listed, ["S1", "S2", "S3"], "server {i}");
+        let history = c
+            .get_import_job_history(req(
+                &admin,
+                pb::GetImportJobHistoryRequest {
+                    job_id: job.job_id.clone(),
+                },
+            ))
+            .await
+            .expect("job history on every server")
+            .into_inner();
+        assert_eq!(history.events.len(), 3);
+        let v = verify(&mut c, &cluster.operator).await;
+        assert!(v.equal, "server {i}: {}", v.detail);
+    }
+
+    // Revoked through server 0; refused on server 1 within the reload period.
+    let tokens = cluster
+        .c(0)
+        .list_tokens(req(&cluster.operator, pb::ListTokensRequest {}))
+        .await
+        .unwrap()
+        .into_inner()
+        .tokens;
+    let id = tokens
+        .iter()
+        .find(|t| t.principal == "admin-d1")
+        .unwrap()
+        .id
+        .clone();
+    cluster
+        .c(0)
+        .revoke_token(req(&cluster.operator, pb::RevokeTokenRequest { id }))
+        .await
+        .unwrap();
+    let mut c1 = cluster.c(1);
+    let refused = eventually(
+        || {
+            let mut c = c1.clone();
+            let admin = admin.clone();
+            async move {
+                c.get_license_usage(req(&admin, usage_request("d1", None)))
+                    .await
+                    .err()
+                    .map(|s| s.code())
+            }
+        },
+        |code| *code == Some(Code::Unauthenticated),
+    )
+    .await;
+    assert_eq!(refused, Some(Code::Unauthenticated));
+    let _ = c1
+        .get_license_usage(req(&cluster.operator, usage_request("d1", None)))
+        .await
+        .expect("the operator still works");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_deciding_server_moves_its_domains_and_loses_nothing_acknowledged() {
+    let mut cluster = Cluster::start().await;
+    // Server 0 registers, so decides, both domains; clients write through servers 1 and 2.
+    let admins = [
+        cluster.domain(0, "d1", 100_000).await,
+        cluster.domain(0, "d2", 100_000).await,
+    ];
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..8usize {
+        let mut c = cluster.c(1 + w % 2);
+        let admin = admins[w % 2].clone();
+        let domain = format!("d{}", 1 + w % 2);
+        let stop = stop.clone();
+        writers.push(tokio::spawn(async move {
+            // import id → (request id, account number) of every acknowledged create.
+            let mut acked = BTreeMap::new();
+            for i in 0.. {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let iid = format!("w{w}-{i}");
+                let mut request = create(&domain, &iid, Some(&iid));
+                request.request_id = Some(format!("req-{iid}"));
+                // A client retries a failed call with the same request id until it is answered.
+                for _ in 0..200 {
+                    match c.create_account(req(&admin, request.clone())).await {
+                        Ok(r) => {
+                            acked.insert(iid.clone(), r.into_inner().account.unwrap());
+                            break;
+                        }
+                        Err(s) => {
+                            assert_eq!(s.code(), Code::Unavailable, "{s:?}");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                }
+            }
+            (domain, admin, acked)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    cluster.kill(0);
+    // The lease runs out (5 s) and the next command takes the domains over.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut results = Vec::new();
+    for w in writers {
+        results.push(w.await.unwrap());
+    }
+    let total: usize = results.iter().map(|(_, _, a)| a.len()).sum();
+    assert!(total > 50, "writes went on: {total}");
+
+    for i in [1, 2] {
+        let mut c = cluster.c(i);
+        for (domain, admin, acked) in &results {
+            for (iid, id) in acked {
+                let account = c
+                    .get_account(req(admin, get_request(by_import(domain, iid), None)))
+                    .await
+                    .unwrap_or_else(|s| panic!("{iid} acknowledged but missing on {i}: {s:?}"))
+                    .into_inner();
+                assert_eq!(account.id, *id);
+            }
+        }
+        let v = verify(&mut c, &cluster.operator).await;
+        assert!(v.equal, "server {i}: {}", v.detail);
+    }
+    // A retry with a request id already answered gets the first answer, from any server.
+    let (domain, admin, acked) = &results[0];
+    let (iid, id) = acked.iter().next().unwrap();
+    let mut request = create(domain, iid, Some(iid));
+    request.request_id = Some(format!("req-{iid}"));
+    let again = cluster
+        .c(2)
+        .create_account(req(admin, request))
+        .await
+        .expect("a retry is answered")
+        .into_inner();
+    assert_eq!(again.account, Some(*id));
+}
