@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The service on PostgreSQL (`serve --store`) next to the service on sled and PostgreSQL's own
 # pgbench, same box, same minutes: durable single commands over gRPC (RecordSignIn via h2load,
-# 64 connections and 1) and a 100k-row users.csv import through the CLI. A benchmark, not a test.
+# 64 connections and 1) and a 100k-row users.csv import through the CLI; then three servers over
+# one schema, each deciding one of three domains, loaded at once (64 connections in all). A
+# benchmark, not a test.
 # usage: scripts/pg-store-bench.sh BINARY WORKDIR [CONNINFO]
 set -euo pipefail
 bin=$1 work=$2 conninfo=${3:-host=127.0.0.1 user=postgres dbname=test}
@@ -42,6 +44,34 @@ run() { # run NAME PORT [serve args...]
   echo "$name import of 100k new accounts (CLI): $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}') s; $(grep -E '^status' "$work/$name.import")"
   kill -TERM $spid; wait $spid || true
 }
+three() { # three servers over one schema, one domain decided by each, load on all at once
+  local schema3="${schema}_3" pids=() i
+  for i in 1 2 3; do
+    "$bin" serve --data-dir "$work/data-3-$i" --listen "127.0.0.1:5009$((6 + i))" \
+      --store "$conninfo" --store-schema "$schema3" > "$work/three-$i.out" 2> "$work/three-$i.err" & pids+=($!)
+    until "$("$tools/venv.sh")/bin/python" "$tools/grpc_probe.py" "127.0.0.1:5009$((6 + i))" > /dev/null 2>&1; do sleep 0.1; done
+  done
+  local op; op=$(grep -ho 'al_[A-Za-z0-9_-]*' "$work"/three-*.out | head -1)
+  local lms; lms=$(ACCOUNT_LEDGER_SERVER=http://127.0.0.1:50097 ACCOUNT_LEDGER_TOKEN=$op "$bin" token add --principal lms --role lms)
+  for i in 1 2 3; do
+    export ACCOUNT_LEDGER_SERVER="http://127.0.0.1:5009$((6 + i))" ACCOUNT_LEDGER_TOKEN=$op
+    "$bin" domain create "perf$i" --limit 200000 > /dev/null   # decided by server i from now on
+    ACCOUNT_LEDGER_TOKEN=$("$bin" token add --principal "admin$i" --role domain-admin --domain "perf$i") \
+      "$bin" account create --domain "perf$i" --login u1 --import-id S1 > "$work/three-acc-$i"
+  done
+  local t0 t1 lp=(); t0=$(date +%s.%N)
+  for i in 1 2 3; do
+    local id; id=$(grep -o 'account [0-9]*' "$work/three-acc-$i" | head -1 | cut -d' ' -f2)
+    "$tools/grpc-load.sh" "127.0.0.1:5009$((6 + i))" RecordSignIn "{\"account\":{\"id\":$id}}" "$lms" 10000 21 1 > "$work/three-load-$i" 2>&1 & lp+=($!)
+  done
+  wait "${lp[@]}"
+  t1=$(date +%s.%N)
+  echo "three servers RecordSignIn, 3 x 21 conns, 30000 requests: $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.0f req/s overall (%.2f s)", 30000/(b-a), b-a}')"
+  for i in 1 2 3; do echo "  server $i: $(grep -E 'finished|succeeded' "$work/three-load-$i" | tr -s ' ' | tr '\n' ' ')"; done
+  kill -TERM "${pids[@]}"; wait "${pids[@]}" || true
+  psql "$conninfo" -qc "drop schema $schema3 cascade" > /dev/null 2>&1 || true
+}
 run sled 50095
 run postgres 50096 --store "$conninfo" --store-schema "$schema"
 psql "$conninfo" -qc "drop schema $schema cascade" > /dev/null 2>&1 || true
+three
