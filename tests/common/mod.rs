@@ -41,6 +41,17 @@ pub enum Backend {
     Postgres,
 }
 
+impl Backend {
+    /// The store of tests written for one: sled, or PostgreSQL when
+    /// `ACCOUNT_LEDGER_TEST_BACKEND=postgres` (`.ci/run` runs the gRPC suites both ways).
+    pub fn from_env() -> Backend {
+        match std::env::var("ACCOUNT_LEDGER_TEST_BACKEND").as_deref() {
+            Ok("postgres") => Backend::Postgres,
+            _ => Backend::Sled,
+        }
+    }
+}
+
 pub fn pg_url() -> String {
     std::env::var("ACCOUNT_LEDGER_TEST_PG")
         .unwrap_or_else(|_| "host=127.0.0.1 port=5432 user=postgres dbname=test".into())
@@ -76,7 +87,7 @@ impl TestServer {
 
     /// A server whose scheduled changes fire by `clock` (tests move it by hand).
     pub async fn start_with_clock(clock: Arc<dyn Clock>) -> TestServer {
-        TestServer::start_on(Backend::Sled, clock).await
+        TestServer::start_on(Backend::from_env(), clock).await
     }
 
     /// A server on `backend`, firing scheduled changes by `clock`.
@@ -140,7 +151,39 @@ impl TestServer {
     pub async fn client(&self) -> AccountLedgerClient<Channel> {
         connect(self.addr).await
     }
+}
 
+/// Drop a test server's PostgreSQL schema (from `Drop`, so on its own thread and runtime).
+fn drop_schema_now(schema: String) {
+    let _ = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            if let Ok((client, connection)) =
+                tokio_postgres::connect(&pg_url(), tokio_postgres::NoTls).await
+            {
+                tokio::spawn(connection);
+                let _ = client
+                    .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                    .await;
+            }
+        });
+    })
+    .join();
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        // A test that ends without `stop` leaves no schema behind either.
+        if let Some(schema) = self.pg_schema.take() {
+            drop_schema_now(schema);
+        }
+    }
+}
+
+impl TestServer {
     /// Graceful stop: waits for the server to close the ledger.
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {
