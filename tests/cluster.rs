@@ -372,3 +372,37 @@ async fn killing_the_deciding_server_moves_its_domains_and_loses_nothing_acknowl
         .into_inner();
     assert_eq!(again.account, Some(*id));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_warned_by_one_server_is_confirmed_on_another() {
+    let cluster = Cluster::start().await;
+    let admin = cluster.domain(0, "d1", 10).await;
+    let id = create_account(&mut cluster.c(1), &admin, "d1", "ann", Some("S1")).await;
+    let warned = cluster
+        .c(2)
+        .delete_account(req(&admin, confirmable(id, None)))
+        .await
+        .expect("warning");
+    let token = confirmation_of(warned.into_inner()).confirmation_token;
+    // Another principal cannot use it, on any server.
+    let other = cluster.domain(1, "d2", 10).await;
+    let refused = cluster
+        .c(1)
+        .delete_account(req(&other, confirmable(id, Some(token.clone()))))
+        .await;
+    assert!(refused.is_err(), "{refused:?}");
+    let done = cluster
+        .c(1)
+        .delete_account(req(&admin, confirmable(id, Some(token.clone()))))
+        .await
+        .expect("confirmed on another server");
+    assert!(!done_of(done.into_inner()).positions.is_empty());
+    // Used once, it acts no more.
+    let again = cluster
+        .c(0)
+        .delete_account(req(&admin, confirmable(id, Some(token))))
+        .await;
+    assert!(again.is_err(), "{again:?}");
+    let account = get_account(&mut cluster.c(0), &admin, by_id(id), None).await;
+    assert_eq!(account.status, pb::AccountStatus::Deleted as i32);
+}

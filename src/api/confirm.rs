@@ -1,9 +1,17 @@
 //! The two-step disable and delete: the first call answers a warning (what will be lost) and a
 //! short-lived confirmation token bound to the principal, account, action and version; only the
-//! second call, with that token, acts. Tokens live in memory.
+//! second call, with that token, acts.
+//!
+//! A token carries what it was given for (account, action, the account's version, expiry) and
+//! an HMAC-SHA256 of that and the principal, so any server holding the key can check it: on a
+//! store several servers share, the key derives from the store's peer secret, and the
+//! confirming call may reach another server than the warning. A token cannot be used twice
+//! to act: it binds the account's version, which the first use changes.
 
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 
 use tonic::{Request, Response, Status};
 
@@ -24,22 +32,86 @@ pub(super) enum Action {
     Delete,
 }
 
+/// What a valid token was given for.
 #[derive(Debug, Clone)]
-pub(super) struct PendingConfirmation {
+struct PendingConfirmation {
     account: AccountId,
     action: Action,
-    principal: String,
     /// The account's version when warned: if it changed since, the warning is stale (ABORTED).
     version: u64,
-    expires: Instant,
+}
+
+/// The key confirmation tokens are signed with.
+#[derive(Clone)]
+pub(super) struct ConfirmKey([u8; 32]);
+
+impl ConfirmKey {
+    /// A key of this process only (one server: tokens end with it, as they are short-lived).
+    pub(super) fn random() -> ConfirmKey {
+        let mut key = [0u8; 32];
+        key[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+        key[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+        ConfirmKey(key)
+    }
+
+    /// The key every server of one store derives from its shared secret.
+    pub(super) fn from_secret(secret: &[u8]) -> ConfirmKey {
+        use sha2::Digest;
+        ConfirmKey(Sha256::digest([b"confirmation tokens\0".as_slice(), secret].concat()).into())
+    }
+
+    fn mac(&self, principal: &str, payload: &str) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("any key length");
+        mac.update(principal.as_bytes());
+        mac.update(b"\0");
+        mac.update(payload.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// `account.action.version.expires_us.mac`
+    fn issue(&self, principal: &str, p: &PendingConfirmation, expires_us: i64) -> String {
+        let payload = format!(
+            "{}.{}.{}.{expires_us}",
+            p.account,
+            action_code(p.action),
+            p.version
+        );
+        let mac = self.mac(principal, &payload);
+        format!("{payload}.{mac}")
+    }
+
+    /// The confirmation a token stands for, if `principal` was given it and it has not expired.
+    fn check(&self, principal: &str, token: &str) -> Option<PendingConfirmation> {
+        let (payload, mac) = token.rsplit_once('.')?;
+        let expected = self.mac(principal, payload);
+        if !super::auth::constant_time_eq(expected.as_bytes(), mac.as_bytes()) {
+            return None;
+        }
+        let mut parts = payload.split('.');
+        let account = parts.next()?.parse().ok()?;
+        let action = match parts.next()? {
+            "disable" => Action::Disable,
+            "delete" => Action::Delete,
+            _ => return None,
+        };
+        let version = parts.next()?.parse().ok()?;
+        let expires_us: i64 = parts.next()?.parse().ok()?;
+        (expires_us > now_us()).then_some(PendingConfirmation {
+            account,
+            action,
+            version,
+        })
+    }
+}
+
+fn action_code(action: Action) -> &'static str {
+    match action {
+        Action::Disable => "disable",
+        Action::Delete => "delete",
+    }
 }
 
 impl LedgerService {
-    fn purge_expired(map: &mut HashMap<String, PendingConfirmation>) {
-        let now = Instant::now();
-        map.retain(|_, p| p.expires > now);
-    }
-
     /// The two-step flow shared by disable and delete.
     pub(super) async fn confirmable(
         &self,
@@ -70,14 +142,10 @@ impl LedgerService {
                 outcome: Some(pb::confirmable_reply::Outcome::Done(done)),
             }));
         };
-        let pending = {
-            let mut map = self.confirmations.lock().unwrap_or_else(|e| e.into_inner());
-            Self::purge_expired(&mut map);
-            map.get(&token).cloned()
-        };
+        let pending = self.confirm_key().check(&who.name, &token);
         let valid = pending
             .as_ref()
-            .is_some_and(|p| p.account == acc.id && p.action == action && p.principal == who.name);
+            .is_some_and(|p| p.account == acc.id && p.action == action);
         if !valid && !already_done {
             return Err(Status::failed_precondition(
                 "confirmation_token is unknown, expired, or for another account or action; \
@@ -102,10 +170,6 @@ impl LedgerService {
             }
             done => done?,
         };
-        self.confirmations
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&token);
         Ok(Response::new(pb::ConfirmableReply {
             outcome: Some(pb::confirmable_reply::Outcome::Done(done)),
         }))
@@ -152,22 +216,16 @@ impl LedgerService {
                 )
             }
         };
-        let token = uuid::Uuid::new_v4().simple().to_string();
         let expires_at = now_us() + CONFIRMATION_TTL.as_micros() as i64;
-        {
-            let mut map = self.confirmations.lock().unwrap_or_else(|e| e.into_inner());
-            Self::purge_expired(&mut map);
-            map.insert(
-                token.clone(),
-                PendingConfirmation {
-                    account: acc.id,
-                    action,
-                    principal: who.name.clone(),
-                    version: acc.version,
-                    expires: Instant::now() + CONFIRMATION_TTL,
-                },
-            );
-        }
+        let token = self.confirm_key().issue(
+            &who.name,
+            &PendingConfirmation {
+                account: acc.id,
+                action,
+                version: acc.version,
+            },
+            expires_at,
+        );
         Ok(pb::ConfirmableReply {
             outcome: Some(pb::confirmable_reply::Outcome::ConfirmationRequired(
                 pb::Confirmation {

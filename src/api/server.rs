@@ -6,9 +6,8 @@
 //! rule lives in the API. To serve another service next to this one, add one
 //! `.add_service(..)` line in [`router`].
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, RwLock};
 
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -23,14 +22,15 @@ use crate::ledger::{Ledger, Request as LedgerRequest};
 use crate::store::Source;
 
 pub use super::confirm::CONFIRMATION_TTL;
-use super::confirm::PendingConfirmation;
+use super::confirm::ConfirmKey;
 
 /// The AccountLedger service.
 #[derive(Clone)]
 pub struct LedgerService {
     pub(super) ledger: Ledger,
     pub(super) auth: Arc<Auth>,
-    pub(super) confirmations: Arc<Mutex<HashMap<String, PendingConfirmation>>>,
+    /// Signs disable/delete confirmation tokens (shared by the servers of one store).
+    confirm_key: Arc<RwLock<ConfirmKey>>,
 }
 
 impl LedgerService {
@@ -38,8 +38,22 @@ impl LedgerService {
         LedgerService {
             ledger,
             auth,
-            confirmations: Arc::default(),
+            confirm_key: Arc::new(RwLock::new(ConfirmKey::random())),
         }
+    }
+
+    /// Sign confirmation tokens with a key derived from the store's shared secret, so that
+    /// every server of the store accepts them.
+    pub(super) fn share_confirmations(&self, secret: &[u8]) {
+        *self.confirm_key.write().unwrap_or_else(|e| e.into_inner()) =
+            ConfirmKey::from_secret(secret);
+    }
+
+    pub(super) fn confirm_key(&self) -> ConfirmKey {
+        self.confirm_key
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The account a reference names, as `who` may see it. Deleted accounts are found by id
@@ -220,16 +234,17 @@ pub async fn router(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
     // Several servers over one store: forward to, and take forwarded batches from, the others.
+    let service = LedgerService::new(ledger.clone(), auth.clone());
     let peer = match ledger.peer_secret().await? {
         Some(secret) => {
             ledger.set_forwarder(super::peer::GrpcForwarder::new(&secret));
+            service.share_confirmations(&secret);
             Some(super::peer::PeerService::server(ledger.clone(), &secret))
         }
         None => None,
     };
     let imports = super::import::ImportService::new(ledger.clone(), auth.clone());
-    let schedules = super::schedule::ScheduleService::new(ledger.clone(), auth.clone());
-    let service = LedgerService::new(ledger, auth);
+    let schedules = super::schedule::ScheduleService::new(ledger, auth);
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = tls {
         builder = builder.tls_config(tls)?;
