@@ -31,7 +31,7 @@ run() { # run NAME PORT [serve args...]
   "$bin" serve --data-dir "$data" --listen "$addr" "$@" > "$work/$name.out" 2> "$work/$name.err" & local spid=$!
   until "$("$tools/venv.sh")/bin/python" "$tools/grpc_probe.py" "$addr" > /dev/null 2>&1; do sleep 0.1; done
   export ACCOUNT_LEDGER_SERVER="http://$addr"
-  export ACCOUNT_LEDGER_TOKEN=$(grep -o 'al_[A-Za-z0-9_-]*' "$work/$name.out" | head -1)
+  export ACCOUNT_LEDGER_TOKEN=$(grep -o 'ACCOUNT_LEDGER_TOKEN=.*' "$work/$name.out" | head -1 | cut -d= -f2)
   "$bin" domain create perf --limit 200000 > /dev/null
   local lms; lms=$("$bin" token add --principal lms --role lms)
   export ACCOUNT_LEDGER_TOKEN=$("$bin" token add --principal admin --role domain-admin --domain perf)
@@ -51,7 +51,7 @@ three() { # three servers over one schema, one domain decided by each, load on a
       --store "$conninfo" --store-schema "$schema3" > "$work/three-$i.out" 2> "$work/three-$i.err" & pids+=($!)
     until "$("$tools/venv.sh")/bin/python" "$tools/grpc_probe.py" "127.0.0.1:5009$((6 + i))" > /dev/null 2>&1; do sleep 0.1; done
   done
-  local op; op=$(grep -ho 'al_[A-Za-z0-9_-]*' "$work"/three-*.out | head -1)
+  local op; op=$(grep -ho 'ACCOUNT_LEDGER_TOKEN=.*' "$work"/three-*.out | head -1 | cut -d= -f2)
   local lms; lms=$(ACCOUNT_LEDGER_SERVER=http://127.0.0.1:50097 ACCOUNT_LEDGER_TOKEN=$op "$bin" token add --principal lms --role lms)
   for i in 1 2 3; do
     export ACCOUNT_LEDGER_SERVER="http://127.0.0.1:5009$((6 + i))" ACCOUNT_LEDGER_TOKEN=$op

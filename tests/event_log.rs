@@ -279,3 +279,62 @@ async fn a_database_migrated_by_a_newer_binary_is_refused() {
     assert!(PgEventLog::open(&pg_url(), "Bad-Name").await.is_err());
     schema.drop_it().await;
 }
+
+#[tokio::test]
+async fn an_append_fenced_by_a_lease_that_moved_is_refused_and_writes_nothing() {
+    use account_ledger::store::StoreError;
+    use account_ledger::store::pg_cluster::{Claim, Fence, PgCluster};
+    let schema = Schema::new().await;
+    let log = PgEventLog::open(&pg_url(), &schema.name).await.unwrap();
+    let a = PgCluster::open(&pg_url(), &schema.name, Uuid::new_v4())
+        .await
+        .unwrap();
+    let b = PgCluster::open(&pg_url(), &schema.name, Uuid::new_v4())
+        .await
+        .unwrap();
+    let Claim::Won { epoch } = a.claim("d").await.unwrap() else {
+        panic!("a free domain is won");
+    };
+    let fence = Fence {
+        domain: "d".into(),
+        owner: a.server(),
+        epoch,
+    };
+    log.append_fenced(vec![limit("d", 1)], Some(&fence))
+        .await
+        .expect("the holder appends");
+    assert!(
+        matches!(b.claim("d").await.unwrap(), Claim::Held { owner, .. } if owner == a.server()),
+        "a live lease is not taken"
+    );
+    // A's lease runs out (as if A stopped renewing); B takes the domain over.
+    schema
+        .client
+        .batch_execute(&format!(
+            "UPDATE {}.leases SET expires_at = now() - interval '1 s'",
+            schema.name
+        ))
+        .await
+        .unwrap();
+    let Claim::Won { epoch: taken } = b.claim("d").await.unwrap() else {
+        panic!("an expired lease is taken over");
+    };
+    assert_eq!(taken, epoch + 1);
+    let end = log.last_position();
+    let refused = log.append_fenced(vec![limit("d", 2)], Some(&fence)).await;
+    assert!(
+        matches!(refused, Err(StoreError::LeaseLost { ref domain }) if domain == "d"),
+        "{refused:?}"
+    );
+    assert_eq!(log.refresh().await.unwrap(), end, "nothing was written");
+    let fence_b = Fence {
+        domain: "d".into(),
+        owner: b.server(),
+        epoch: taken,
+    };
+    log.append_fenced(vec![limit("d", 3)], Some(&fence_b))
+        .await
+        .expect("the new holder appends");
+    drop(log);
+    schema.drop_it().await;
+}

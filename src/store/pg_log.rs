@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::{Client, NoTls, Statement};
 use uuid::Uuid;
 
 use super::codec;
@@ -87,9 +87,58 @@ struct Columns {
     body: Vec<Vec<u8>>,
 }
 
+/// The append's statements, prepared once on the writer's connection (a statement given as
+/// text costs a round trip to prepare each time).
+struct AppendStatements {
+    lock: Statement,
+    fence: Statement,
+    read_after: Statement,
+    keys: Statement,
+    events: Statement,
+    shred: Statement,
+}
+
+impl AppendStatements {
+    async fn prepare(client: &Client, schema: &str) -> Result<AppendStatements, StoreError> {
+        let prepare = |sql: String| async move { client.prepare(&sql).await.map_err(pg) };
+        Ok(AppendStatements {
+            lock: prepare("SELECT pg_advisory_xact_lock($1)".into()).await?,
+            fence: prepare(format!(
+                "SELECT 1 FROM {schema}.leases WHERE domain = $1 AND owner = $2 AND epoch = $3"
+            ))
+            .await?,
+            read_after: prepare(read_after_sql(schema)).await?,
+            keys: prepare(format!(
+                "INSERT INTO {schema}.account_keys (account, key)
+                 SELECT * FROM unnest($1::int8[], $2::bytea[])"
+            ))
+            .await?,
+            events: prepare(format!(
+                "INSERT INTO {schema}.events
+                     (position, stream, stream_version, event_id, recorded_at_us, body)
+                 SELECT * FROM unnest($1::int8[], $2::text[], $3::int8[], $4::uuid[], $5::int8[],
+                                      $6::bytea[])"
+            ))
+            .await?,
+            shred: prepare(format!(
+                "DELETE FROM {schema}.account_keys WHERE account = ANY($1)"
+            ))
+            .await?,
+        })
+    }
+}
+
+/// The rows after a position, a page at a time.
+fn read_after_sql(schema: &str) -> String {
+    format!(
+        "SELECT position, body FROM {schema}.events WHERE position > $1 ORDER BY position LIMIT $2"
+    )
+}
+
 pub struct PgEventLog {
     /// Appends: one at a time in this process (the advisory lock orders them across servers).
     writer: tokio::sync::Mutex<Client>,
+    statements: AppendStatements,
     reader: Client,
     schema: String,
     vault: Arc<Vault>,
@@ -137,6 +186,7 @@ impl PgEventLog {
         let schema = checked_schema(schema)?.to_string();
         let mut writer = connect(url).await?;
         migrate(&mut writer, &schema).await?;
+        let statements = AppendStatements::prepare(&writer, &schema).await?;
         let reader = connect(url).await?;
         let mut keys = std::collections::HashMap::new();
         for row in reader
@@ -157,6 +207,7 @@ impl PgEventLog {
         }
         let log = PgEventLog {
             writer: tokio::sync::Mutex::new(writer),
+            statements,
             reader,
             schema,
             vault: Arc::new(Vault::in_memory(keys)?),
@@ -202,38 +253,41 @@ impl PgEventLog {
         &self,
         client: &impl tokio_postgres::GenericClient,
     ) -> Result<(), StoreError> {
-        let sql = format!(
-            "SELECT position, body FROM {} WHERE position > $1 ORDER BY position LIMIT $2",
-            self.table()
-        );
+        let sql = read_after_sql(&self.schema);
         loop {
             let from = self.index().last_position as i64;
             let rows = client.query(&sql, &[&from, &PAGE]).await.map_err(pg)?;
             if rows.is_empty() {
                 return Ok(());
             }
-            let mut decoded = Vec::with_capacity(rows.len());
-            for row in &rows {
-                let position: i64 = row.get(0);
-                let body: &[u8] = row.get(1);
-                decoded.extend(codec::decode_chunk(position as u64, body, None)?);
-            }
-            let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
-            for e in &decoded {
-                if e.position <= index.last_position {
-                    // Indexed meanwhile by our own append or another catch-up.
-                    continue;
-                }
-                if e.position != index.last_position + 1 {
-                    return Err(StoreError::Corrupt {
-                        at: format!("{} position {}", self.table(), e.position),
-                        reason: format!("expected position {}", index.last_position + 1),
-                    });
-                }
-                index.add(e);
-            }
-            self.durable.store(index.last_position, Ordering::Release);
+            self.index_rows(&rows)?;
         }
+    }
+
+    /// Add rows read after the indexed end to the index (rows indexed meanwhile are skipped).
+    fn index_rows(&self, rows: &[tokio_postgres::Row]) -> Result<(), StoreError> {
+        let mut decoded = Vec::with_capacity(rows.len());
+        for row in rows {
+            let position: i64 = row.get(0);
+            let body: &[u8] = row.get(1);
+            decoded.extend(codec::decode_chunk(position as u64, body, None)?);
+        }
+        let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
+        for e in &decoded {
+            if e.position <= index.last_position {
+                // Indexed meanwhile by our own append or another catch-up.
+                continue;
+            }
+            if e.position != index.last_position + 1 {
+                return Err(StoreError::Corrupt {
+                    at: format!("{} position {}", self.table(), e.position),
+                    reason: format!("expected position {}", index.last_position + 1),
+                });
+            }
+            index.add(e);
+        }
+        self.durable.store(index.last_position, Ordering::Release);
+        Ok(())
     }
 
     async fn refresh_size(&self) -> Result<(), StoreError> {
@@ -251,49 +305,73 @@ impl PgEventLog {
         Ok(())
     }
 
-    /// Append under the lock: keys, events and deleted keys in one transaction.
+    /// Append under the lock: keys, events and deleted keys in one transaction, in two round
+    /// trips. The statements of each trip are pipelined (sent together, run in order by the
+    /// server): BEGIN, the lock, the fence check and the read of what others appended; then the
+    /// inserts and COMMIT. A statement that fails aborts the transaction, and the COMMIT sent
+    /// after it then only rolls back.
     async fn append_locked(
         &self,
-        client: &mut Client,
+        client: &Client,
         events: Vec<NewEvent>,
         prepared: codec::PreparedBatch,
         fence: Option<&Fence>,
     ) -> Result<Appended, StoreError> {
-        let tx = client.transaction().await.map_err(pg)?;
-        tx.execute(
-            "SELECT pg_advisory_xact_lock($1)",
-            &[&append_lock(&self.schema)],
-        )
-        .await
-        .map_err(pg)?;
-        if let Some(f) = fence {
-            // Under the lock that lease takeovers also take: the lease cannot move before this
-            // transaction ends.
-            let held = tx
-                .query_opt(
-                    &format!(
-                        "SELECT 1 FROM {}.leases WHERE domain = $1 AND owner = $2 AND epoch = $3",
-                        self.schema
-                    ),
-                    &[&f.domain, &f.owner, &f.epoch],
-                )
-                .await
-                .map_err(pg)?;
-            if held.is_none() {
-                return Err(StoreError::LeaseLost {
-                    domain: f.domain.clone(),
-                });
-            }
+        let result = self.append_in_tx(client, events, prepared, fence).await;
+        if result.is_err() {
+            // Whatever was sent, end the transaction (a no-op if it ended already).
+            let _ = client.batch_execute("ROLLBACK").await;
         }
-        // Another server may have appended since our last look.
-        self.catch_up(&tx).await?;
+        result
+    }
+
+    async fn append_in_tx(
+        &self,
+        client: &Client,
+        events: Vec<NewEvent>,
+        prepared: codec::PreparedBatch,
+        fence: Option<&Fence>,
+    ) -> Result<Appended, StoreError> {
+        let lock = append_lock(&self.schema);
+        let st = &self.statements;
+        let from = self.index().last_position as i64;
+        let (begun, locked, held, rows) = futures::join!(
+            client.batch_execute("BEGIN"),
+            async { client.execute(&st.lock, &[&lock]).await },
+            async {
+                match fence {
+                    // Under the lock that lease takeovers also take: the lease cannot move
+                    // before this transaction ends.
+                    Some(f) => client
+                        .query_opt(&st.fence, &[&f.domain, &f.owner, &f.epoch])
+                        .await
+                        .map(|row| row.is_some()),
+                    None => Ok(true),
+                }
+            },
+            // Another server may have appended since our last look.
+            async { client.query(&st.read_after, &[&from, &PAGE]).await },
+        );
+        begun.map_err(pg)?;
+        locked.map_err(pg)?;
+        if !held.map_err(pg)? {
+            return Err(StoreError::LeaseLost {
+                domain: fence.map(|f| f.domain.clone()).unwrap_or_default(),
+            });
+        }
+        let rows = rows.map_err(pg)?;
+        let more = rows.len() as i64 == PAGE;
+        self.index_rows(&rows)?;
+        if more {
+            self.catch_up(client).await?;
+        }
         let (positions, records, sealed) = {
             let index = self.index();
             let stamp = super::now_us().max(index.last_stamp);
             index.assign(events, prepared.sealed, stamp)
         };
         if records.is_empty() {
-            tx.commit().await.map_err(pg)?;
+            client.batch_execute("COMMIT").await.map_err(pg)?;
             return Ok(Appended {
                 positions,
                 recorded: records,
@@ -304,18 +382,6 @@ impl PgEventLog {
             .iter()
             .map(|(a, k)| (*a as i64, k.to_vec()))
             .unzip();
-        if !accounts.is_empty() {
-            tx.execute(
-                &format!(
-                    "INSERT INTO {}.account_keys (account, key)
-                     SELECT * FROM unnest($1::int8[], $2::bytea[])",
-                    self.schema
-                ),
-                &[&accounts, &keys],
-            )
-            .await
-            .map_err(pg)?;
-        }
         let mut cols = Columns::default();
         for (r, s) in records.iter().zip(sealed) {
             cols.position.push(r.position as i64);
@@ -326,24 +392,6 @@ impl PgEventLog {
             cols.body
                 .push(codec::encode_chunk_sealed(std::slice::from_ref(r), &[s])?);
         }
-        tx.execute(
-            &format!(
-                "INSERT INTO {} (position, stream, stream_version, event_id, recorded_at_us, body)
-                 SELECT * FROM unnest($1::int8[], $2::text[], $3::int8[], $4::uuid[], $5::int8[],
-                                      $6::bytea[])",
-                self.table()
-            ),
-            &[
-                &cols.position,
-                &cols.stream,
-                &cols.version,
-                &cols.event_id,
-                &cols.at,
-                &cols.body,
-            ],
-        )
-        .await
-        .map_err(pg)?;
         // Crypto-shredding: the key row goes in the transaction that records the deletion.
         let deleted: Vec<i64> = records
             .iter()
@@ -352,18 +400,41 @@ impl PgEventLog {
                 _ => None,
             })
             .collect();
-        if !deleted.is_empty() {
-            tx.execute(
-                &format!(
-                    "DELETE FROM {}.account_keys WHERE account = ANY($1)",
-                    self.schema
-                ),
-                &[&deleted],
-            )
-            .await
-            .map_err(pg)?;
-        }
-        tx.commit().await.map_err(pg)?;
+        let (new_keys, inserted, shredded, committed) = futures::join!(
+            async {
+                match accounts.is_empty() {
+                    true => Ok(0),
+                    false => client.execute(&st.keys, &[&accounts, &keys]).await,
+                }
+            },
+            async {
+                client
+                    .execute(
+                        &st.events,
+                        &[
+                            &cols.position,
+                            &cols.stream,
+                            &cols.version,
+                            &cols.event_id,
+                            &cols.at,
+                            &cols.body,
+                        ],
+                    )
+                    .await
+            },
+            async {
+                match deleted.is_empty() {
+                    true => Ok(0),
+                    false => client.execute(&st.shred, &[&deleted]).await,
+                }
+            },
+            client.batch_execute("COMMIT"),
+        );
+        // A failed statement turned the COMMIT into a rollback: report that statement.
+        new_keys.map_err(pg)?;
+        inserted.map_err(pg)?;
+        shredded.map_err(pg)?;
+        committed.map_err(pg)?;
         if !deleted.is_empty() {
             self.shred.store(true, Ordering::Release);
         }
@@ -477,10 +548,8 @@ impl EventLog for PgEventLog {
     ) -> Result<Appended, StoreError> {
         let prepared = codec::prepare_batch(&events, &self.vault)?;
         let made: Vec<u64> = prepared.new_keys.iter().map(|(a, _)| *a).collect();
-        let mut client = self.writer.lock().await;
-        let (positions, records) = match self
-            .append_locked(&mut client, events, prepared, fence)
-            .await
+        let client = self.writer.lock().await;
+        let (positions, records) = match self.append_locked(&client, events, prepared, fence).await
         {
             Ok(a) => (a.positions, a.recorded),
             Err(e) => {
