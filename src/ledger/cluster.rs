@@ -11,9 +11,10 @@
 //! - **Fencing.** The writer appends with the epoch it took the lease at; the store refuses
 //!   the append if the lease moved ([`crate::store::StoreError::LeaseLost`]) and the command
 //!   is routed again. Two servers can never both take a domain's last license.
-//! - **Reads catch up.** A follower reads what other servers appended (polled every
-//!   [`FOLLOW_EVERY`], and at once when a command names something not seen yet) and applies
-//!   it to the read models of domains this server does not hold.
+//! - **Reads catch up.** A follower reads what other servers appended (woken by the store's
+//!   notification of each commit, at the latest every [`FOLLOW_EVERY`], and at once when a
+//!   command names something not seen yet) and applies it to the read models of domains this
+//!   server does not hold.
 //! - **Taking a domain over** first applies everything committed before the lease was won,
 //!   then gives the writer that state: the new owner decides on the whole history.
 
@@ -33,8 +34,9 @@ use crate::projections::Projections;
 use crate::store::pg_cluster::{Claim, Fence, LEASE_TTL, PgCluster};
 use crate::store::{RecordedEvent, StoreError};
 
-/// How often a server looks for what the others appended.
-pub const FOLLOW_EVERY: Duration = Duration::from_millis(20);
+/// How often a server looks for what the others appended when no notification woke it (the
+/// store notifies each commit; this is the fallback).
+pub const FOLLOW_EVERY: Duration = Duration::from_millis(250);
 /// How often held leases are renewed (well inside [`LEASE_TTL`]).
 const RENEW_EVERY: Duration = Duration::from_secs(1);
 /// Account numbers reserved at a time (fewer round trips; unused ones are skipped).
@@ -403,9 +405,11 @@ impl Ledger {
 /// The follower and the lease renewal, until the ledger is dropped or closed.
 pub(super) fn spawn_tasks(shared: Weak<Shared>) {
     let follower = shared.clone();
+    let log = shared.upgrade().map(|s| s.log.clone());
     tokio::spawn(async move {
+        let Some(log) = log else { return };
         loop {
-            tokio::time::sleep(FOLLOW_EVERY).await;
+            log.appended_elsewhere(FOLLOW_EVERY).await;
             let Some(shared) = follower.upgrade() else {
                 return;
             };

@@ -64,6 +64,12 @@ pub trait EventLog: Send + Sync {
         Ok(self.last_position())
     }
 
+    /// Wait until some server may have appended (at most `at_most`): a store others write
+    /// wakes the caller when they commit.
+    async fn appended_elsewhere(&self, at_most: std::time::Duration) {
+        tokio::time::sleep(at_most).await;
+    }
+
     /// Events with positions in `from..=to` (at most `limit`), in order.
     async fn read_range(
         &self,

@@ -91,6 +91,8 @@ struct Columns {
 /// text costs a round trip to prepare each time).
 struct AppendStatements {
     lock: Statement,
+    /// Wakes the other servers' followers when the transaction commits.
+    notify: Statement,
     fence: Statement,
     read_after: Statement,
     keys: Statement,
@@ -103,6 +105,7 @@ impl AppendStatements {
         let prepare = |sql: String| async move { client.prepare(&sql).await.map_err(pg) };
         Ok(AppendStatements {
             lock: prepare("SELECT pg_advisory_xact_lock($1)".into()).await?,
+            notify: prepare("SELECT pg_notify($1, $2)".into()).await?,
             fence: prepare(format!(
                 "SELECT 1 FROM {schema}.leases WHERE domain = $1 AND owner = $2 AND epoch = $3"
             ))
@@ -128,6 +131,11 @@ impl AppendStatements {
     }
 }
 
+/// The notification channel of a schema's appends (short: channel names stop at 63 bytes).
+fn appends_channel(schema: &str) -> String {
+    format!("ledger_appends_{:08x}", crc32fast::hash(schema.as_bytes()))
+}
+
 /// The rows after a position, a page at a time.
 fn read_after_sql(schema: &str) -> String {
     format!(
@@ -149,6 +157,12 @@ pub struct PgEventLog {
     size: AtomicU64,
     /// Set when keys were deleted: the shredder rewrites the keys table.
     shred: Arc<std::sync::atomic::AtomicBool>,
+    /// Notified when a server commits an append to this schema (LISTEN on a connection of its
+    /// own, kept open by holding its client).
+    appended: Arc<tokio::sync::Notify>,
+    _listener: Option<Client>,
+    /// This process's id in notifications (its own commits do not wake it).
+    me: String,
 }
 
 pub(super) async fn connect(url: &str) -> Result<Client, StoreError> {
@@ -187,6 +201,16 @@ impl PgEventLog {
         let mut writer = connect(url).await?;
         migrate(&mut writer, &schema).await?;
         let statements = AppendStatements::prepare(&writer, &schema).await?;
+        let appended = Arc::new(tokio::sync::Notify::new());
+        let me = Uuid::new_v4().simple().to_string();
+        let listener = match listen(url, &appends_channel(&schema), &me, appended.clone()).await {
+            Ok(client) => Some(client),
+            Err(e) => {
+                // Followers then poll only: slower to see other servers' writes, still right.
+                tracing::warn!("cannot listen for other servers' appends ({e}); polling only");
+                None
+            }
+        };
         let reader = connect(url).await?;
         let mut keys = std::collections::HashMap::new();
         for row in reader
@@ -215,6 +239,9 @@ impl PgEventLog {
             durable: AtomicU64::new(0),
             size: AtomicU64::new(0),
             shred: Arc::default(),
+            appended,
+            _listener: listener,
+            me,
         };
         log.catch_up(&log.reader).await?;
         log.refresh_size().await?;
@@ -400,7 +427,8 @@ impl PgEventLog {
                 _ => None,
             })
             .collect();
-        let (new_keys, inserted, shredded, committed) = futures::join!(
+        let channel = appends_channel(&self.schema);
+        let (new_keys, inserted, shredded, notified, committed) = futures::join!(
             async {
                 match accounts.is_empty() {
                     true => Ok(0),
@@ -428,12 +456,14 @@ impl PgEventLog {
                     false => client.execute(&st.shred, &[&deleted]).await,
                 }
             },
+            async { client.execute(&st.notify, &[&channel, &self.me]).await },
             client.batch_execute("COMMIT"),
         );
         // A failed statement turned the COMMIT into a rollback: report that statement.
         new_keys.map_err(pg)?;
         inserted.map_err(pg)?;
         shredded.map_err(pg)?;
+        notified.map_err(pg)?;
         committed.map_err(pg)?;
         if !deleted.is_empty() {
             self.shred.store(true, Ordering::Release);
@@ -457,6 +487,41 @@ impl PgEventLog {
         }
         Ok(out)
     }
+}
+
+/// A connection that LISTENs on `channel` and notifies `appended` for each notification that
+/// another process (not `me`) sent.
+async fn listen(
+    url: &str,
+    channel: &str,
+    me: &str,
+    appended: Arc<tokio::sync::Notify>,
+) -> Result<Client, StoreError> {
+    let me = me.to_string();
+    use futures::StreamExt;
+    let (client, mut connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .map_err(|e| StoreError::Io(format!("cannot connect to PostgreSQL ({e})")))?;
+    tokio::spawn(async move {
+        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(message) = messages.next().await {
+            match message {
+                Ok(tokio_postgres::AsyncMessage::Notification(n)) if n.payload() != me => {
+                    appended.notify_one()
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!("the LISTEN connection closed: {e}");
+                    return;
+                }
+            }
+        }
+    });
+    client
+        .batch_execute(&format!("LISTEN {channel}"))
+        .await
+        .map_err(pg)?;
+    Ok(client)
 }
 
 /// Rewrite the keys table (VACUUM FULL) at most every [`SHRED_WITHIN`] when keys were deleted:
@@ -660,6 +725,10 @@ impl EventLog for PgEventLog {
     async fn refresh(&self) -> Result<u64, StoreError> {
         self.catch_up(&self.reader).await?;
         Ok(self.last_position())
+    }
+
+    async fn appended_elsewhere(&self, at_most: std::time::Duration) {
+        let _ = tokio::time::timeout(at_most, self.appended.notified()).await;
     }
 
     fn size_on_disk(&self) -> Result<u64, StoreError> {
