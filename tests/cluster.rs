@@ -406,3 +406,49 @@ async fn a_delete_warned_by_one_server_is_confirmed_on_another() {
     let account = get_account(&mut cluster.c(0), &admin, by_id(id), None).await;
     assert_eq!(account.status, pb::AccountStatus::Deleted as i32);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribe_history_and_point_in_time_answer_on_a_server_that_did_not_write() {
+    let cluster = Cluster::start().await;
+    let admin = cluster.domain(0, "d1", 10).await;
+    // Server 2 streams d1 while server 0 (which decides d1) writes.
+    let mut events = subscribe(&mut cluster.c(2), &admin, 0, Some("d1")).await;
+    let first = next_event(&mut events).await;
+    assert_eq!(first.kind, "DomainRegistered");
+    let id = create_account(&mut cluster.c(0), &admin, "d1", "ann", Some("S1")).await;
+    let created = next_event(&mut events).await;
+    assert_eq!(
+        (created.kind.as_str(), created.account),
+        ("AccountCreated", Some(id))
+    );
+    let between = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    deactivate(&mut cluster.c(0), &admin, id).await;
+    let deactivated = next_event(&mut events).await;
+    assert_eq!(deactivated.kind, "AccountDeactivated");
+    assert!(created.position < deactivated.position);
+
+    // Server 1: the account now, as of between the two changes, and its history.
+    let mut c1 = cluster.c(1);
+    let now = eventually(
+        || {
+            let mut c = c1.clone();
+            let admin = admin.clone();
+            async move { get_account(&mut c, &admin, by_id(id), None).await }
+        },
+        |a| a.status == pb::AccountStatus::Deactivated as i32,
+    )
+    .await;
+    assert_eq!(now.id, id);
+    let then = prost_types::Timestamp {
+        seconds: between.as_secs() as i64,
+        nanos: between.subsec_nanos() as i32,
+    };
+    let past = get_account(&mut c1, &admin, by_id(id), Some(then)).await;
+    assert_eq!(past.status, pb::AccountStatus::Enabled as i32, "{past:?}");
+    let history = account_history(&mut c1, &admin, id).await;
+    let kinds: Vec<&str> = history.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, ["AccountCreated", "AccountDeactivated"]);
+}
