@@ -247,6 +247,35 @@ async fn an_import_on_one_server_is_seen_on_the_others_and_tokens_revoked_anywhe
         assert_eq!(history.events.len(), 3);
         let v = verify(&mut c, &cluster.operator).await;
         assert!(v.equal, "server {i}: {}", v.detail);
+        // The job is listed, with its counts, on servers that did not run it.
+        let addr = cluster.servers[i].as_ref().unwrap().addr;
+        let other =
+            pb::import_service_client::ImportServiceClient::connect(format!("http://{addr}"))
+                .await
+                .unwrap();
+        let listed = eventually(
+            || {
+                let mut other = other.clone();
+                let admin = admin.clone();
+                async move {
+                    other
+                        .list_import_jobs(req(
+                            &admin,
+                            pb::ListImportJobsRequest {
+                                domain: "d1".into(),
+                            },
+                        ))
+                        .await
+                        .unwrap()
+                        .into_inner()
+                        .jobs
+                }
+            },
+            |jobs| jobs.len() == 1,
+        )
+        .await;
+        assert_eq!(listed[0].job_id, job.job_id);
+        assert_eq!(listed[0].counts.unwrap().created, 3);
     }
 
     // Revoked through server 0; refused on server 1 within the reload period.

@@ -9,11 +9,14 @@
 //!   [`run_import`]'s blocking reader, so memory stays flat in the file size. A OneRoster `.zip`
 //!   is spooled to a temp file (zip needs to seek). A broken upload stream refuses the job: a
 //!   truncated file is never imported as if it were whole.
-//! - Finished job reports are kept in a **bounded in-memory registry** ([`JobRegistry`]: the
-//!   newest [`MAX_JOBS`] jobs, at most [`MAX_RETAINED_ROWS`] row errors + changed rows in all;
-//!   older ones are evicted, and everything is lost on restart). `GetImportJob` for a job no
-//!   longer held is answered from the log (`Ledger::import_job_history`: counts by event kind,
-//!   file, actor); its row errors and diff are then gone (NOT_FOUND from the streams).
+//! - The summary of a job that wrote events (counts, totals, file, actor, time; no rows) is
+//!   recorded on its domain's stream (`ImportJobRecorded`), so every server lists it, also
+//!   after a restart.
+//!   Its row errors and diff are kept in a **bounded in-memory registry** of the server that
+//!   ran it ([`JobRegistry`]: the newest [`MAX_JOBS`] jobs, at most [`MAX_RETAINED_ROWS`] row
+//!   errors + changed rows in all; they name people and can be millions of rows). A job no
+//!   longer held is answered from its summary (or, for one recorded by no summary, from its
+//!   events); its rows are then gone (NOT_FOUND from the streams).
 //! - Only domain admins run imports, for their own domains; domain admins (own domains) and
 //!   auditors read jobs. Refusals map through [`super::status::from_import`].
 
@@ -247,6 +250,21 @@ fn change_to_wire(c: &RowChange) -> pb::ImportRowChange {
 }
 
 /// A registry record for the wire, with the first `inline` row errors.
+/// A job as the log keeps it: counts and totals; its rows stayed with the server that ran it.
+fn summary_to_wire(domain: &str, s: &crate::domain::import_job::ImportJobSummary) -> pb::ImportJob {
+    let mut wire = record_to_wire(
+        &JobRecord {
+            report: ImportReport::from_job_summary(domain, s),
+            actor: s.actor.clone(),
+            finished_at_us: s.finished_at_us,
+        },
+        0,
+    );
+    wire.from_log = true;
+    wire.guard = None;
+    wire
+}
+
 fn record_to_wire(r: &JobRecord, inline: usize) -> pb::ImportJob {
     let rep = &r.report;
     pb::ImportJob {
@@ -343,8 +361,32 @@ impl ImportService {
         })
     }
 
-    /// GetImportJob for a job the registry no longer holds: from its recorded events.
+    /// Record the summary of a job that wrote events on its domain's stream, so that every
+    /// server lists it, also after a restart. A job that wrote nothing (dry run, no changes,
+    /// refused) records nothing, as before: the log holds changes only. A failure here leaves
+    /// the job as it is: it is logged, and `GetImportJob` still answers from the job's events.
+    async fn record_in_log(&self, record: &JobRecord) {
+        let report = &record.report;
+        if report.status != JobStatus::Applied {
+            return;
+        }
+        let command = crate::domain::Command::RecordImportJob {
+            domain: report.domain.clone(),
+            job: Box::new(report.to_job_summary(&record.actor, record.finished_at_us)),
+        };
+        let request = crate::ledger::Request::manual(&record.actor, command);
+        if let Err(e) = self.ledger.execute(request).await {
+            tracing::warn!(job = %report.job_id, "the job's summary was not recorded: {e}");
+        }
+    }
+
+    /// GetImportJob for a job the registry no longer holds: its recorded summary, else from
+    /// its events.
     async fn job_from_log(&self, who: &Principal, job: &Uuid) -> Result<pb::ImportJob, Status> {
+        if let Some((domain, summary)) = self.ledger.recorded_import_job(job) {
+            who.require_in(Op::Read, &domain)?;
+            return Ok(summary_to_wire(&domain, &summary));
+        }
         let events = self.ledger.import_job_history(job).await?;
         if events.is_empty() {
             return Err(Status::not_found(format!(
@@ -568,6 +610,7 @@ impl pb::import_service_server::ImportService for ImportService {
             actor: who.name.clone(),
             finished_at_us: now_us(),
         };
+        self.record_in_log(&record).await;
         let wire = record_to_wire(&record, inline);
         self.registry().insert(record);
         Ok(Response::new(wire))
@@ -683,12 +726,20 @@ impl pb::import_service_server::ImportService for ImportService {
         if !self.ledger.domain_exists_fresh(&domain).await {
             return Err(domain_not_found(&domain));
         }
-        let jobs = self
-            .registry()
-            .of_domain(&domain)
+        // This server's recent jobs (with their rows), and every job recorded in the log (run
+        // on any server, before or after a restart), newest first.
+        let held = self.registry().of_domain(&domain);
+        let mut jobs: Vec<(i64, pb::ImportJob)> = held
             .iter()
-            .map(|r| record_to_wire(r, 0))
+            .map(|r| (r.finished_at_us, record_to_wire(r, 0)))
             .collect();
+        for summary in self.ledger.recorded_import_jobs(&domain) {
+            if !held.iter().any(|r| r.report.job_id == summary.job_id) {
+                jobs.push((summary.finished_at_us, summary_to_wire(&domain, &summary)));
+            }
+        }
+        jobs.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
+        let jobs = jobs.into_iter().map(|(_, j)| j).collect();
         Ok(Response::new(pb::ListImportJobsResponse { jobs }))
     }
 }

@@ -468,9 +468,9 @@ pub async fn job(conn: Conn, command: ImportJobCommand) -> Result<(), String> {
                 .into_inner()
                 .jobs;
             if conn.json {
-                for j in &jobs {
-                    println!("{}", job_json(j, &[]));
-                }
+                // One JSON array, `[]` when the domain has no jobs.
+                let all: Vec<Value> = jobs.iter().map(|j| job_json(j, &[])).collect();
+                println!("{}", Value::Array(all));
             } else {
                 let rows: Vec<Vec<String>> = jobs
                     .iter()

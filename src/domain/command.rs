@@ -105,6 +105,11 @@ pub enum Command {
         domain: String,
         grace_us: i64,
     },
+    /// Record a finished import job's summary on its domain's stream (once per job id).
+    RecordImportJob {
+        domain: String,
+        job: Box<super::import_job::ImportJobSummary>,
+    },
     /// Sent by an import held by `schedule`: import ids it wanted enabled / disabled.
     HoldImport {
         domain: String,
@@ -125,6 +130,7 @@ impl Command {
             | Command::CancelSchedule { domain, .. }
             | Command::FireSchedule { domain, .. }
             | Command::HoldImport { domain, .. }
+            | Command::RecordImportJob { domain, .. }
             | Command::SetDeletionGrace { domain, .. } => StreamId::Domain(domain.clone()),
             Command::CreateAccount { account, .. } => StreamId::Account(*account),
             other => StreamId::Account(other.target_account().unwrap_or_default()),

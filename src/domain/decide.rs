@@ -195,6 +195,17 @@ pub fn decide(state: &LedgerState, command: &Command) -> Result<Vec<Event>, Doma
                 reason: reason.clone(),
             }])
         }
+        Command::RecordImportJob { domain, job } => {
+            let d = domain_of(state, domain)?;
+            if d.import_jobs.iter().any(|j| j.job_id == job.job_id) {
+                // Recorded already (a retry): nothing new.
+                return Ok(vec![]);
+            }
+            Ok(vec![Event::ImportJobRecorded {
+                domain: domain.clone(),
+                job: job.clone(),
+            }])
+        }
         Command::SetDeletionGrace { domain, grace_us } => {
             let d = domain_of(state, domain)?;
             if !(0..=MAX_DELETION_GRACE_US).contains(grace_us) {

@@ -89,6 +89,11 @@ pub enum Event {
         domain: String,
         grace_us: i64,
     },
+    /// An import job of the domain finished (its summary; see [`super::import_job`]).
+    ImportJobRecorded {
+        domain: String,
+        job: Box<super::import_job::ImportJobSummary>,
+    },
 }
 
 /// Each domain and each account is its own stream, with its own version counter.
@@ -117,7 +122,8 @@ impl Event {
             | Event::ScheduleCancelled { domain, .. }
             | Event::ScheduleFired { domain, .. }
             | Event::ImportHeld { domain, .. }
-            | Event::DeletionGraceChanged { domain, .. } => StreamId::Domain(domain.clone()),
+            | Event::DeletionGraceChanged { domain, .. }
+            | Event::ImportJobRecorded { domain, .. } => StreamId::Domain(domain.clone()),
             Event::AccountCreated { account, .. }
             | Event::ProfileUpdated { account, .. }
             | Event::AccountDisabled { account }
@@ -157,6 +163,7 @@ impl Event {
             Event::ScheduleFired { .. } => "ScheduleFired",
             Event::ImportHeld { .. } => "ImportHeld",
             Event::DeletionGraceChanged { .. } => "DeletionGraceChanged",
+            Event::ImportJobRecorded { .. } => "ImportJobRecorded",
         }
     }
 }

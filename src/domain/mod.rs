@@ -6,6 +6,7 @@ mod decide;
 mod error;
 mod event;
 mod guard;
+pub mod import_job;
 mod keys;
 pub mod names;
 mod packed;

@@ -42,6 +42,8 @@ pub struct DomainState {
     pub schedules: BTreeMap<ScheduleId, Schedule>,
     /// How long stubs an import would delete stay deactivated first (0: deleted at once).
     pub deletion_grace_us: i64,
+    /// The domain's finished import jobs, oldest first.
+    pub import_jobs: super::import_job::ImportJobs,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -159,6 +161,7 @@ impl LedgerState {
                         mass_change_percent: DEFAULT_MASS_CHANGE_PERCENT,
                         schedules: BTreeMap::new(),
                         deletion_grace_us: 0,
+                        import_jobs: Default::default(),
                     },
                 );
             }
@@ -178,6 +181,12 @@ impl LedgerState {
             Event::DeletionGraceChanged { domain, grace_us } => {
                 if let Some(d) = self.domains.get_mut(domain) {
                     d.deletion_grace_us = *grace_us;
+                }
+            }
+            Event::ImportJobRecorded { domain, job } => {
+                if let Some(d) = self.domains.get_mut(domain) {
+                    std::sync::Arc::make_mut(&mut d.import_jobs)
+                        .push(std::sync::Arc::new((**job).clone()));
                 }
             }
             Event::ChangeScheduled {

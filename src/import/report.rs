@@ -9,52 +9,10 @@ use super::plan::ChangeKind;
 use crate::domain::AccountId;
 use crate::domain::GuardCheck;
 
-/// How the job ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum JobStatus {
-    /// Events were written (rows in `row_errors` were skipped).
-    Applied,
-    /// Nothing to write: the ledger already matches the file (or every changing row failed).
-    NoChanges,
-    /// `dry_run`: the diff below is exact; nothing was written.
-    DryRun,
-    /// `strict` and some row failed: nothing was written; see `row_errors`.
-    RefusedStrict,
-}
+pub use crate::domain::import_job::{Counts, JobStatus};
 
-/// Counts per change kind. `unchanged` and `failed` count rows; the change kinds count events
-/// (a row that reactivates and enables counts in both), including for accounts a full import
-/// left out.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct Counts {
-    pub created: u64,
-    pub updated: u64,
-    pub enabled: u64,
-    pub disabled: u64,
-    pub deactivated: u64,
-    pub reactivated: u64,
-    pub deleted: u64,
-    pub unchanged: u64,
-    pub failed: u64,
-}
-
+/// Counting the plan's changes (here: the domain does not know the plan's kinds).
 impl Counts {
-    /// Each count with its change kind's name, in report order (tables, JSON, summaries).
-    pub fn by_kind(&self) -> [(&'static str, u64); 9] {
-        [
-            ("created", self.created),
-            ("updated", self.updated),
-            ("enabled", self.enabled),
-            ("disabled", self.disabled),
-            ("deactivated", self.deactivated),
-            ("reactivated", self.reactivated),
-            ("deleted", self.deleted),
-            ("unchanged", self.unchanged),
-            ("failed", self.failed),
-        ]
-    }
-
     pub(crate) fn add(&mut self, kind: ChangeKind) {
         match kind {
             ChangeKind::Created => self.created += 1,
@@ -120,6 +78,55 @@ pub struct ImportReport {
 }
 
 impl ImportReport {
+    /// What the log keeps of this job (no rows: see [`crate::domain::import_job`]).
+    pub fn to_job_summary(
+        &self,
+        actor: &str,
+        finished_at_us: i64,
+    ) -> crate::domain::import_job::ImportJobSummary {
+        crate::domain::import_job::ImportJobSummary {
+            job_id: self.job_id,
+            actor: actor.to_string(),
+            finished_at_us,
+            file: self.file.clone(),
+            format: self.format.clone(),
+            status: self.status,
+            counts: self.counts,
+            events_written: self.events_written,
+            rows_read: self.rows_read,
+            row_errors: self.row_errors.len() as u64 + self.row_errors_omitted,
+            warnings: self.warnings.clone(),
+            held: self.held,
+            start_schedule: self.start_schedule,
+            deletion_schedule: self.deletion_schedule,
+        }
+    }
+
+    /// A report rebuilt from what the log keeps: counts and totals, no rows.
+    pub fn from_job_summary(
+        domain: &str,
+        s: &crate::domain::import_job::ImportJobSummary,
+    ) -> ImportReport {
+        ImportReport {
+            job_id: s.job_id,
+            domain: domain.to_string(),
+            file: s.file.clone(),
+            format: s.format.clone(),
+            status: s.status,
+            counts: s.counts,
+            events_written: s.events_written,
+            rows_read: s.rows_read,
+            changes: Vec::new(),
+            row_errors: Vec::new(),
+            row_errors_omitted: s.row_errors,
+            warnings: s.warnings.clone(),
+            guard: GuardCheck::default(),
+            held: s.held,
+            start_schedule: s.start_schedule,
+            deletion_schedule: s.deletion_schedule,
+        }
+    }
+
     /// True when some row was bad or refused (the CLI's non-zero exit).
     pub fn has_failures(&self) -> bool {
         self.counts.failed > 0

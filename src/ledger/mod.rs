@@ -417,7 +417,8 @@ impl Ledger {
             | Command::CancelSchedule { domain, .. }
             | Command::FireSchedule { domain, .. }
             | Command::HoldImport { domain, .. }
-            | Command::SetDeletionGrace { domain, .. } => self
+            | Command::SetDeletionGrace { domain, .. }
+            | Command::RecordImportJob { domain, .. } => self
                 .shared
                 .routes
                 .partition(domain)

@@ -55,6 +55,36 @@ impl Ledger {
         .flatten()
     }
 
+    /// The import jobs recorded for `domain`, newest first.
+    pub fn recorded_import_jobs(
+        &self,
+        domain: &str,
+    ) -> Vec<std::sync::Arc<crate::domain::import_job::ImportJobSummary>> {
+        self.read_domain(domain, |s| {
+            s.domains
+                .get(domain)
+                .map(|d| d.import_jobs.iter().rev().cloned().collect())
+                .unwrap_or_default()
+        })
+        .unwrap_or_default()
+    }
+
+    /// A recorded import job and its domain, from any domain.
+    pub fn recorded_import_job(
+        &self,
+        job: &uuid::Uuid,
+    ) -> Option<(
+        String,
+        std::sync::Arc<crate::domain::import_job::ImportJobSummary>,
+    )> {
+        self.shared.routes.all().iter().find_map(|part| {
+            let read = part.read();
+            let d = read.state.domains.get(&part.domain)?;
+            let j = d.import_jobs.iter().find(|j| j.job_id == *job)?;
+            Some((part.domain.clone(), j.clone()))
+        })
+    }
+
     pub fn domain_exists(&self, domain: &str) -> bool {
         self.read_domain(domain, |_| ()).is_some()
     }

@@ -327,6 +327,7 @@ mod tests {
             mass_change_percent: 10,
             schedules: Default::default(),
             deletion_grace_us: 0,
+            import_jobs: Default::default(),
         })
         .unwrap();
         bytes[0] = 99;

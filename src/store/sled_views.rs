@@ -27,7 +27,7 @@ const FLOOR: &[u8] = b"K";
 const LAYOUT: &[u8] = b"L";
 /// Views are partitioned by domain since layout 2.
 /// 3: domain rows carry their schedules.
-const LAYOUT_VERSION: u64 = 3;
+const LAYOUT_VERSION: u64 = 4;
 
 fn bucket_key(domain: &str, bucket: u64) -> Vec<u8> {
     let mut k = vec![b'B'];
