@@ -240,21 +240,10 @@ impl Writer {
         if let Some(cluster) = self.ctx.cluster.clone() {
             if fence.is_none() {
                 // The lease moved after this group was routed here: route it again.
-                let domain = self.part.domain.clone();
-                for (requests, _, reply) in group {
-                    let results = requests
-                        .iter()
-                        .map(|_| {
-                            Err(LedgerError::Store(StoreError::LeaseLost {
-                                domain: domain.clone(),
-                            }))
-                        })
-                        .collect();
-                    let _ = reply.send(BatchOutcome {
-                        results,
-                        written: false,
-                    });
-                }
+                let domain = &self.part.domain;
+                fail_group(group, || StoreError::LeaseLost {
+                    domain: domain.clone(),
+                });
                 return;
             }
             // Numbers for every account the group may create, from the shared store.
@@ -274,7 +263,8 @@ impl Writer {
                     }
                     Ok(block) => self.numbers = block,
                     Err(e) => {
-                        fail_group(group, &e.to_string());
+                        let reason = e.to_string();
+                        fail_group(group, || StoreError::Io(reason.clone()));
                         return;
                     }
                 }
@@ -476,11 +466,14 @@ impl Writer {
 }
 
 /// Answer every request of a group that could not be decided with the store's failure.
-fn fail_group(group: Vec<(Vec<Request>, BatchMode, oneshot::Sender<BatchOutcome>)>, reason: &str) {
+fn fail_group(
+    group: Vec<(Vec<Request>, BatchMode, oneshot::Sender<BatchOutcome>)>,
+    error: impl Fn() -> StoreError,
+) {
     for (requests, _, reply) in group {
         let results = requests
             .iter()
-            .map(|_| Err(LedgerError::Store(StoreError::Io(reason.to_string()))))
+            .map(|_| Err(LedgerError::Store(error())))
             .collect();
         let _ = reply.send(BatchOutcome {
             results,
