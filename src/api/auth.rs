@@ -161,10 +161,17 @@ impl Principal {
         if self.domain_allowed(domain) {
             Ok(())
         } else {
+            // The same answer whether or not the domain exists: a token must not learn which
+            // other districts are served here. It names what the token may act in instead.
             Err(permission_denied(format!(
-                "{} ({}) has no rights in domain {domain:?}",
+                "{} ({}) has no rights in domain {domain:?}; this token acts in: {}",
                 self.name,
-                self.role.as_str()
+                self.role.as_str(),
+                if self.domains.is_empty() {
+                    "no domain".to_string()
+                } else {
+                    self.domains.join(", ")
+                }
             )))
         }
     }

@@ -197,20 +197,19 @@ impl LedgerService {
                 acc.profile.login()
             ),
             Action::Delete => {
-                let mut what = Vec::new();
-                if acc.owns_data {
-                    what.push("the classes it owns, its grades and all other data it holds");
-                }
-                if signed_in {
-                    what.push("its sign-in history");
-                }
-                let what = if what.is_empty() {
-                    "its profile (it has never signed in and holds no data)".to_string()
+                // Exactly what goes and what stays: the ledger erases the personal data (the
+                // account's key is destroyed); the log keeps the account's events without it.
+                let lms = if acc.owns_data {
+                    " In the LMS, the classes it owns, its grades and all other data it holds \
+                     are destroyed with it."
                 } else {
-                    format!("its profile, {}", what.join(", "))
+                    " It holds no data in the LMS."
                 };
+                let signed = if signed_in { "when it signed in, " } else { "" };
                 format!(
-                    "Deleting account {} ({}) destroys {what}. This cannot be undone.",
+                    "Deleting account {} ({}) erases its login, name and email for good and \
+                     frees its import id.{lms} The log keeps, without them, that the account \
+                     existed, {signed}and every change of its status. This cannot be undone.",
                     acc.id,
                     acc.profile.login()
                 )

@@ -118,13 +118,27 @@ impl pb::account_ledger_server::AccountLedger for LedgerService {
             }
             None => None,
         };
+        // A domain may be registered after its admin's token is made; say so, not refuse.
+        let mut warnings = Vec::new();
+        for d in &req.domains {
+            if !self.ledger.domain_exists_fresh(d).await {
+                warnings.push(format!(
+                    "domain {d:?} is not registered: the token acts there once it is (check the \
+                     spelling)"
+                ));
+            }
+        }
         let (token, id) = self
             .auth
             .add_token(&principal, role, req.domains, expires_at_us)
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?;
         tracing::info!(by = %who.name, id, principal, "token created");
-        Ok(Response::new(pb::CreateTokenResponse { token, id }))
+        Ok(Response::new(pb::CreateTokenResponse {
+            token,
+            id,
+            warnings,
+        }))
     }
 
     async fn list_tokens(
@@ -503,9 +517,14 @@ impl pb::account_ledger_server::AccountLedger for LedgerService {
         }
         let rx = self.ledger.subscribe(req.from_position, domain);
         let this = self.clone();
-        let stream = ReceiverStream::new(rx).map(move |item| match item {
-            Ok(e) => Ok(event_to_wire(&e, this.domain_of_event(&e))),
-            Err(e) => Err(Status::from(e)),
+        // Counted while the stream lives (the guard moves into the stream's closure).
+        let open = SubscriptionGauge::open();
+        let stream = ReceiverStream::new(rx).map(move |item| {
+            let _open = &open;
+            match item {
+                Ok(e) => Ok(event_to_wire(&e, this.domain_of_event(&e))),
+                Err(e) => Err(Status::from(e)),
+            }
         });
         Ok(Response::new(Box::pin(stream)))
     }
@@ -566,3 +585,19 @@ fn validate_principal(principal: &str) -> Result<(), Status> {
 
 /// Export rows converted ahead of the client.
 const EXPORT_BUFFER: usize = 256;
+
+/// One open Subscribe stream in the `subscriptions` gauge, for as long as it lives.
+struct SubscriptionGauge;
+
+impl SubscriptionGauge {
+    fn open() -> SubscriptionGauge {
+        crate::metrics::METRICS.subscriptions.inc();
+        SubscriptionGauge
+    }
+}
+
+impl Drop for SubscriptionGauge {
+    fn drop(&mut self) {
+        crate::metrics::METRICS.subscriptions.dec();
+    }
+}

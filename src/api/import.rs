@@ -605,6 +605,12 @@ impl pb::import_service_server::ImportService for ImportService {
             ms = started.elapsed().as_millis() as u64,
             "import job finished"
         );
+        let status = format!("{:?}", report.status).to_lowercase();
+        let m = &*crate::metrics::METRICS;
+        m.import_jobs.with_label_values(&[&status]).inc();
+        m.import_rows
+            .with_label_values(&[&status])
+            .inc_by(report.rows_read);
         let record = JobRecord {
             report,
             actor: who.name.clone(),

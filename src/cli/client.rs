@@ -180,8 +180,14 @@ pub async fn run(command: ClientCommand) -> Result<(), String> {
                     });
                     let r = c.inner.create_token(req).await.map_err(status_text)?;
                     let r = r.get_ref();
+                    for w in &r.warnings {
+                        eprintln!("warning: {w}");
+                    }
                     if c.json {
-                        println!("{}", json!({"token": r.token, "id": r.id}));
+                        println!(
+                            "{}",
+                            json!({"token": r.token, "id": r.id, "warnings": r.warnings})
+                        );
                     } else {
                         println!("{}", r.token);
                     }
@@ -311,12 +317,14 @@ pub async fn run(command: ClientCommand) -> Result<(), String> {
                     json!({"allowed": r.allowed, "account": r.account, "status": output::status_text(r.status)})
                 );
             } else {
-                println!(
-                    "{} (account {}, {})",
-                    if r.allowed { "allowed" } else { "not allowed" },
-                    r.account.map_or_else(|| "-".into(), |a| a.to_string()),
-                    output::status_text(r.status)
-                );
+                match r.account {
+                    Some(a) => println!(
+                        "{} (account {a}, {})",
+                        if r.allowed { "allowed" } else { "not allowed" },
+                        output::status_text(r.status)
+                    ),
+                    None => println!("not allowed (no account with this login in the domain)"),
+                }
             }
         }
         ClientCommand::Log {

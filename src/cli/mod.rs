@@ -20,7 +20,11 @@ use clap::{Args, Parser, Subcommand};
 #[command(
     name = "account-ledger",
     version,
-    about = "Event-sourced ledger of school-LMS account lifecycles"
+    about = "Event-sourced ledger of school-LMS account lifecycles",
+    after_help = "Client subcommands reach a server with --server URL (env ACCOUNT_LEDGER_SERVER, \
+                  default http://127.0.0.1:50051; a bare HOST:PORT works too) and --token TOKEN \
+                  (env ACCOUNT_LEDGER_TOKEN); --json prints JSON. These go after the subcommand, \
+                  e.g. `account-ledger account show 1 --json`."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -79,6 +83,13 @@ pub enum Top {
     },
     #[command(flatten)]
     Client(ClientCommand),
+    /// Print shell completions (bash, zsh, fish, elvish, powershell); README: "Shell".
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), made from these same definitions.
+    Man,
 }
 
 #[derive(Debug, Args)]
@@ -98,6 +109,18 @@ pub struct ServeArgs {
     /// store (each with its own data dir): tokens then live in the store, not in config.json.
     #[arg(long, env = "ACCOUNT_LEDGER_STORE", hide_env_values = true)]
     pub store: Option<String>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464; port 0 picks one
+    /// and prints it). Off unless given.
+    #[arg(long, env = "ACCOUNT_LEDGER_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
+    /// Log format on stderr: text (coloured on a terminal only) or json (one object per line).
+    #[arg(
+        long,
+        env = "ACCOUNT_LEDGER_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
     /// With --store: the URL the other servers forward commands to this one at (default:
     /// http://LISTEN-ADDRESS, or https:// with --tls-cert).
     #[arg(long, env = "ACCOUNT_LEDGER_ADVERTISE", requires = "store")]
@@ -141,8 +164,9 @@ pub struct BenchArgs {
 
 /// Options every client subcommand shares.
 #[derive(Debug, Args, Clone)]
+#[command(next_help_heading = "Connection (every client subcommand)")]
 pub struct Conn {
-    /// Server URL.
+    /// Server URL (a bare HOST:PORT means http://HOST:PORT).
     #[arg(
         long,
         global = true,
@@ -150,7 +174,7 @@ pub struct Conn {
         default_value = "http://127.0.0.1:50051"
     )]
     pub server: String,
-    /// Bearer token.
+    /// Bearer token (`serve` prints the operator's at first start; `token add` makes others).
     #[arg(
         long,
         global = true,
@@ -227,17 +251,22 @@ pub enum ClientCommand {
     CanSignIn {
         #[command(flatten)]
         conn: Conn,
+        /// The domain (district) to look in.
         domain: String,
+        /// The sign-in name (case-insensitive).
         login: String,
     },
     /// Read the log by position (auditor).
     Log {
         #[command(flatten)]
         conn: Conn,
+        /// First position to read.
         #[arg(long, default_value_t = 1)]
         from: u64,
+        /// Last position to read (0: up to the end).
         #[arg(long, default_value_t = 0)]
         to: u64,
+        /// Most events to print.
         #[arg(long, default_value_t = 1000)]
         limit: u32,
     },
@@ -257,15 +286,25 @@ pub enum ClientCommand {
 pub enum DomainCommand {
     /// Register a domain with its license limit.
     Create {
+        /// Its name (up to 63 letters, digits, `.`, `-` and `_`; starting with a letter or digit).
         domain: String,
+        /// Enabled accounts it may have at once.
         #[arg(long)]
         limit: u32,
     },
     /// Change a domain's license limit.
-    Limit { domain: String, limit: u32 },
+    Limit {
+        domain: String,
+        /// Enabled accounts it may have at once (not below those enabled now).
+        limit: u32,
+    },
     /// Set the share (percent) of active imported accounts one full import may deactivate or
     /// delete without --confirm-mass-change.
-    Guard { domain: String, percent: u32 },
+    Guard {
+        domain: String,
+        /// 0-100 (default 10).
+        percent: u32,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -297,7 +336,14 @@ pub enum TokenCommand {
     },
 }
 
-/// Common write options.
+/// How `serve` writes its logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Options every account change takes (retries and concurrency).
 #[derive(Debug, Args, Clone)]
 pub struct WriteOpts {
     /// Client request id: a retry with the same id records nothing new.
@@ -312,8 +358,10 @@ pub struct WriteOpts {
 pub enum AccountCommand {
     /// Create an account by hand.
     Create {
+        /// The domain (district) it belongs to.
         #[arg(long)]
         domain: String,
+        /// Its sign-in name, unique in the domain (case-insensitive).
         #[arg(long)]
         login: String,
         #[arg(long, default_value = "")]
@@ -322,8 +370,10 @@ pub enum AccountCommand {
         last_name: String,
         #[arg(long, default_value = "")]
         email: String,
+        /// Free text, e.g. student, teacher, staff.
         #[arg(long, default_value = "student")]
         role: String,
+        /// The SIS id that imports match it by (unique in the domain).
         #[arg(long)]
         import_id: Option<String>,
         /// Create it Disabled.
@@ -336,6 +386,7 @@ pub enum AccountCommand {
     Disable {
         /// Account id, or DOMAIN:IMPORT_ID.
         account: String,
+        /// Act without asking (the warning is still printed).
         #[arg(long, short)]
         yes: bool,
         #[command(flatten)]
@@ -343,16 +394,21 @@ pub enum AccountCommand {
     },
     /// Enable (also reactivates a deactivated account).
     Enable {
+        /// Account id, or DOMAIN:IMPORT_ID.
         account: String,
         #[command(flatten)]
         write: WriteOpts,
     },
+    /// Deactivate: no sign-in, no license, kept out of lists (a soft delete; reactivate undoes it).
     Deactivate {
+        /// Account id, or DOMAIN:IMPORT_ID.
         account: String,
         #[command(flatten)]
         write: WriteOpts,
     },
+    /// Reactivate a deactivated account (Enabled, or Disabled with --disabled).
     Reactivate {
+        /// Account id, or DOMAIN:IMPORT_ID.
         account: String,
         /// Reactivate it Disabled.
         #[arg(long)]
@@ -362,7 +418,9 @@ pub enum AccountCommand {
     },
     /// Delete for good (after a warning saying what is destroyed; --yes skips the question).
     Delete {
+        /// Account id, or DOMAIN:IMPORT_ID.
         account: String,
+        /// Act without asking (the warning is still printed).
         #[arg(long, short)]
         yes: bool,
         #[command(flatten)]
@@ -370,7 +428,9 @@ pub enum AccountCommand {
     },
     /// One account, now or --as-of an instant.
     Show {
+        /// Account id, or DOMAIN:IMPORT_ID.
         account: String,
+        /// As it was at this instant (RFC 3339, e.g. 2025-01-31T12:00:00Z, or Unix seconds).
         #[arg(long)]
         as_of: Option<String>,
     },
@@ -404,7 +464,10 @@ pub enum AccountCommand {
         as_of: Option<String>,
     },
     /// Every event of an account: who, when, through what.
-    History { account: String },
+    History {
+        /// Account id, or DOMAIN:IMPORT_ID.
+        account: String,
+    },
 }
 
 /// Parse arguments and run; the one place that chooses the exit code.
@@ -452,6 +515,22 @@ pub async fn run(cli: Cli) -> ExitCode {
         Top::ImportJob { conn, command } => imports::job(conn, command).await,
         Top::Schedule { conn, command } => schedules::run(conn, command).await,
         Top::Client(cmd) => client::run(cmd).await,
+        Top::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "account-ledger",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
+        Top::Man => {
+            use clap::CommandFactory;
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut std::io::stdout())
+                .map_err(|e| e.to_string())
+        }
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -175,6 +175,23 @@ pub const ACCOUNT_HEADER: [&str; 7] = [
 ];
 
 pub fn print_account(a: &pb::Account) {
+    if a.deleted {
+        // A tombstone: say so plainly instead of blank fields.
+        println!("{:<13} {}", "id", a.id);
+        println!("{:<13} {}", "domain", printable(&a.domain, false));
+        println!(
+            "{:<13} deleted; personal data erased (login, name and email are gone for good)",
+            "status"
+        );
+        println!(
+            "{:<13} {}",
+            "last sign-in",
+            ts_text(a.last_sign_in.as_ref())
+        );
+        println!("{:<13} {}", "version", a.version);
+        println!("(`account history {}` shows when and by whom)", a.id);
+        return;
+    }
     let p = a.profile.clone().unwrap_or_default();
     let rows = [
         ("id", a.id.to_string()),

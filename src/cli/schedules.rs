@@ -205,6 +205,7 @@ pub async fn run(conn: Conn, command: ScheduleCommand) -> Result<(), String> {
     let channel = super::connect::channel(&conn).await?;
     let auth = super::connect::bearer(&conn)?;
     let mut client = ScheduleServiceClient::new(channel);
+    let mut listed = false;
     let shown = match command {
         ScheduleCommand::Add(args) => {
             let msg = args.request()?;
@@ -235,6 +236,7 @@ pub async fn run(conn: Conn, command: ScheduleCommand) -> Result<(), String> {
                 .into_inner(),
         ],
         ScheduleCommand::List { domain } => {
+            listed = true;
             let listing = client
                 .list_schedules(authorized(&auth, pb::ListSchedulesRequest { domain }))
                 .await
@@ -278,7 +280,12 @@ pub async fn run(conn: Conn, command: ScheduleCommand) -> Result<(), String> {
             return Ok(());
         }
     };
-    if conn.json {
+    if conn.json && listed {
+        // A list: one JSON array, `[]` when there is none.
+        let all: Vec<serde_json::Value> = shown.iter().map(schedule_json).collect();
+        println!("{}", serde_json::Value::Array(all));
+    } else if conn.json {
+        // `add` and `cancel`: the schedule itself.
         for s in &shown {
             println!("{}", schedule_json(s));
         }

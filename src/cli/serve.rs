@@ -17,13 +17,7 @@ fn default_data_dir() -> Result<PathBuf, String> {
 }
 
 pub async fn run(args: ServeArgs) -> Result<(), String> {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .try_init();
+    init_logs(args.log_format);
 
     // Everything this process creates (sled's segment and snapshot files included) is
     // owner-only: the data dir holds the keys to every account's personal data.
@@ -35,6 +29,13 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         Some(d) => d,
         None => default_data_dir()?,
     };
+    if data_dir.exists() && !data_dir.is_dir() {
+        return Err(format!(
+            "--data-dir {} is a file, not a directory: give a directory (it is created if \
+             missing)",
+            data_dir.display()
+        ));
+    }
     crate::store::files::create_private_dir(&data_dir)
         .map_err(|e| format!("cannot create data dir {}: {e}", data_dir.display()))?;
     let config_path = args
@@ -103,6 +104,11 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     if let Some(address) = &args.advertise {
         ledger.announce(address).await.map_err(|e| e.to_string())?;
     }
+    // Before the gRPC port is announced: whoever waits for that line finds metrics up too.
+    let _stop_metrics = match &args.metrics_listen {
+        Some(at) => Some(serve_metrics(at, ledger.clone()).await?),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
@@ -115,6 +121,45 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// Serve `/metrics` at `at` until the returned sender is dropped.
+async fn serve_metrics(
+    at: &str,
+    ledger: Ledger,
+) -> Result<tokio::sync::oneshot::Sender<()>, String> {
+    let listener = tokio::net::TcpListener::bind(at)
+        .await
+        .map_err(|e| format!("--metrics-listen {at}: {e}"))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    println!("metrics on http://{local}/metrics");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let until = async {
+            let _ = stopped.await;
+        };
+        if let Err(e) = crate::metrics::serve(listener, ledger, until).await {
+            tracing::error!("the metrics endpoint stopped: {e}");
+        }
+    });
+    Ok(stop)
+}
+
+/// Logs on stderr: text, coloured only on a terminal (and not with NO_COLOR), or one JSON
+/// object per line for log shippers. `RUST_LOG` filters (default `info`).
+fn init_logs(format: super::LogFormat) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        super::LogFormat::Json => logs.json().try_init(),
+        super::LogFormat::Text => logs
+            .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+            .try_init(),
+    };
 }
 
 /// TLS from the flags. Without TLS only loopback is served, unless `--insecure` (warned).

@@ -120,6 +120,30 @@ pub enum Command {
 }
 
 impl Command {
+    /// The command's name (metrics, logs).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Command::RegisterDomain { .. } => "RegisterDomain",
+            Command::SetLicenseLimit { .. } => "SetLicenseLimit",
+            Command::SetMassChangeGuard { .. } => "SetMassChangeGuard",
+            Command::CreateAccount { .. } => "CreateAccount",
+            Command::UpdateProfile { .. } => "UpdateProfile",
+            Command::Disable { .. } => "Disable",
+            Command::Enable { .. } => "Enable",
+            Command::Deactivate { .. } => "Deactivate",
+            Command::Reactivate { .. } => "Reactivate",
+            Command::Delete { .. } => "Delete",
+            Command::RecordSignIn { .. } => "RecordSignIn",
+            Command::RecordDataOwned { .. } => "RecordDataOwned",
+            Command::ScheduleChange { .. } => "ScheduleChange",
+            Command::CancelSchedule { .. } => "CancelSchedule",
+            Command::FireSchedule { .. } => "FireSchedule",
+            Command::SetDeletionGrace { .. } => "SetDeletionGrace",
+            Command::RecordImportJob { .. } => "RecordImportJob",
+            Command::HoldImport { .. } => "HoldImport",
+        }
+    }
+
     /// The stream the command's events go to (for optimistic concurrency).
     pub fn stream(&self) -> StreamId {
         match self {

@@ -463,7 +463,7 @@ fn plan_powerschool<R: Read>(
         .or_else(|| FileKind::from_file_name(name))
         .ok_or_else(|| ImportError::UnknownFile {
             file: name.to_string(),
-            reason: "expected users.csv, update_users.csv or delete_users.csv (or name the kind)"
+            reason: "expected users.csv, update_users.csv or delete_users.csv (or name the kind: `--kind users`, `update-users` or `delete-users`; gRPC `header.kind`)"
                 .into(),
         })?;
     let counting = Counting::new(input);

@@ -133,12 +133,12 @@ pub(crate) fn open<R: Read>(
     let (flag, version) = match (version, enabled, blocked) {
         (None, Some(_), Some(_)) => {
             return Err(bad(
-                "the header has both `enabled` (v1) and `blocked` (v2); remove one, or name the version".into(),
+                "the header has both `enabled` (v1) and `blocked` (v2); remove one, or name the version (`--version v1` or `v2`; gRPC `header.version`)".into(),
             ));
         }
         (None, None, None) => {
             return Err(bad(
-                "the header has neither `enabled` (v1) nor `blocked` (v2), so the version is unknown; add the column, or name the version to import without changing flags".into(),
+                "the header has neither `enabled` (v1) nor `blocked` (v2), so the version is unknown; add the column, or name the version (`--version v1` or `v2`; gRPC `header.version`) to import without changing flags".into(),
             ));
         }
         (None, Some(c), None) | (Some(Version::V1), Some(c), _) => {

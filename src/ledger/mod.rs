@@ -468,6 +468,21 @@ impl Ledger {
         mode: BatchMode,
         may_forward: bool,
     ) -> Result<BatchOutcome, LedgerError> {
+        let started = std::time::Instant::now();
+        let kinds: Vec<&'static str> = requests.iter().map(|r| r.command.kind()).collect();
+        let outcome = self.execute_routed_inner(requests, mode, may_forward).await;
+        if mode != BatchMode::DryRun {
+            crate::metrics::record_batch(&kinds, outcome.as_ref(), started.elapsed());
+        }
+        outcome
+    }
+
+    async fn execute_routed_inner(
+        &self,
+        requests: Vec<Request>,
+        mode: BatchMode,
+        may_forward: bool,
+    ) -> Result<BatchOutcome, LedgerError> {
         if self.is_closed() {
             return Err(LedgerError::Closed);
         }

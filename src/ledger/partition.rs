@@ -378,7 +378,13 @@ impl Writer {
         let appended = if new_events.is_empty() {
             Ok(Default::default())
         } else {
-            self.ctx.log.append_fenced(new_events, fence.as_ref()).await
+            let events = new_events.len();
+            let started = std::time::Instant::now();
+            let appended = self.ctx.log.append_fenced(new_events, fence.as_ref()).await;
+            let m = &*crate::metrics::METRICS;
+            m.append_seconds.observe(started.elapsed().as_secs_f64());
+            m.group_commit_events.observe(events as f64);
+            appended
         };
         let appended = match appended {
             Ok(a) => a,

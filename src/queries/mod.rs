@@ -55,6 +55,20 @@ impl Ledger {
         .flatten()
     }
 
+    /// Every domain's (name, licenses used, license limit), now.
+    pub fn license_usage_all(&self) -> Vec<(String, u32, u32)> {
+        self.shared
+            .routes
+            .all()
+            .iter()
+            .filter_map(|part| {
+                let read = part.read();
+                let d = read.state.domains.get(&part.domain)?;
+                Some((d.name.clone(), d.licenses_used, d.license_limit))
+            })
+            .collect()
+    }
+
     /// The import jobs recorded for `domain`, newest first.
     pub fn recorded_import_jobs(
         &self,

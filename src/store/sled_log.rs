@@ -29,6 +29,8 @@ use crate::domain::{Event, StreamId};
 
 pub const CHUNK_EVENTS: usize = 256;
 const MARKER_FILE: &str = "ACCOUNT_LEDGER_DATA";
+/// The pid of the process that last opened the store (named when the store is found locked).
+const PID_FILE: &str = "server.pid";
 const MARKER_TEXT: &str = "account-ledger data directory, layout 2\n";
 /// Layout 1 had no reach record and a vault without header; both are added on open.
 const MARKER_TEXT_1: &str = "account-ledger data directory, layout 1\n";
@@ -155,6 +157,8 @@ pub fn open_store_with(dir: &Path, options: StoreOptions) -> Result<OpenedStore,
     };
     let sled_dir = dir.join("sled");
     let db = open_sled(&sled_dir).map_err(open_err)?;
+    // Who holds the lock now, for the next process that finds it locked.
+    let _ = std::fs::write(dir.join(PID_FILE), format!("{}\n", std::process::id()));
     let log = db.open_tree("log").map_err(|e| open_err(e.to_string()))?;
     let db_file = File::open(sled_dir.join("db")).map_err(|e| open_err(e.to_string()))?;
     let vault_path = dir.join("keys.vault");
@@ -281,20 +285,31 @@ pub(super) fn open_sled(sled_dir: &Path) -> Result<sled::Db, String> {
         .map_err(|panic| format!("sled panicked while opening: {}", panic_text(&panic)))?;
         match opened {
             Ok(db) => return Ok(db),
-            Err(sled::Error::Io(e))
-                if e.kind() == std::io::ErrorKind::WouldBlock
-                    && std::time::Instant::now() < deadline =>
-            {
+            Err(sled::Error::Io(e)) if is_locked(&e) && std::time::Instant::now() < deadline => {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
-            Err(sled::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
+            Err(sled::Error::Io(e)) if is_locked(&e) => {
+                let pid = sled_dir
+                    .parent()
+                    .and_then(|d| std::fs::read_to_string(d.join(PID_FILE)).ok())
+                    .map(|p| format!(" (pid {})", p.trim()))
+                    .unwrap_or_default();
                 return Err(format!(
-                    "it is locked by another process (is a server already running on it?): {e}"
+                    "another account-ledger{pid} is using this data dir; stop it, or give this \
+                     server another --data-dir"
                 ));
             }
             Err(e) => return Err(format!("sled: {e}")),
         }
     }
+}
+
+/// sled reports a held lock as an I/O error of kind WouldBlock, or wrapped in one of kind
+/// Other whose text says so.
+fn is_locked(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::WouldBlock
+        || e.raw_os_error() == Some(libc::EWOULDBLOCK)
+        || e.to_string().contains("could not acquire lock")
 }
 
 fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {

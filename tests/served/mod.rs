@@ -16,6 +16,8 @@ pub struct Served {
     pub token: Option<String>,
     /// The server's stderr, line by line.
     pub stderr: Receiver<String>,
+    /// Where `--metrics-listen` serves, when given.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl Drop for Served {
@@ -52,16 +54,20 @@ impl Served {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let mut token = None;
+            let mut metrics = None;
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let Some(t) = line.strip_prefix("export ACCOUNT_LEDGER_TOKEN=") {
                     token = Some(t.to_string());
                 }
+                if let Some(m) = line.strip_prefix("metrics on http://") {
+                    metrics = m.trim_end_matches("/metrics").parse::<SocketAddr>().ok();
+                }
                 if let Some(addr) = line.strip_prefix("account-ledger listening on ") {
-                    let _ = tx.send((addr.parse::<SocketAddr>().unwrap(), token.clone()));
+                    let _ = tx.send((addr.parse::<SocketAddr>().unwrap(), token.clone(), metrics));
                 }
             }
         });
-        let (addr, token) = rx
+        let (addr, token, metrics) = rx
             .recv_timeout(Duration::from_secs(30))
             .expect("serve printed its address");
         Served {
@@ -69,6 +75,7 @@ impl Served {
             addr,
             token,
             stderr: err_rx,
+            metrics,
         }
     }
 
