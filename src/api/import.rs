@@ -20,7 +20,6 @@
 //! - Only domain admins run imports, for their own domains; domain admins (own domains) and
 //!   auditors read jobs. Refusals map through [`super::status::from_import`].
 
-use std::collections::{HashMap, VecDeque};
 use std::io::Read;
 use std::sync::{Arc, Mutex};
 
@@ -38,12 +37,10 @@ use crate::import::{
     RowChange, RowError, Version, run_import,
 };
 use crate::ledger::Ledger;
+
+pub use super::import_registry::{JobRecord, JobRegistry, MAX_JOBS, MAX_RETAINED_ROWS};
 use crate::store::{Source, now_us};
 
-/// Jobs the registry keeps (newest first out last).
-pub const MAX_JOBS: usize = 64;
-/// Row errors plus changed rows the registry keeps over all its jobs (about 100 bytes each).
-pub const MAX_RETAINED_ROWS: usize = 2_000_000;
 /// Row errors in an upload's reply when the header asks for none in particular.
 pub const DEFAULT_ROW_ERRORS: u32 = 100;
 /// At most this many row errors inline (the rest: `StreamImportRowErrors`).
@@ -53,64 +50,6 @@ const CHANNEL_CHUNKS: usize = 16;
 
 type BoxStream<T> =
     std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<T, Status>> + Send + 'static>>;
-
-/// A finished job as the registry holds it.
-#[derive(Debug)]
-pub struct JobRecord {
-    pub report: ImportReport,
-    pub actor: String,
-    pub finished_at_us: i64,
-}
-
-impl JobRecord {
-    fn rows(&self) -> usize {
-        self.report.row_errors.len() + self.report.changes.len()
-    }
-}
-
-/// The bounded registry of recent jobs (see the module doc).
-#[derive(Debug, Default)]
-pub struct JobRegistry {
-    order: VecDeque<Uuid>,
-    jobs: HashMap<Uuid, Arc<JobRecord>>,
-    rows: usize,
-}
-
-impl JobRegistry {
-    pub fn insert(&mut self, record: JobRecord) {
-        let id = record.report.job_id;
-        self.rows += record.rows();
-        if let Some(old) = self.jobs.insert(id, Arc::new(record)) {
-            self.rows -= old.rows();
-            self.order.retain(|j| *j != id);
-        }
-        self.order.push_back(id);
-        while self.order.len() > MAX_JOBS || (self.rows > MAX_RETAINED_ROWS && self.order.len() > 1)
-        {
-            let Some(oldest) = self.order.pop_front() else {
-                break;
-            };
-            if let Some(old) = self.jobs.remove(&oldest) {
-                self.rows -= old.rows();
-            }
-        }
-    }
-
-    pub fn get(&self, id: &Uuid) -> Option<Arc<JobRecord>> {
-        self.jobs.get(id).cloned()
-    }
-
-    /// A domain's jobs, newest first.
-    pub fn of_domain(&self, domain: &str) -> Vec<Arc<JobRecord>> {
-        self.order
-            .iter()
-            .rev()
-            .filter_map(|id| self.jobs.get(id))
-            .filter(|r| r.report.domain == domain)
-            .cloned()
-            .collect()
-    }
-}
 
 /// A `Read` over upload chunks arriving on a bounded channel; for a blocking thread only.
 /// `Err` items (the upload stream broke) become read errors, so a cut-off file is refused.
@@ -753,66 +692,6 @@ impl pb::import_service_server::ImportService for ImportService {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn record(rows: usize, domain: &str) -> JobRecord {
-        let err = RowError {
-            file: "users.csv".into(),
-            row: 2,
-            column: None,
-            import_id: None,
-            reason: "bad".into(),
-        };
-        JobRecord {
-            report: ImportReport {
-                job_id: Uuid::new_v4(),
-                domain: domain.into(),
-                file: "users.csv".into(),
-                format: String::new(),
-                status: JobStatus::Applied,
-                counts: Counts::default(),
-                events_written: 0,
-                rows_read: rows as u64,
-                changes: Vec::new(),
-                row_errors: vec![err; rows],
-                row_errors_omitted: 0,
-                warnings: Vec::new(),
-                guard: GuardCheck::default(),
-                held: 0,
-                start_schedule: None,
-                deletion_schedule: None,
-            },
-            actor: "a".into(),
-            finished_at_us: 0,
-        }
-    }
-
-    #[test]
-    fn registry_is_bounded_in_jobs_and_rows_and_lists_newest_first() {
-        let mut reg = JobRegistry::default();
-        let first = record(1, "d1");
-        let first_id = first.report.job_id;
-        reg.insert(first);
-        for _ in 0..MAX_JOBS {
-            reg.insert(record(1, "d1"));
-        }
-        assert_eq!(reg.jobs.len(), MAX_JOBS);
-        assert!(reg.get(&first_id).is_none(), "the oldest job is evicted");
-        let big = record(MAX_RETAINED_ROWS, "d2");
-        let big_id = big.report.job_id;
-        reg.insert(big);
-        assert_eq!(reg.jobs.len(), 1, "rows over the bound evict older jobs");
-        assert!(reg.rows <= MAX_RETAINED_ROWS);
-        let newer = record(0, "d2");
-        let newer_id = newer.report.job_id;
-        reg.insert(newer);
-        let listed: Vec<Uuid> = reg
-            .of_domain("d2")
-            .iter()
-            .map(|r| r.report.job_id)
-            .collect();
-        assert_eq!(listed, vec![newer_id, big_id]);
-        assert!(reg.of_domain("d1").is_empty());
-    }
 
     #[test]
     fn channel_reader_reads_chunks_then_eof_and_reports_a_broken_upload() {

@@ -13,6 +13,7 @@ mod confirm;
 pub mod convert;
 mod handlers;
 pub mod import;
+mod import_registry;
 pub mod peer;
 pub mod schedule;
 pub mod server;
