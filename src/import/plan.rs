@@ -160,21 +160,24 @@ impl Plan {
             request_id: None,
             expected_version,
         };
-        let mut requests: Vec<Request> = self
-            .rows
-            .iter_mut()
-            .flat_map(|r| {
-                let row = r.row;
-                r.steps.iter_mut().map(move |s| {
-                    let command =
-                        std::mem::replace(&mut s.command, Command::Disable { account: 0 });
-                    (command, row, s.expected_version)
-                })
-            })
-            .map(|(command, row, expected)| request(command, row, expected))
-            .collect();
+        let job_commands = self.job_commands();
+        let steps: usize = self.rows.iter().map(|r| r.steps.len()).sum();
+        let mut requests: Vec<Request> = Vec::with_capacity(steps + job_commands.len());
         requests.extend(
-            self.job_commands()
+            self.rows
+                .iter_mut()
+                .flat_map(|r| {
+                    let row = r.row;
+                    r.steps.iter_mut().map(move |s| {
+                        let command =
+                            std::mem::replace(&mut s.command, Command::Disable { account: 0 });
+                        (command, row, s.expected_version)
+                    })
+                })
+                .map(|(command, row, expected)| request(command, row, expected)),
+        );
+        requests.extend(
+            job_commands
                 .into_iter()
                 .map(|command| request(command, 0, None)),
         );

@@ -491,6 +491,7 @@ impl Ledger {
             (0..requests.len()).map(|_| None).collect();
         let mut groups: Vec<(Arc<Partition>, Vec<usize>, Vec<Request>)> = Vec::new();
         let mut followed = false;
+        let total = requests.len();
         for (i, req) in requests.into_iter().enumerate() {
             let mut routed = self.route(&req.command);
             if routed.is_err() && self.shared.cluster.is_some() && !followed {
@@ -505,7 +506,17 @@ impl Ledger {
                         g.1.push(i);
                         g.2.push(req);
                     }
-                    None => groups.push((part, vec![i], vec![req])),
+                    None => {
+                        // Sized for the rest of the batch: an import names one domain, and
+                        // growing a million-request Vec by doubling copies and faults it in
+                        // again and again. Space never filled is never touched.
+                        let rest = total - i;
+                        let mut places = Vec::with_capacity(rest);
+                        let mut reqs = Vec::with_capacity(rest);
+                        places.push(i);
+                        reqs.push(req);
+                        groups.push((part, places, reqs))
+                    }
                 },
                 Err(e) => results[i] = Some(Err(e)),
             }

@@ -282,7 +282,10 @@ impl Writer {
                 routes.allocate_account()
             }
         };
-        let mut new_events: Vec<NewEvent> = Vec::new();
+        // Most commands make one event: sized up front, a large job's events are not copied
+        // by doubling (see execute_routed_inner).
+        let mut new_events: Vec<NewEvent> =
+            Vec::with_capacity(group.iter().map(|(requests, ..)| requests.len()).sum());
         let mut group_seen = HashMap::new();
         let mut created = Vec::new();
         let mut answers = Vec::new();
@@ -304,7 +307,7 @@ impl Writer {
                 BatchMode::Strict => {
                     let mut scratch = self.state.clone();
                     let mut version = self.domain_version;
-                    let mut scratch_events = Vec::new();
+                    let mut scratch_events = Vec::with_capacity(requests.len());
                     let mut decider = Decider {
                         log: &*self.ctx.log,
                         ids: &mut self.ids,

@@ -160,37 +160,66 @@ pub fn seal_profiles<'a>(
         .collect()
 }
 
+/// [`EventV1`] borrowed from a record, encoded the same way: a chunk is written without
+/// cloning its events.
+#[derive(Serialize)]
+struct EventV1Ref<'a> {
+    stream_version: u64,
+    event_id: [u8; 16],
+    actor: &'a str,
+    source: &'a Source,
+    request_id: Option<&'a str>,
+    event: &'a Event,
+    sealed_profile: Option<&'a Vec<u8>>,
+}
+
+/// [`ChunkV1`], borrowed.
+#[derive(Serialize)]
+struct ChunkV1Ref<'a> {
+    recorded_at_us: i64,
+    events: Vec<EventV1Ref<'a>>,
+}
+
 /// Encode consecutive events of one commit (all stamped `recorded_at_us`), with their
-/// profiles already sealed by [`seal_profiles`] (one entry per event).
+/// profiles already sealed by [`seal_profiles`] (one entry per event). The profiles are taken
+/// out of `events` while encoding (the clear text is never encoded) and put back after.
 pub fn encode_chunk_sealed(
-    events: &[RecordedEvent],
+    events: &mut [RecordedEvent],
     sealed: &[Option<Vec<u8>>],
 ) -> Result<Vec<u8>, StoreError> {
     let recorded_at_us = events.first().map(|e| e.recorded_at_us).unwrap_or(0);
-    let mut out = Vec::with_capacity(events.len());
-    for (e, sealed_profile) in events.iter().zip(sealed) {
-        let mut event = e.event.clone();
-        if let Some((_, profile)) = profile_slot(&mut event) {
-            *profile = Profile::erased();
-        }
-        out.push(EventV1 {
-            stream_version: e.stream_version,
-            event_id: *e.event_id.as_bytes(),
-            actor: e.actor.clone(),
-            source: e.source.clone(),
-            request_id: e.request_id.clone(),
-            event,
-            sealed_profile: sealed_profile.clone(),
-        });
-    }
-    to_bytes(&ChunkV1 {
+    let profiles: Vec<Option<Profile>> = events
+        .iter_mut()
+        .map(|e| profile_slot(&mut e.event).map(|(_, p)| std::mem::take(p)))
+        .collect();
+    let chunk = ChunkV1Ref {
         recorded_at_us,
-        events: out,
-    })
+        events: events
+            .iter()
+            .zip(sealed)
+            .map(|(e, sealed_profile)| EventV1Ref {
+                stream_version: e.stream_version,
+                event_id: *e.event_id.as_bytes(),
+                actor: &e.actor,
+                source: &e.source,
+                request_id: e.request_id.as_deref(),
+                event: &e.event,
+                sealed_profile: sealed_profile.as_ref(),
+            })
+            .collect(),
+    };
+    let encoded = to_bytes(&chunk);
+    drop(chunk);
+    for (e, profile) in events.iter_mut().zip(profiles) {
+        if let (Some((_, slot)), Some(profile)) = (profile_slot(&mut e.event), profile) {
+            *slot = profile;
+        }
+    }
+    encoded
 }
 
 /// Encode consecutive events of one commit, sealing their profiles.
-pub fn encode_chunk(events: &[RecordedEvent], vault: &Vault) -> Result<Vec<u8>, StoreError> {
+pub fn encode_chunk(events: &mut [RecordedEvent], vault: &Vault) -> Result<Vec<u8>, StoreError> {
     let sealed = seal_profiles(events.iter().map(|e| &e.event), vault)?;
     encode_chunk_sealed(events, &sealed)
 }
@@ -317,6 +346,52 @@ pub fn read_u64(bytes: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A chunk encoded from borrowed records reads back as the owned format, profile sealed
+    /// (never in clear) and opened with the key; the records keep their profiles.
+    #[test]
+    fn borrowed_chunk_encoding_reads_back_and_keeps_profiles() {
+        let vault = Vault::in_memory(Default::default()).unwrap();
+        vault.ensure_keys(&[7]).unwrap();
+        let profile = Profile {
+            login: "ada.l".into(),
+            first_name: "Ada".into(),
+            last_name: "Lovelace".into(),
+            email: "ada@example.org".into(),
+        };
+        let mut records = vec![RecordedEvent {
+            position: 5,
+            stream_version: 1,
+            event_id: Uuid::from_u128(9),
+            recorded_at_us: 1_700_000_000_000_000,
+            actor: "admin".into(),
+            source: Source::Import {
+                job_id: Uuid::from_u128(3),
+                file: "users.csv".into(),
+                row: 2,
+            },
+            request_id: Some("r-1".into()),
+            event: Event::AccountCreated {
+                account: 7,
+                domain: "d".into(),
+                import_id: Some("S1".into()),
+                profile: profile.clone(),
+                role: "student".into(),
+                enabled: true,
+            },
+        }];
+        let expected = records.clone();
+        let bytes = encode_chunk(&mut records, &vault).unwrap();
+        assert_eq!(records, expected, "the records keep their profiles");
+        assert!(
+            !bytes.windows(5).any(|w| w == b"ada.l"),
+            "no clear-text login in the chunk"
+        );
+        assert_eq!(decode_chunk(5, &bytes, Some(&vault)).unwrap(), expected);
+        let owned: ChunkV1 = from_bytes(&bytes, &|| "test".into()).unwrap();
+        assert_eq!(owned.events[0].actor, "admin");
+        assert!(owned.events[0].sealed_profile.is_some());
+    }
 
     #[test]
     fn unknown_version_is_an_error_not_a_panic() {

@@ -392,7 +392,7 @@ impl PgEventLog {
         if more {
             self.catch_up(client).await?;
         }
-        let (positions, records, sealed) = {
+        let (positions, mut records, sealed) = {
             let index = self.index();
             let stamp = super::now_us().max(index.last_stamp);
             index.assign(events, prepared.sealed, stamp)
@@ -410,14 +410,14 @@ impl PgEventLog {
             .map(|(a, k)| (*a as i64, k.to_vec()))
             .unzip();
         let mut cols = Columns::default();
-        for (r, s) in records.iter().zip(sealed) {
+        for (r, s) in records.iter_mut().zip(sealed) {
             cols.position.push(r.position as i64);
             cols.stream.push(r.stream().to_string());
             cols.version.push(r.stream_version as i64);
             cols.event_id.push(r.event_id);
             cols.at.push(r.recorded_at_us);
             cols.body
-                .push(codec::encode_chunk_sealed(std::slice::from_ref(r), &[s])?);
+                .push(codec::encode_chunk_sealed(std::slice::from_mut(r), &[s])?);
         }
         // Crypto-shredding: the key row goes in the transaction that records the deletion.
         let deleted: Vec<i64> = records

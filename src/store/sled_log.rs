@@ -417,7 +417,7 @@ impl SledEventLog {
                 .append_lock
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
-            let (positions, records, sealed) = {
+            let (positions, mut records, sealed) = {
                 let index = self.index();
                 let stamp = now_us().max(index.last_stamp);
                 index.assign(events, sealed_all, stamp)
@@ -433,12 +433,12 @@ impl SledEventLog {
                 // manifest sled writes (and syncs) before a batch: one write per command.
                 self.inner.log.insert(
                     u64_key(records[0].position),
-                    codec::encode_chunk_sealed(&records, &sealed)?,
+                    codec::encode_chunk_sealed(&mut records, &sealed)?,
                 )?;
             } else {
                 let mut batch = sled::Batch::default();
                 for (chunk, sealed) in records
-                    .chunks(CHUNK_EVENTS)
+                    .chunks_mut(CHUNK_EVENTS)
                     .zip(sealed.chunks(CHUNK_EVENTS))
                 {
                     batch.insert(

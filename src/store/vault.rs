@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
 
 use chacha20poly1305::aead::rand_core::SeedableRng;
-use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng};
+use chacha20poly1305::aead::{Aead, AeadCore, AeadInPlace, KeyInit, OsRng};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use rand_chacha::ChaCha20Rng;
 
@@ -30,13 +30,34 @@ use crate::domain::AccountId;
 
 const KEY_LEN: usize = 32;
 const NONCE_LEN: usize = 24;
+/// Poly1305's tag, after the ciphertext.
+const TAG_LEN: usize = 16;
 const MAGIC: &[u8; 8] = b"ALVAULT2";
 const HEADER_LEN: usize = 16;
 const SLOT_LEN: usize = 40;
 const LEGACY_SLOT_LEN: usize = 32;
 
 /// One sealing: (plaintext, nonce ‖ ciphertext ‖ tag).
-type Sealing = (Vec<u8>, Vec<u8>);
+/// An account's last sealing: a fingerprint of the plaintext and the sealed bytes.
+type Sealing = (u128, Vec<u8>);
+
+/// Two SipHash keys drawn at start: a 128-bit fingerprint of a plaintext that no file can
+/// aim at (the keys never leave the process). Two different profiles of one account would
+/// have to collide by chance, 2^-128, to be mistaken for each other.
+struct Fingerprint(std::hash::RandomState, std::hash::RandomState);
+
+impl Fingerprint {
+    fn new() -> Fingerprint {
+        Fingerprint(Default::default(), Default::default())
+    }
+
+    fn of(&self, plaintext: &[u8]) -> u128 {
+        use std::hash::BuildHasher;
+        let a = self.0.hash_one(plaintext) as u128;
+        let b = self.1.hash_one(plaintext) as u128;
+        (a << 64) | b
+    }
+}
 
 /// An account's key.
 pub type Key = [u8; KEY_LEN];
@@ -51,7 +72,9 @@ pub struct Vault {
     /// The last sealing per account (plaintext, sealed): the log and the views seal the same
     /// profile, and views re-save unchanged rows; both reuse it instead of encrypting again.
     /// Same key, nonce and plaintext give the same bytes, so reuse leaks nothing new.
+    /// Holds a fingerprint, not the plaintext: a large import remembers a million of these.
     last_sealed: Mutex<HashMap<AccountId, Sealing>>,
+    fingerprint: Fingerprint,
     dirty: Mutex<bool>,
     /// File length as of the last sync: what the reach record may claim.
     synced_len: AtomicU64,
@@ -132,6 +155,7 @@ impl Vault {
             file: Some(file),
             keys: RwLock::new(keys),
             last_sealed: Mutex::new(HashMap::new()),
+            fingerprint: Fingerprint::new(),
             dirty: Mutex::new(false),
             synced_len: AtomicU64::new(len),
         })
@@ -148,6 +172,7 @@ impl Vault {
             file: None,
             keys: RwLock::new(keys),
             last_sealed: Mutex::new(HashMap::new()),
+            fingerprint: Fingerprint::new(),
             dirty: Mutex::new(false),
             synced_len: AtomicU64::new(0),
         })
@@ -267,12 +292,14 @@ impl Vault {
             let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
             XChaCha20Poly1305::generate_nonce(&mut *rng)
         };
-        let ct = cipher
-            .encrypt(&nonce, plaintext)
-            .map_err(|_| StoreError::Io("encryption failed".into()))?;
-        let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
+        // nonce ‖ ciphertext ‖ tag, encrypted in place in the one buffer returned.
+        let mut out = Vec::with_capacity(NONCE_LEN + plaintext.len() + TAG_LEN);
         out.extend_from_slice(&nonce);
-        out.extend_from_slice(&ct);
+        out.extend_from_slice(plaintext);
+        let tag = cipher
+            .encrypt_in_place_detached(&nonce, b"", &mut out[NONCE_LEN..])
+            .map_err(|_| StoreError::Io("encryption failed".into()))?;
+        out.extend_from_slice(&tag);
         Ok(out)
     }
 
@@ -284,8 +311,8 @@ impl Vault {
     ) -> Result<Vec<u8>, StoreError> {
         {
             let last = self.last_sealed.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some((plain, sealed)) = last.get(&account)
-                && plain.as_slice() == plaintext
+            if let Some((print, sealed)) = last.get(&account)
+                && *print == self.fingerprint.of(plaintext)
             {
                 return Ok(sealed.clone());
             }
@@ -295,7 +322,7 @@ impl Vault {
         self.last_sealed
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(account, (plaintext.to_vec(), sealed.clone()));
+            .insert(account, (self.fingerprint.of(plaintext), sealed.clone()));
         Ok(sealed)
     }
 
