@@ -267,6 +267,13 @@ fn options(h: &pb::ImportHeader) -> Result<(ImportOptions, bool), Status> {
     ))
 }
 
+/// A job as the log keeps it (see [`crate::domain::import_job`]).
+struct RecordedJob {
+    domain: String,
+    summary: std::sync::Arc<crate::domain::import_job::ImportJobSummary>,
+    errors: Vec<RowError>,
+}
+
 impl ImportService {
     pub fn new(ledger: Ledger, auth: Arc<Auth>) -> ImportService {
         ImportService {
@@ -294,24 +301,26 @@ impl ImportService {
         self.held(who, job)?.ok_or_else(|| {
             Status::not_found(format!(
                 "import job {job} is not held by this server (finished before a restart, evicted \
-                 from the registry of the last {MAX_JOBS} jobs, or never run); its row errors and \
-                 changes are gone, GetImportJob still answers from the log"
+                 from the registry of the last {MAX_JOBS} jobs, or never run): its row-by-row \
+                 changes are its events (GetImportJobHistory); GetImportJob and \
+                 StreamImportRowErrors answer from the log"
             ))
         })
     }
 
-    /// Record the summary of a job that wrote events on its domain's stream, so that every
-    /// server lists it, also after a restart. A job that wrote nothing (dry run, no changes,
-    /// refused) records nothing, as before: the log holds changes only. A failure here leaves
+    /// Record the summary of a finished job (applied, no changes, or refused as strict) and
+    /// its row errors on its domain's stream, so that every server lists and shows it, also
+    /// after a restart. A dry run records nothing: it changed nothing. A failure here leaves
     /// the job as it is: it is logged, and `GetImportJob` still answers from the job's events.
     async fn record_in_log(&self, record: &JobRecord) {
         let report = &record.report;
-        if report.status != JobStatus::Applied {
+        if report.status == JobStatus::DryRun {
             return;
         }
         let command = crate::domain::Command::RecordImportJob {
             domain: report.domain.clone(),
             job: Box::new(report.to_job_summary(&record.actor, record.finished_at_us)),
+            row_errors: report.row_errors.iter().map(RowError::kept).collect(),
         };
         let request = crate::ledger::Request::manual(&record.actor, command);
         if let Err(e) = self.ledger.execute(request).await {
@@ -319,18 +328,48 @@ impl ImportService {
         }
     }
 
+    /// A job recorded in the log, with the row errors the log keeps.
+    async fn recorded_job(
+        &self,
+        who: &Principal,
+        job: &Uuid,
+    ) -> Result<Option<RecordedJob>, Status> {
+        let Some((domain, summary)) = self.ledger.recorded_import_job(job) else {
+            return Ok(None);
+        };
+        who.require_in(Op::Read, &domain)?;
+        let errors = self
+            .ledger
+            .recorded_row_errors(&domain, job)
+            .await?
+            .iter()
+            .map(|kept| RowError::from_kept(&summary.file, kept))
+            .collect();
+        Ok(Some(RecordedJob {
+            domain,
+            summary,
+            errors,
+        }))
+    }
+
     /// GetImportJob for a job the registry no longer holds: its recorded summary, else from
     /// its events.
     async fn job_from_log(&self, who: &Principal, job: &Uuid) -> Result<pb::ImportJob, Status> {
-        if let Some((domain, summary)) = self.ledger.recorded_import_job(job) {
-            who.require_in(Op::Read, &domain)?;
-            return Ok(summary_to_wire(&domain, &summary));
+        if let Some(recorded) = self.recorded_job(who, job).await? {
+            let mut wire = summary_to_wire(&recorded.domain, &recorded.summary);
+            wire.row_errors = recorded
+                .errors
+                .iter()
+                .take(DEFAULT_ROW_ERRORS as usize)
+                .map(row_error_to_wire)
+                .collect();
+            return Ok(wire);
         }
         let events = self.ledger.import_job_history(job).await?;
         if events.is_empty() {
             return Err(Status::not_found(format!(
                 "import job {job} is unknown: not held by this server and no events in the log \
-                 (a dry run, refused or no-change job records none)"
+                 (a dry run records none)"
             )));
         }
         let domain = self.ledger.events_domain(&events).unwrap_or_default();
@@ -584,6 +623,12 @@ impl pb::import_service_server::ImportService for ImportService {
     ) -> Result<Response<Self::StreamImportRowErrorsStream>, Status> {
         let who = self.auth.authenticate(&request).await?;
         let job = parse_job_id(&request.get_ref().job_id)?;
+        if self.held(&who, &job)?.is_none()
+            && let Some(recorded) = self.recorded_job(&who, &job).await?
+        {
+            let stream = tokio_stream::iter(recorded.errors).map(|e| Ok(row_error_to_wire(&e)));
+            return Ok(Response::new(Box::pin(stream)));
+        }
         let rec = self.held_or_gone(&who, &job)?;
         let n = rec.report.row_errors.len();
         let stream =
@@ -616,7 +661,7 @@ impl pb::import_service_server::ImportService for ImportService {
         let Some(plan) = self.ledger.plan_revert(&job).await? else {
             return Err(Status::not_found(format!(
                 "job {job} has no events in the log: nothing to revert (a dry run, refused or \
-                 no-change job records none)"
+                 no-change job writes none)"
             )));
         };
         who.require_in(Op::ManageAccounts, &plan.domain)?;

@@ -77,11 +77,12 @@ pub struct ImportArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum ImportJobCommand {
-    /// One job: from the server's registry of recent jobs, or rebuilt from the log.
+    /// One job: from the server's registry of recent jobs, or as the log keeps it.
     Show { job_id: String },
-    /// A domain's recent jobs held by the server, newest first.
+    /// A domain's jobs, newest first: every job that ran (dry runs aside), on any server.
     List { domain: String },
-    /// Every row error of a job held by the server.
+    /// Every row error of a job (after a restart or from another server: as the log keeps
+    /// them, quoted values replaced by "…").
     Errors { job_id: String },
     /// Undo a job: every account it changed goes back to its state before the job (new events
     /// naming the job; accounts changed since are left alone). Without --yes, only shows what

@@ -105,10 +105,12 @@ pub enum Command {
         domain: String,
         grace_us: i64,
     },
-    /// Record a finished import job's summary on its domain's stream (once per job id).
+    /// Record a finished import job's summary, and its row errors if any, on its domain's
+    /// stream (once per job id).
     RecordImportJob {
         domain: String,
         job: Box<super::import_job::ImportJobSummary>,
+        row_errors: Vec<super::import_job::KeptRowError>,
     },
     /// Sent by an import held by `schedule`: import ids it wanted enabled / disabled.
     HoldImport {

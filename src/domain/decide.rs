@@ -195,16 +195,28 @@ pub fn decide(state: &LedgerState, command: &Command) -> Result<Vec<Event>, Doma
                 reason: reason.clone(),
             }])
         }
-        Command::RecordImportJob { domain, job } => {
+        Command::RecordImportJob {
+            domain,
+            job,
+            row_errors,
+        } => {
             let d = domain_of(state, domain)?;
             if d.import_jobs.iter().any(|j| j.job_id == job.job_id) {
                 // Recorded already (a retry): nothing new.
                 return Ok(vec![]);
             }
-            Ok(vec![Event::ImportJobRecorded {
+            let mut events = vec![Event::ImportJobRecorded {
                 domain: domain.clone(),
                 job: job.clone(),
-            }])
+            }];
+            if !row_errors.is_empty() {
+                events.push(Event::ImportRowErrorsRecorded {
+                    domain: domain.clone(),
+                    job: job.job_id,
+                    errors: row_errors.clone(),
+                });
+            }
+            Ok(events)
         }
         Command::SetDeletionGrace { domain, grace_us } => {
             let d = domain_of(state, domain)?;

@@ -94,6 +94,13 @@ pub enum Event {
         domain: String,
         job: Box<super::import_job::ImportJobSummary>,
     },
+    /// The row errors of that job, as the log keeps them (no values, no import ids). Changes
+    /// no state: read back from the domain's stream when asked for.
+    ImportRowErrorsRecorded {
+        domain: String,
+        job: uuid::Uuid,
+        errors: Vec<super::import_job::KeptRowError>,
+    },
 }
 
 /// Each domain and each account is its own stream, with its own version counter.
@@ -123,7 +130,8 @@ impl Event {
             | Event::ScheduleFired { domain, .. }
             | Event::ImportHeld { domain, .. }
             | Event::DeletionGraceChanged { domain, .. }
-            | Event::ImportJobRecorded { domain, .. } => StreamId::Domain(domain.clone()),
+            | Event::ImportJobRecorded { domain, .. }
+            | Event::ImportRowErrorsRecorded { domain, .. } => StreamId::Domain(domain.clone()),
             Event::AccountCreated { account, .. }
             | Event::ProfileUpdated { account, .. }
             | Event::AccountDisabled { account }
@@ -164,6 +172,7 @@ impl Event {
             Event::ImportHeld { .. } => "ImportHeld",
             Event::DeletionGraceChanged { .. } => "DeletionGraceChanged",
             Event::ImportJobRecorded { .. } => "ImportJobRecorded",
+            Event::ImportRowErrorsRecorded { .. } => "ImportRowErrorsRecorded",
         }
     }
 }

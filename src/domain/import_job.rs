@@ -1,6 +1,8 @@
-//! What the log keeps of an import job that ran: enough to list a domain's jobs on every server
-//! and after a restart. Its row errors and diff are not kept: they name people (import ids,
-//! logins) and can run to millions of rows; they stay with the server that ran the job.
+//! What the log keeps of an import job that ran: enough to list a domain's jobs and show their
+//! row errors on every server and after a restart. The row errors are kept without the values
+//! they quote and without import ids ([`KeptRowError`]): the log is never erased, and a row
+//! error would otherwise keep a person's login or email after their account is deleted. The
+//! diff (which account changed how) is not kept: it is the job's events.
 
 use std::sync::Arc;
 
@@ -80,3 +82,67 @@ pub struct ImportJobSummary {
 /// A domain's recorded jobs, oldest first; shared, so copying the domain's state (each
 /// decision does) copies no job.
 pub type ImportJobs = Arc<Vec<Arc<ImportJobSummary>>>;
+
+/// A bad row as the log keeps it: where, and why, with every quoted value replaced by `"…"`
+/// (row errors quote values with Rust's escaping, see `import::limits::quote`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeptRowError {
+    /// Line of the file (0: an account the file left out).
+    pub row: u64,
+    /// The column at fault, as named in the file's header.
+    pub column: Option<String>,
+    pub reason: String,
+}
+
+impl KeptRowError {
+    pub fn new(row: u64, column: Option<String>, reason: &str) -> KeptRowError {
+        KeptRowError {
+            row,
+            column,
+            reason: without_quoted_values(reason),
+        }
+    }
+}
+
+/// `text` with each double-quoted span (escapes inside honoured) replaced by `"…"`.
+pub fn without_quoted_values(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c != '"' {
+            out.push(c);
+            continue;
+        }
+        out.push_str("\"…\"");
+        // Skip to the closing quote; an unclosed quote hides the rest.
+        while let Some(q) = chars.next() {
+            match q {
+                '\\' => {
+                    chars.next();
+                }
+                '"' => break,
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoted_values_are_replaced_escapes_and_all() {
+        assert_eq!(
+            without_quoted_values(r#"duplicate login "ada.l": already on row 2 of this file"#),
+            r#"duplicate login "…": already on row 2 of this file"#
+        );
+        assert_eq!(
+            without_quoted_values(r#""a\"b" is not a flag value; "x"… (3 more characters)"#),
+            r#""…" is not a flag value; "…"… (3 more characters)"#
+        );
+        assert_eq!(without_quoted_values(r#"open "secret"#), r#"open "…""#);
+        assert_eq!(without_quoted_values("no values"), "no values");
+    }
+}

@@ -183,6 +183,7 @@ impl LedgerState {
                     d.deletion_grace_us = *grace_us;
                 }
             }
+            Event::ImportRowErrorsRecorded { .. } => {}
             Event::ImportJobRecorded { domain, job } => {
                 if let Some(d) = self.domains.get_mut(domain) {
                     std::sync::Arc::make_mut(&mut d.import_jobs)

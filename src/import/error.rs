@@ -9,6 +9,7 @@
 use serde::Serialize;
 
 use crate::domain::DomainError;
+use crate::domain::import_job::KeptRowError;
 use crate::ledger::LedgerError;
 
 /// A whole import job refused. Every variant names the file (and row and column where there is
@@ -113,6 +114,24 @@ impl std::fmt::Display for RowError {
             write!(f, " (import id {i:?})")?;
         }
         write!(f, ": {}", self.reason)
+    }
+}
+
+impl RowError {
+    /// What the log keeps of this error (see [`KeptRowError`]).
+    pub fn kept(&self) -> KeptRowError {
+        KeptRowError::new(self.row, self.column.clone(), &self.reason)
+    }
+
+    /// An error read back from the log, in `file`: its values and import id were not kept.
+    pub fn from_kept(file: &str, kept: &KeptRowError) -> RowError {
+        RowError {
+            file: file.to_string(),
+            row: kept.row,
+            column: kept.column.clone(),
+            import_id: None,
+            reason: kept.reason.clone(),
+        }
     }
 }
 

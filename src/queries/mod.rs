@@ -16,7 +16,7 @@ use std::sync::Arc;
 use tokio::sync::{broadcast::error::RecvError, mpsc};
 use uuid::Uuid;
 
-use crate::domain::{AccountId, AccountState, DomainError, LedgerState, Status, StreamId};
+use crate::domain::{AccountId, AccountState, DomainError, Event, LedgerState, Status, StreamId};
 use crate::ledger::{Ledger, LedgerError};
 use crate::store::RecordedEvent;
 
@@ -97,6 +97,35 @@ impl Ledger {
             let j = d.import_jobs.iter().find(|j| j.job_id == *job)?;
             Some((part.domain.clone(), j.clone()))
         })
+    }
+
+    /// The row errors the log keeps of `job` of `domain` (none recorded: empty), read from
+    /// the domain's stream, newest first: a domain's own events are few next to its accounts'.
+    pub async fn recorded_row_errors(
+        &self,
+        domain: &str,
+        job: &uuid::Uuid,
+    ) -> Result<Vec<crate::domain::import_job::KeptRowError>, LedgerError> {
+        let mut positions = self
+            .log()
+            .stream_positions(&StreamId::Domain(domain.to_string()));
+        positions.reverse();
+        for batch in positions.chunks(256) {
+            let mut batch = batch.to_vec();
+            batch.sort_unstable();
+            for e in self.log().read_positions(&batch).await? {
+                if let Event::ImportRowErrorsRecorded {
+                    job: recorded,
+                    errors,
+                    ..
+                } = e.event
+                    && recorded == *job
+                {
+                    return Ok(errors);
+                }
+            }
+        }
+        Ok(Vec::new())
     }
 
     pub fn domain_exists(&self, domain: &str) -> bool {
