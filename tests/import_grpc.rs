@@ -660,7 +660,7 @@ async fn after_a_restart_get_import_job_answers_from_the_log() {
     handle.await.unwrap();
 
     let (addr, tx, handle) = serve_at(data.path()).await;
-    let mut im = ImportServiceClient::connect(format!("http://{addr}"))
+    let im = ImportServiceClient::connect(format!("http://{addr}"))
         .await
         .unwrap();
     let get = |token: &'static str, job_id: String| {
@@ -806,7 +806,6 @@ async fn cli_import_json_and_exit_codes() {
     assert_eq!(v["status"], "refused_strict");
     // The refusal and its row errors are recorded; no account changed.
     assert_eq!(job_records_since(&server, before).await, 2);
-    let before = server.ledger.log().last_position();
 
     // Confirmed: the good rows apply, three rows fail, exit 2, every row error in the JSON.
     let (code, out, err) = cli_import(
