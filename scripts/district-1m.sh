@@ -8,7 +8,7 @@
 # usage: scripts/district-1m.sh BINARY WORKDIR [ROWS] [PORT]
 set -euo pipefail
 bin=$1 work=$2 rows=${3:-1000000} port=${4:-50091}
-tools="$(cd "$(dirname "$0")/../../shared/tools" && pwd)"; venv=$("$tools/venv.sh")
+tools="$(cd "$(dirname "$0")/tools" && pwd)"; venv=$("$tools/venv.sh")
 rm -rf "$work"; mkdir -p "$work"; addr=127.0.0.1:$port
 export ACCOUNT_LEDGER_SERVER="http://$addr"
 python3 - "$work/users.csv" "$rows" <<'PY'

@@ -7,7 +7,7 @@
 # usage: scripts/pg-store-bench.sh BINARY WORKDIR [CONNINFO]
 set -euo pipefail
 bin=$1 work=$2 conninfo=${3:-host=127.0.0.1 user=postgres dbname=test}
-tools="$(cd "$(dirname "$0")/../../shared/tools" && pwd)"
+tools="$(cd "$(dirname "$0")/tools" && pwd)"
 rm -rf "$work"; mkdir -p "$work"; chmod 755 "$work"
 schema="al_bench_$$"
 python3 - "$work/users.csv" 100000 <<'PY'

@@ -5,7 +5,7 @@
 # usage: scripts/restart-rss.sh BINARY DATA_DIR [PORT]
 set -euo pipefail
 bin=$1 data=$2 addr=127.0.0.1:${3:-50092}
-tools="$(cd "$(dirname "$0")/../../shared/tools" && pwd)"
+tools="$(cd "$(dirname "$0")/tools" && pwd)"
 "$bin" serve --data-dir "$data" --listen "$addr" > /dev/null 2>&1 & spid=$!
 t0=$(date +%s.%N)
 until "$("$tools/venv.sh")/bin/python" "$tools/grpc_probe.py" "$addr" > /dev/null 2>&1; do sleep 0.05; done
