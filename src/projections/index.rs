@@ -60,7 +60,12 @@ fn status_code(s: Status) -> Option<u8> {
 /// Lowercase (char by char, as [`matches_search`] compares), trimmed: how tokens and search
 /// words are compared.
 fn normalize(s: &str) -> String {
-    s.trim().chars().flat_map(char::to_lowercase).collect()
+    let s = s.trim();
+    if s.is_ascii() {
+        // The same result for ASCII, without a char-by-char walk: most tokens are ASCII.
+        return s.to_ascii_lowercase();
+    }
+    s.chars().flat_map(char::to_lowercase).collect()
 }
 
 /// What a search word may be a prefix of, as written: login, email and import id whole, and

@@ -3,8 +3,9 @@
 //! (decoding without decrypting) and kept up to date by each append. Also the one place that
 //! assigns positions and stream versions to a batch.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
+use rustc_hash::{FxHashMap, FxHashSet};
 use uuid::Uuid;
 
 use super::stream_index::StreamIndex;
@@ -15,8 +16,10 @@ use crate::domain::StreamId;
 pub(crate) struct LogIndex {
     pub(crate) streams: StreamIndex,
     pub(crate) requests: HashMap<String, Vec<u64>>,
-    pub(crate) jobs: HashMap<Uuid, Vec<u64>>,
-    pub(crate) event_ids: HashMap<Uuid, u64>,
+    /// Keyed by ids the ledger makes (never a client's): a fast hash, no need for SipHash's
+    /// resistance to chosen keys. Client request ids keep the default hasher.
+    pub(crate) jobs: FxHashMap<Uuid, Vec<u64>>,
+    pub(crate) event_ids: FxHashMap<Uuid, u64>,
     /// (stamp, last position) per commit; stamps never decrease.
     pub(crate) commit_times: Vec<(i64, u64)>,
     pub(crate) last_position: u64,
@@ -68,8 +71,9 @@ impl LogIndex {
         stamp: i64,
     ) -> (Vec<u64>, Vec<RecordedEvent>, Vec<Option<Vec<u8>>>) {
         let mut next = self.last_position + 1;
-        let mut versions: HashMap<StreamId, u64> = HashMap::new();
-        let mut seen: HashSet<Uuid> = HashSet::new();
+        let mut versions: FxHashMap<StreamId, u64> = FxHashMap::default();
+        let mut seen: FxHashSet<Uuid> = FxHashSet::default();
+        seen.reserve(events.len());
         let mut positions = Vec::with_capacity(events.len());
         let mut records = Vec::with_capacity(events.len());
         let mut sealed = Vec::with_capacity(events.len());

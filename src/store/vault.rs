@@ -13,6 +13,8 @@
 //! 32-byte slots) are rewritten to layout 2 on open.
 
 use std::collections::HashMap;
+
+use rustc_hash::FxHashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -68,12 +70,13 @@ pub struct Vault {
     rng: Mutex<ChaCha20Rng>,
     /// None: the keys are persisted by the store that made the vault.
     file: Option<File>,
-    keys: RwLock<HashMap<AccountId, [u8; KEY_LEN]>>,
+    /// Account numbers are the ledger's own: a fast hash, no need for SipHash's resistance.
+    keys: RwLock<FxHashMap<AccountId, [u8; KEY_LEN]>>,
     /// The last sealing per account (plaintext, sealed): the log and the views seal the same
     /// profile, and views re-save unchanged rows; both reuse it instead of encrypting again.
     /// Same key, nonce and plaintext give the same bytes, so reuse leaks nothing new.
     /// Holds a fingerprint, not the plaintext: a large import remembers a million of these.
-    last_sealed: Mutex<HashMap<AccountId, Sealing>>,
+    last_sealed: Mutex<FxHashMap<AccountId, Sealing>>,
     fingerprint: Fingerprint,
     dirty: Mutex<bool>,
     /// File length as of the last sync: what the reach record may claim.
@@ -134,7 +137,7 @@ impl Vault {
                  keys were lost"
             )));
         }
-        let mut keys = HashMap::new();
+        let mut keys = FxHashMap::default();
         if bytes.len() > HEADER_LEN {
             for (slot, chunk) in bytes[HEADER_LEN..].chunks(SLOT_LEN).enumerate() {
                 let account = slot as AccountId;
@@ -154,7 +157,7 @@ impl Vault {
             })?),
             file: Some(file),
             keys: RwLock::new(keys),
-            last_sealed: Mutex::new(HashMap::new()),
+            last_sealed: Mutex::new(FxHashMap::default()),
             fingerprint: Fingerprint::new(),
             dirty: Mutex::new(false),
             synced_len: AtomicU64::new(len),
@@ -170,8 +173,8 @@ impl Vault {
                     .map_err(|e| StoreError::Io(format!("no OS randomness: {e}")))?,
             ),
             file: None,
-            keys: RwLock::new(keys),
-            last_sealed: Mutex::new(HashMap::new()),
+            keys: RwLock::new(keys.into_iter().collect()),
+            last_sealed: Mutex::new(FxHashMap::default()),
             fingerprint: Fingerprint::new(),
             dirty: Mutex::new(false),
             synced_len: AtomicU64::new(0),
@@ -331,7 +334,7 @@ impl Vault {
     /// profile in memory.
     pub fn forget_sealings(&self) {
         let mut last = self.last_sealed.lock().unwrap_or_else(|e| e.into_inner());
-        *last = HashMap::new();
+        *last = FxHashMap::default();
     }
 
     /// Decrypt; `None` when the key is destroyed (erased account) or the bytes do not open.
@@ -346,11 +349,11 @@ impl Vault {
         cipher.decrypt(XNonce::from_slice(nonce), ct).ok()
     }
 
-    fn read_keys(&self) -> std::sync::RwLockReadGuard<'_, HashMap<AccountId, [u8; KEY_LEN]>> {
+    fn read_keys(&self) -> std::sync::RwLockReadGuard<'_, FxHashMap<AccountId, [u8; KEY_LEN]>> {
         self.keys.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn write_keys(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<AccountId, [u8; KEY_LEN]>> {
+    fn write_keys(&self) -> std::sync::RwLockWriteGuard<'_, FxHashMap<AccountId, [u8; KEY_LEN]>> {
         self.keys.write().unwrap_or_else(|e| e.into_inner())
     }
 }
