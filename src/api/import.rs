@@ -338,13 +338,16 @@ impl ImportService {
             return Ok(None);
         };
         who.require_in(Op::Read, &domain)?;
-        let errors = self
-            .ledger
-            .recorded_row_errors(&domain, job)
-            .await?
-            .iter()
-            .map(|kept| RowError::from_kept(&summary.file, kept))
-            .collect();
+        let errors = if summary.row_errors == 0 {
+            Vec::new()
+        } else {
+            self.ledger
+                .recorded_row_errors(&domain, job)
+                .await?
+                .iter()
+                .map(|kept| RowError::from_kept(&summary.file, kept))
+                .collect()
+        };
         Ok(Some(RecordedJob {
             domain,
             summary,
@@ -626,6 +629,13 @@ impl pb::import_service_server::ImportService for ImportService {
         if self.held(&who, &job)?.is_none()
             && let Some(recorded) = self.recorded_job(&who, &job).await?
         {
+            if recorded.errors.is_empty() && recorded.summary.row_errors > 0 {
+                return Err(Status::not_found(format!(
+                    "the {} row errors of import job {job} were not kept in the log (it ran \
+                     before row errors were recorded) and this server does not hold the job",
+                    recorded.summary.row_errors
+                )));
+            }
             let stream = tokio_stream::iter(recorded.errors).map(|e| Ok(row_error_to_wire(&e)));
             return Ok(Response::new(Box::pin(stream)));
         }

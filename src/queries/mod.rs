@@ -100,7 +100,8 @@ impl Ledger {
     }
 
     /// The row errors the log keeps of `job` of `domain` (none recorded: empty), read from
-    /// the domain's stream, newest first: a domain's own events are few next to its accounts'.
+    /// the domain's stream, newest first, back to the job's summary (the errors are recorded
+    /// right after it, in the same commit).
     pub async fn recorded_row_errors(
         &self,
         domain: &str,
@@ -113,15 +114,17 @@ impl Ledger {
         for batch in positions.chunks(256) {
             let mut batch = batch.to_vec();
             batch.sort_unstable();
-            for e in self.log().read_positions(&batch).await? {
-                if let Event::ImportRowErrorsRecorded {
-                    job: recorded,
-                    errors,
-                    ..
-                } = e.event
-                    && recorded == *job
-                {
-                    return Ok(errors);
+            for e in self.log().read_positions(&batch).await?.into_iter().rev() {
+                match e.event {
+                    Event::ImportRowErrorsRecorded {
+                        job: recorded,
+                        errors,
+                        ..
+                    } if recorded == *job => return Ok(errors),
+                    Event::ImportJobRecorded { job: summary, .. } if summary.job_id == *job => {
+                        return Ok(Vec::new());
+                    }
+                    _ => {}
                 }
             }
         }
