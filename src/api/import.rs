@@ -188,8 +188,8 @@ fn change_to_wire(c: &RowChange) -> pb::ImportRowChange {
     }
 }
 
-/// A registry record for the wire, with the first `inline` row errors.
-/// A job as the log keeps it: counts and totals; its rows stayed with the server that ran it.
+/// A job as the log keeps it: counts and totals (its kept row errors are added by the caller;
+/// its diff is its events).
 fn summary_to_wire(domain: &str, s: &crate::domain::import_job::ImportJobSummary) -> pb::ImportJob {
     let mut wire = record_to_wire(
         &JobRecord {
@@ -204,6 +204,7 @@ fn summary_to_wire(domain: &str, s: &crate::domain::import_job::ImportJobSummary
     wire
 }
 
+/// A registry record for the wire, with the first `inline` row errors.
 fn record_to_wire(r: &JobRecord, inline: usize) -> pb::ImportJob {
     let rep = &r.report;
     pb::ImportJob {
@@ -267,6 +268,15 @@ fn options(h: &pb::ImportHeader) -> Result<(ImportOptions, bool), Status> {
     ))
 }
 
+/// NOT_FOUND for a job this server does not hold (and, where asked, the log has no record of).
+fn not_held(job: &Uuid) -> Status {
+    Status::not_found(format!(
+        "import job {job} is not held by this server (finished before a restart, evicted from \
+         the registry of the last {MAX_JOBS} jobs, or never run): its row-by-row changes are its \
+         events (GetImportJobHistory); GetImportJob and StreamImportRowErrors answer from the log"
+    ))
+}
+
 /// A job as the log keeps it (see [`crate::domain::import_job`]).
 struct RecordedJob {
     domain: String,
@@ -298,14 +308,7 @@ impl ImportService {
     }
 
     fn held_or_gone(&self, who: &Principal, job: &Uuid) -> Result<Arc<JobRecord>, Status> {
-        self.held(who, job)?.ok_or_else(|| {
-            Status::not_found(format!(
-                "import job {job} is not held by this server (finished before a restart, evicted \
-                 from the registry of the last {MAX_JOBS} jobs, or never run): its row-by-row \
-                 changes are its events (GetImportJobHistory); GetImportJob and \
-                 StreamImportRowErrors answer from the log"
-            ))
-        })
+        self.held(who, job)?.ok_or_else(|| not_held(job))
     }
 
     /// Record the summary of a finished job (applied, no changes, or refused as strict) and
@@ -626,23 +629,24 @@ impl pb::import_service_server::ImportService for ImportService {
     ) -> Result<Response<Self::StreamImportRowErrorsStream>, Status> {
         let who = self.auth.authenticate(&request).await?;
         let job = parse_job_id(&request.get_ref().job_id)?;
-        if self.held(&who, &job)?.is_none()
-            && let Some(recorded) = self.recorded_job(&who, &job).await?
-        {
-            if recorded.errors.is_empty() && recorded.summary.row_errors > 0 {
-                return Err(Status::not_found(format!(
-                    "the {} row errors of import job {job} were not kept in the log (it ran \
-                     before row errors were recorded) and this server does not hold the job",
-                    recorded.summary.row_errors
-                )));
-            }
-            let stream = tokio_stream::iter(recorded.errors).map(|e| Ok(row_error_to_wire(&e)));
+        if let Some(rec) = self.held(&who, &job)? {
+            let n = rec.report.row_errors.len();
+            let stream = tokio_stream::iter(0..n)
+                .map(move |i| Ok(row_error_to_wire(&rec.report.row_errors[i])));
             return Ok(Response::new(Box::pin(stream)));
         }
-        let rec = self.held_or_gone(&who, &job)?;
-        let n = rec.report.row_errors.len();
-        let stream =
-            tokio_stream::iter(0..n).map(move |i| Ok(row_error_to_wire(&rec.report.row_errors[i])));
+        let recorded = self
+            .recorded_job(&who, &job)
+            .await?
+            .ok_or_else(|| not_held(&job))?;
+        if recorded.errors.is_empty() && recorded.summary.row_errors > 0 {
+            return Err(Status::not_found(format!(
+                "the {} row errors of import job {job} were not kept in the log (it ran before \
+                 row errors were recorded) and this server does not hold the job",
+                recorded.summary.row_errors
+            )));
+        }
+        let stream = tokio_stream::iter(recorded.errors).map(|e| Ok(row_error_to_wire(&e)));
         Ok(Response::new(Box::pin(stream)))
     }
 
