@@ -20,6 +20,27 @@ async fn acknowledged_commands_survive_kill_9() {
     survive_kill_9(&[]).await;
 }
 
+/// The log index is checkpointed every 40 events while the writers run: the restart after
+/// kill -9 reads the newest checkpoint and indexes only the log after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_commands_survive_kill_9_between_index_checkpoints() {
+    // Checkpoints are looked at once a second: the writers run long enough for some.
+    let restarted = survive_kill_9_with(
+        &[],
+        &[("ACCOUNT_LEDGER_INDEX_CHECKPOINT_EVERY", "40")],
+        Duration::from_millis(2500),
+    )
+    .await;
+    let indexed = restarted
+        .iter()
+        .find(|l| l.contains("log indexed in"))
+        .expect("the restart logs how it indexed the log");
+    assert!(
+        !indexed.contains("checkpoint=0 "),
+        "the restart used a checkpoint: {indexed}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_commands_survive_kill_9_on_postgres() {
     let schema = format!("al_crash_{}", uuid::Uuid::new_v4().simple());
@@ -36,9 +57,18 @@ async fn acknowledged_commands_survive_kill_9_on_postgres() {
 }
 
 async fn survive_kill_9(store: &[&str]) {
+    survive_kill_9_with(store, &[], Duration::from_millis(700)).await;
+}
+
+/// Returns the server's stderr of the first restart after the kill.
+async fn survive_kill_9_with(
+    store: &[&str],
+    env: &[(&str, &str)],
+    writing: Duration,
+) -> Vec<String> {
     let dir = tempfile::tempdir().unwrap();
     // Start `account-ledger serve` on a free port; returns once it listens.
-    let start = |data_dir: &Path| Served::start(data_dir, "127.0.0.1:0", store);
+    let start = |data_dir: &Path| Served::start_with_env(data_dir, "127.0.0.1:0", store, env);
     let mut server = start(dir.path());
     let operator = server
         .token
@@ -86,7 +116,7 @@ async fn survive_kill_9(store: &[&str]) {
             acked
         }));
     }
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    tokio::time::sleep(writing).await;
     server.child.kill().expect("kill -9");
     let _ = server.child.wait();
     stop.store(true, Ordering::Relaxed);
@@ -125,6 +155,7 @@ async fn survive_kill_9(store: &[&str]) {
         .into_inner();
     assert!(v.equal, "{}", v.detail);
     assert!(v.accounts as usize >= acked.len());
+    let restarted = server.stderr_lines(Duration::from_millis(200));
 
     // Graceful stop: SIGTERM → exit 0.
     let pid = server.child.id().to_string();
@@ -157,6 +188,7 @@ async fn survive_kill_9(store: &[&str]) {
     assert!(list.total as usize >= acked.len());
     server.child.kill().unwrap();
     let _ = server.child.wait();
+    restarted
 }
 
 async fn register_as(

@@ -345,7 +345,7 @@ impl LedgerState {
     }
 
     /// Put back an account row loaded from a persisted view, with its indexes.
-    pub fn insert_account_row(&mut self, acc: AccountState) {
+    pub fn insert_account_row(&mut self, acc: Arc<AccountState>) {
         if !acc.deleted {
             if let Some(iid) = &acc.import_id {
                 self.by_import_id.insert(&acc.domain, iid, acc.id);
@@ -355,11 +355,14 @@ impl LedgerState {
                     .insert(&acc.domain, &login_key(acc.profile.login()), acc.id);
             }
         }
-        self.domain_accounts
-            .entry(acc.domain.clone())
-            .or_default()
-            .push_back(acc.id);
+        match self.domain_accounts.get_mut(&acc.domain) {
+            Some(ids) => ids.push_back(acc.id),
+            None => {
+                self.domain_accounts
+                    .insert(acc.domain.clone(), Vector::unit(acc.id));
+            }
+        }
         self.next_account_id = self.next_account_id.max(acc.id + 1);
-        self.accounts.insert(acc.id, Arc::new(acc));
+        self.accounts.insert(acc.id, acc);
     }
 }

@@ -193,16 +193,7 @@ impl Ledger {
         let views: Arc<dyn ViewStore> = Arc::new(opened.views);
         let indexing = {
             let log = log.clone();
-            tokio::task::spawn_blocking(move || {
-                let started = std::time::Instant::now();
-                log.index_log()?;
-                tracing::info!(
-                    events = log.last_position(),
-                    "log indexed in {:.2?}",
-                    started.elapsed()
-                );
-                Ok::<_, StoreError>(())
-            })
+            tokio::task::spawn_blocking(move || log.index_log())
         };
         let (indexed, loaded) = tokio::join!(indexing, load_views(views.clone()));
         indexed.map_err(|e| StoreError::Io(e.to_string()))??;
@@ -350,6 +341,10 @@ impl Ledger {
             let part = ledger.add_partition(&domain, projections);
             ledger.shared.routes.register_accounts(part.index, &ids);
         }
+        tracing::info!(
+            "writers started, list and search indexes built, {:.2?} after the views loaded",
+            started.elapsed()
+        );
         ledger.save_views().await?;
         maintenance::spawn_saver(Arc::downgrade(&ledger.shared));
         schedules::spawn_firer(Arc::downgrade(&ledger.shared));

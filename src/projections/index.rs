@@ -85,12 +85,20 @@ fn token_fields(a: &AccountState) -> impl Iterator<Item = &str> {
         .filter(|t| !t.trim().is_empty())
 }
 
-/// An account's search tokens, normalized (lowercase, trimmed), sorted, without repeats.
-pub fn search_tokens(a: &AccountState) -> Vec<String> {
-    let mut tokens: Vec<String> = token_fields(a).map(normalize).collect();
-    tokens.sort_unstable();
-    tokens.dedup();
-    tokens
+/// The index key of one token: the first 8 bytes of it normalized ([`normalize`]). When
+/// those bytes are ASCII (nearly always) they are lowercased in place, without building the
+/// normalized token: a later character cannot change them.
+fn token_key(token: &str) -> u64 {
+    let t = token.trim();
+    let head = &t.as_bytes()[..t.len().min(8)];
+    if !head.is_ascii() {
+        return prefix_key(&normalize(t));
+    }
+    let mut key = [0u8; 8];
+    for (k, b) in key.iter_mut().zip(head) {
+        *k = b.to_ascii_lowercase();
+    }
+    u64::from_be_bytes(key)
 }
 
 /// The words of a search (lowercase); empty when the search is blank.
@@ -105,7 +113,7 @@ fn starts_with_word(field: &str, word: &str) -> bool {
 }
 
 /// The search rule: every word (lowercase, from [`search_words`]) is a prefix of one of the
-/// account's tokens (see [`search_tokens`]), case-insensitively. Checked per candidate of a
+/// account's tokens (see [`token_fields`]), case-insensitively. Checked per candidate of a
 /// search, so it allocates nothing.
 pub fn matches_search(a: &AccountState, words: &[String]) -> bool {
     words
@@ -140,6 +148,7 @@ impl AccountIndex {
         let mut index = AccountIndex::default();
         let mut listed = Vec::new();
         let mut terms = Vec::new();
+        let mut keys = Vec::new();
         for a in accounts {
             let Some(status) = status_code(a.status()) else {
                 continue;
@@ -147,7 +156,13 @@ impl AccountIndex {
             let role = index.role_number(&a.role);
             listed.push((status, role, a.id));
             *index.counts.entry((status, role)).or_default() += 1;
-            terms.extend(search_tokens(a).iter().map(|t| (prefix_key(t), a.id)));
+            // Deduplicated per account first (a login and an email often share 8 bytes):
+            // the vector to sort stays a fifth smaller.
+            keys.clear();
+            keys.extend(token_fields(a).map(token_key));
+            keys.sort_unstable();
+            keys.dedup();
+            terms.extend(keys.iter().map(|k| (*k, a.id)));
         }
         // The two halves are independent: build them on both cores.
         let (listed, terms) = std::thread::scope(|s| {
@@ -208,8 +223,8 @@ impl AccountIndex {
         if !with_terms {
             return;
         }
-        for t in search_tokens(a) {
-            let term = (prefix_key(&t), a.id);
+        for t in token_fields(a) {
+            let term = (token_key(t), a.id);
             if self.terms_built.binary_search(&term).is_err() {
                 self.terms_added.insert(term);
             }
@@ -240,11 +255,19 @@ impl AccountIndex {
     }
 
     fn find_role(&self, role: &str) -> Option<u32> {
-        let role = role.to_lowercase();
-        self.roles
-            .iter()
-            .position(|r| **r == *role)
-            .map(|n| n as u32)
+        // Roles are few and nearly always ASCII: compared without a lowercase copy.
+        let found = if role.is_ascii() {
+            self.roles.iter().position(|r| {
+                r.len() == role.len()
+                    && r.bytes()
+                        .zip(role.bytes())
+                        .all(|(a, b)| a == b.to_ascii_lowercase())
+            })
+        } else {
+            let role = role.to_lowercase();
+            self.roles.iter().position(|r| **r == *role)
+        };
+        found.map(|n| n as u32)
     }
 
     /// The (status, role) ranges a listing reads; `role` None means every role.
@@ -352,6 +375,34 @@ mod tests {
         }
         assert!(!prefix_range("ab").contains(&prefix_key("ac")));
         assert!(!prefix_range("abc").contains(&prefix_key("ab")));
+    }
+
+    #[test]
+    fn a_token_key_is_the_prefix_of_the_normalized_token() {
+        for token in [
+            "ab",
+            "  Ann ",
+            "ABCDEFGHIJ",
+            "ABCDEFGHİJ",
+            "ÉCOLE",
+            "abcdefgÉ",
+            "Straße",
+            "",
+        ] {
+            assert_eq!(token_key(token), prefix_key(&normalize(token)), "{token:?}");
+        }
+    }
+
+    #[test]
+    fn roles_compare_without_case() {
+        let mut index = AccountIndex::default();
+        let student = index.role_number("Student");
+        assert_eq!(index.role_number("STUDENT"), student);
+        assert_eq!(index.find_role("student"), Some(student));
+        assert_eq!(index.find_role("Élève"), None);
+        let eleve = index.role_number("Élève");
+        assert_eq!(index.find_role("ÉLÈVE"), Some(eleve));
+        assert_eq!(index.find_role("students"), None);
     }
 
     #[test]

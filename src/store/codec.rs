@@ -313,14 +313,19 @@ pub fn encode_accounts(accounts: &[AccountState], vault: &Vault) -> Result<Vec<u
     to_bytes(&rows)
 }
 
-pub fn decode_accounts(bytes: &[u8], vault: &Vault) -> Result<Vec<AccountState>, StoreError> {
+/// Rows come back shared (`Arc`), the form the read model keeps them in: no second copy of a
+/// district's rows while it loads.
+pub fn decode_accounts(
+    bytes: &[u8],
+    vault: &Vault,
+) -> Result<Vec<std::sync::Arc<AccountState>>, StoreError> {
     let rows: Vec<AccountViewV1> = from_bytes(bytes, &|| "account views".to_string())?;
     Ok(rows
         .into_iter()
         .map(|v| {
             let mut state = v.state;
             state.profile = (&open_profile(vault, state.id, &v.sealed_profile)).into();
-            state
+            std::sync::Arc::new(state)
         })
         .collect())
 }
@@ -331,6 +336,16 @@ pub fn encode_domain(d: &DomainState) -> Result<Vec<u8>, StoreError> {
 
 pub fn decode_domain(bytes: &[u8]) -> Result<DomainState, StoreError> {
     from_bytes(bytes, &|| "domain view".to_string())
+}
+
+/// The log's in-memory indexes, for their checkpoint file (no personal data: stream ids,
+/// event and job ids, request ids and times, all of which the log itself holds in clear).
+pub(crate) fn encode_log_index(index: &super::log_index::LogIndex) -> Result<Vec<u8>, StoreError> {
+    to_bytes(index)
+}
+
+pub(crate) fn decode_log_index(bytes: &[u8]) -> Result<super::log_index::LogIndex, StoreError> {
+    from_bytes(bytes, &|| "log index checkpoint".to_string())
 }
 
 /// Small integers (checkpoints, counts) are plain big-endian: no version byte needed for a

@@ -6,13 +6,16 @@
 use std::collections::HashMap;
 
 use rustc_hash::{FxHashMap, FxHashSet};
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::stream_index::StreamIndex;
 use super::{NewEvent, RecordedEvent};
 use crate::domain::StreamId;
 
-#[derive(Default)]
+/// Serializable as a whole: the sled backend saves it as a checkpoint
+/// ([`super::index_checkpoint`]) so that an open reads only the log after it.
+#[derive(Default, Serialize, Deserialize)]
 pub(crate) struct LogIndex {
     pub(crate) streams: StreamIndex,
     pub(crate) requests: HashMap<String, Vec<u64>>,
@@ -24,6 +27,9 @@ pub(crate) struct LogIndex {
     pub(crate) commit_times: Vec<(i64, u64)>,
     pub(crate) last_position: u64,
     pub(crate) last_stamp: i64,
+    /// Id of the event at `last_position`: a checkpoint of the index names the event it ends
+    /// with, so one made from another log (or before a loss) is not taken for this one's.
+    pub(crate) last_event_id: Uuid,
 }
 
 impl LogIndex {
@@ -46,6 +52,7 @@ impl LogIndex {
             _ => self.commit_times.push((e.recorded_at_us, e.position)),
         }
         self.last_position = e.position;
+        self.last_event_id = e.event_id;
         self.last_stamp = self.last_stamp.max(e.recorded_at_us);
     }
 

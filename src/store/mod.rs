@@ -12,6 +12,7 @@
 pub mod codec;
 mod error;
 pub mod files;
+pub mod index_checkpoint;
 mod log_index;
 mod parallel;
 pub mod pg_cluster;
@@ -148,7 +149,7 @@ pub struct ViewBatch {
 pub struct PartitionSnapshot {
     pub domain: DomainState,
     pub checkpoint: u64,
-    pub accounts: Vec<AccountState>,
+    pub accounts: Vec<std::sync::Arc<AccountState>>,
 }
 
 /// The persisted projections as loaded at start-up.

@@ -7,8 +7,6 @@
 //! a crash leaves the old record or the new one, both true. Its cost is one fsync a second,
 //! not one per command.
 
-use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::StoreError;
@@ -66,12 +64,5 @@ pub fn write(dir: &Path, reach: Reach) -> std::io::Result<()> {
     bytes.extend_from_slice(&reach.vault_len.to_le_bytes());
     let crc = crc32fast::hash(&bytes);
     bytes.extend_from_slice(&crc.to_le_bytes());
-    let tmp = dir.join(format!("{REACH_FILE}.tmp"));
-    {
-        let mut f = super::files::create_private(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path(dir))?;
-    File::open(dir)?.sync_all()
+    super::files::replace_durably(dir, REACH_FILE, &bytes)
 }

@@ -5,9 +5,10 @@
 //! caps writes near 40k events/s; a chunk keeps a single-event read cheap (decode ≤ 256 events)
 //! while a batch costs a handful of keys.
 //!
-//! The stream ([`StreamIndex`]), event-id and time indexes are kept in memory and rebuilt by one scan of the log
-//! at open (decoding without decrypting, well over 1M events/s). They are derived data: keeping
-//! them out of sled keeps an append at one key per chunk.
+//! The stream ([`StreamIndex`]), event-id and time indexes are kept in memory and saved now and
+//! then as a checkpoint file ([`index_checkpoint`]); an open reads the checkpoint and indexes
+//! only the log after it (decoding without decrypting). They are derived data: keeping them
+//! out of sled keeps an append at one key per chunk.
 
 use std::fs::File;
 use std::io::Write;
@@ -21,11 +22,12 @@ use uuid::Uuid;
 
 use super::codec::{self, u64_key};
 use super::files;
+use super::index_checkpoint;
 use super::log_index::{self, LogIndex};
 use super::reach::{self, Reach};
 use super::vault::Vault;
 use super::{Appended, EventLog, NewEvent, RecordedEvent, StoreError};
-use crate::domain::{Event, StreamId};
+use crate::domain::{AccountId, Event, StreamId};
 
 pub const CHUNK_EVENTS: usize = 256;
 const MARKER_FILE: &str = "ACCOUNT_LEDGER_DATA";
@@ -62,6 +64,11 @@ struct Inner {
     options: StoreOptions,
     /// Set once the log is indexed: from then on the reach record follows the log.
     indexed: AtomicBool,
+    /// (position, account) of deletions since the last index checkpoint: a checkpoint makes
+    /// sure the keys of those it covers are destroyed before it is written.
+    deletions: Mutex<Vec<(u64, AccountId)>>,
+    /// The position the last index checkpoint ends at.
+    checkpointed: AtomicU64,
 }
 
 #[derive(Default)]
@@ -201,6 +208,8 @@ pub fn open_store_with(dir: &Path, options: StoreOptions) -> Result<OpenedStore,
         recorded_reach: recorded,
         options,
         indexed: AtomicBool::new(false),
+        deletions: Mutex::new(Vec::new()),
+        checkpointed: AtomicU64::new(0),
     });
     let log = SledEventLog { inner };
     let views = super::sled_views::SledViews::open(&db, vault.clone())
@@ -232,10 +241,48 @@ fn current_reach(inner: &Inner) -> Reach {
     }
 }
 
-/// Rewrite the reach record once a second while it changes, until the store is dropped.
+/// Save the log index as a checkpoint ([`index_checkpoint`]) when it grew since the last one.
+/// Encoded under the index's read lock; written only when the log is durable through its end,
+/// after the keys of the deletions it covers are destroyed (so an open after it needs to
+/// finish no deletion before its end). Returns whether it wrote one.
+fn write_index_checkpoint(inner: &Inner) -> Result<bool, StoreError> {
+    let (end, bytes) = {
+        let index = inner.index.read().unwrap_or_else(|e| e.into_inner());
+        let end = index.last_position;
+        if end <= inner.checkpointed.load(Ordering::Acquire)
+            || inner.durable.load(Ordering::Acquire) < end
+        {
+            return Ok(false);
+        }
+        (end, index_checkpoint::encode(&index)?)
+    };
+    let covered: Vec<AccountId> = inner
+        .deletions
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .filter(|(p, _)| *p <= end)
+        .map(|(_, a)| *a)
+        .collect();
+    for account in covered {
+        inner.vault.destroy(account)?;
+    }
+    index_checkpoint::write(&inner.dir, &bytes)?;
+    inner.checkpointed.store(end, Ordering::Release);
+    inner
+        .deletions
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|(p, _)| *p > end);
+    Ok(true)
+}
+
+/// Rewrite the reach record once a second while it changes, and the log index checkpoint
+/// every [`index_checkpoint::every`] events, until the store is dropped.
 fn spawn_reach_writer(inner: &Arc<Inner>) {
     let weak = Arc::downgrade(inner);
     let mut written = current_reach(inner);
+    let every = index_checkpoint::every();
     let spawned = std::thread::Builder::new()
         .name("reach-record".into())
         .spawn(move || {
@@ -251,6 +298,16 @@ fn spawn_reach_writer(inner: &Arc<Inner>) {
                         Err(e) => tracing::error!("writing the reach record failed: {e}"),
                     }
                 }
+                let since = now.log_position
+                    - inner
+                        .checkpointed
+                        .load(Ordering::Acquire)
+                        .min(now.log_position);
+                if since >= every
+                    && let Err(e) = write_index_checkpoint(&inner)
+                {
+                    tracing::error!("writing the log index checkpoint failed: {e}");
+                }
             }
         });
     if let Err(e) = spawned {
@@ -264,9 +321,21 @@ impl Drop for Inner {
     fn drop(&mut self) {
         // Flush while every handle is alive: sled's own flush in the trees' drop (make_stable)
         // once waited forever with its IO threads idle (seen 1 in 6 test runs, sled 0.34).
-        let _ = self.db.flush();
+        let flushed = self.db.flush();
         if self.indexed.load(Ordering::Acquire) {
+            // Every append is done: after this sync the whole log is durable.
+            if flushed.is_ok() && self.db_file.sync_data().is_ok() {
+                let end = self
+                    .index
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .last_position;
+                self.durable.fetch_max(end, Ordering::AcqRel);
+            }
             let _ = reach::write(&self.dir, current_reach(self));
+            if let Err(e) = write_index_checkpoint(self) {
+                tracing::warn!("the log index checkpoint was not written at close: {e}");
+            }
         }
     }
 }
@@ -324,7 +393,8 @@ impl SledEventLog {
         &self.inner.dir
     }
 
-    /// Build the in-memory indexes by one scan of the log; an error names the data dir.
+    /// Build the in-memory indexes (from their checkpoint, then the log after it); an error
+    /// names the data dir.
     pub fn index_log(&self) -> Result<(), StoreError> {
         self.rebuild_index().map_err(|e| match e {
             StoreError::DataLoss { .. } => e,
@@ -335,23 +405,44 @@ impl SledEventLog {
         })
     }
 
-    /// Scan the whole log once: rebuild indexes, and finish key destruction that a crash may
-    /// have interrupted (an account whose deletion is in the log must have no key).
+    /// Index the log: from its checkpoint when one matches this log, else from the start.
+    /// Finish key destruction that a crash may have interrupted: an account whose deletion is
+    /// in the log must have no key (a checkpoint is written only after the keys of the
+    /// deletions it covers are destroyed, so only the log after it is looked at).
     fn rebuild_index(&self) -> Result<(), StoreError> {
-        let mut index = LogIndex::default();
-        for item in self.inner.log.iter() {
+        let started = std::time::Instant::now();
+        let mut index = self.saved_index().unwrap_or_default();
+        let from = index.last_position;
+        self.inner.checkpointed.store(from, Ordering::Release);
+        // The chunk holding the checkpoint's last event, then everything after it.
+        let start = match from {
+            0 => 0,
+            p => self.chunk_at_or_before(p)?.map_or(0, |(first, _)| first),
+        };
+        let mut scanned = 0u64;
+        for item in self.inner.log.range(u64_key(start)..) {
             let (k, v) = item?;
             let first = codec::read_u64(&k).ok_or_else(|| StoreError::Corrupt {
                 at: "log key".into(),
                 reason: format!("{} bytes", k.len()),
             })?;
             for e in codec::decode_chunk(first, &v, None)? {
+                if e.position <= from {
+                    continue;
+                }
                 if let Event::AccountDeleted { account } = e.event {
                     self.inner.vault.destroy(account)?;
                 }
                 index.add(&e);
+                scanned += 1;
             }
         }
+        tracing::info!(
+            checkpoint = from,
+            scanned,
+            "log indexed in {:.2?} (from its checkpoint, then the events after it)",
+            started.elapsed()
+        );
         let last = index.last_position;
         let recorded = self.inner.recorded_reach.log_position;
         if last < recorded {
@@ -378,6 +469,35 @@ impl SledEventLog {
         self.inner.indexed.store(true, Ordering::Release);
         spawn_reach_writer(&self.inner);
         Ok(())
+    }
+
+    /// The saved index when it matches this log: the log holds the event it ends with. A
+    /// checkpoint that cannot be used is logged, and the log is indexed from the start.
+    fn saved_index(&self) -> Option<LogIndex> {
+        let dir = &self.inner.dir;
+        let path = dir.join(index_checkpoint::INDEX_FILE);
+        let index = match index_checkpoint::read(dir) {
+            Ok(Some(index)) => index,
+            Ok(None) => return None,
+            Err(why) => {
+                tracing::warn!(path = %path.display(), "log index checkpoint not used ({why}): indexing the whole log");
+                return None;
+            }
+        };
+        let end = index.last_position;
+        let holds_end = match self.chunk_at_or_before(end) {
+            Ok(Some((first, v))) => codec::decode_chunk(first, &v, None).is_ok_and(|events| {
+                events
+                    .iter()
+                    .any(|e| e.position == end && e.event_id == index.last_event_id)
+            }),
+            _ => false,
+        };
+        if !holds_end {
+            tracing::warn!(path = %path.display(), "log index checkpoint ends at position {end}, which this log does not hold as saved: indexing the whole log");
+            return None;
+        }
+        Some(index)
     }
 
     fn write_reach(&self) -> Result<(), StoreError> {
@@ -452,6 +572,17 @@ impl SledEventLog {
             for r in &records {
                 index.add(r);
             }
+            // Under the index lock: a checkpoint that covers these positions sees them.
+            let deleted = records.iter().filter_map(|r| match r.event {
+                Event::AccountDeleted { account } => Some((r.position, account)),
+                _ => None,
+            });
+            self.inner
+                .deletions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(deleted);
+            drop(index);
             (positions, records)
         };
         let last = records.last().map_or(0, |r| r.position);

@@ -5,13 +5,15 @@
 
 use std::collections::HashMap;
 
+use serde::{Deserialize, Serialize};
+
 use crate::domain::StreamId;
 
 /// Account numbers up to this are held in a dense table; larger ones (never handed out in
 /// practice) and domain streams in a map.
 const DENSE_ACCOUNTS: u64 = 1 << 28;
 
-#[derive(Default)]
+#[derive(Default, Serialize, Deserialize)]
 pub(crate) struct StreamIndex {
     /// By account number: (newest position, event count); (0, 0) for none.
     accounts: Vec<(u64, u64)>,

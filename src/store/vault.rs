@@ -64,6 +64,52 @@ impl Fingerprint {
 /// An account's key.
 pub type Key = [u8; KEY_LEN];
 
+/// Account numbers up to this have their key in a dense table (33 bytes an account, where a
+/// hash map took 84); larger ones, never handed out in practice, in a map.
+const DENSE_ACCOUNTS: AccountId = 1 << 28;
+
+/// The keys by account number. Numbers are handed out in sequence, as the vault's slots are.
+#[derive(Default)]
+struct KeyTable {
+    dense: Vec<Option<Key>>,
+    sparse: FxHashMap<AccountId, Key>,
+}
+
+impl KeyTable {
+    fn get(&self, account: &AccountId) -> Option<&Key> {
+        if *account < DENSE_ACCOUNTS {
+            self.dense.get(*account as usize)?.as_ref()
+        } else {
+            self.sparse.get(account)
+        }
+    }
+
+    fn contains_key(&self, account: &AccountId) -> bool {
+        self.get(account).is_some()
+    }
+
+    fn insert(&mut self, account: AccountId, key: Key) {
+        if account < DENSE_ACCOUNTS {
+            let at = account as usize;
+            if self.dense.len() <= at {
+                // Amortized: the capacity doubles, untouched until used.
+                self.dense.resize(at + 1, None);
+            }
+            self.dense[at] = Some(key);
+        } else {
+            self.sparse.insert(account, key);
+        }
+    }
+
+    fn remove(&mut self, account: &AccountId) -> Option<Key> {
+        if *account < DENSE_ACCOUNTS {
+            self.dense.get_mut(*account as usize)?.take()
+        } else {
+            self.sparse.remove(account)
+        }
+    }
+}
+
 pub struct Vault {
     /// Keys and nonces come from a ChaCha20 CSPRNG seeded once from the OS: one `getrandom`
     /// syscall per key was a measurable share of an import's time.
@@ -71,7 +117,7 @@ pub struct Vault {
     /// None: the keys are persisted by the store that made the vault.
     file: Option<File>,
     /// Account numbers are the ledger's own: a fast hash, no need for SipHash's resistance.
-    keys: RwLock<FxHashMap<AccountId, [u8; KEY_LEN]>>,
+    keys: RwLock<KeyTable>,
     /// The last sealing per account (plaintext, sealed): the log and the views seal the same
     /// profile, and views re-save unchanged rows; both reuse it instead of encrypting again.
     /// Same key, nonce and plaintext give the same bytes, so reuse leaks nothing new.
@@ -137,7 +183,7 @@ impl Vault {
                  keys were lost"
             )));
         }
-        let mut keys = FxHashMap::default();
+        let mut keys = KeyTable::default();
         if bytes.len() > HEADER_LEN {
             for (slot, chunk) in bytes[HEADER_LEN..].chunks(SLOT_LEN).enumerate() {
                 let account = slot as AccountId;
@@ -173,7 +219,10 @@ impl Vault {
                     .map_err(|e| StoreError::Io(format!("no OS randomness: {e}")))?,
             ),
             file: None,
-            keys: RwLock::new(keys.into_iter().collect()),
+            keys: RwLock::new(keys.into_iter().fold(KeyTable::default(), |mut t, (a, k)| {
+                t.insert(a, k);
+                t
+            })),
             last_sealed: Mutex::new(FxHashMap::default()),
             fingerprint: Fingerprint::new(),
             dirty: Mutex::new(false),
@@ -237,13 +286,18 @@ impl Vault {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&account);
-        if self.write_keys().remove(&account).is_none() {
+        // The key leaves the map only once its slot is zeroed durably (under the lock), so a
+        // caller that finds it gone knows it is gone from disk too: the log index checkpoint
+        // relies on that for every deletion it covers.
+        let mut keys = self.write_keys();
+        if !keys.contains_key(&account) {
             return Ok(());
         }
         if let Some(file) = &self.file {
             file.write_all_at(&[0u8; SLOT_LEN], slot_offset(account))?;
             file.sync_data()?;
         }
+        keys.remove(&account);
         Ok(())
     }
 
@@ -349,11 +403,11 @@ impl Vault {
         cipher.decrypt(XNonce::from_slice(nonce), ct).ok()
     }
 
-    fn read_keys(&self) -> std::sync::RwLockReadGuard<'_, FxHashMap<AccountId, [u8; KEY_LEN]>> {
+    fn read_keys(&self) -> std::sync::RwLockReadGuard<'_, KeyTable> {
         self.keys.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn write_keys(&self) -> std::sync::RwLockWriteGuard<'_, FxHashMap<AccountId, [u8; KEY_LEN]>> {
+    fn write_keys(&self) -> std::sync::RwLockWriteGuard<'_, KeyTable> {
         self.keys.write().unwrap_or_else(|e| e.into_inner())
     }
 }

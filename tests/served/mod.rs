@@ -28,10 +28,16 @@ impl Drop for Served {
 }
 
 pub fn spawn(data: &Path, listen: &str, extra: &[&str]) -> Child {
+    spawn_with_env(data, listen, extra, &[])
+}
+
+/// [`spawn`] with extra environment variables.
+pub fn spawn_with_env(data: &Path, listen: &str, extra: &[&str], env: &[(&str, &str)]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_account-ledger"))
         .args(["serve", "--listen", listen, "--data-dir"])
         .arg(data)
         .args(extra)
+        .envs(env.iter().copied())
         .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -42,7 +48,17 @@ pub fn spawn(data: &Path, listen: &str, extra: &[&str]) -> Child {
 impl Served {
     /// Start `serve` and wait until it listens.
     pub fn start(data: &Path, listen: &str, extra: &[&str]) -> Served {
-        let mut child = spawn(data, listen, extra);
+        Served::start_with_env(data, listen, extra, &[])
+    }
+
+    /// [`Served::start`] with extra environment variables.
+    pub fn start_with_env(
+        data: &Path,
+        listen: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Served {
+        let mut child = spawn_with_env(data, listen, extra, env);
         let stdout = child.stdout.take().unwrap();
         let stderr = child.stderr.take().unwrap();
         let (err_tx, err_rx) = std::sync::mpsc::channel();
