@@ -197,7 +197,7 @@ async fn apply(
         rows: plan.rows_read,
         bytes: 0,
     });
-    let requests = plan.take_requests(&job.actor, job.job_id);
+    let (requests, rows) = plan.take_requests(&job.actor, job.job_id);
     let requested = requests.len();
     let outcome = if requests.is_empty() {
         BatchOutcome {
@@ -224,17 +224,17 @@ async fn apply(
     let mut events_written = 0u64;
     let mut results = outcome.results.into_iter();
     // The job's own commands follow its rows' (Plan::take_requests).
-    let job_commands = requested - plan.command_count();
-    for row in plan.rows.drain(..) {
+    let job_commands = requested - rows.iter().map(|r| r.steps.len()).sum::<usize>();
+    for row in rows {
         let mut done = Vec::new();
         let mut account = row.account;
         let mut failure = None;
-        for step in &row.steps {
+        for changes in &row.steps {
             match results.next() {
                 Some(Ok(executed)) if failure.is_none() => {
                     events_written += executed.positions.len() as u64;
                     account = account.or(executed.account);
-                    done.extend(step.changes.iter().copied());
+                    done.extend(changes.iter().copied());
                 }
                 Some(Ok(_)) => {}
                 Some(Err(e)) => {

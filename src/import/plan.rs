@@ -88,6 +88,18 @@ pub struct PlannedRow {
     pub steps: Vec<Step>,
 }
 
+/// A row once [`Plan::take_requests`] took its commands: what answering for it needs (the
+/// changes each of its commands makes), not the commands, which are held once, in the
+/// requests, while the job is written (a 1M-row job held both, about 200 MB more).
+#[derive(Debug)]
+pub struct TakenRow {
+    pub row: u64,
+    pub import_id: String,
+    pub account: Option<AccountId>,
+    /// Per command of the row, in order: what it changes.
+    pub steps: Vec<Vec<ChangeKind>>,
+}
+
 /// A row whose wish was held by a scheduled change (DOMAIN.md: a lock-out wins over imports
 /// until it ends): `enable` rows stay disabled and are enabled when the schedule says;
 /// `!enable` rows asked for disabled, which the schedule will then not undo.
@@ -142,12 +154,12 @@ impl Plan {
         self.row_errors.len() as u64 + self.row_errors_omitted
     }
 
-    /// The ledger requests, in order, each tagged with the job, file and row. The commands are
-    /// moved out (each step keeps a no-op placeholder): a million-row plan is not copied a
-    /// second time; the rows keep what the report needs (row, import id, change kinds).
+    /// The ledger requests, in order, each tagged with the job, file and row, and the rows
+    /// they came from as [`TakenRow`]s (row, import id, change kinds: what the report needs).
+    /// The commands are moved, not copied, and the plan's rows are left empty.
     ///
     /// After the rows' requests come the job's own (see [`Plan::job_commands`]).
-    pub fn take_requests(&mut self, actor: &str, job_id: Uuid) -> Vec<Request> {
+    pub fn take_requests(&mut self, actor: &str, job_id: Uuid) -> (Vec<Request>, Vec<TakenRow>) {
         let file = &self.file;
         let request = |command, row, expected_version| Request {
             command,
@@ -161,27 +173,29 @@ impl Plan {
             expected_version,
         };
         let job_commands = self.job_commands();
-        let steps: usize = self.rows.iter().map(|r| r.steps.len()).sum();
+        let rows = std::mem::take(&mut self.rows);
+        let steps: usize = rows.iter().map(|r| r.steps.len()).sum();
         let mut requests: Vec<Request> = Vec::with_capacity(steps + job_commands.len());
-        requests.extend(
-            self.rows
-                .iter_mut()
-                .flat_map(|r| {
-                    let row = r.row;
-                    r.steps.iter_mut().map(move |s| {
-                        let command =
-                            std::mem::replace(&mut s.command, Command::Disable { account: 0 });
-                        (command, row, s.expected_version)
-                    })
-                })
-                .map(|(command, row, expected)| request(command, row, expected)),
-        );
+        let mut taken = Vec::with_capacity(rows.len());
+        for r in rows {
+            let mut changes = Vec::with_capacity(r.steps.len());
+            for s in r.steps {
+                requests.push(request(s.command, r.row, s.expected_version));
+                changes.push(s.changes);
+            }
+            taken.push(TakenRow {
+                row: r.row,
+                import_id: r.import_id,
+                account: r.account,
+                steps: changes,
+            });
+        }
         requests.extend(
             job_commands
                 .into_iter()
                 .map(|command| request(command, 0, None)),
         );
-        requests
+        (requests, taken)
     }
 
     /// Commands of the job itself, decided after its rows: what each holding schedule must
