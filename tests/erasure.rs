@@ -86,7 +86,7 @@ async fn deleting_an_account_leaves_neither_its_data_nor_its_key_on_disk() {
     let ledger = Ledger::open(dir.path()).await.unwrap();
     let history = ledger.account_history(id).await.unwrap();
     assert_eq!(history.last().unwrap().event.kind(), "AccountDeleted");
-    assert_eq!(history.last().unwrap().actor, "admin");
+    assert_eq!(&*history.last().unwrap().actor, "admin");
     match &history[0].event {
         account_ledger::domain::Event::AccountCreated { profile, .. } => {
             assert!(profile.is_erased())

@@ -122,7 +122,7 @@ async fn contract(log: Arc<dyn EventLog>, reopen: impl Fn() -> Opened) {
         panic!("{ann:?}")
     };
     assert_eq!(profile.login, "ann");
-    assert!(ann[0].stream_version == 1 && ann[0].actor == "op");
+    assert!(ann[0].stream_version == 1 && &*ann[0].actor == "op");
     let stamp = read[2].recorded_at_us;
     assert!(log.position_at(stamp) >= 3);
     assert_eq!(log.position_at(read[0].recorded_at_us - 1), 0);

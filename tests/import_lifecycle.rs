@@ -446,12 +446,12 @@ async fn audit_shows_job_file_and_row_of_every_event() {
         match &e.source {
             Source::Import { job_id, file, row } => {
                 assert_eq!(*job_id, r.job_id);
-                assert_eq!(file, "update_users.csv");
+                assert_eq!(&**file, "update_users.csv");
                 assert!((2..=4).contains(row));
             }
             other => panic!("not an import source: {other:?}"),
         }
-        assert_eq!(e.actor, ADMIN);
+        assert_eq!(&*e.actor, ADMIN);
     }
     // one job, one batch: its events are contiguous in the log
     let positions: Vec<u64> = history.iter().map(|e| e.position).collect();
@@ -465,7 +465,7 @@ async fn audit_shows_job_file_and_row_of_every_event() {
     let rows: Vec<(String, u64, &str)> = h
         .iter()
         .filter_map(|e| match &e.source {
-            Source::Import { file, row, .. } => Some((file.clone(), *row, e.event.kind())),
+            Source::Import { file, row, .. } => Some((file.to_string(), *row, e.event.kind())),
             _ => None,
         })
         .collect();

@@ -255,7 +255,7 @@ async fn subscription_sees_catch_up_then_live_events() {
         .unwrap()
         .unwrap();
     assert_eq!(live.event.kind(), "AccountDisabled");
-    assert_eq!(live.actor, "admin");
+    assert_eq!(&*live.actor, "admin");
 }
 
 #[tokio::test]
@@ -270,7 +270,7 @@ async fn history_shows_actor_time_and_source() {
     let history = ledger.account_history(id).await.unwrap();
     let kinds: Vec<_> = history.iter().map(|e| e.event.kind()).collect();
     assert_eq!(kinds, ["AccountCreated", "AccountDisabled"]);
-    assert_eq!(history[1].actor, "alice");
+    assert_eq!(&*history[1].actor, "alice");
     assert!(history[1].recorded_at_us >= history[0].recorded_at_us);
     assert_eq!(history[1].stream_version, 2);
 }

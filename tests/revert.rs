@@ -100,7 +100,7 @@ async fn reverting_an_update_undoes_profiles_flags_and_creations() {
         "{:?}",
         last.source
     );
-    assert_eq!(last.actor, "admin");
+    assert_eq!(&*last.actor, "admin");
 }
 
 #[tokio::test]

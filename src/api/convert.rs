@@ -125,7 +125,7 @@ impl From<&Source> for pb::EventSource {
             Source::LmsReport => Kind::LmsReport(pb::LmsReport {}),
             Source::Import { job_id, file, row } => Kind::Import(pb::ImportRow {
                 job_id: job_id.to_string(),
-                file: file.clone(),
+                file: file.to_string(),
                 row: *row,
             }),
             Source::Revert { job_id, reverted } => Kind::Revert(pb::RevertOf {
@@ -156,7 +156,7 @@ pub fn event_to_wire(e: &RecordedEvent, domain: Option<String>) -> pb::LedgerEve
         stream_version: e.stream_version,
         event_id: e.event_id.to_string(),
         recorded_at: Some(us_to_timestamp(e.recorded_at_us)),
-        actor: e.actor.clone(),
+        actor: e.actor.to_string(),
         source: Some((&e.source).into()),
         request_id: e.request_id.clone(),
         kind: e.event.kind().to_string(),

@@ -401,14 +401,17 @@ impl ImportService {
             }
             if file.is_empty() {
                 match &e.source {
-                    Source::Import { file: f, .. } => file = f.clone(),
+                    Source::Import { file: f, .. } => file = f.to_string(),
                     Source::Revert { reverted, .. } => file = format!("revert of job {reverted}"),
                     _ => {}
                 }
             }
             finished = finished.max(e.recorded_at_us);
         }
-        let actor = events.first().map(|e| e.actor.clone()).unwrap_or_default();
+        let actor = events
+            .first()
+            .map(|e| e.actor.to_string())
+            .unwrap_or_default();
         let report = ImportReport {
             job_id: *job,
             domain: domain.clone(),

@@ -50,7 +50,7 @@ impl ScheduleService {
             .ledger
             .execute(LedgerRequest {
                 command,
-                actor: who.name.clone(),
+                actor: who.name.as_str().into(),
                 source: Source::Manual,
                 request_id,
                 expected_version: None,

@@ -121,7 +121,7 @@ impl LedgerService {
             .ledger
             .execute(LedgerRequest {
                 command,
-                actor: who.name.clone(),
+                actor: who.name.as_str().into(),
                 source,
                 request_id,
                 expected_version,

@@ -160,10 +160,12 @@ impl Plan {
     ///
     /// After the rows' requests come the job's own (see [`Plan::job_commands`]).
     pub fn take_requests(&mut self, actor: &str, job_id: Uuid) -> (Vec<Request>, Vec<TakenRow>) {
-        let file = &self.file;
+        // One actor and one file name shared by every request and event of the job.
+        let actor: std::sync::Arc<str> = actor.into();
+        let file: std::sync::Arc<str> = self.file.as_str().into();
         let request = |command, row, expected_version| Request {
             command,
-            actor: actor.to_string(),
+            actor: actor.clone(),
             source: Source::Import {
                 job_id,
                 file: file.clone(),

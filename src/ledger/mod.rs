@@ -47,7 +47,7 @@ pub use maintenance::Verification;
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Request {
     pub command: Command,
-    pub actor: String,
+    pub actor: Arc<str>,
     pub source: Source,
     /// A client's id for this request: a retry with the same id returns the first result and
     /// records nothing new. Only accepted requests are remembered (through their events): a
@@ -62,7 +62,7 @@ impl Request {
     pub fn manual(actor: &str, command: Command) -> Request {
         Request {
             command,
-            actor: actor.to_string(),
+            actor: actor.into(),
             source: Source::Manual,
             request_id: None,
             expected_version: None,

@@ -251,7 +251,7 @@ impl Ledger {
             .flat_map(|s| s.commands.iter().cloned())
             .map(|command| Request {
                 command,
-                actor: actor.to_string(),
+                actor: actor.into(),
                 source: Source::Revert {
                     job_id,
                     reverted: *job,

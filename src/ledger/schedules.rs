@@ -100,7 +100,7 @@ impl Ledger {
                 .chain(firing.commands.iter().cloned())
                 .map(|command| Request {
                     command,
-                    actor: SCHEDULER.to_string(),
+                    actor: SCHEDULER.into(),
                     source: source.clone(),
                     request_id: None,
                     expected_version: None,

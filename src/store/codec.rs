@@ -261,7 +261,7 @@ pub fn decode_chunk_sealed(
                 stream_version: e.stream_version,
                 event_id: Uuid::from_bytes(e.event_id),
                 recorded_at_us: chunk.recorded_at_us,
-                actor: e.actor,
+                actor: e.actor.into(),
                 source: e.source,
                 request_id: e.request_id,
                 event: e.event,

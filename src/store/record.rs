@@ -12,7 +12,8 @@ pub enum Source {
     Manual,
     Import {
         job_id: Uuid,
-        file: String,
+        /// Shared by every row of a job (one file name, not a copy per event).
+        file: std::sync::Arc<str>,
         row: u64,
     },
     LmsReport,
@@ -42,7 +43,8 @@ impl Source {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewEvent {
     pub event_id: Uuid,
-    pub actor: String,
+    /// Shared: a job's million events name one actor, not a million copies.
+    pub actor: std::sync::Arc<str>,
     pub source: Source,
     /// The client request id of the command that caused it (idempotent retries).
     pub request_id: Option<String>,
@@ -56,7 +58,7 @@ pub struct RecordedEvent {
     pub event_id: Uuid,
     /// UTC microseconds since the Unix epoch.
     pub recorded_at_us: i64,
-    pub actor: String,
+    pub actor: std::sync::Arc<str>,
     pub source: Source,
     pub request_id: Option<String>,
     pub event: Event,

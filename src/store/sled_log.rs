@@ -242,20 +242,23 @@ fn current_reach(inner: &Inner) -> Reach {
 }
 
 /// Save the log index as a checkpoint ([`index_checkpoint`]) when it grew since the last one.
-/// Encoded under the index's read lock; written only when the log is durable through its end,
+/// Encoded under the index's read lock; written once `durable_through` made the log durable
+/// through its end (under steady writes the index is nearly always ahead of the last sync),
 /// after the keys of the deletions it covers are destroyed (so an open after it needs to
 /// finish no deletion before its end). Returns whether it wrote one.
-fn write_index_checkpoint(inner: &Inner) -> Result<bool, StoreError> {
+fn write_index_checkpoint(
+    inner: &Inner,
+    durable_through: &dyn Fn(u64) -> Result<(), StoreError>,
+) -> Result<bool, StoreError> {
     let (end, bytes) = {
         let index = inner.index.read().unwrap_or_else(|e| e.into_inner());
         let end = index.last_position;
-        if end <= inner.checkpointed.load(Ordering::Acquire)
-            || inner.durable.load(Ordering::Acquire) < end
-        {
+        if end <= inner.checkpointed.load(Ordering::Acquire) {
             return Ok(false);
         }
         (end, index_checkpoint::encode(&index)?)
     };
+    durable_through(end)?;
     let covered: Vec<AccountId> = inner
         .deletions
         .lock()
@@ -303,8 +306,11 @@ fn spawn_reach_writer(inner: &Arc<Inner>) {
                         .checkpointed
                         .load(Ordering::Acquire)
                         .min(now.log_position);
+                let log = SledEventLog {
+                    inner: inner.clone(),
+                };
                 if since >= every
-                    && let Err(e) = write_index_checkpoint(&inner)
+                    && let Err(e) = write_index_checkpoint(&inner, &|end| log.sync_through(end))
                 {
                     tracing::error!("writing the log index checkpoint failed: {e}");
                 }
@@ -333,7 +339,14 @@ impl Drop for Inner {
                 self.durable.fetch_max(end, Ordering::AcqRel);
             }
             let _ = reach::write(&self.dir, current_reach(self));
-            if let Err(e) = write_index_checkpoint(self) {
+            let synced = |end: u64| {
+                if self.durable.load(Ordering::Acquire) >= end {
+                    Ok(())
+                } else {
+                    Err(StoreError::Io("the log's last sync at close failed".into()))
+                }
+            };
+            if let Err(e) = write_index_checkpoint(self, &synced) {
                 tracing::warn!("the log index checkpoint was not written at close: {e}");
             }
         }
