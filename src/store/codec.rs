@@ -132,12 +132,14 @@ pub fn prepare_batch(
 
 /// After a batch is durable: destroy the keys of the accounts it deleted (crypto-shredding).
 pub fn destroy_deleted_keys(records: &[RecordedEvent], vault: &Vault) -> Result<(), StoreError> {
-    for r in records {
-        if let Event::AccountDeleted { account } = r.event {
-            vault.destroy(account)?;
-        }
-    }
-    Ok(())
+    let deleted: Vec<AccountId> = records
+        .iter()
+        .filter_map(|r| match r.event {
+            Event::AccountDeleted { account } => Some(account),
+            _ => None,
+        })
+        .collect();
+    vault.destroy(&deleted)
 }
 
 /// Seal the profile of each event that carries one (`None` for the others). Sealing is the

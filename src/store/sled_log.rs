@@ -267,9 +267,7 @@ fn write_index_checkpoint(
         .filter(|(p, _)| *p <= end)
         .map(|(_, a)| *a)
         .collect();
-    for account in covered {
-        inner.vault.destroy(account)?;
-    }
+    inner.vault.destroy(&covered)?;
     index_checkpoint::write(&inner.dir, &bytes)?;
     inner.checkpointed.store(end, Ordering::Release);
     inner
@@ -433,6 +431,7 @@ impl SledEventLog {
             p => self.chunk_at_or_before(p)?.map_or(0, |(first, _)| first),
         };
         let mut scanned = 0u64;
+        let mut deleted = Vec::new();
         for item in self.inner.log.range(u64_key(start)..) {
             let (k, v) = item?;
             let first = codec::read_u64(&k).ok_or_else(|| StoreError::Corrupt {
@@ -444,12 +443,13 @@ impl SledEventLog {
                     continue;
                 }
                 if let Event::AccountDeleted { account } = e.event {
-                    self.inner.vault.destroy(account)?;
+                    deleted.push(account);
                 }
                 index.add(&e);
                 scanned += 1;
             }
         }
+        self.inner.vault.destroy(&deleted)?;
         tracing::info!(
             checkpoint = from,
             scanned,
