@@ -151,6 +151,14 @@ impl Event {
         }
     }
 
+    /// The account this event deletes (its key is to be destroyed), if it is a deletion.
+    pub fn deleted_account(&self) -> Option<AccountId> {
+        match self {
+            Event::AccountDeleted { account } => Some(*account),
+            _ => None,
+        }
+    }
+
     /// A short name for audit listings and the API.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -134,10 +134,7 @@ pub fn prepare_batch(
 pub fn destroy_deleted_keys(records: &[RecordedEvent], vault: &Vault) -> Result<(), StoreError> {
     let deleted: Vec<AccountId> = records
         .iter()
-        .filter_map(|r| match r.event {
-            Event::AccountDeleted { account } => Some(account),
-            _ => None,
-        })
+        .filter_map(|r| r.event.deleted_account())
         .collect();
     vault.destroy(&deleted)
 }

@@ -26,7 +26,7 @@ use super::log_index::{self, LogIndex};
 use super::pg_cluster::Fence;
 use super::vault::{Key, Vault};
 use super::{Appended, EventLog, NewEvent, RecordedEvent, StoreError};
-use crate::domain::{Event, StreamId};
+use crate::domain::StreamId;
 
 /// The advisory lock appends (and migrations) of one schema serialize on: "AL" and a CRC-32 of
 /// the schema name, so deployments in other schemas of the same database do not wait for it.
@@ -422,10 +422,7 @@ impl PgEventLog {
         // Crypto-shredding: the key row goes in the transaction that records the deletion.
         let deleted: Vec<i64> = records
             .iter()
-            .filter_map(|r| match r.event {
-                Event::AccountDeleted { account } => Some(account as i64),
-                _ => None,
-            })
+            .filter_map(|r| r.event.deleted_account().map(|a| a as i64))
             .collect();
         let channel = appends_channel(&self.schema);
         let (new_keys, inserted, shredded, notified, committed) = futures::join!(

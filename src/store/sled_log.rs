@@ -27,7 +27,7 @@ use super::log_index::{self, LogIndex};
 use super::reach::{self, Reach};
 use super::vault::Vault;
 use super::{Appended, EventLog, NewEvent, RecordedEvent, StoreError};
-use crate::domain::{AccountId, Event, StreamId};
+use crate::domain::{AccountId, StreamId};
 
 pub const CHUNK_EVENTS: usize = 256;
 const MARKER_FILE: &str = "ACCOUNT_LEDGER_DATA";
@@ -304,12 +304,13 @@ fn spawn_reach_writer(inner: &Arc<Inner>) {
                         .checkpointed
                         .load(Ordering::Acquire)
                         .min(now.log_position);
+                if since < every {
+                    continue;
+                }
                 let log = SledEventLog {
                     inner: inner.clone(),
                 };
-                if since >= every
-                    && let Err(e) = write_index_checkpoint(&inner, &|end| log.sync_through(end))
-                {
+                if let Err(e) = write_index_checkpoint(&inner, &|end| log.sync_through(end)) {
                     tracing::error!("writing the log index checkpoint failed: {e}");
                 }
             }
@@ -442,9 +443,7 @@ impl SledEventLog {
                 if e.position <= from {
                     continue;
                 }
-                if let Event::AccountDeleted { account } = e.event {
-                    deleted.push(account);
-                }
+                deleted.extend(e.event.deleted_account());
                 index.add(&e);
                 scanned += 1;
             }
@@ -589,10 +588,9 @@ impl SledEventLog {
                 index.add(r);
             }
             // Under the index lock: a checkpoint that covers these positions sees them.
-            let deleted = records.iter().filter_map(|r| match r.event {
-                Event::AccountDeleted { account } => Some((r.position, account)),
-                _ => None,
-            });
+            let deleted = records
+                .iter()
+                .filter_map(|r| r.event.deleted_account().map(|a| (r.position, a)));
             self.inner
                 .deletions
                 .lock()
