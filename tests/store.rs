@@ -185,14 +185,15 @@ fn a_foreign_or_damaged_data_dir_is_refused_with_its_path() {
 }
 
 const CHILD_ENV: &str = "ACCOUNT_LEDGER_TEST_CHILD_DIR";
-const BATCH: usize = 5000;
+const CHILD_BATCH_ENV: &str = "ACCOUNT_LEDGER_TEST_CHILD_BATCH";
 
-/// In a child process: append batches of BATCH events forever (until killed).
+/// In a child process: append batches of `CHILD_BATCH_ENV` events forever (until killed).
 #[test]
 fn child_appends_batches_until_killed() {
     let Ok(dir) = std::env::var(CHILD_ENV) else {
-        return; // only does something when started by the crash test below
+        return; // only does something when started by the crash tests below
     };
+    let batch: u32 = std::env::var(CHILD_BATCH_ENV).unwrap().parse().unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let store = open_store(std::path::Path::new(&dir)).unwrap();
     if store.log.last_position() == 0 {
@@ -200,13 +201,14 @@ fn child_appends_batches_until_killed() {
             .unwrap();
     }
     loop {
-        let batch: Vec<_> = (0..BATCH as u32).map(|i| limit_changed("d", i)).collect();
-        rt.block_on(store.log.append(batch)).unwrap();
+        let events: Vec<_> = (0..batch).map(|i| limit_changed("d", i)).collect();
+        rt.block_on(store.log.append(events)).unwrap();
     }
 }
 
-#[test]
-fn a_batch_interrupted_by_kill_9_is_all_there_or_not_at_all() {
+/// Kill -9 a child appending batches of `batch` events, three times: each reopen finds whole
+/// batches only.
+fn killed_batches_are_whole(batch: u64, first_kill_ms: u64) {
     let dir = tempfile::tempdir().unwrap();
     for round in 0..3 {
         let mut child = Process::new(std::env::current_exe().unwrap())
@@ -216,19 +218,98 @@ fn a_batch_interrupted_by_kill_9_is_all_there_or_not_at_all() {
                 "--nocapture",
             ])
             .env(CHILD_ENV, dir.path())
+            .env(CHILD_BATCH_ENV, batch.to_string())
             .stdout(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(400 + 150 * round));
+        std::thread::sleep(std::time::Duration::from_millis(
+            first_kill_ms + 150 * round,
+        ));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         let store = open_store(dir.path()).unwrap();
         let n = store.log.last_position();
         assert!(n >= 1, "the first, acknowledged event survives");
         assert_eq!(
-            (n - 1) % BATCH as u64,
+            (n - 1) % batch,
             0,
             "round {round}: {n} events is not whole batches"
         );
     }
+}
+
+#[test]
+fn a_batch_interrupted_by_kill_9_is_all_there_or_not_at_all() {
+    // 20 chunks: one sled batch.
+    killed_batches_are_whole(5000, 400);
+}
+
+#[test]
+fn a_batch_written_in_several_parts_and_killed_is_all_there_or_not_at_all() {
+    // 235 chunks: written as four sled batches under the torn-commit marker.
+    killed_batches_are_whole(60_000, 600);
+}
+
+/// A crash after a large commit's last part but before its marker was removed (so before it
+/// was acknowledged): the open discards the whole commit and the log goes on from before it.
+#[tokio::test]
+async fn a_large_commit_whose_marker_survived_a_crash_is_discarded_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let vault_len = {
+        let store = open_store(dir.path()).unwrap();
+        store.log.append(vec![registered("d")]).await.unwrap();
+        let big: Vec<_> = (0..20_000).map(|i| limit_changed("d", i)).collect();
+        let a = store.log.append(big).await.unwrap();
+        assert_eq!(a.positions.first(), Some(&2));
+        assert_eq!(store.log.last_position(), 20_001);
+        // Read back whole: every part of the commit is there.
+        let back = store.log.read_range(1, 20_001, 30_000).await.unwrap();
+        assert_eq!(back.len(), 20_001);
+        assert!(
+            back.iter()
+                .enumerate()
+                .all(|(i, e)| e.position == i as u64 + 1)
+        );
+        drop(store);
+        account_ledger::store::reach::read(dir.path())
+            .unwrap()
+            .unwrap()
+            .vault_len
+    };
+    // What a crash between the last part and the marker's removal leaves: the marker, and a
+    // reach record that never covered the commit.
+    wait_for_unlock(|| {
+        let db = sled::Config::new().path(dir.path().join("sled")).open()?;
+        db.open_tree("torn")?
+            .insert(b"commit", &2u64.to_be_bytes())?;
+        db.flush()?;
+        Ok(())
+    });
+    let reach = account_ledger::store::reach::Reach {
+        log_position: 1,
+        vault_len,
+    };
+    account_ledger::store::reach::write(dir.path(), reach).unwrap();
+
+    let store = open_store(dir.path()).unwrap();
+    assert_eq!(store.log.last_position(), 1);
+    let all = store.log.read_range(1, u64::MAX, 100).await.unwrap();
+    assert_eq!(all.len(), 1);
+    let next = store.log.append(vec![limit_changed("d", 7)]).await.unwrap();
+    assert_eq!(next.positions, vec![2]);
+    drop(store);
+    // The marker is gone: the next open keeps what was appended since.
+    let store = open_store(dir.path()).unwrap();
+    assert_eq!(store.log.last_position(), 2);
+}
+
+/// sled releases its file lock from background threads shortly after the last handle drops.
+fn wait_for_unlock(f: impl Fn() -> sled::Result<()>) {
+    for _ in 0..150 {
+        match f() {
+            Ok(()) => return,
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+        }
+    }
+    f().unwrap();
 }

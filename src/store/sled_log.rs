@@ -30,6 +30,12 @@ use super::{Appended, EventLog, NewEvent, RecordedEvent, StoreError};
 use crate::domain::{AccountId, StreamId};
 
 pub const CHUNK_EVENTS: usize = 256;
+/// Chunks written in one sled batch (16k events, a few MB): a larger commit is written in
+/// several, bracketed by the torn-commit marker ([`SledEventLog::write_chunks`]).
+const CHUNKS_PER_WRITE: usize = 64;
+/// Key of the torn-commit marker (tree `torn`): the first position of a commit being written
+/// in several batches.
+const TORN_COMMIT: &[u8] = b"commit";
 const MARKER_FILE: &str = "ACCOUNT_LEDGER_DATA";
 /// The pid of the process that last opened the store (named when the store is found locked).
 const PID_FILE: &str = "server.pid";
@@ -49,6 +55,8 @@ struct Inner {
     dir: PathBuf,
     db: sled::Db,
     log: sled::Tree,
+    /// The torn-commit marker, set while a commit is written in several batches.
+    torn: sled::Tree,
     /// sled's main file, fsynced after each flush (sled 0.34 only sync_file_ranges it).
     db_file: File,
     vault: Arc<Vault>,
@@ -167,6 +175,8 @@ pub fn open_store_with(dir: &Path, options: StoreOptions) -> Result<OpenedStore,
     // Who holds the lock now, for the next process that finds it locked.
     let _ = std::fs::write(dir.join(PID_FILE), format!("{}\n", std::process::id()));
     let log = db.open_tree("log").map_err(|e| open_err(e.to_string()))?;
+    let torn = db.open_tree("torn").map_err(|e| open_err(e.to_string()))?;
+    discard_torn_commit(&db, &log, &torn).map_err(|e| open_err(e.to_string()))?;
     let db_file = File::open(sled_dir.join("db")).map_err(|e| open_err(e.to_string()))?;
     let vault_path = dir.join("keys.vault");
     let vault = match Vault::open(&vault_path, recorded.vault_len) {
@@ -198,6 +208,7 @@ pub fn open_store_with(dir: &Path, options: StoreOptions) -> Result<OpenedStore,
         dir: dir.to_path_buf(),
         db: db.clone(),
         log,
+        torn,
         db_file,
         vault: vault.clone(),
         index: RwLock::new(LogIndex::default()),
@@ -215,6 +226,31 @@ pub fn open_store_with(dir: &Path, options: StoreOptions) -> Result<OpenedStore,
     let views = super::sled_views::SledViews::open(&db, vault.clone())
         .map_err(|e| open_err(e.to_string()))?;
     Ok(OpenedStore { log, views, vault })
+}
+
+/// A commit written in several batches that a crash cut short (its marker is still set): its
+/// chunks are removed before the log is read, so an import is all or nothing. It was never
+/// acknowledged (see [`SledEventLog::write_chunks`]). Removal goes before the marker: a crash
+/// here leaves the marker, and the next open finishes the job.
+fn discard_torn_commit(db: &sled::Db, log: &sled::Tree, torn: &sled::Tree) -> sled::Result<()> {
+    let Some(first) = torn.get(TORN_COMMIT)?.and_then(|v| codec::read_u64(&v)) else {
+        return Ok(());
+    };
+    let mut batch = sled::Batch::default();
+    let mut chunks = 0u64;
+    for key in log.range(u64_key(first)..).keys() {
+        batch.remove(key?);
+        chunks += 1;
+    }
+    log.apply_batch(batch)?;
+    torn.remove(TORN_COMMIT)?;
+    db.flush()?;
+    tracing::warn!(
+        first_position = first,
+        chunks,
+        "discarded a commit that a crash cut short (never acknowledged)"
+    );
+    Ok(())
 }
 
 /// A loss the operator accepted is logged as such; otherwise it is the refusal.
@@ -568,20 +604,7 @@ impl SledEventLog {
                     codec::encode_chunk_sealed(&mut records, &sealed)?,
                 )?;
             } else {
-                let mut batch = sled::Batch::default();
-                for (chunk, sealed) in records
-                    .chunks_mut(CHUNK_EVENTS)
-                    .zip(sealed.chunks(CHUNK_EVENTS))
-                {
-                    batch.insert(
-                        &u64_key(chunk[0].position),
-                        codec::encode_chunk_sealed(chunk, sealed)?,
-                    );
-                }
-                // The sealed profiles are in the chunks now: not held through sled's write
-                // (at 1M events about 150 MB of the import's peak).
-                drop(sealed);
-                self.inner.log.apply_batch(batch)?;
+                self.write_chunks(&mut records, sealed)?;
             }
             let mut index = self.inner.index.write().unwrap_or_else(|e| e.into_inner());
             for r in &records {
@@ -607,6 +630,52 @@ impl SledEventLog {
             positions,
             recorded: records,
         })
+    }
+
+    /// Write a commit of several chunks, all or nothing after a crash. Up to
+    /// [`CHUNKS_PER_WRITE`] chunks go in one sled batch (atomic on its own). A larger commit
+    /// (an import job) is written a batch at a time, so the encoded job is never held whole
+    /// (at 1M events a single batch held 196 MB beside sled's copy of it): it is bracketed by
+    /// a torn-commit marker, set before its first batch and removed after its last. sled
+    /// recovers a prefix of its operations, so after a crash the marker is there exactly when
+    /// some of the commit may be missing, and the open discards the commit
+    /// ([`discard_torn_commit`]). A commit is acknowledged only after its marker is removed and
+    /// synced, so what is discarded was never acknowledged.
+    fn write_chunks(
+        &self,
+        records: &mut [RecordedEvent],
+        sealed: Vec<Option<Vec<u8>>>,
+    ) -> Result<(), StoreError> {
+        let torn = records.len().div_ceil(CHUNK_EVENTS) > CHUNKS_PER_WRITE;
+        if torn {
+            self.inner
+                .torn
+                .insert(TORN_COMMIT, &u64_key(records[0].position))?;
+        }
+        let mut sealed = sealed;
+        let mut done = 0;
+        while done < records.len() {
+            let end = (done + CHUNK_EVENTS * CHUNKS_PER_WRITE).min(records.len());
+            let mut batch = sled::Batch::default();
+            for (chunk, sealed) in records[done..end]
+                .chunks_mut(CHUNK_EVENTS)
+                .zip(sealed[done..end].chunks(CHUNK_EVENTS))
+            {
+                batch.insert(
+                    &u64_key(chunk[0].position),
+                    codec::encode_chunk_sealed(chunk, sealed)?,
+                );
+            }
+            // The sealed profiles are in the chunks now: not held through sled's write.
+            sealed[done..end].iter_mut().for_each(|s| *s = None);
+            self.inner.log.apply_batch(batch)?;
+            done = end;
+        }
+        drop(sealed);
+        if torn {
+            self.inner.torn.remove(TORN_COMMIT)?;
+        }
+        Ok(())
     }
 
     /// Return once everything up to `position` is durable. One caller at a time syncs (the
