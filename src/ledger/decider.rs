@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::{LedgerError, Request};
 use crate::domain::{self, AccountId, Command, Event, LedgerState, StreamId};
-use crate::store::{EventLog, NewEvent};
+use crate::store::{EventLog, EventParts, NewEvent};
 
 /// Event ids from a ChaCha20 CSPRNG seeded once from the OS (a `getrandom` syscall per event
 /// showed in profiles).
@@ -67,7 +67,7 @@ impl Decider<'_> {
         &mut self,
         state: &mut LedgerState,
         requests: Vec<Request>,
-        out: &mut Vec<NewEvent>,
+        out: &mut EventParts,
     ) -> Vec<Result<Pending, LedgerError>> {
         requests
             .into_iter()
@@ -79,7 +79,7 @@ impl Decider<'_> {
         &mut self,
         state: &mut LedgerState,
         req: Request,
-        out: &mut Vec<NewEvent>,
+        out: &mut EventParts,
     ) -> Result<Pending, LedgerError> {
         if let Some(id) = &req.request_id {
             let positions = self.log.request_positions(id);

@@ -18,7 +18,7 @@ use super::{BatchMode, BatchOutcome, Executed, LedgerError, Request};
 use crate::domain::{AccountId, LedgerState, StreamId};
 use crate::projections::Projections;
 use crate::store::pg_cluster::Fence;
-use crate::store::{EventLog, NewEvent, RecordedEvent, StoreError};
+use crate::store::{EventLog, EventParts, RecordedEvent, StoreError};
 
 /// Most requests a writer decides before one append (bounds latency of the first caller).
 const MAX_GROUP: usize = 4096;
@@ -284,8 +284,8 @@ impl Writer {
         };
         // Most commands make one event: sized up front, a large job's events are not copied
         // by doubling (see execute_routed_inner).
-        let mut new_events: Vec<NewEvent> =
-            Vec::with_capacity(group.iter().map(|(requests, ..)| requests.len()).sum());
+        let mut new_events =
+            EventParts::with_expected(group.iter().map(|(requests, ..)| requests.len()).sum());
         let mut group_seen = HashMap::new();
         let mut created = Vec::new();
         let mut answers = Vec::new();
@@ -307,7 +307,7 @@ impl Writer {
                 BatchMode::Strict => {
                     let mut scratch = self.state.clone();
                     let mut version = self.domain_version;
-                    let mut scratch_events = Vec::with_capacity(requests.len());
+                    let mut scratch_events = EventParts::with_expected(requests.len());
                     let mut decider = Decider {
                         log: &*self.ctx.log,
                         ids: &mut self.ids,
@@ -329,7 +329,7 @@ impl Writer {
                         self.domain_version = version;
                         created.extend(strict_created);
                         let offset = new_events.len();
-                        new_events.extend(scratch_events);
+                        new_events.extend(scratch_events.into_events());
                         let results = results
                             .into_iter()
                             .map(|r| r.map(|p| shift(p, offset)))
@@ -383,7 +383,7 @@ impl Writer {
         } else {
             let events = new_events.len();
             let started = std::time::Instant::now();
-            let appended = self.ctx.log.append_fenced(new_events, fence.as_ref()).await;
+            let appended = self.ctx.log.append_parts(new_events, fence.as_ref()).await;
             let m = &*crate::metrics::METRICS;
             m.append_seconds.observe(started.elapsed().as_secs_f64());
             m.group_commit_events.observe(events as f64);
@@ -528,7 +528,7 @@ pub(crate) async fn decide_on_copy(
         seen: HashMap::new(),
         created: Vec::new(),
     }
-    .decide_all(&mut state, requests, &mut Vec::new());
+    .decide_all(&mut state, requests, &mut EventParts::default());
     BatchOutcome {
         results: answer_unwritten(log, decided).await,
         written: false,

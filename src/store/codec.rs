@@ -76,15 +76,35 @@ fn profile_slot(event: &mut Event) -> Option<(AccountId, &mut Profile)> {
     }
 }
 
+/// How a profile is sealed: for the log, remembered or not; for the views, reusing what the
+/// log remembered.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Sealing {
+    Remember,
+    Once,
+    Reuse,
+}
+
+/// Sealings a log batch remembers for the views' save (see [`Vault::seal_remembered`]) up to
+/// this many events. A larger batch (an import job) does not: a million remembered sealings
+/// held about 240 MB from the job's append until the save, which then encrypts them again
+/// (about a microsecond each, off the write path).
+const REMEMBER_SEALINGS_UP_TO: usize = 16_384;
+
 /// `profile`: a [`Profile`] or a [`crate::domain::PackedProfile`] (same encoding).
 fn seal_profile(
     vault: &Vault,
     account: AccountId,
     profile: &impl Serialize,
+    how: Sealing,
 ) -> Result<Vec<u8>, StoreError> {
     let plain = bincode::serde::encode_to_vec(profile, config())
         .map_err(|e| StoreError::Io(format!("encode: {e}")))?;
-    vault.seal_reusing(account, &plain)
+    match how {
+        Sealing::Remember => vault.seal_remembered(account, &plain),
+        Sealing::Once => vault.seal(account, &plain),
+        Sealing::Reuse => vault.seal_reusing(account, &plain),
+    }
 }
 
 fn open_profile(vault: &Vault, account: AccountId, sealed: &[u8]) -> Profile {
@@ -108,12 +128,13 @@ pub struct PreparedBatch {
 /// Before a batch is written: the keys of the accounts it creates, durable first (a durable
 /// record must never point at a key that is not), then every profile sealed. The costly part
 /// of an append, done before any log lock.
-pub fn prepare_batch(
-    events: &[super::NewEvent],
+pub fn prepare_batch<'a>(
+    events: impl Iterator<Item = &'a super::NewEvent> + Clone,
     vault: &Vault,
 ) -> Result<PreparedBatch, StoreError> {
+    let len = events.clone().count();
     let created: Vec<u64> = events
-        .iter()
+        .clone()
         .filter_map(|ne| match ne.event {
             Event::AccountCreated { account, .. } => Some(account),
             _ => None,
@@ -125,7 +146,7 @@ pub fn prepare_batch(
         vault.sync()?;
     }
     Ok(PreparedBatch {
-        sealed: seal_profiles(events.iter().map(|ne| &ne.event), vault)?,
+        sealed: seal_profiles(events.map(|ne| &ne.event), vault, len)?,
         new_keys,
     })
 }
@@ -145,7 +166,13 @@ pub fn destroy_deleted_keys(records: &[RecordedEvent], vault: &Vault) -> Result<
 pub fn seal_profiles<'a>(
     events: impl Iterator<Item = &'a Event>,
     vault: &Vault,
+    batch_len: usize,
 ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+    let how = if batch_len <= REMEMBER_SEALINGS_UP_TO {
+        Sealing::Remember
+    } else {
+        Sealing::Once
+    };
     events
         .map(|event| match event {
             Event::AccountCreated {
@@ -153,7 +180,7 @@ pub fn seal_profiles<'a>(
             }
             | Event::ProfileUpdated {
                 account, profile, ..
-            } => seal_profile(vault, *account, profile).map(Some),
+            } => seal_profile(vault, *account, profile, how).map(Some),
             _ => Ok(None),
         })
         .collect()
@@ -219,7 +246,7 @@ pub fn encode_chunk_sealed(
 
 /// Encode consecutive events of one commit, sealing their profiles.
 pub fn encode_chunk(events: &mut [RecordedEvent], vault: &Vault) -> Result<Vec<u8>, StoreError> {
-    let sealed = seal_profiles(events.iter().map(|e| &e.event), vault)?;
+    let sealed = seal_profiles(events.iter().map(|e| &e.event), vault, events.len())?;
     encode_chunk_sealed(events, &sealed)
 }
 
@@ -299,7 +326,7 @@ pub fn encode_accounts(accounts: &[AccountState], vault: &Vault) -> Result<Vec<u
             let sealed_profile = if acc.deleted || acc.profile.is_erased() {
                 Vec::new()
             } else {
-                seal_profile(vault, acc.id, &acc.profile)?
+                seal_profile(vault, acc.id, &acc.profile, Sealing::Reuse)?
             };
             let mut state = acc.clone();
             state.profile = crate::domain::PackedProfile::erased();
@@ -436,5 +463,61 @@ mod tests {
             decode_chunk(1, &[FORMAT_V1, 0xff, 0xff], None),
             Err(StoreError::Corrupt { .. })
         ));
+    }
+
+    fn created(account: AccountId) -> crate::store::NewEvent {
+        crate::store::NewEvent {
+            event_id: Uuid::from_u128(account as u128),
+            actor: "admin".into(),
+            source: Source::Manual,
+            request_id: None,
+            event: Event::AccountCreated {
+                account,
+                domain: "d".into(),
+                import_id: None,
+                profile: Profile {
+                    login: format!("u{account}"),
+                    ..Profile::default()
+                },
+                role: "student".into(),
+                enabled: true,
+            },
+        }
+    }
+
+    /// A small batch's sealings are remembered for the views' save, and reused by it; an
+    /// import-sized batch remembers none (they would be held until the save).
+    #[test]
+    fn only_small_batches_remember_their_sealings() {
+        let vault = Vault::in_memory(Default::default()).unwrap();
+        let small: Vec<_> = (1..=10).map(created).collect();
+        let sealed = prepare_batch(small.iter(), &vault).unwrap().sealed;
+        assert_eq!(vault.remembered(), 10);
+        let Event::AccountCreated { profile, .. } = &small[0].event else {
+            unreachable!()
+        };
+        let again = seal_profile(&vault, 1, profile, Sealing::Reuse).unwrap();
+        assert_eq!(
+            Some(again),
+            sealed[0],
+            "the views' save reuses the log's sealing"
+        );
+        vault.forget_sealings();
+
+        let large: Vec<_> = (1..=REMEMBER_SEALINGS_UP_TO as u64 + 1)
+            .map(created)
+            .collect();
+        let sealed = prepare_batch(large.iter(), &vault).unwrap().sealed;
+        assert_eq!(sealed.len(), large.len());
+        assert!(sealed.iter().all(Option::is_some));
+        assert_eq!(vault.remembered(), 0);
+        // Reusing finds nothing and remembers nothing, but seals.
+        let Event::AccountCreated { profile, .. } = &large[0].event else {
+            unreachable!()
+        };
+        let fresh = seal_profile(&vault, 1, profile, Sealing::Reuse).unwrap();
+        assert_ne!(Some(fresh.clone()), sealed[0]);
+        assert_eq!(open_profile(&vault, 1, &fresh), *profile);
+        assert_eq!(vault.remembered(), 0);
     }
 }

@@ -25,7 +25,7 @@ mod stream_index;
 pub mod vault;
 
 pub use error::StoreError;
-pub use record::{NewEvent, RecordedEvent, Source};
+pub use record::{EventParts, NewEvent, RecordedEvent, Source};
 pub use sled_log::{
     OpenedStore, SledEventLog, StoreOptions, now_us, open_store, open_store_unindexed,
     open_store_with,
@@ -57,6 +57,17 @@ pub trait EventLog: Send + Sync {
         _fence: Option<&pg_cluster::Fence>,
     ) -> Result<Appended, StoreError> {
         self.append(events).await
+    }
+
+    /// [`EventLog::append_fenced`] of a batch handed over in parts (see [`EventParts`]); a
+    /// store may free each part once it is recorded.
+    async fn append_parts(
+        &self,
+        events: EventParts,
+        fence: Option<&pg_cluster::Fence>,
+    ) -> Result<Appended, StoreError> {
+        self.append_fenced(events.into_events().collect(), fence)
+            .await
     }
 
     /// Learn of events other servers appended; returns the new end. A store only this

@@ -395,7 +395,7 @@ impl PgEventLog {
         let (positions, mut records, sealed) = {
             let index = self.index();
             let stamp = super::now_us().max(index.last_stamp);
-            index.assign(events, prepared.sealed, stamp)
+            index.assign(events.into_iter(), prepared.sealed, stamp)
         };
         if records.is_empty() {
             client.batch_execute("COMMIT").await.map_err(pg)?;
@@ -608,7 +608,7 @@ impl EventLog for PgEventLog {
         events: Vec<NewEvent>,
         fence: Option<&Fence>,
     ) -> Result<Appended, StoreError> {
-        let prepared = codec::prepare_batch(&events, &self.vault)?;
+        let prepared = codec::prepare_batch(events.iter(), &self.vault)?;
         let made: Vec<u64> = prepared.new_keys.iter().map(|(a, _)| *a).collect();
         let client = self.writer.lock().await;
         let (positions, records) = match self.append_locked(&client, events, prepared, fence).await

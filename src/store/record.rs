@@ -51,6 +51,76 @@ pub struct NewEvent {
     pub event: Event,
 }
 
+/// A batch's new events in parts of at most [`EventParts::PART`], in order. A store records
+/// them part by part and frees each part once recorded: a million-event import job is never
+/// held as one 288 MB buffer beside the records made from it.
+#[derive(Debug, Default)]
+pub struct EventParts {
+    parts: Vec<Vec<NewEvent>>,
+    len: usize,
+    /// Capacity of the first part (a single command's group allocates for one event).
+    first: usize,
+}
+
+impl EventParts {
+    pub const PART: usize = 4096;
+
+    /// Parts for about `expected` events.
+    pub fn with_expected(expected: usize) -> EventParts {
+        EventParts {
+            first: expected.clamp(1, Self::PART),
+            ..EventParts::default()
+        }
+    }
+
+    pub fn push(&mut self, event: NewEvent) {
+        match self.parts.last_mut() {
+            Some(part) if part.len() < Self::PART => part.push(event),
+            _ => {
+                let capacity = match self.parts.is_empty() {
+                    true => self.first.max(1),
+                    false => Self::PART,
+                };
+                let mut part = Vec::with_capacity(capacity);
+                part.push(event);
+                self.parts.push(part);
+            }
+        }
+        self.len += 1;
+    }
+
+    pub fn extend(&mut self, events: impl Iterator<Item = NewEvent>) {
+        events.for_each(|e| self.push(e));
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &NewEvent> + Clone {
+        self.parts.iter().flatten()
+    }
+
+    /// The events in order, each part freed once its events are taken.
+    pub fn into_events(self) -> impl Iterator<Item = NewEvent> {
+        self.parts.into_iter().flatten()
+    }
+}
+
+impl From<Vec<NewEvent>> for EventParts {
+    fn from(events: Vec<NewEvent>) -> EventParts {
+        EventParts {
+            len: events.len(),
+            first: events.len(),
+            parts: vec![events],
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordedEvent {
     pub position: u64,
@@ -67,5 +137,35 @@ pub struct RecordedEvent {
 impl RecordedEvent {
     pub fn stream(&self) -> StreamId {
         self.event.stream()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(n: u64) -> NewEvent {
+        NewEvent {
+            event_id: Uuid::from_u128(n as u128),
+            actor: "a".into(),
+            source: Source::Manual,
+            request_id: None,
+            event: Event::AccountDisabled { account: n },
+        }
+    }
+
+    #[test]
+    fn parts_keep_the_order_and_hold_at_most_a_part_each() {
+        let n = EventParts::PART * 2 + 3;
+        let mut parts = EventParts::with_expected(1);
+        parts.extend((0..n as u64).map(event));
+        assert_eq!(parts.len(), n);
+        assert_eq!(parts.parts.len(), 3);
+        assert!(parts.parts.iter().all(|p| p.len() <= EventParts::PART));
+        let ids: Vec<u128> = parts.iter().map(|e| e.event_id.as_u128()).collect();
+        assert_eq!(ids, (0..n as u128).collect::<Vec<_>>());
+        let taken: Vec<u128> = parts.into_events().map(|e| e.event_id.as_u128()).collect();
+        assert_eq!(taken, (0..n as u128).collect::<Vec<_>>());
+        assert!(EventParts::default().is_empty());
     }
 }

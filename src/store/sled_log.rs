@@ -26,7 +26,7 @@ use super::index_checkpoint;
 use super::log_index::{self, LogIndex};
 use super::reach::{self, Reach};
 use super::vault::Vault;
-use super::{Appended, EventLog, NewEvent, RecordedEvent, StoreError};
+use super::{Appended, EventLog, EventParts, NewEvent, RecordedEvent, StoreError};
 use crate::domain::{AccountId, StreamId};
 
 pub const CHUNK_EVENTS: usize = 256;
@@ -576,9 +576,9 @@ impl SledEventLog {
     /// Append one batch. Sealing and key creation happen before the append lock; under it
     /// only positions are assigned and the chunks written to sled (in memory). Then a group
     /// sync makes the batch durable, shared with every appender that wrote meanwhile.
-    fn append_blocking(&self, events: Vec<NewEvent>) -> Result<Appended, StoreError> {
+    fn append_blocking(&self, events: EventParts) -> Result<Appended, StoreError> {
         let vault = &self.inner.vault;
-        let sealed_all = codec::prepare_batch(&events, vault)?.sealed;
+        let sealed_all = codec::prepare_batch(events.iter(), vault)?.sealed;
         let (positions, records) = {
             let _writer = self
                 .inner
@@ -588,7 +588,7 @@ impl SledEventLog {
             let (positions, mut records, sealed) = {
                 let index = self.index();
                 let stamp = now_us().max(index.last_stamp);
-                index.assign(events, sealed_all, stamp)
+                index.assign(events.into_events(), sealed_all, stamp)
             };
             if records.is_empty() {
                 return Ok(Appended {
@@ -785,6 +785,15 @@ impl SledEventLog {
 #[async_trait]
 impl EventLog for SledEventLog {
     async fn append(&self, events: Vec<NewEvent>) -> Result<Appended, StoreError> {
+        self.append_parts(events.into(), None).await
+    }
+
+    /// One store writes a sled directory (it is locked): no lease, the fence is ignored.
+    async fn append_parts(
+        &self,
+        events: EventParts,
+        _fence: Option<&super::pg_cluster::Fence>,
+    ) -> Result<Appended, StoreError> {
         let this = self.clone();
         tokio::task::spawn_blocking(move || this.append_blocking(events))
             .await

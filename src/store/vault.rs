@@ -118,8 +118,8 @@ pub struct Vault {
     file: Option<File>,
     /// Account numbers are the ledger's own: a fast hash, no need for SipHash's resistance.
     keys: RwLock<KeyTable>,
-    /// The last sealing per account (plaintext, sealed): the log and the views seal the same
-    /// profile, and views re-save unchanged rows; both reuse it instead of encrypting again.
+    /// The log's last sealing per account (plaintext fingerprint, sealed) until the views'
+    /// next save, which seals the same profiles and reuses these instead of encrypting again.
     /// Same key, nonce and plaintext give the same bytes, so reuse leaks nothing new.
     /// Holds a fingerprint, not the plaintext: a large import remembers a million of these.
     last_sealed: Mutex<FxHashMap<AccountId, Sealing>>,
@@ -375,7 +375,8 @@ impl Vault {
         Ok(out)
     }
 
-    /// [`Vault::seal`], reusing the account's last sealing when the plaintext is the same.
+    /// [`Vault::seal`], reusing the account's remembered sealing when the plaintext is the
+    /// same (the views' save after the log sealed the profile); nothing new is remembered.
     pub fn seal_reusing(
         &self,
         account: AccountId,
@@ -390,12 +391,31 @@ impl Vault {
             }
         }
         // Encrypt outside the lock: views are sealed by several threads at once.
+        self.seal(account, plaintext)
+    }
+
+    /// [`Vault::seal`], remembered until the next [`Vault::forget_sealings`] for the views'
+    /// save to reuse.
+    pub fn seal_remembered(
+        &self,
+        account: AccountId,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, StoreError> {
         let sealed = self.seal(account, plaintext)?;
         self.last_sealed
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(account, (self.fingerprint.of(plaintext), sealed.clone()));
         Ok(sealed)
+    }
+
+    /// How many sealings are remembered.
+    #[cfg(test)]
+    pub(crate) fn remembered(&self) -> usize {
+        self.last_sealed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
     }
 
     /// Forget the remembered sealings: they only serve until the views have saved the rows
