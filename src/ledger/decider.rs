@@ -69,10 +69,14 @@ impl Decider<'_> {
         requests: Vec<Request>,
         out: &mut EventParts,
     ) -> Vec<Result<Pending, LedgerError>> {
-        requests
-            .into_iter()
-            .map(|req| self.decide_one(state, req, out))
-            .collect()
+        // Not `into_iter().map().collect()`: that collects in place into the requests'
+        // buffer (288 bytes a request for 72 an answer), and a million-row job's answers
+        // kept its 275 MiB through the append.
+        let mut results = Vec::with_capacity(requests.len());
+        for req in requests {
+            results.push(self.decide_one(state, req, out));
+        }
+        results
     }
 
     fn decide_one(
