@@ -169,7 +169,7 @@ impl Projections {
             .into_iter()
             .map(|b| {
                 let rows = (b * ACCOUNT_BUCKET..(b + 1) * ACCOUNT_BUCKET)
-                    .filter_map(|id| self.state.account(id).cloned())
+                    .filter_map(|id| self.state.accounts.get(&id).cloned())
                     .collect();
                 (b, rows)
             })

@@ -319,7 +319,10 @@ struct AccountViewV1 {
 
 /// A bucket of account view rows (consecutive account numbers), each profile sealed with its
 /// own account's key. A deleted account is a tombstone with no personal data and needs no key.
-pub fn encode_accounts(accounts: &[AccountState], vault: &Vault) -> Result<Vec<u8>, StoreError> {
+pub fn encode_accounts(
+    accounts: &[std::sync::Arc<AccountState>],
+    vault: &Vault,
+) -> Result<Vec<u8>, StoreError> {
     let rows = accounts
         .iter()
         .map(|acc| {
@@ -328,7 +331,7 @@ pub fn encode_accounts(accounts: &[AccountState], vault: &Vault) -> Result<Vec<u
             } else {
                 seal_profile(vault, acc.id, &acc.profile, Sealing::Reuse)?
             };
-            let mut state = acc.clone();
+            let mut state = AccountState::clone(acc);
             state.profile = crate::domain::PackedProfile::erased();
             Ok(AccountViewV1 {
                 state,
