@@ -413,22 +413,9 @@ impl ImportService {
             .map(|e| e.actor.to_string())
             .unwrap_or_default();
         let report = ImportReport {
-            job_id: *job,
-            domain: domain.clone(),
-            file: file.clone(),
-            format: String::new(),
-            status: JobStatus::Applied,
             counts,
             events_written: events.len() as u64,
-            rows_read: 0,
-            changes: Vec::new(),
-            row_errors: Vec::new(),
-            row_errors_omitted: 0,
-            warnings: Vec::new(),
-            guard: GuardCheck::default(),
-            held: 0,
-            start_schedule: None,
-            deletion_schedule: None,
+            ..ImportReport::new(*job, &domain, &file, JobStatus::Applied)
         };
         let mut wire = record_to_wire(
             &JobRecord {

@@ -73,8 +73,7 @@ impl JobRegistry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::GuardCheck;
-    use crate::import::{Counts, JobStatus, RowError};
+    use crate::import::{JobStatus, RowError};
 
     fn record(rows: usize, domain: &str) -> JobRecord {
         let err = RowError {
@@ -86,22 +85,9 @@ mod tests {
         };
         JobRecord {
             report: ImportReport {
-                job_id: Uuid::new_v4(),
-                domain: domain.into(),
-                file: "users.csv".into(),
-                format: String::new(),
-                status: JobStatus::Applied,
-                counts: Counts::default(),
-                events_written: 0,
                 rows_read: rows as u64,
-                changes: Vec::new(),
                 row_errors: vec![err; rows],
-                row_errors_omitted: 0,
-                warnings: Vec::new(),
-                guard: GuardCheck::default(),
-                held: 0,
-                start_schedule: None,
-                deletion_schedule: None,
+                ..ImportReport::new(Uuid::new_v4(), domain, "users.csv", JobStatus::Applied)
             },
             actor: "a".into(),
             finished_at_us: 0,

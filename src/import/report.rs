@@ -78,6 +78,28 @@ pub struct ImportReport {
 }
 
 impl ImportReport {
+    /// A report of `job` with nothing counted, listed or warned yet.
+    pub fn new(job_id: Uuid, domain: &str, file: &str, status: JobStatus) -> ImportReport {
+        ImportReport {
+            job_id,
+            domain: domain.to_string(),
+            file: file.to_string(),
+            format: String::new(),
+            status,
+            counts: Counts::default(),
+            events_written: 0,
+            rows_read: 0,
+            changes: Vec::new(),
+            row_errors: Vec::new(),
+            row_errors_omitted: 0,
+            warnings: Vec::new(),
+            guard: GuardCheck::default(),
+            held: 0,
+            start_schedule: None,
+            deletion_schedule: None,
+        }
+    }
+
     /// What the log keeps of this job (no rows: see [`crate::domain::import_job`]).
     pub fn to_job_summary(
         &self,
@@ -108,22 +130,16 @@ impl ImportReport {
         s: &crate::domain::import_job::ImportJobSummary,
     ) -> ImportReport {
         ImportReport {
-            job_id: s.job_id,
-            domain: domain.to_string(),
-            file: s.file.clone(),
             format: s.format.clone(),
-            status: s.status,
             counts: s.counts,
             events_written: s.events_written,
             rows_read: s.rows_read,
-            changes: Vec::new(),
-            row_errors: Vec::new(),
             row_errors_omitted: s.row_errors,
             warnings: s.warnings.clone(),
-            guard: GuardCheck::default(),
             held: s.held,
             start_schedule: s.start_schedule,
             deletion_schedule: s.deletion_schedule,
+            ..ImportReport::new(s.job_id, domain, &s.file, s.status)
         }
     }
 
