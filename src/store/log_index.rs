@@ -15,7 +15,7 @@ use crate::domain::{AccountId, StreamId};
 
 /// Serializable as a whole: the sled backend saves it as a checkpoint
 /// ([`super::index_checkpoint`]) so that an open reads only the log after it.
-#[derive(Default, Serialize, Deserialize)]
+#[derive(Clone, Default, Serialize, Deserialize)]
 pub(crate) struct LogIndex {
     pub(crate) streams: StreamIndex,
     pub(crate) requests: HashMap<String, Vec<u64>>,

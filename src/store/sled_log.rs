@@ -278,7 +278,7 @@ fn current_reach(inner: &Inner) -> Reach {
 }
 
 /// Save the log index as a checkpoint ([`index_checkpoint`]) when it grew since the last one.
-/// Encoded under the index's read lock; written once `durable_through` made the log durable
+/// Copied under the index's read lock and encoded outside it; written once `durable_through` made the log durable
 /// through its end (under steady writes the index is nearly always ahead of the last sync),
 /// after the keys of the deletions it covers are destroyed (so an open after it needs to
 /// finish no deletion before its end). Returns whether it wrote one.
@@ -286,14 +286,21 @@ fn write_index_checkpoint(
     inner: &Inner,
     durable_through: &dyn Fn(u64) -> Result<(), StoreError>,
 ) -> Result<bool, StoreError> {
-    let (end, bytes) = {
+    let started = std::time::Instant::now();
+    // Copied under the read lock (mostly flat tables: a memcpy) and encoded outside it:
+    // appends wait for the index's write lock meanwhile, and encoding a 1M-event index under
+    // it stalled every domain's appends for 35-310 ms.
+    let copy = {
         let index = inner.index.read().unwrap_or_else(|e| e.into_inner());
-        let end = index.last_position;
-        if end <= inner.checkpointed.load(Ordering::Acquire) {
+        if index.last_position <= inner.checkpointed.load(Ordering::Acquire) {
             return Ok(false);
         }
-        (end, index_checkpoint::encode(&index)?)
+        index.clone()
     };
+    let locked = started.elapsed();
+    let end = copy.last_position;
+    let bytes = index_checkpoint::encode(&copy)?;
+    drop(copy);
     durable_through(end)?;
     let covered: Vec<AccountId> = inner
         .deletions
@@ -306,6 +313,12 @@ fn write_index_checkpoint(
     inner.vault.destroy(&covered)?;
     index_checkpoint::write(&inner.dir, &bytes)?;
     inner.checkpointed.store(end, Ordering::Release);
+    tracing::info!(
+        through = end,
+        bytes = bytes.len(),
+        "log index checkpoint written in {:.2?} (copied under the index's read lock in {locked:.2?})",
+        started.elapsed()
+    );
     inner
         .deletions
         .lock()

@@ -13,7 +13,7 @@ use crate::domain::StreamId;
 /// practice) and domain streams in a map.
 const DENSE_ACCOUNTS: u64 = 1 << 28;
 
-#[derive(Default, Serialize, Deserialize)]
+#[derive(Clone, Default, Serialize, Deserialize)]
 pub(crate) struct StreamIndex {
     /// By account number: (newest position, event count); (0, 0) for none.
     accounts: Vec<(u64, u64)>,
