@@ -12,7 +12,6 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
@@ -25,20 +24,14 @@ use super::files;
 use super::index_checkpoint;
 use super::log_index::{self, LogIndex};
 use super::reach::{self, Reach};
+use super::sled_commit;
+use super::sled_open::{PID_FILE, open_sled};
 use super::vault::Vault;
 use super::{Appended, EventLog, EventParts, NewEvent, RecordedEvent, StoreError};
 use crate::domain::{AccountId, StreamId};
 
 pub const CHUNK_EVENTS: usize = 256;
-/// Chunks written in one sled batch (16k events, a few MB): a larger commit is written in
-/// several, bracketed by the torn-commit marker ([`SledEventLog::write_chunks`]).
-const CHUNKS_PER_WRITE: usize = 64;
-/// Key of the torn-commit marker (tree `torn`): the first position of a commit being written
-/// in several batches.
-const TORN_COMMIT: &[u8] = b"commit";
 const MARKER_FILE: &str = "ACCOUNT_LEDGER_DATA";
-/// The pid of the process that last opened the store (named when the store is found locked).
-const PID_FILE: &str = "server.pid";
 const MARKER_TEXT: &str = "account-ledger data directory, layout 2\n";
 /// Layout 1 had no reach record and a vault without header; both are added on open.
 const MARKER_TEXT_1: &str = "account-ledger data directory, layout 1\n";
@@ -55,7 +48,7 @@ struct Inner {
     dir: PathBuf,
     db: sled::Db,
     log: sled::Tree,
-    /// The torn-commit marker, set while a commit is written in several batches.
+    /// The torn-commit marker ([`sled_commit`]), set while a commit is written in parts.
     torn: sled::Tree,
     /// sled's main file, fsynced after each flush (sled 0.34 only sync_file_ranges it).
     db_file: File,
@@ -176,7 +169,7 @@ pub fn open_store_with(dir: &Path, options: StoreOptions) -> Result<OpenedStore,
     let _ = std::fs::write(dir.join(PID_FILE), format!("{}\n", std::process::id()));
     let log = db.open_tree("log").map_err(|e| open_err(e.to_string()))?;
     let torn = db.open_tree("torn").map_err(|e| open_err(e.to_string()))?;
-    discard_torn_commit(&db, &log, &torn).map_err(|e| open_err(e.to_string()))?;
+    sled_commit::discard_torn(&db, &log, &torn).map_err(|e| open_err(e.to_string()))?;
     let db_file = File::open(sled_dir.join("db")).map_err(|e| open_err(e.to_string()))?;
     let vault_path = dir.join("keys.vault");
     let vault = match Vault::open(&vault_path, recorded.vault_len) {
@@ -228,31 +221,6 @@ pub fn open_store_with(dir: &Path, options: StoreOptions) -> Result<OpenedStore,
     Ok(OpenedStore { log, views, vault })
 }
 
-/// A commit written in several batches that a crash cut short (its marker is still set): its
-/// chunks are removed before the log is read, so an import is all or nothing. It was never
-/// acknowledged (see [`SledEventLog::write_chunks`]). Removal goes before the marker: a crash
-/// here leaves the marker, and the next open finishes the job.
-fn discard_torn_commit(db: &sled::Db, log: &sled::Tree, torn: &sled::Tree) -> sled::Result<()> {
-    let Some(first) = torn.get(TORN_COMMIT)?.and_then(|v| codec::read_u64(&v)) else {
-        return Ok(());
-    };
-    let mut batch = sled::Batch::default();
-    let mut chunks = 0u64;
-    for key in log.range(u64_key(first)..).keys() {
-        batch.remove(key?);
-        chunks += 1;
-    }
-    log.apply_batch(batch)?;
-    torn.remove(TORN_COMMIT)?;
-    db.flush()?;
-    tracing::warn!(
-        first_position = first,
-        chunks,
-        "discarded a commit that a crash cut short (never acknowledged)"
-    );
-    Ok(())
-}
-
 /// A loss the operator accepted is logged as such; otherwise it is the refusal.
 pub fn accept_or_refuse(
     options: StoreOptions,
@@ -278,8 +246,8 @@ fn current_reach(inner: &Inner) -> Reach {
 }
 
 /// Save the log index as a checkpoint ([`index_checkpoint`]) when it grew since the last one.
-/// Copied under the index's read lock and encoded outside it; written once `durable_through` made the log durable
-/// through its end (under steady writes the index is nearly always ahead of the last sync),
+/// Copied under the index's read lock and encoded outside it; written once `durable_through`
+/// made the log durable through its end (under steady writes the index is nearly always ahead of the last sync),
 /// after the keys of the deletions it covers are destroyed (so an open after it needs to
 /// finish no deletion before its end). Returns whether it wrote one.
 fn write_index_checkpoint(
@@ -399,54 +367,6 @@ impl Drop for Inner {
             }
         }
     }
-}
-
-/// sled's file lock is released by its background threads shortly after the last handle is
-/// dropped; a reopen in the same process (restart, tests) waits briefly for it.
-pub(super) fn open_sled(sled_dir: &Path) -> Result<sled::Db, String> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
-    loop {
-        let opened = catch_unwind(AssertUnwindSafe(|| {
-            sled::Config::new()
-                .path(sled_dir)
-                .cache_capacity(64 * 1024 * 1024)
-                .open()
-        }))
-        .map_err(|panic| format!("sled panicked while opening: {}", panic_text(&panic)))?;
-        match opened {
-            Ok(db) => return Ok(db),
-            Err(sled::Error::Io(e)) if is_locked(&e) && std::time::Instant::now() < deadline => {
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            Err(sled::Error::Io(e)) if is_locked(&e) => {
-                let pid = sled_dir
-                    .parent()
-                    .and_then(|d| std::fs::read_to_string(d.join(PID_FILE)).ok())
-                    .map(|p| format!(" (pid {})", p.trim()))
-                    .unwrap_or_default();
-                return Err(format!(
-                    "another account-ledger{pid} is using this data dir; stop it, or give this \
-                     server another --data-dir"
-                ));
-            }
-            Err(e) => return Err(format!("sled: {e}")),
-        }
-    }
-}
-
-/// sled reports a held lock as an I/O error of kind WouldBlock, or wrapped in one of kind
-/// Other whose text says so.
-fn is_locked(e: &std::io::Error) -> bool {
-    e.kind() == std::io::ErrorKind::WouldBlock
-        || e.raw_os_error() == Some(libc::EWOULDBLOCK)
-        || e.to_string().contains("could not acquire lock")
-}
-
-fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
-    p.downcast_ref::<String>()
-        .cloned()
-        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "unknown panic".into())
 }
 
 impl SledEventLog {
@@ -617,7 +537,7 @@ impl SledEventLog {
                     codec::encode_chunk_sealed(&mut records, &sealed)?,
                 )?;
             } else {
-                self.write_chunks(&mut records, sealed)?;
+                sled_commit::write_chunks(&self.inner.log, &self.inner.torn, &mut records, sealed)?;
             }
             let mut index = self.inner.index.write().unwrap_or_else(|e| e.into_inner());
             for r in &records {
@@ -643,52 +563,6 @@ impl SledEventLog {
             positions,
             recorded: records,
         })
-    }
-
-    /// Write a commit of several chunks, all or nothing after a crash. Up to
-    /// [`CHUNKS_PER_WRITE`] chunks go in one sled batch (atomic on its own). A larger commit
-    /// (an import job) is written a batch at a time, so the encoded job is never held whole
-    /// (at 1M events a single batch held 196 MB beside sled's copy of it): it is bracketed by
-    /// a torn-commit marker, set before its first batch and removed after its last. sled
-    /// recovers a prefix of its operations, so after a crash the marker is there exactly when
-    /// some of the commit may be missing, and the open discards the commit
-    /// ([`discard_torn_commit`]). A commit is acknowledged only after its marker is removed and
-    /// synced, so what is discarded was never acknowledged.
-    fn write_chunks(
-        &self,
-        records: &mut [RecordedEvent],
-        sealed: Vec<Option<Vec<u8>>>,
-    ) -> Result<(), StoreError> {
-        let torn = records.len().div_ceil(CHUNK_EVENTS) > CHUNKS_PER_WRITE;
-        if torn {
-            self.inner
-                .torn
-                .insert(TORN_COMMIT, &u64_key(records[0].position))?;
-        }
-        let mut sealed = sealed;
-        let mut done = 0;
-        while done < records.len() {
-            let end = (done + CHUNK_EVENTS * CHUNKS_PER_WRITE).min(records.len());
-            let mut batch = sled::Batch::default();
-            for (chunk, sealed) in records[done..end]
-                .chunks_mut(CHUNK_EVENTS)
-                .zip(sealed[done..end].chunks(CHUNK_EVENTS))
-            {
-                batch.insert(
-                    &u64_key(chunk[0].position),
-                    codec::encode_chunk_sealed(chunk, sealed)?,
-                );
-            }
-            // The sealed profiles are in the chunks now: not held through sled's write.
-            sealed[done..end].iter_mut().for_each(|s| *s = None);
-            self.inner.log.apply_batch(batch)?;
-            done = end;
-        }
-        drop(sealed);
-        if torn {
-            self.inner.torn.remove(TORN_COMMIT)?;
-        }
-        Ok(())
     }
 
     /// Return once everything up to `position` is durable. One caller at a time syncs (the

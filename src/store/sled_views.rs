@@ -71,7 +71,7 @@ pub fn open_cache(dir: &std::path::Path, vault: Arc<Vault>) -> Result<SledViews,
         reason,
     };
     super::files::create_private_dir(dir).map_err(|e| open_err(e.to_string()))?;
-    let db = super::sled_log::open_sled(dir).map_err(open_err)?;
+    let db = super::sled_open::open_sled(dir).map_err(open_err)?;
     super::files::narrow_tree(dir).map_err(|e| open_err(e.to_string()))?;
     SledViews::open(&db, vault)
 }
