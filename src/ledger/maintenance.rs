@@ -146,9 +146,18 @@ pub(super) async fn rebuild(ledger: &Ledger) -> Result<u64, LedgerError> {
         let Some(sender) = ledger.sender(&part) else {
             continue;
         };
+        // The list and search index is built here, not in the writer: its domain's commands
+        // wait only for the swap itself.
+        let mut taken = fresh.take(&part.domain);
+        let prepared = tokio::task::spawn_blocking(move || {
+            taken.prepare_index();
+            taken
+        })
+        .await
+        .map_err(|e| StoreError::Io(format!("indexing a rebuilt domain: {e}")))?;
         let (reply, rx) = tokio::sync::oneshot::channel();
         let job = Job::Swap {
-            fresh: Box::new(fresh.take(&part.domain)),
+            fresh: Box::new(prepared),
             replayed_to,
             reply,
         };

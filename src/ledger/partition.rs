@@ -54,9 +54,9 @@ pub(crate) struct Partition {
 }
 
 impl Partition {
-    /// A live partition over `projections` (its list and search index built here).
+    /// A live partition over `projections` (its list and search index made ready here).
     pub(crate) fn new(index: u32, domain: &str, mut projections: Projections) -> Partition {
-        projections.build_index();
+        projections.ready_index();
         Partition {
             index,
             domain: domain.to_string(),
@@ -210,7 +210,8 @@ impl Writer {
         }
         fresh.checkpoint = fresh.checkpoint.max(last);
         fresh.mark_all_dirty();
-        fresh.build_index();
+        // Built by the rebuild before the swap; only the tail applied here is indexed here.
+        fresh.ready_index();
         self.state = fresh.state.clone();
         *self.part.write() = fresh;
         Ok(())

@@ -3,7 +3,8 @@
 //! (dirty rows, the license series, the checkpoint). Replay of the log into a fresh
 //! [`Projections`] must equal the live one; `verify` checks it. A live read model also holds
 //! the [`AccountIndex`] lists and searches use; replay leaves it out and it is built (in one
-//! sorted pass) when a read model goes live.
+//! sorted pass) when a read model goes live. Loaded views build it beside their maps, on the
+//! other core, and going live only updates it for what catch-up changed.
 
 pub mod index;
 
@@ -31,10 +32,14 @@ pub struct Projections {
     pending_points: Vec<LicensePoint>,
     /// Stamp of the newest pending point.
     newest_stamp: Option<i64>,
+    /// Set when `index` was built from the loaded rows: the state it reflects, and the
+    /// accounts changed since (catch-up), so going live updates it instead of building anew.
+    index_base: Option<Box<(LedgerState, Vec<AccountId>)>>,
 }
 
 impl Projections {
-    /// Rebuild the in-memory model from one domain's persisted rows.
+    /// Rebuild the in-memory model from one domain's persisted rows. The list and search
+    /// index is built from the same rows on a second core meanwhile (start-up waits for both).
     pub fn from_snapshot(snapshot: PartitionSnapshot) -> Projections {
         let mut state = LedgerState::default();
         state
@@ -42,19 +47,48 @@ impl Projections {
             .insert(snapshot.domain.name.clone(), snapshot.domain);
         let mut accounts = snapshot.accounts;
         accounts.sort_by_key(|a| a.id);
-        for acc in accounts {
-            state.insert_account_row(acc);
-        }
+        let index = std::thread::scope(|s| {
+            let index = s.spawn(|| AccountIndex::build(accounts.iter().map(|a| &**a)));
+            for acc in &accounts {
+                state.insert_account_row(acc.clone());
+            }
+            index.join().expect("building the list and search index")
+        });
+        drop(accounts);
+        let base = state.clone();
         Projections {
             state,
+            index,
             checkpoint: snapshot.checkpoint,
+            index_base: Some(Box::new((base, Vec::new()))),
             ..Default::default()
         }
     }
 
+    /// Build the list and search index from the rows now, ahead of going live (off the
+    /// writer): going live then only updates it for the events applied in between.
+    pub fn prepare_index(&mut self) {
+        self.build_index();
+        self.index_base = Some(Box::new((self.state.clone(), Vec::new())));
+    }
+
     /// Build the list and search index from the rows (when this read model goes live).
     pub fn build_index(&mut self) {
+        self.index_base = None;
         self.index = AccountIndex::build(self.state.accounts.values().map(|a| &**a));
+    }
+
+    /// Make the index match the rows as this read model goes live: the one built at load,
+    /// updated for the accounts catch-up changed; built from the rows when there is none.
+    pub fn ready_index(&mut self) {
+        match self.index_base.take() {
+            Some(base) => {
+                let (before, touched) = *base;
+                let index = std::mem::take(&mut self.index);
+                self.index = Projections::index_after(index, &before, &self.state, touched);
+            }
+            None => self.build_index(),
+        }
     }
 
     /// The domain this partition holds (None before its registration is applied).
@@ -72,6 +106,9 @@ impl Projections {
         self.last_applied = e.position;
         if let Some(acc) = e.event.account() {
             self.dirty_buckets.insert(acc / ACCOUNT_BUCKET);
+            if let Some(base) = &mut self.index_base {
+                base.1.push(acc);
+            }
         }
         self.dirty_domain = true;
         let Some(d) = self.state.domains.values().next() else {
@@ -228,5 +265,130 @@ impl Projections {
     /// Equal as read models (ignores checkpoints and what is pending a save).
     pub fn same_view(&self, other: &Projections) -> bool {
         self.state == other.state
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Event, Profile, Status};
+    use crate::store::Source;
+
+    fn recorded(position: u64, event: Event) -> RecordedEvent {
+        RecordedEvent {
+            position,
+            stream_version: 1,
+            event_id: uuid::Uuid::new_v4(),
+            recorded_at_us: position as i64,
+            actor: "admin".into(),
+            source: Source::Manual,
+            request_id: None,
+            event,
+        }
+    }
+
+    fn profile(login: &str, first: &str) -> Profile {
+        Profile {
+            login: login.into(),
+            first_name: first.into(),
+            last_name: "Doe".into(),
+            email: format!("{login}@school.example"),
+        }
+    }
+
+    fn created(position: u64, account: AccountId, login: &str, first: &str) -> RecordedEvent {
+        recorded(
+            position,
+            Event::AccountCreated {
+                account,
+                domain: "d".into(),
+                import_id: Some(format!("sis-{account}")),
+                profile: profile(login, first),
+                role: "student".into(),
+                enabled: true,
+            },
+        )
+    }
+
+    /// What lists and searches answer from an index, checked against the rows.
+    fn answers(index: &AccountIndex, state: &LedgerState) -> Vec<Vec<AccountId>> {
+        let mut out = Vec::new();
+        for statuses in [
+            &[Status::Enabled][..],
+            &[Status::Disabled],
+            &[Status::Enabled, Status::Disabled, Status::Deactivated],
+        ] {
+            out.push(index.listed_after(statuses, None, 0).collect());
+            out.push(vec![index.count(statuses, Some("student"))]);
+        }
+        for word in ["ann", "lou", "zed", "tom", "doe", "sis-2"] {
+            let words = index::search_words(word);
+            let mut found: Vec<_> = index
+                .search_candidates(word)
+                .into_iter()
+                .filter(|id| {
+                    state
+                        .account(*id)
+                        .is_some_and(|a| index::matches_search(a, &words))
+                })
+                .collect();
+            found.sort_unstable();
+            out.push(found);
+        }
+        out
+    }
+
+    #[test]
+    fn an_index_built_at_load_and_caught_up_answers_as_one_built_after() {
+        let mut live = Projections::default();
+        live.apply(&recorded(
+            1,
+            Event::DomainRegistered {
+                domain: "d".into(),
+                license_limit: 10,
+            },
+        ));
+        for (i, (login, first)) in [("ann", "Ann"), ("tom", "Tom"), ("amy", "Amy")]
+            .into_iter()
+            .enumerate()
+        {
+            live.apply(&created(2 + i as u64, 1 + i as u64, login, first));
+        }
+        let snapshot = PartitionSnapshot {
+            domain: live.state.domains["d"].clone(),
+            checkpoint: live.checkpoint,
+            accounts: live.state.accounts.values().cloned().collect(),
+        };
+        let mut loaded = Projections::from_snapshot(snapshot);
+        // Catch-up after the load: a new account, a rename, a status change, a delete.
+        let tail = [
+            created(5, 4, "zed", "Zed"),
+            recorded(
+                6,
+                Event::ProfileUpdated {
+                    account: 1,
+                    profile: profile("ann", "Louise"),
+                    role: "student".into(),
+                },
+            ),
+            recorded(7, Event::AccountDisabled { account: 3 }),
+            recorded(8, Event::AccountDeleted { account: 2 }),
+        ];
+        for e in &tail {
+            loaded.apply(e);
+            live.apply(e);
+        }
+        loaded.ready_index();
+        live.build_index();
+        assert!(loaded.same_view(&live));
+        let want = answers(&live.index, &live.state);
+        assert_eq!(answers(&loaded.index, &loaded.state), want);
+        // The test sees each kind of change: a listed account, a renamed one, a deleted one.
+        assert_eq!(want[0], vec![1, 4]);
+        assert_eq!(want[7], vec![1], "found by the new first name");
+        assert!(
+            want[9].is_empty(),
+            "the deleted account is found by nothing"
+        );
     }
 }
