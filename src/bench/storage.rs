@@ -67,11 +67,49 @@ fn scratch(
     }
 }
 
+/// Sealing and opening one short profile per account key, as imports, the views' save and
+/// start-up do (one AEAD call per account: its per-key setup dominates, see .cargo/config.toml).
+fn profile_sealing(opts: &BenchOptions) -> Result<(), Box<dyn std::error::Error>> {
+    const PROFILES: u64 = 100_000;
+    let (_tmp, dir) = scratch(opts, "vault")?;
+    std::fs::create_dir_all(&dir)?;
+    let vault = crate::store::vault::Vault::open(&dir.join("keys.vault"), 0)?;
+    let accounts: Vec<u64> = (1..=PROFILES).collect();
+    vault.ensure_keys(&accounts)?;
+    let plaintext = b"user0123456,First123456,Last123456,user0123456@district.example,stud";
+    let started = Instant::now();
+    let sealed = accounts
+        .iter()
+        .map(|a| vault.seal(*a, plaintext))
+        .collect::<Result<Vec<_>, _>>()?;
+    let sealing = started.elapsed();
+    let started = Instant::now();
+    let opened = accounts
+        .iter()
+        .zip(&sealed)
+        .filter(|(a, s)| vault.open_sealed(**a, s).is_some())
+        .count();
+    let opening = started.elapsed();
+    if opened as u64 != PROFILES {
+        return Err(format!("only {opened} of {PROFILES} profiles opened").into());
+    }
+    let each = |d: Duration| d.as_secs_f64() * 1e6 / PROFILES as f64;
+    println!(
+        "profile seal / open, one key each:  {:.2} / {:.2} µs per {}-byte profile (one core)",
+        each(sealing),
+        each(opening),
+        plaintext.len()
+    );
+    Ok(())
+}
+
 pub async fn run(opts: BenchOptions) -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "account-ledger bench: {} events, batches of {BATCH}",
         opts.events
     );
+
+    profile_sealing(&opts)?;
 
     // 1. Raw durable batched append on the log (no rules, no projections).
     {
