@@ -104,6 +104,13 @@ fn profile_sealing(opts: &BenchOptions) -> Result<(), Box<dyn std::error::Error>
 }
 
 pub async fn run(opts: BenchOptions) -> Result<(), Box<dyn std::error::Error>> {
+    if std::env::var_os("RUST_LOG").is_some() {
+        // The ledger's own phase lines (views rebuilt in ..., log index checkpoint ...).
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
     println!(
         "account-ledger bench: {} events, batches of {BATCH}",
         opts.events

@@ -120,10 +120,12 @@ async fn save_locked(shared: &Shared) -> Result<(), LedgerError> {
 pub(super) async fn rebuild(ledger: &Ledger) -> Result<u64, LedgerError> {
     let shared = &ledger.shared;
     let _no_saves = shared.save_lock.lock().await;
+    let started = std::time::Instant::now();
     let mut fresh = Replay::default();
     let mut replayed = fresh.catch_up(&*shared.log).await?;
     // A second pass shortens the tail each writer must apply.
     replayed += fresh.catch_up(&*shared.log).await?;
+    let replay_took = started.elapsed();
     {
         let views = shared.views.clone();
         tokio::task::spawn_blocking(move || views.clear())
@@ -164,7 +166,14 @@ pub(super) async fn rebuild(ledger: &Ledger) -> Result<u64, LedgerError> {
         sender.send(job).await.map_err(|_| LedgerError::Closed)?;
         rx.await.map_err(|_| LedgerError::Closed)??;
     }
+    let swapped = started.elapsed();
     save_locked(shared).await?;
+    tracing::info!(
+        events = replayed,
+        "views rebuilt in {:.2?}: log replayed in {replay_took:.2?}, indexed and swapped \
+         into the writers by {swapped:.2?}, then saved",
+        started.elapsed()
+    );
     Ok(replayed)
 }
 

@@ -272,19 +272,9 @@ impl Projections {
 mod tests {
     use super::*;
     use crate::domain::{Event, Profile, Status};
-    use crate::store::Source;
 
     fn recorded(position: u64, event: Event) -> RecordedEvent {
-        RecordedEvent {
-            position,
-            stream_version: 1,
-            event_id: uuid::Uuid::new_v4(),
-            recorded_at_us: position as i64,
-            actor: "admin".into(),
-            source: Source::Manual,
-            request_id: None,
-            event,
-        }
+        RecordedEvent::at(position, event)
     }
 
     fn profile(login: &str, first: &str) -> Profile {

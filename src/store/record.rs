@@ -138,6 +138,21 @@ impl RecordedEvent {
     pub fn stream(&self) -> StreamId {
         self.event.stream()
     }
+
+    /// A manual event at `position` (stamped with it), for unit tests of folds.
+    #[cfg(test)]
+    pub(crate) fn at(position: u64, event: Event) -> RecordedEvent {
+        RecordedEvent {
+            position,
+            stream_version: 1,
+            event_id: Uuid::from_u128(position as u128),
+            recorded_at_us: position as i64,
+            actor: "admin".into(),
+            source: Source::Manual,
+            request_id: None,
+            event,
+        }
+    }
 }
 
 #[cfg(test)]
