@@ -49,9 +49,7 @@ impl Projections {
         accounts.sort_by_key(|a| a.id);
         let index = std::thread::scope(|s| {
             let index = s.spawn(|| AccountIndex::build(accounts.iter().map(|a| &**a)));
-            for acc in &accounts {
-                state.insert_account_row(acc.clone());
-            }
+            state.load_rows(&accounts);
             index.join().expect("building the list and search index")
         });
         drop(accounts);
