@@ -30,6 +30,8 @@ start
 export ACCOUNT_LEDGER_TOKEN=$(grep -o 'al_[A-Za-z0-9_-]*' "$work/serve.out" "$work/serve.err" | head -1 | cut -d: -f2)
 "$bin" domain create big --limit 2000000 > /dev/null
 export ACCOUNT_LEDGER_TOKEN=$("$bin" token add --principal admin --role domain-admin --domain big)
+# Kept for later runs on this data dir (e.g. reads-bench after scripts/restart-rss.sh).
+(umask 077; echo "$ACCOUNT_LEDGER_TOKEN" > "$work/admin.token")
 t0=$(date +%s.%N)
 "$bin" import --domain big --kind users --confirm-mass-change "$work/users.csv" > "$work/import.out" 2>&1
 t1=$(date +%s.%N)
@@ -44,6 +46,7 @@ start
 echo "RSS after restart: $(rss $spid)"
 "$bin" reads-bench big --runs 20 --changes 1000
 echo "RSS after the queries: $(rss $spid)"
+sleep 5; echo "RSS 5 s later: $(rss $spid)"
 # ExportUsers streamed to the CLI (JSON lines); the server's peak RSS above its RSS before.
 echo 5 > /proc/$spid/clear_refs; idle=$(grep VmRSS /proc/$spid/status | awk '{print $2}')
 t0=$(date +%s.%N); n=$("$bin" export big --json | wc -l); t1=$(date +%s.%N)
