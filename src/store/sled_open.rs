@@ -13,9 +13,12 @@ pub(crate) fn open_sled(sled_dir: &Path) -> Result<sled::Db, String> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
     loop {
         let opened = catch_unwind(AssertUnwindSafe(|| {
+            // sled holds more than this in decoded pages (it counts less than it keeps); with
+            // 64 MiB a 1M-account server kept ~110 MiB more after the daily queries, and no
+            // query, import or bench figure was faster for it (README, Figures).
             sled::Config::new()
                 .path(sled_dir)
-                .cache_capacity(64 * 1024 * 1024)
+                .cache_capacity(16 * 1024 * 1024)
                 .open()
         }))
         .map_err(|panic| format!("sled panicked while opening: {}", panic_text(&panic)))?;
