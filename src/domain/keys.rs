@@ -53,7 +53,11 @@ fn hash(domain: &str, key: &str) -> u64 {
 
 impl KeyIndex {
     pub fn insert(&mut self, domain: &str, key: &str, account: AccountId) {
-        let h = hash(domain, key);
+        self.insert_entry(KeyIndex::entry(domain, key, account));
+    }
+
+    /// Insert an entry made by [`KeyIndex::entry`].
+    pub fn insert_entry(&mut self, (h, account): (u64, AccountId)) {
         match self.first.get(&h) {
             None => {
                 self.first.insert(h, account);
@@ -174,16 +178,8 @@ mod tests {
         let mut inserted = KeyIndex::default();
         let mut in_order = entries;
         in_order.sort_by_key(|&(_, a)| a);
-        for (h, a) in in_order {
-            match inserted.first.get(&h) {
-                None => {
-                    inserted.first.insert(h, a);
-                }
-                Some(b) if *b == a => {}
-                Some(_) => {
-                    inserted.more.insert((h, a));
-                }
-            }
+        for entry in in_order {
+            inserted.insert_entry(entry);
         }
         assert_eq!(built.first, inserted.first);
         assert_eq!(built.more, inserted.more);

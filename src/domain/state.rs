@@ -344,27 +344,24 @@ impl LedgerState {
         self.next_account_id = self.next_account_id.max(other.next_account_id);
     }
 
-    /// Put back an account row loaded from a persisted view, with its indexes.
-    /// Add loaded rows (sorted by account number) to a state that has no accounts yet: the
-    /// same result as [`LedgerState::insert_account_row`] for each in turn, with every map built
-    /// from sorted entries instead of one insert per row.
+    /// Put back account rows loaded from persisted views (sorted by account number) into a
+    /// state that has no accounts yet, with their indexes: every map built from sorted entries
+    /// instead of one insert per row.
     pub fn load_rows(&mut self, rows: &[Arc<AccountState>]) {
         debug_assert!(self.accounts.is_empty());
         debug_assert!(rows.windows(2).all(|w| w[0].id <= w[1].id));
         let mut import_ids = Vec::with_capacity(rows.len());
         let mut logins = Vec::with_capacity(rows.len());
-        for acc in rows.iter().filter(|a| !a.deleted) {
-            if let Some(iid) = &acc.import_id {
-                import_ids.push(KeyIndex::entry(&acc.domain, iid, acc.id));
-            }
-            if !acc.profile.is_erased() {
-                let login = login_key(acc.profile.login());
-                logins.push(KeyIndex::entry(&acc.domain, &login, acc.id));
-            }
-        }
-        self.by_import_id = KeyIndex::from_entries(import_ids);
-        self.by_login = KeyIndex::from_entries(logins);
         for acc in rows {
+            if !acc.deleted {
+                if let Some(iid) = &acc.import_id {
+                    import_ids.push(KeyIndex::entry(&acc.domain, iid, acc.id));
+                }
+                if !acc.profile.is_erased() {
+                    let login = login_key(acc.profile.login());
+                    logins.push(KeyIndex::entry(&acc.domain, &login, acc.id));
+                }
+            }
             match self.domain_accounts.get_mut(&acc.domain) {
                 Some(ids) => ids.push_back(acc.id),
                 None => {
@@ -373,30 +370,11 @@ impl LedgerState {
                 }
             }
         }
+        self.by_import_id = KeyIndex::from_entries(import_ids);
+        self.by_login = KeyIndex::from_entries(logins);
         if let Some(last) = rows.last() {
             self.next_account_id = self.next_account_id.max(last.id + 1);
         }
         self.accounts = rows.iter().map(|a| (a.id, a.clone())).collect();
-    }
-
-    pub fn insert_account_row(&mut self, acc: Arc<AccountState>) {
-        if !acc.deleted {
-            if let Some(iid) = &acc.import_id {
-                self.by_import_id.insert(&acc.domain, iid, acc.id);
-            }
-            if !acc.profile.is_erased() {
-                self.by_login
-                    .insert(&acc.domain, &login_key(acc.profile.login()), acc.id);
-            }
-        }
-        match self.domain_accounts.get_mut(&acc.domain) {
-            Some(ids) => ids.push_back(acc.id),
-            None => {
-                self.domain_accounts
-                    .insert(acc.domain.clone(), Vector::unit(acc.id));
-            }
-        }
-        self.next_account_id = self.next_account_id.max(acc.id + 1);
-        self.accounts.insert(acc.id, acc);
     }
 }
