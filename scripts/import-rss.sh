@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Import one users.csv into a fresh server started from BINARY: the import's time through the
-# CLI and the server's peak RSS (VmHWM). Run it with two builds, alternated, to compare them in
+# CLI, the server's peak RSS (VmHWM) and its RSS 3 s after. Run it with two builds, alternated, to compare them in
 # the same minutes (district-1m.sh leaves a 1M-row users.csv in its work dir). A benchmark, not
 # a test.
 # usage: scripts/import-rss.sh BINARY USERS_CSV [PORT]
@@ -17,4 +17,5 @@ t0=$(date +%s.%N)
 "$bin" import --domain big --kind users --confirm-mass-change "$csv" > "$work/import.out" 2>&1
 t1=$(date +%s.%N)
 echo "$bin: import $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}') s; server peak RSS $(grep VmHWM /proc/$spid/status | awk '{printf "%d MiB", $2/1024}')"
+sleep 3; echo "  RSS 3 s after the import: $(grep VmRSS /proc/$spid/status | awk '{printf "%d MiB", $2/1024}')"
 kill -TERM $spid; wait $spid || true
