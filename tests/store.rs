@@ -116,6 +116,18 @@ async fn positions_are_gap_free_and_stamps_never_go_back_across_reopen() {
         .unwrap();
     let want: Vec<u64> = picked.iter().map(|e| e.position).collect();
     assert_eq!(want, vec![1, 255, 256, 257, 600, 601]);
+    // In any order, repeated, or past the end (skipped): each answered as read_range has it.
+    let picked = store
+        .log
+        .read_positions(&[601, 3, 3, 700, 2, 256, 0])
+        .await
+        .unwrap();
+    let by_range = |p: u64| all[p as usize - 1].clone();
+    assert_eq!(
+        picked,
+        [601, 3, 3, 2, 256].map(by_range).to_vec(),
+        "positions answered in the order asked"
+    );
 }
 
 #[test]

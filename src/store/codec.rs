@@ -9,12 +9,16 @@
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use uuid::Uuid;
 
+use super::chunk_table;
 use super::vault::Vault;
 use super::{RecordedEvent, Source, StoreError};
 use crate::domain::{AccountId, AccountState, DomainState, Event, Profile};
 
-/// Current format of log chunks and views.
+/// Format of views, of the log index checkpoint, and of one-event log chunks.
 pub const FORMAT_V1: u8 = 1;
+/// Format of log chunks of several events: each event encoded on its own behind a table of
+/// lengths ([`chunk_table`]), so one event is read without decoding the others.
+pub const FORMAT_CHUNK_V2: u8 = 2;
 
 /// Events of one chunk share their commit's time stamp.
 #[derive(Serialize, Deserialize)]
@@ -218,24 +222,27 @@ pub fn encode_chunk_sealed(
         .iter_mut()
         .map(|e| profile_slot(&mut e.event).map(|(_, p)| std::mem::take(p)))
         .collect();
-    let chunk = ChunkV1Ref {
-        recorded_at_us,
-        events: events
-            .iter()
-            .zip(sealed)
-            .map(|(e, sealed_profile)| EventV1Ref {
-                stream_version: e.stream_version,
-                event_id: *e.event_id.as_bytes(),
-                actor: &e.actor,
-                source: &e.source,
-                request_id: e.request_id.as_deref(),
-                event: &e.event,
-                sealed_profile: sealed_profile.as_ref(),
-            })
-            .collect(),
+    let refs = events
+        .iter()
+        .zip(sealed)
+        .map(|(e, sealed_profile)| EventV1Ref {
+            stream_version: e.stream_version,
+            event_id: *e.event_id.as_bytes(),
+            actor: &e.actor,
+            source: &e.source,
+            request_id: e.request_id.as_deref(),
+            event: &e.event,
+            sealed_profile: sealed_profile.as_ref(),
+        });
+    // One event (a single command; every PostgreSQL row) gains nothing from a length table.
+    let encoded = if events.len() > 1 {
+        encode_table(recorded_at_us, refs)
+    } else {
+        to_bytes(&ChunkV1Ref {
+            recorded_at_us,
+            events: refs.collect(),
+        })
     };
-    let encoded = to_bytes(&chunk);
-    drop(chunk);
     for (e, profile) in events.iter_mut().zip(profiles) {
         if let (Some((_, slot)), Some(profile)) = (profile_slot(&mut e.event), profile) {
             *slot = profile;
@@ -271,30 +278,123 @@ impl SealedRecord {
     }
 }
 
+/// A chunk of format 2: each event encoded alone, then framed behind their lengths.
+fn encode_table<'a>(
+    recorded_at_us: i64,
+    events: impl Iterator<Item = EventV1Ref<'a>>,
+) -> Result<Vec<u8>, StoreError> {
+    let mut bodies = Vec::new();
+    let mut ends = Vec::new();
+    for e in events {
+        bincode::serde::encode_into_std_write(&e, &mut bodies, config())
+            .map_err(|e| StoreError::Io(format!("encode: {e}")))?;
+        ends.push(bodies.len());
+    }
+    let mut start = 0;
+    let slices: Vec<&[u8]> = ends
+        .iter()
+        .map(|&end| {
+            let s = &bodies[start..end];
+            start = end;
+            s
+        })
+        .collect();
+    let mut out = Vec::with_capacity(bodies.len() + 2 * slices.len() + 16);
+    out.push(FORMAT_CHUNK_V2);
+    chunk_table::write(&mut out, recorded_at_us, &slices);
+    Ok(out)
+}
+
+fn sealed_record(position: u64, recorded_at_us: i64, e: EventV1) -> SealedRecord {
+    SealedRecord {
+        record: RecordedEvent {
+            position,
+            stream_version: e.stream_version,
+            event_id: Uuid::from_bytes(e.event_id),
+            recorded_at_us,
+            actor: e.actor.into(),
+            source: e.source,
+            request_id: e.request_id,
+            event: e.event,
+        },
+        sealed_profile: e.sealed_profile,
+    }
+}
+
+/// Decode the chunk whose first event is at `first_position`, profiles left sealed: every
+/// event (`wanted` None), or only those at the given offsets in the chunk (offsets past its
+/// end are skipped). Also answers how many events the chunk holds.
+fn decode_sealed(
+    first_position: u64,
+    bytes: &[u8],
+    wanted: Option<&[usize]>,
+) -> Result<(Vec<SealedRecord>, usize), StoreError> {
+    let at = || format!("log position {first_position}");
+    if bytes.first() != Some(&FORMAT_CHUNK_V2) {
+        let chunk: ChunkV1 = from_bytes(bytes, &at)?;
+        let stamp = chunk.recorded_at_us;
+        let len = chunk.events.len();
+        let all = chunk
+            .events
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| sealed_record(first_position + i as u64, stamp, e));
+        let records = match wanted {
+            None => all.collect(),
+            Some(offsets) => {
+                let all: Vec<SealedRecord> = all.collect();
+                offsets
+                    .iter()
+                    .filter_map(|i| all.get(*i).cloned())
+                    .collect()
+            }
+        };
+        return Ok((records, len));
+    }
+    let corrupt = |reason: String| StoreError::Corrupt { at: at(), reason };
+    let table = chunk_table::split(&bytes[1..]).map_err(corrupt)?;
+    let decode = |i: usize| -> Result<SealedRecord, StoreError> {
+        let (e, used): (EventV1, usize) =
+            bincode::serde::decode_from_slice(table.events[i], config())
+                .map_err(|e| corrupt(format!("event {i}: {e}")))?;
+        if used != table.events[i].len() {
+            return Err(corrupt(format!("event {i}: bytes left after it")));
+        }
+        Ok(sealed_record(
+            first_position + i as u64,
+            table.recorded_at_us,
+            e,
+        ))
+    };
+    let len = table.events.len();
+    let records = match wanted {
+        None => (0..len).map(decode).collect::<Result<_, _>>()?,
+        Some(offsets) => offsets
+            .iter()
+            .filter(|i| **i < len)
+            .map(|i| decode(*i))
+            .collect::<Result<_, _>>()?,
+    };
+    Ok((records, len))
+}
+
 /// Decode a chunk whose first event is at `first_position`, profiles left sealed.
 pub fn decode_chunk_sealed(
     first_position: u64,
     bytes: &[u8],
 ) -> Result<Vec<SealedRecord>, StoreError> {
-    let chunk: ChunkV1 = from_bytes(bytes, &|| format!("log position {first_position}"))?;
-    Ok(chunk
-        .events
-        .into_iter()
-        .enumerate()
-        .map(|(i, e)| SealedRecord {
-            record: RecordedEvent {
-                position: first_position + i as u64,
-                stream_version: e.stream_version,
-                event_id: Uuid::from_bytes(e.event_id),
-                recorded_at_us: chunk.recorded_at_us,
-                actor: e.actor.into(),
-                source: e.source,
-                request_id: e.request_id,
-                event: e.event,
-            },
-            sealed_profile: e.sealed_profile,
-        })
-        .collect())
+    Ok(decode_sealed(first_position, bytes, None)?.0)
+}
+
+/// Only the events at `offsets` of the chunk that starts at `first_position` (in that order;
+/// offsets past its end are skipped), profiles left sealed, and how many events the chunk
+/// holds. A chunk of format 2 decodes just those.
+pub fn decode_chunk_sealed_at(
+    first_position: u64,
+    bytes: &[u8],
+    offsets: &[usize],
+) -> Result<(Vec<SealedRecord>, usize), StoreError> {
+    decode_sealed(first_position, bytes, Some(offsets))
 }
 
 /// Decode a chunk. With `vault`, profiles are opened (erased where the key is gone); without,
@@ -466,6 +566,94 @@ mod tests {
             decode_chunk(1, &[FORMAT_V1, 0xff, 0xff], None),
             Err(StoreError::Corrupt { .. })
         ));
+    }
+
+    fn recorded(position: u64, account: AccountId) -> RecordedEvent {
+        let e = created(account);
+        RecordedEvent {
+            position,
+            stream_version: 1,
+            event_id: e.event_id,
+            recorded_at_us: 77,
+            actor: e.actor,
+            source: e.source,
+            request_id: Some(format!("r{account}")),
+            event: e.event,
+        }
+    }
+
+    /// A chunk of several events is written in format 2 and reads back whole, or only the
+    /// events asked for; a one-event chunk stays in format 1; chunks of format 1 (written
+    /// before format 2) still read back, whole or in part.
+    #[test]
+    fn chunks_read_back_whole_or_only_the_events_asked_for() {
+        let vault = Vault::in_memory(Default::default()).unwrap();
+        vault.ensure_keys(&(1..=5).collect::<Vec<_>>()).unwrap();
+        let mut records: Vec<_> = (1..=5).map(|a| recorded(9 + a, a)).collect();
+        let expected = records.clone();
+        let v2 = encode_chunk(&mut records, &vault).unwrap();
+        assert_eq!(v2[0], FORMAT_CHUNK_V2);
+        assert_eq!(decode_chunk(10, &v2, Some(&vault)).unwrap(), expected);
+        let sealed = seal_profiles(records.iter().map(|r| &r.event), &vault, 5).unwrap();
+        let blanked: Vec<Event> = records
+            .iter()
+            .map(|r| {
+                let mut blank = r.event.clone();
+                if let Some((_, p)) = profile_slot(&mut blank) {
+                    *p = Profile::default();
+                }
+                blank
+            })
+            .collect();
+        let v1 = to_bytes(&ChunkV1Ref {
+            recorded_at_us: 77,
+            events: records
+                .iter()
+                .zip(&sealed)
+                .zip(&blanked)
+                .map(|((e, s), event)| EventV1Ref {
+                    stream_version: e.stream_version,
+                    event_id: *e.event_id.as_bytes(),
+                    actor: &e.actor,
+                    source: &e.source,
+                    request_id: e.request_id.as_deref(),
+                    event,
+                    sealed_profile: s.as_ref(),
+                })
+                .collect(),
+        })
+        .unwrap();
+        assert_eq!(decode_chunk(10, &v1, Some(&vault)).unwrap(), expected);
+        for bytes in [&v2, &v1] {
+            let (some, len) = decode_chunk_sealed_at(10, bytes, &[1, 3, 3, 9]).unwrap();
+            assert_eq!(len, 5);
+            let opened: Vec<_> = some.into_iter().map(|s| s.open(&vault)).collect();
+            assert_eq!(
+                opened,
+                vec![
+                    expected[1].clone(),
+                    expected[3].clone(),
+                    expected[3].clone()
+                ]
+            );
+        }
+        let mut one = vec![recorded(3, 2)];
+        assert_eq!(encode_chunk(&mut one, &vault).unwrap()[0], FORMAT_V1);
+    }
+
+    /// A format-2 chunk cut short or with a damaged table is an error naming its position.
+    #[test]
+    fn a_damaged_format_2_chunk_is_refused() {
+        let vault = Vault::in_memory(Default::default()).unwrap();
+        vault.ensure_keys(&[1, 2]).unwrap();
+        let mut records = vec![recorded(4, 1), recorded(5, 2)];
+        let bytes = encode_chunk(&mut records, &vault).unwrap();
+        for cut in [1, 9, bytes.len() - 1] {
+            match decode_chunk(4, &bytes[..cut], None) {
+                Err(StoreError::Corrupt { at, .. }) => assert!(at.contains('4'), "{at}"),
+                other => panic!("cut at {cut}: {other:?}"),
+            }
+        }
     }
 
     fn created(account: AccountId) -> crate::store::NewEvent {

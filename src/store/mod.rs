@@ -9,6 +9,7 @@
 //! - an event id is stored at most once; appending it again returns the original position;
 //! - an append returns only after the batch is flushed and fsynced, all of it or none of it.
 
+mod chunk_table;
 pub mod codec;
 mod error;
 pub mod files;

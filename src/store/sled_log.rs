@@ -649,21 +649,29 @@ impl SledEventLog {
         positions: &[u64],
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         let mut out = Vec::with_capacity(positions.len());
-        // Decode each chunk once, but open (decrypt) only the events asked for.
-        let mut cached: Option<(u64, Vec<codec::SealedRecord>)> = None;
-        for &p in positions {
-            let hit = matches!(&cached, Some((first, evs)) if p >= *first && p < first + evs.len() as u64);
-            if !hit {
-                let Some((first, bytes)) = self.chunk_at_or_before(p)? else {
-                    continue;
-                };
-                cached = Some((first, codec::decode_chunk_sealed(first, &bytes)?));
-            }
-            if let Some((first, evs)) = &cached
-                && let Some(e) = evs.get((p - first) as usize)
-            {
-                out.push(e.clone().open(&self.inner.vault));
-            }
+        // One chunk read for each run of ascending positions inside it, and only the events
+        // asked for decoded and opened (a chunk of format 2 decodes no others).
+        let mut i = 0;
+        while i < positions.len() {
+            let Some((first, bytes)) = self.chunk_at_or_before(positions[i])? else {
+                i += 1;
+                continue;
+            };
+            // Chunks hold at most CHUNK_EVENTS: a run stops there (a position past the
+            // chunk's real end is looked up again below, so this bound is only for speed).
+            let run = 1 + positions[i..]
+                .windows(2)
+                .take_while(|w| w[1] >= w[0] && w[1] - first < CHUNK_EVENTS as u64)
+                .count();
+            let offsets: Vec<usize> = positions[i..i + run]
+                .iter()
+                .map(|p| usize::try_from(p - first).unwrap_or(usize::MAX))
+                .collect();
+            let (records, len) = codec::decode_chunk_sealed_at(first, &bytes, &offsets)?;
+            out.extend(records.into_iter().map(|r| r.open(&self.inner.vault)));
+            // Positions past this chunk's end are looked up again (in the next chunk); one
+            // not in the chunk that holds the positions before it is skipped.
+            i += offsets.iter().take_while(|o| **o < len).count().max(1);
         }
         Ok(out)
     }
