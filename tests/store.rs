@@ -116,7 +116,8 @@ async fn positions_are_gap_free_and_stamps_never_go_back_across_reopen() {
         .unwrap();
     let want: Vec<u64> = picked.iter().map(|e| e.position).collect();
     assert_eq!(want, vec![1, 255, 256, 257, 600, 601]);
-    // In any order, repeated, or past the end (skipped): each answered as read_range has it.
+    // sled's reader takes them in any order too, repeated, or past the end (skipped): each
+    // answered as read_range has it, in the order asked (the trait asks only for ascending).
     let picked = store
         .log
         .read_positions(&[601, 3, 3, 700, 2, 256, 0])

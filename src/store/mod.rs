@@ -93,7 +93,8 @@ pub trait EventLog: Send + Sync {
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError>;
 
-    /// The events at the given positions (ascending), decoding each stored chunk once.
+    /// The events at the given positions (pass them ascending: the answer is then in that
+    /// order, each stored chunk read once), positions that hold no event skipped.
     async fn read_positions(&self, positions: &[u64]) -> Result<Vec<RecordedEvent>, StoreError>;
 
     /// Positions of one stream's events, oldest first.

@@ -643,7 +643,9 @@ impl SledEventLog {
         Ok(out)
     }
 
-    /// Read events at ascending positions, decoding each chunk at most once.
+    /// Read events at the given positions, in the order given (missing ones skipped). One
+    /// chunk read per ascending run of positions inside it, and only the asked-for events
+    /// decoded: callers that sort their positions read each chunk once.
     pub fn read_positions_blocking(
         &self,
         positions: &[u64],
