@@ -92,6 +92,25 @@ fn account_search_finds_a_name_by_its_start_in_any_case() {
 }
 
 #[test]
+fn export_as_json_prints_one_object_per_exported_account() {
+    let (_dir, server, admin) = setup();
+    let (code, out, err) = server.cli(&admin, &["export", "d1", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let rows: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+        .collect();
+    // The same accounts as the CSV export: Enabled and Disabled ones.
+    assert_eq!(rows.len(), 4, "{out}");
+    let bob = rows
+        .iter()
+        .find(|r| r["login"] == "bstone")
+        .unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(bob["import_id"], "S2");
+    assert_eq!(bob["enabled"], false);
+}
+
+#[test]
 fn export_as_csv_imports_again_with_no_change() {
     let (dir, server, admin) = setup();
     let (code, csv, err) = server.cli(&admin, &["export", "d1", "--csv"]);

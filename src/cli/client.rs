@@ -259,15 +259,17 @@ pub async fn run(command: ClientCommand) -> Result<(), String> {
                 .await
                 .map_err(status_text)?
                 .into_inner();
-            let out = std::io::BufWriter::new(std::io::stdout().lock());
+            let out = || std::io::BufWriter::new(std::io::stdout().lock());
             let version = match csv_version {
                 2 => Version::V2,
                 _ => Version::V1,
             };
             let mut csv = match csv {
-                true => Some(UsersCsvWriter::new(out, version).map_err(|e| e.to_string())?),
+                true => Some(UsersCsvWriter::new(out(), version).map_err(|e| e.to_string())?),
                 false => None,
             };
+            // JSON lines through one buffer: `println!` flushed a write per row.
+            let mut json = (csv.is_none() && c.json).then(out);
             let (mut all, mut left_out) = (Vec::new(), 0u64);
             while let Some(a) = stream.message().await.map_err(status_text)? {
                 if let Some(w) = csv.as_mut() {
@@ -282,16 +284,16 @@ pub async fn run(command: ClientCommand) -> Result<(), String> {
                         enabled: a.enabled,
                     };
                     left_out += u64::from(!w.write(row).map_err(|e| e.to_string())?);
-                } else if c.json {
-                    println!("{}", output::account_json(&a));
+                } else if let Some(w) = json.as_mut() {
+                    writeln!(w, "{}", output::account_json(&a)).map_err(|e| e.to_string())?;
                 } else {
                     all.push(a);
                 }
             }
-            match csv {
-                Some(w) => w.finish().map_err(|e| e.to_string())?,
-                None if !c.json => output::table(&ACCOUNT_HEADER, &output::account_rows(&all)),
-                None => {}
+            match (csv, json) {
+                (Some(w), _) => w.finish().map_err(|e| e.to_string())?,
+                (None, Some(mut w)) => w.flush().map_err(|e| e.to_string())?,
+                (None, None) => output::table(&ACCOUNT_HEADER, &output::account_rows(&all)),
             }
             if left_out > 0 {
                 let (n, has) = if left_out == 1 {
