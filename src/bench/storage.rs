@@ -290,10 +290,25 @@ pub async fn run(opts: BenchOptions) -> Result<(), Box<dyn std::error::Error>> {
         s.elapsed()
     );
 
-    // 5. Durable single commands from 64 concurrent tasks (group commit).
+    // 5. Durable single commands: 64 concurrent tasks (group commit), then one task, one
+    // command at a time (one append and one sync each), next to the disk's own floor.
     let ledger = Arc::new(ledger);
+    single_commands(&ledger, 64, accounts).await?;
+    single_commands(&ledger, 1, accounts).await?;
+    super::disk::sync_floor(&scratch(&opts, "disk")?.1)?;
+    ledger.close().await?;
+    cross_domain(&opts).await?;
+    Ok(())
+}
+
+/// Durable single commands (enable/disable) from `tasks` concurrent tasks for 3 s.
+async fn single_commands(
+    ledger: &Arc<Ledger>,
+    tasks: u64,
+    accounts: u64,
+) -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
-    let tasks: Vec<_> = (0..64u64)
+    let running: Vec<_> = (0..tasks)
         .map(|t| {
             let l = ledger.clone();
             tokio::spawn(async move {
@@ -317,21 +332,23 @@ pub async fn run(opts: BenchOptions) -> Result<(), Box<dyn std::error::Error>> {
         })
         .collect();
     let mut lat = Vec::new();
-    for t in tasks {
+    for t in running {
         lat.extend(t.await?);
     }
     let took = started.elapsed();
     lat.sort();
+    let label = format!(
+        "single commands, {tasks} task{}:",
+        if tasks == 1 { "" } else { "s" }
+    );
     println!(
-        "single commands, 64 tasks:          {} in {:.2?} = {}  p50 {:.2?}  p99 {:.2?}",
+        "{label:<36}{} in {:.2?} = {}  p50 {:.2?}  p99 {:.2?}",
         lat.len(),
         took,
         rate(lat.len() as u64, took),
         percentile(&lat, 0.5),
         percentile(&lat, 0.99)
     );
-    ledger.close().await?;
-    cross_domain(&opts).await?;
     Ok(())
 }
 
