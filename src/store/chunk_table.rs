@@ -13,16 +13,16 @@ pub struct ChunkTable<'a> {
     pub events: Vec<&'a [u8]>,
 }
 
-/// `recorded_at_us` and the encoded events as one chunk body (without the version byte).
-pub fn write(out: &mut Vec<u8>, recorded_at_us: i64, events: &[&[u8]]) {
+/// `recorded_at_us` and the events, encoded back to back in `bodies` with their `lengths` in
+/// order, as one chunk body (without the version byte).
+pub fn write(out: &mut Vec<u8>, recorded_at_us: i64, bodies: &[u8], lengths: &[usize]) {
+    debug_assert_eq!(lengths.iter().sum::<usize>(), bodies.len());
     out.extend_from_slice(&recorded_at_us.to_le_bytes());
-    write_varint(out, events.len() as u64);
-    for e in events {
-        write_varint(out, e.len() as u64);
+    write_varint(out, lengths.len() as u64);
+    for &len in lengths {
+        write_varint(out, len as u64);
     }
-    for e in events {
-        out.extend_from_slice(e);
-    }
+    out.extend_from_slice(bodies);
 }
 
 /// Split a chunk body (after the version byte); `Err` names what is wrong.
@@ -89,8 +89,9 @@ mod tests {
     fn written_events_split_back_whole() {
         let big = vec![7u8; 300];
         let events: Vec<&[u8]> = vec![b"a", b"", &big, b"xyz"];
+        let lengths: Vec<usize> = events.iter().map(|e| e.len()).collect();
         let mut out = Vec::new();
-        write(&mut out, -42, &events);
+        write(&mut out, -42, &events.concat(), &lengths);
         let table = split(&out).unwrap();
         assert_eq!(table.recorded_at_us, -42);
         assert_eq!(table.events, events);
@@ -99,7 +100,7 @@ mod tests {
     #[test]
     fn damage_is_refused_not_followed() {
         let mut out = Vec::new();
-        write(&mut out, 1, &[b"abc", b"de"]);
+        write(&mut out, 1, b"abcde", &[3, 2]);
         for cut in 0..out.len() {
             assert!(split(&out[..cut]).is_err(), "cut at {cut} accepted");
         }

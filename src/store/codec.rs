@@ -284,24 +284,16 @@ fn encode_table<'a>(
     events: impl Iterator<Item = EventV1Ref<'a>>,
 ) -> Result<Vec<u8>, StoreError> {
     let mut bodies = Vec::new();
-    let mut ends = Vec::new();
+    let mut lengths = Vec::new();
     for e in events {
+        let before = bodies.len();
         bincode::serde::encode_into_std_write(&e, &mut bodies, config())
             .map_err(|e| StoreError::Io(format!("encode: {e}")))?;
-        ends.push(bodies.len());
+        lengths.push(bodies.len() - before);
     }
-    let mut start = 0;
-    let slices: Vec<&[u8]> = ends
-        .iter()
-        .map(|&end| {
-            let s = &bodies[start..end];
-            start = end;
-            s
-        })
-        .collect();
-    let mut out = Vec::with_capacity(bodies.len() + 2 * slices.len() + 16);
+    let mut out = Vec::with_capacity(bodies.len() + 2 * lengths.len() + 16);
     out.push(FORMAT_CHUNK_V2);
-    chunk_table::write(&mut out, recorded_at_us, &slices);
+    chunk_table::write(&mut out, recorded_at_us, &bodies, &lengths);
     Ok(out)
 }
 
