@@ -36,8 +36,8 @@ run() { # run NAME PORT [serve args...]
   local lms; lms=$("$bin" token add --principal lms --role lms)
   export ACCOUNT_LEDGER_TOKEN=$("$bin" token add --principal admin --role domain-admin --domain perf)
   "$bin" account create --domain perf --login u1 --import-id S1 > /dev/null
-  echo "$name RecordSignIn 64 conns: $("$tools/grpc-load.sh" "$addr" RecordSignIn '{"account":{"id":1}}' "$lms" 20000 64 1 | grep -E 'finished|time for request' | tr -s ' ' | tr '\n' ' ')"
-  echo "$name RecordSignIn 1 conn:   $("$tools/grpc-load.sh" "$addr" RecordSignIn '{"account":{"id":1}}' "$lms" 3000 1 1 | grep -E 'finished|time for request' | tr -s ' ' | tr '\n' ' ')"
+  echo "$name RecordSignIn 64 conns: $("$tools/grpc-load.sh" "$addr" RecordSignIn '{"account":{"id":1}}' "$lms" 20000 64 1 | grep -E 'finished|time for request|latency' | tr -s ' ' | tr '\n' ' ')"
+  echo "$name RecordSignIn 1 conn:   $("$tools/grpc-load.sh" "$addr" RecordSignIn '{"account":{"id":1}}' "$lms" 3000 1 1 | grep -E 'finished|time for request|latency' | tr -s ' ' | tr '\n' ' ')"
   local t0 t1; t0=$(date +%s.%N)
   "$bin" import --domain perf --kind update-users "$work/users.csv" > "$work/$name.import" 2>&1
   t1=$(date +%s.%N)

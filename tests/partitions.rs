@@ -30,8 +30,8 @@ async fn acked_while<T, F: std::future::Future<Output = T>>(
     }
 }
 
-/// Manual commands in domain "b" until `stop`: create, disable, enable. Returns the accounts
-/// created and how many commands were acknowledged.
+/// Manual commands in domain "b" until `stop`: create, disable, enable, each counted in
+/// `acked` once acknowledged. Returns the accounts created.
 async fn manual_commands(ledger: Ledger, stop: Arc<AtomicBool>, acked: Arc<AtomicU64>) -> Vec<u64> {
     let mut created = Vec::new();
     let mut i = 0;

@@ -1,8 +1,9 @@
 //! Benchmarks (not tests: they assert nothing and print figures), in one place:
 //! [`storage`] (`account-ledger bench`: the log, the ledger's write path, replay, point-in-time
-//! queries, domains in parallel; [`disk`] its sync floor), [`import`] (a users.csv imported through the library) and
-//! [`import_grpc`] (`account-ledger import-bench`: the same through gRPC, next to the library)
-//! and [`reads`] (`account-ledger reads-bench`: the daily queries, timed against a running server).
+//! queries, domains in parallel; [`disk`] prints the disk's sync floor beside them), [`import`]
+//! (a users.csv imported through the library), [`import_grpc`] (`account-ledger import-bench`:
+//! the same through gRPC, next to the library) and [`reads`] (`account-ledger reads-bench`: the
+//! daily queries, timed against a running server).
 
 pub mod disk;
 pub mod import;
