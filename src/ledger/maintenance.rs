@@ -144,19 +144,26 @@ pub(super) async fn rebuild(ledger: &Ledger) -> Result<u64, LedgerError> {
     // On a shared store: other servers' events up to here are routed first, and none is
     // applied to a read model while it is being replaced.
     let _follower = ledger.hold_follower().await?;
-    for part in shared.routes.all() {
-        let Some(sender) = ledger.sender(&part) else {
-            continue;
+    let parts: Vec<_> = shared
+        .routes
+        .all()
+        .into_iter()
+        .filter_map(|part| ledger.sender(&part).map(|sender| (part, sender)))
+        .collect();
+    // Each domain's list and search index is built here, not in the writer (its domain's
+    // commands wait only for the swap itself), two domains at a time: the next one is indexed
+    // on the other core while one is swapped.
+    let mut indexing = std::collections::VecDeque::new();
+    let mut queued = parts.iter().map(|(part, _)| fresh.take(&part.domain));
+    indexing.extend(queued.by_ref().take(2).map(index_on_blocking_thread));
+    for (_, sender) in &parts {
+        let prepared = match indexing.pop_front() {
+            Some(task) => task
+                .await
+                .map_err(|e| StoreError::Io(format!("indexing a rebuilt domain: {e}")))?,
+            None => break,
         };
-        // The list and search index is built here, not in the writer: its domain's commands
-        // wait only for the swap itself.
-        let mut taken = fresh.take(&part.domain);
-        let prepared = tokio::task::spawn_blocking(move || {
-            taken.prepare_index();
-            taken
-        })
-        .await
-        .map_err(|e| StoreError::Io(format!("indexing a rebuilt domain: {e}")))?;
+        indexing.extend(queued.next().map(index_on_blocking_thread));
         let (reply, rx) = tokio::sync::oneshot::channel();
         let job = Job::Swap {
             fresh: Box::new(prepared),
@@ -175,6 +182,13 @@ pub(super) async fn rebuild(ledger: &Ledger) -> Result<u64, LedgerError> {
         started.elapsed()
     );
     Ok(replayed)
+}
+
+fn index_on_blocking_thread(mut taken: Projections) -> tokio::task::JoinHandle<Projections> {
+    tokio::task::spawn_blocking(move || {
+        taken.prepare_index();
+        taken
+    })
 }
 
 /// Replay the log on a snapshot of its own while commands go on, and compare each domain with
