@@ -2,8 +2,9 @@
 # The service on PostgreSQL (`serve --store`) next to the service on sled and PostgreSQL's own
 # pgbench, same box, same minutes: durable single commands over gRPC (RecordSignIn via h2load,
 # 64 connections and 1) and a 100k-row users.csv import through the CLI; then three servers over
-# one schema, each deciding one of three domains, loaded at once (64 connections in all). A
-# benchmark, not a test.
+# one schema, each deciding one of three domains, loaded at once (64 connections in all). Each
+# load is followed by the servers' own count of durable appends (--metrics-listen): how many,
+# events in each, time each took. A benchmark, not a test.
 # usage: scripts/pg-store-bench.sh BINARY WORKDIR [CONNINFO]
 set -euo pipefail
 bin=$1 work=$2 conninfo=${3:-host=127.0.0.1 user=postgres dbname=test}
@@ -25,10 +26,17 @@ su postgres -c "psql -q al_pgbench -c 'create table ev(pos bigserial primary key
 echo "pgbench single-row inserts, 64 clients: $(su postgres -c "pgbench -n -c 64 -j 2 -T 10 -f $work/ins.sql al_pgbench" 2>&1 | grep -E '^tps' | tr '\n' ' ')"
 echo "pgbench single-row inserts, 1 client:   $(su postgres -c "pgbench -n -c 1 -j 1 -T 5 -f $work/ins.sql al_pgbench" 2>&1 | grep -E '^tps' | tr '\n' ' ')"
 su postgres -c "psql -qc 'drop database al_pgbench'"
+# The server's own counters (--metrics-listen): durable appends so far, their events and seconds.
+appends() { curl -s "127.0.0.1:$1/metrics" | awk '/^account_ledger_group_commit_events_count/ {c=$2}
+  /^account_ledger_group_commit_events_sum/ {e=$2} /^account_ledger_append_seconds_sum/ {s=$2} END {print c+0, e+0, s+0}'; }
+# Appends between two readings of `appends`: how many, events in each, time each took.
+appends_since() { awk -v a="$1" -v b="$2" 'BEGIN {split(a, x, " "); split(b, y, " "); c = y[1] - x[1]
+  if (c > 0) printf "%d appends, %.1f events each, %.2f ms each", c, (y[2] - x[2]) / c, (y[3] - x[3]) * 1000 / c}'; }
 run() { # run NAME PORT [serve args...]
   local name=$1 port=$2; shift 2
   local addr=127.0.0.1:$port data="$work/data-$name"
-  "$bin" serve --data-dir "$data" --listen "$addr" "$@" > "$work/$name.out" 2> "$work/$name.err" & local spid=$!
+  "$bin" serve --data-dir "$data" --listen "$addr" --metrics-listen "127.0.0.1:$((port + 100))" "$@" \
+    > "$work/$name.out" 2> "$work/$name.err" & local spid=$!
   until "$("$tools/venv.sh")/bin/python" "$tools/grpc_probe.py" "$addr" > /dev/null 2>&1; do sleep 0.1; done
   export ACCOUNT_LEDGER_SERVER="http://$addr"
   export ACCOUNT_LEDGER_TOKEN=$(grep -o 'ACCOUNT_LEDGER_TOKEN=.*' "$work/$name.out" | head -1 | cut -d= -f2)
@@ -36,7 +44,9 @@ run() { # run NAME PORT [serve args...]
   local lms; lms=$("$bin" token add --principal lms --role lms)
   export ACCOUNT_LEDGER_TOKEN=$("$bin" token add --principal admin --role domain-admin --domain perf)
   "$bin" account create --domain perf --login u1 --import-id S1 > /dev/null
+  local before; before=$(appends $((port + 100)))
   echo "$name RecordSignIn 64 conns: $("$tools/grpc-load.sh" "$addr" RecordSignIn '{"account":{"id":1}}' "$lms" 20000 64 1 | grep -E 'finished|time for request|latency' | tr -s ' ' | tr '\n' ' ')"
+  echo "  $(appends_since "$before" "$(appends $((port + 100)))")"
   echo "$name RecordSignIn 1 conn:   $("$tools/grpc-load.sh" "$addr" RecordSignIn '{"account":{"id":1}}' "$lms" 3000 1 1 | grep -E 'finished|time for request|latency' | tr -s ' ' | tr '\n' ' ')"
   local t0 t1; t0=$(date +%s.%N)
   "$bin" import --domain perf --kind update-users "$work/users.csv" > "$work/$name.import" 2>&1
@@ -48,7 +58,7 @@ three() { # three servers over one schema, one domain decided by each, load on a
   local schema3="${schema}_3" pids=() i
   for i in 1 2 3; do
     "$bin" serve --data-dir "$work/data-3-$i" --listen "127.0.0.1:5009$((6 + i))" \
-      --store "$conninfo" --store-schema "$schema3" > "$work/three-$i.out" 2> "$work/three-$i.err" & pids+=($!)
+      --metrics-listen "127.0.0.1:5019$((6 + i))" --store "$conninfo" --store-schema "$schema3" > "$work/three-$i.out" 2> "$work/three-$i.err" & pids+=($!)
     until "$("$tools/venv.sh")/bin/python" "$tools/grpc_probe.py" "127.0.0.1:5009$((6 + i))" > /dev/null 2>&1; do sleep 0.1; done
   done
   local op; op=$(grep -ho 'ACCOUNT_LEDGER_TOKEN=.*' "$work"/three-*.out | head -1 | cut -d= -f2)
@@ -59,7 +69,8 @@ three() { # three servers over one schema, one domain decided by each, load on a
     ACCOUNT_LEDGER_TOKEN=$("$bin" token add --principal "admin$i" --role domain-admin --domain "perf$i") \
       "$bin" account create --domain "perf$i" --login u1 --import-id S1 > "$work/three-acc-$i"
   done
-  local t0 t1 lp=(); t0=$(date +%s.%N)
+  local t0 t1 lp=() before=(); for i in 1 2 3; do before+=("$(appends "5019$((6 + i))")"); done
+  t0=$(date +%s.%N)
   for i in 1 2 3; do
     local id; id=$(grep -o 'account [0-9]*' "$work/three-acc-$i" | head -1 | cut -d' ' -f2)
     "$tools/grpc-load.sh" "127.0.0.1:5009$((6 + i))" RecordSignIn "{\"account\":{\"id\":$id}}" "$lms" 10000 21 1 > "$work/three-load-$i" 2>&1 & lp+=($!)
@@ -67,7 +78,8 @@ three() { # three servers over one schema, one domain decided by each, load on a
   wait "${lp[@]}"
   t1=$(date +%s.%N)
   echo "three servers RecordSignIn, 3 x 21 conns, 30000 requests: $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.0f req/s overall (%.2f s)", 30000/(b-a), b-a}')"
-  for i in 1 2 3; do echo "  server $i: $(grep -E 'finished|succeeded' "$work/three-load-$i" | tr -s ' ' | tr '\n' ' ')"; done
+  for i in 1 2 3; do echo "  server $i: $(grep -E 'finished|succeeded|latency' "$work/three-load-$i" | tr -s ' ' | tr '\n' ' ')"; done
+  for i in 1 2 3; do echo "  server $i: $(appends_since "${before[$((i - 1))]}" "$(appends "5019$((6 + i))")")"; done
   # Read lag: an account created through server 1, polled on server 2 until it is there.
   local admin1; admin1=$(ACCOUNT_LEDGER_SERVER=http://127.0.0.1:50097 ACCOUNT_LEDGER_TOKEN=$op "$bin" token add --principal lag --role domain-admin --domain perf1)
   "$("$tools/venv.sh")/bin/python" - "$tools" "$admin1" <<'PY'
