@@ -151,19 +151,18 @@ pub(super) async fn rebuild(ledger: &Ledger) -> Result<u64, LedgerError> {
         .filter_map(|part| ledger.sender(&part).map(|sender| (part, sender)))
         .collect();
     // Each domain's list and search index is built here, not in the writer (its domain's
-    // commands wait only for the swap itself), two domains at a time: the next one is indexed
-    // on the other core while one is swapped.
-    let mut indexing = std::collections::VecDeque::new();
-    let mut queued = parts.iter().map(|(part, _)| fresh.take(&part.domain));
-    indexing.extend(queued.by_ref().take(2).map(index_on_blocking_thread));
-    for (_, sender) in &parts {
-        let prepared = match indexing.pop_front() {
-            Some(task) => task
-                .await
-                .map_err(|e| StoreError::Io(format!("indexing a rebuilt domain: {e}")))?,
-            None => break,
-        };
-        indexing.extend(queued.next().map(index_on_blocking_thread));
+    // commands wait only for the swap itself). The next domain is indexed on the other core
+    // while one is awaited and swapped.
+    let mut indexed = parts.iter().map(|(part, sender)| {
+        let taken = fresh.take(&part.domain);
+        (sender, index_on_blocking_thread(taken))
+    });
+    let mut next = indexed.next();
+    while let Some((sender, task)) = next {
+        next = indexed.next();
+        let prepared = task
+            .await
+            .map_err(|e| StoreError::Io(format!("indexing a rebuilt domain: {e}")))?;
         let (reply, rx) = tokio::sync::oneshot::channel();
         let job = Job::Swap {
             fresh: Box::new(prepared),
