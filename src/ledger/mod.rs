@@ -148,7 +148,7 @@ pub(crate) struct Shared {
     senders: RwLock<Vec<mpsc::Sender<Job>>>,
     pub(crate) live: broadcast::Sender<Arc<RecordedEvent>>,
     /// Saves and rebuilds of the persisted views, one at a time.
-    save_lock: tokio::sync::Mutex<()>,
+    save_lock: Arc<tokio::sync::Mutex<()>>,
     /// The floor last persisted (a save with nothing new is skipped).
     saved_floor: std::sync::atomic::AtomicU64,
     closed: std::sync::atomic::AtomicBool,
@@ -326,7 +326,7 @@ impl Ledger {
             routes: Arc::new(Routes::default()),
             senders: RwLock::new(Vec::new()),
             live,
-            save_lock: tokio::sync::Mutex::new(()),
+            save_lock: Arc::new(tokio::sync::Mutex::new(())),
             saved_floor: u64::MAX.into(),
             closed: false.into(),
             clock,
