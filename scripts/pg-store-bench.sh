@@ -19,12 +19,15 @@ with open(sys.argv[1], "w") as f:
     for i in range(n):
         f.write(f"U{i:07d},First{i},Last{i},user{i:07d},pw{i},user{i:07d}@district.example,student,1\n")
 PY
-printf '\\set s random(1, 100000)\ninsert into ev(stream, payload) values (:s, repeat(%s, 220));\n' "'x'" > "$work/ins.sql"
-chmod 644 "$work/ins.sql"
+# pgbench runs as postgres: its script goes where that user can read it (WORKDIR's parent may
+# be a private mktemp dir).
+pub=$(mktemp -d /tmp/pg-store-bench.XXXXXX); chmod 755 "$pub"; trap 'rm -rf "$pub"' EXIT
+printf '\\set s random(1, 100000)\ninsert into ev(stream, payload) values (:s, repeat(%s, 220));\n' "'x'" > "$pub/ins.sql"
+chmod 644 "$pub/ins.sql"
 su postgres -c "psql -qc 'drop database if exists al_pgbench'" && su postgres -c "psql -qc 'create database al_pgbench'"
 su postgres -c "psql -q al_pgbench -c 'create table ev(pos bigserial primary key, stream bigint not null, payload text not null)'"
-echo "pgbench single-row inserts, 64 clients: $(su postgres -c "pgbench -n -c 64 -j 2 -T 10 -f $work/ins.sql al_pgbench" 2>&1 | grep -E '^tps' | tr '\n' ' ')"
-echo "pgbench single-row inserts, 1 client:   $(su postgres -c "pgbench -n -c 1 -j 1 -T 5 -f $work/ins.sql al_pgbench" 2>&1 | grep -E '^tps' | tr '\n' ' ')"
+echo "pgbench single-row inserts, 64 clients: $(su postgres -c "pgbench -n -c 64 -j 2 -T 10 -f $pub/ins.sql al_pgbench" 2>&1 | grep -E '^tps' | tr '\n' ' ')"
+echo "pgbench single-row inserts, 1 client:   $(su postgres -c "pgbench -n -c 1 -j 1 -T 5 -f $pub/ins.sql al_pgbench" 2>&1 | grep -E '^tps' | tr '\n' ' ')"
 su postgres -c "psql -qc 'drop database al_pgbench'"
 # The server's own counters (--metrics-listen): durable appends so far, their events and seconds.
 appends() { curl -s "127.0.0.1:$1/metrics" | awk '/^account_ledger_group_commit_events_count/ {c=$2}

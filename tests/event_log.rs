@@ -338,3 +338,54 @@ async fn an_append_fenced_by_a_lease_that_moved_is_refused_and_writes_nothing() 
     drop(log);
     schema.drop_it().await;
 }
+
+/// Two servers on one schema, the second not having looked since the first appended: its
+/// append lands after the first's rows and indexes them, and an event id the first recorded
+/// (a retry sent to both) is answered with the first's position, not written twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_has_not_looked_appends_after_the_others_and_answers_their_event_ids() {
+    let schema = Schema::new().await;
+    let a = PgEventLog::open(&pg_url(), &schema.name).await.unwrap();
+    let b = PgEventLog::open(&pg_url(), &schema.name).await.unwrap();
+    let retried = limit("d", 7);
+    let by_a = a
+        .append(vec![limit("d", 1), retried.clone(), limit("d", 2)])
+        .await
+        .unwrap();
+    assert_eq!(by_a.positions, vec![1, 2, 3]);
+    assert_eq!(b.last_position(), 0, "b has not looked yet");
+    let by_b = b
+        .append(vec![limit("e", 1), retried.clone(), limit("e", 2)])
+        .await
+        .unwrap();
+    assert_eq!(
+        by_b.positions,
+        vec![4, 2, 5],
+        "the retried event keeps a's position"
+    );
+    assert_eq!(
+        by_b.recorded.iter().map(|r| r.position).collect::<Vec<_>>(),
+        vec![4, 5]
+    );
+    assert_eq!(b.last_position(), 5);
+    assert_eq!(b.event_position(&retried.event_id), Some(2));
+    assert_eq!(
+        b.stream_positions(&StreamId::Domain("d".into())),
+        vec![1, 2, 3],
+        "a's rows are in b's index"
+    );
+    // Every row once, in order, with stamps that never go back.
+    let all = b.read_range(1, 5, 10).await.unwrap();
+    assert_eq!(
+        all.iter().map(|e| e.position).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4, 5]
+    );
+    assert!(
+        all.windows(2)
+            .all(|w| w[0].recorded_at_us <= w[1].recorded_at_us)
+    );
+    assert_eq!(by_b.recorded[0].recorded_at_us, all[3].recorded_at_us);
+    assert_eq!(a.refresh().await.unwrap(), 5);
+    drop((a, b));
+    schema.drop_it().await;
+}

@@ -5,14 +5,19 @@
 //!
 //! Gap-free commit order: a sequence is not enough (a later transaction can commit a smaller
 //! value first, and a rolled-back one leaves a hole), so every append takes a transaction-level
-//! advisory lock, reads the current end, writes the positions after it, and commits; the lock
-//! is released by the commit. Appends are therefore serialized in commit order, and a reader
-//! that sees position N sees every position before it. `UNIQUE (stream, stream_version)` and
-//! `UNIQUE (event_id)` hold in the table whatever a writer does. An append is acknowledged
-//! after COMMIT returns (`synchronous_commit` on: durable).
+//! advisory lock and commits; the lock is released by the commit. Appends are therefore
+//! serialized in commit order, and a reader that sees position N sees every position before it.
+//! The positions and the commit stamp are computed by the INSERT itself from the last row
+//! (under the lock), and the whole append is one pipelined round trip: the lock is held for the
+//! statements and the commit's WAL flush, never for a round trip to a client or for its work.
+//! `UNIQUE (stream, stream_version)` and `UNIQUE (event_id)` hold in the table whatever a
+//! writer does. An append is acknowledged after COMMIT returns (`synchronous_commit` on:
+//! durable). The stamp in an event's body is its server's clock; the row's `recorded_at_us`
+//! (never below the row before it) is the one read back.
 //!
 //! The in-memory indexes are the sled backend's ([`LogIndex`]), built by one scan at open and
-//! caught up under the lock before each append (another server may have written meanwhile).
+//! caught up with each append (the rows other servers wrote since this one last looked come
+//! back in the same round trip).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -76,15 +81,33 @@ pub(super) fn pg(e: tokio_postgres::Error) -> StoreError {
     StoreError::Io(format!("postgres: {e}"))
 }
 
-/// A batch's rows as columns, for one `INSERT ... SELECT FROM unnest(...)`.
+/// A batch's rows as columns, for one `INSERT ... SELECT FROM unnest(...)` (position and
+/// stamp are the INSERT's).
 #[derive(Default)]
 struct Columns {
-    position: Vec<i64>,
     stream: Vec<String>,
     version: Vec<i64>,
     event_id: Vec<Uuid>,
-    at: Vec<i64>,
     body: Vec<Vec<u8>>,
+}
+
+/// Why one append's round trip wrote nothing.
+enum Trip {
+    /// Another server recorded one of the batch's event ids (the batch is assigned again).
+    EventIdTaken,
+    Failed(StoreError),
+}
+
+impl From<StoreError> for Trip {
+    fn from(e: StoreError) -> Trip {
+        Trip::Failed(e)
+    }
+}
+
+impl From<tokio_postgres::Error> for Trip {
+    fn from(e: tokio_postgres::Error) -> Trip {
+        Trip::Failed(pg(e))
+    }
 }
 
 /// The append's statements, prepared once on the writer's connection (a statement given as
@@ -93,38 +116,62 @@ struct AppendStatements {
     lock: Statement,
     /// Wakes the other servers' followers when the transaction commits.
     notify: Statement,
-    fence: Statement,
+    /// The last row's position and stamp, and whether the fence holds (read under the lock;
+    /// the INSERT computes the same).
+    head: Statement,
     read_after: Statement,
     keys: Statement,
     events: Statement,
     shred: Statement,
 }
 
+/// Whether the appending server still holds the domain's lease: `$1` true for an append with
+/// no lease (a single server), else the lease row must still name `$3` with epoch `$4`.
+fn fence_holds(schema: &str) -> String {
+    format!(
+        "($1::bool OR EXISTS (SELECT 1 FROM {schema}.leases
+                              WHERE domain = $2::text AND owner = $3::uuid AND epoch = $4::int8))"
+    )
+}
+
+/// The last row's position and stamp (0 and 0 for an empty log).
+fn head_sql(schema: &str) -> String {
+    format!(
+        "coalesce((SELECT position FROM {schema}.events ORDER BY position DESC LIMIT 1), 0),
+         coalesce((SELECT recorded_at_us FROM {schema}.events ORDER BY position DESC LIMIT 1), 0)"
+    )
+}
+
 impl AppendStatements {
     async fn prepare(client: &Client, schema: &str) -> Result<AppendStatements, StoreError> {
         let prepare = |sql: String| async move { client.prepare(&sql).await.map_err(pg) };
+        let fence = fence_holds(schema);
+        let head = head_sql(schema);
         Ok(AppendStatements {
             lock: prepare("SELECT pg_advisory_xact_lock($1)".into()).await?,
             notify: prepare("SELECT pg_notify($1, $2)".into()).await?,
-            fence: prepare(format!(
-                "SELECT 1 FROM {schema}.leases WHERE domain = $1 AND owner = $2 AND epoch = $3"
-            ))
-            .await?,
+            head: prepare(format!("SELECT {head}, {fence}")).await?,
             read_after: prepare(read_after_sql(schema)).await?,
             keys: prepare(format!(
                 "INSERT INTO {schema}.account_keys (account, key)
-                 SELECT * FROM unnest($1::int8[], $2::bytea[])"
+                 SELECT * FROM unnest($5::int8[], $6::bytea[]) WHERE {fence}"
             ))
             .await?,
+            // Row n of the batch goes to the last position + n, stamped no earlier than the
+            // last row (other servers' clocks may run ahead of this one's).
             events: prepare(format!(
                 "INSERT INTO {schema}.events
                      (position, stream, stream_version, event_id, recorded_at_us, body)
-                 SELECT * FROM unnest($1::int8[], $2::text[], $3::int8[], $4::uuid[], $5::int8[],
-                                      $6::bytea[])"
+                 SELECT h.position + u.n, u.stream, u.version, u.event_id,
+                        greatest($5::int8, h.stamp), u.body
+                 FROM (SELECT {head}) AS h(position, stamp),
+                      unnest($6::text[], $7::int8[], $8::uuid[], $9::bytea[])
+                          WITH ORDINALITY AS u(stream, version, event_id, body, n)
+                 WHERE {fence}"
             ))
             .await?,
             shred: prepare(format!(
-                "DELETE FROM {schema}.account_keys WHERE account = ANY($1)"
+                "DELETE FROM {schema}.account_keys WHERE account = ANY($5) AND {fence}"
             ))
             .await?,
         })
@@ -139,7 +186,8 @@ fn appends_channel(schema: &str) -> String {
 /// The rows after a position, a page at a time.
 fn read_after_sql(schema: &str) -> String {
     format!(
-        "SELECT position, body FROM {schema}.events WHERE position > $1 ORDER BY position LIMIT $2"
+        "SELECT position, recorded_at_us, body FROM {schema}.events WHERE position > $1
+         ORDER BY position LIMIT $2"
     )
 }
 
@@ -280,10 +328,27 @@ impl PgEventLog {
         &self,
         client: &impl tokio_postgres::GenericClient,
     ) -> Result<(), StoreError> {
-        let sql = read_after_sql(&self.schema);
+        self.catch_up_through(client, None).await
+    }
+
+    /// Index the rows after the indexed end, through `last` if given.
+    async fn catch_up_through(
+        &self,
+        client: &impl tokio_postgres::GenericClient,
+        last: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let sql = format!(
+            "SELECT position, recorded_at_us, body FROM {} WHERE position > $1 AND position <= $2
+             ORDER BY position LIMIT $3",
+            self.table()
+        );
+        let last = last.map_or(i64::MAX, |l| l as i64);
         loop {
             let from = self.index().last_position as i64;
-            let rows = client.query(&sql, &[&from, &PAGE]).await.map_err(pg)?;
+            let rows = client
+                .query(&sql, &[&from, &last, &PAGE])
+                .await
+                .map_err(pg)?;
             if rows.is_empty() {
                 return Ok(());
             }
@@ -295,9 +360,7 @@ impl PgEventLog {
     fn index_rows(&self, rows: &[tokio_postgres::Row]) -> Result<(), StoreError> {
         let mut decoded = Vec::with_capacity(rows.len());
         for row in rows {
-            let position: i64 = row.get(0);
-            let body: &[u8] = row.get(1);
-            decoded.extend(codec::decode_chunk(position as u64, body, None)?);
+            decoded.extend(decode_row(row, None)?);
         }
         let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
         for e in &decoded {
@@ -332,11 +395,11 @@ impl PgEventLog {
         Ok(())
     }
 
-    /// Append under the lock: keys, events and deleted keys in one transaction, in two round
-    /// trips. The statements of each trip are pipelined (sent together, run in order by the
-    /// server): BEGIN, the lock, the fence check and the read of what others appended; then the
-    /// inserts and COMMIT. A statement that fails aborts the transaction, and the COMMIT sent
-    /// after it then only rolls back.
+    /// Append `events`: positions and versions assigned against this server's index, then
+    /// written in one round trip ([`Self::write_in_one_trip`]), the positions then moved to
+    /// where the INSERT put them. An event id another server recorded meanwhile (a client's
+    /// retry sent to two servers) fails the INSERT: the index then catches up and the batch
+    /// is assigned again, that event answered with its recorded position.
     async fn append_locked(
         &self,
         client: &Client,
@@ -344,80 +407,146 @@ impl PgEventLog {
         prepared: codec::PreparedBatch,
         fence: Option<&Fence>,
     ) -> Result<Appended, StoreError> {
-        let result = self.append_in_tx(client, events, prepared, fence).await;
+        const ATTEMPTS: usize = 3;
+        let keys = prepared.new_keys;
+        let (mut batch, mut sealed) = (events, prepared.sealed);
+        // The caller's positions so far: `Some((from, positions))` after a failed attempt
+        // whose provisional positions started after `from`.
+        let mut earlier: Option<(u64, Vec<u64>)> = None;
+        for attempt in 1..=ATTEMPTS {
+            let (from, stamp, (positions, mut records, sealed_now)) = {
+                let index = self.index();
+                let stamp = super::now_us().max(index.last_stamp);
+                let from = index.last_position;
+                (from, stamp, index.assign(batch.into_iter(), sealed, stamp))
+            };
+            let positions = match earlier.take() {
+                None => positions,
+                Some((before, caller)) => caller
+                    .into_iter()
+                    .map(|p| match p > before {
+                        true => positions[(p - before - 1) as usize],
+                        false => p,
+                    })
+                    .collect(),
+            };
+            if records.is_empty() {
+                // Every event was recorded already: nothing to write.
+                return Ok(Appended {
+                    positions,
+                    recorded: records,
+                });
+            }
+            let written = self
+                .write_in_one_trip(client, from, stamp, &mut records, &sealed_now, &keys, fence)
+                .await;
+            match written {
+                Ok((head, head_stamp)) => {
+                    let shift = head - from;
+                    let stamp = stamp.max(head_stamp);
+                    for r in &mut records {
+                        r.position += shift;
+                        r.recorded_at_us = stamp;
+                    }
+                    let positions = positions
+                        .into_iter()
+                        .map(|p| if p > from { p + shift } else { p })
+                        .collect();
+                    return Ok(Appended {
+                        positions,
+                        recorded: records,
+                    });
+                }
+                Err(Trip::EventIdTaken) if attempt < ATTEMPTS => {
+                    self.catch_up_through(client, None).await?;
+                    batch = records.into_iter().map(NewEvent::from).collect();
+                    sealed = sealed_now;
+                    earlier = Some((from, positions));
+                }
+                Err(Trip::EventIdTaken) => {
+                    return Err(StoreError::Io(
+                        "an event id of this batch was recorded by another server at each of \
+                         three attempts"
+                            .into(),
+                    ));
+                }
+                Err(Trip::Failed(e)) => return Err(e),
+            }
+        }
+        unreachable!("the last attempt returns")
+    }
+
+    /// One transaction in one round trip (the statements pipelined: sent together, run in
+    /// order by the server): BEGIN, the lock, the last row and the fence, the rows other
+    /// servers appended after `from`, the keys, the events (at the positions after the last
+    /// row), the deleted keys, the notification, COMMIT. With the fence lost, every write is a
+    /// no-op and the answer says so. A statement that fails aborts the transaction and the
+    /// COMMIT after it only rolls back (the caller sends ROLLBACK as well). On success, the
+    /// other servers' rows are indexed (so the index ends at the returned last row) and the
+    /// last row's position and stamp before this batch are returned.
+    #[allow(clippy::too_many_arguments)]
+    async fn write_in_one_trip(
+        &self,
+        client: &Client,
+        from: u64,
+        stamp: i64,
+        records: &mut [RecordedEvent],
+        sealed: &[Option<Vec<u8>>],
+        keys: &[(crate::domain::AccountId, Key)],
+        fence: Option<&Fence>,
+    ) -> Result<(u64, i64), Trip> {
+        let result = self
+            .write_statements(client, from, stamp, records, sealed, keys, fence)
+            .await;
         if result.is_err() {
             // Whatever was sent, end the transaction (a no-op if it ended already).
             let _ = client.batch_execute("ROLLBACK").await;
         }
-        result
+        let (head, head_stamp, others) = result?;
+        let more = others.len() as i64 == PAGE;
+        self.index_rows(&others)?;
+        if more {
+            self.catch_up_through(client, Some(head)).await?;
+        }
+        let indexed = self.index().last_position;
+        if indexed < head {
+            return Err(Trip::Failed(StoreError::Corrupt {
+                at: self.table(),
+                reason: format!("rows up to {head} were expected, the log ends at {indexed}"),
+            }));
+        }
+        Ok((head, head_stamp))
     }
 
-    async fn append_in_tx(
+    #[allow(clippy::too_many_arguments)]
+    async fn write_statements(
         &self,
         client: &Client,
-        events: Vec<NewEvent>,
-        prepared: codec::PreparedBatch,
+        from: u64,
+        stamp: i64,
+        records: &mut [RecordedEvent],
+        sealed: &[Option<Vec<u8>>],
+        keys: &[(crate::domain::AccountId, Key)],
         fence: Option<&Fence>,
-    ) -> Result<Appended, StoreError> {
-        let lock = append_lock(&self.schema);
+    ) -> Result<(u64, i64, Vec<tokio_postgres::Row>), Trip> {
         let st = &self.statements;
-        let from = self.index().last_position as i64;
-        let (begun, locked, held, rows) = futures::join!(
-            client.batch_execute("BEGIN"),
-            async { client.execute(&st.lock, &[&lock]).await },
-            async {
-                match fence {
-                    // Under the lock that lease takeovers also take: the lease cannot move
-                    // before this transaction ends.
-                    Some(f) => client
-                        .query_opt(&st.fence, &[&f.domain, &f.owner, &f.epoch])
-                        .await
-                        .map(|row| row.is_some()),
-                    None => Ok(true),
-                }
-            },
-            // Another server may have appended since our last look.
-            async { client.query(&st.read_after, &[&from, &PAGE]).await },
-        );
-        begun.map_err(pg)?;
-        locked.map_err(pg)?;
-        if !held.map_err(pg)? {
-            return Err(StoreError::LeaseLost {
-                domain: fence.map(|f| f.domain.clone()).unwrap_or_default(),
-            });
-        }
-        let rows = rows.map_err(pg)?;
-        let more = rows.len() as i64 == PAGE;
-        self.index_rows(&rows)?;
-        if more {
-            self.catch_up(client).await?;
-        }
-        let (positions, mut records, sealed) = {
-            let index = self.index();
-            let stamp = super::now_us().max(index.last_stamp);
-            index.assign(events.into_iter(), prepared.sealed, stamp)
+        let lock = append_lock(&self.schema);
+        let unfenced = fence.is_none();
+        let (domain, owner, epoch) = match fence {
+            Some(f) => (f.domain.as_str(), f.owner, f.epoch),
+            None => ("", Uuid::nil(), 0),
         };
-        if records.is_empty() {
-            client.batch_execute("COMMIT").await.map_err(pg)?;
-            return Ok(Appended {
-                positions,
-                recorded: records,
-            });
-        }
-        let (accounts, keys): (Vec<i64>, Vec<Vec<u8>>) = prepared
-            .new_keys
-            .iter()
-            .map(|(a, k)| (*a as i64, k.to_vec()))
-            .unzip();
+        let (accounts, key_bytes): (Vec<i64>, Vec<Vec<u8>>) =
+            keys.iter().map(|(a, k)| (*a as i64, k.to_vec())).unzip();
         let mut cols = Columns::default();
         for (r, s) in records.iter_mut().zip(sealed) {
-            cols.position.push(r.position as i64);
             cols.stream.push(r.stream().to_string());
             cols.version.push(r.stream_version as i64);
             cols.event_id.push(r.event_id);
-            cols.at.push(r.recorded_at_us);
-            cols.body
-                .push(codec::encode_chunk_sealed(std::slice::from_mut(r), &[s])?);
+            cols.body.push(codec::encode_chunk_sealed(
+                std::slice::from_mut(r),
+                std::slice::from_ref(s),
+            )?);
         }
         // Crypto-shredding: the key row goes in the transaction that records the deletion.
         let deleted: Vec<i64> = records
@@ -425,11 +554,27 @@ impl PgEventLog {
             .filter_map(|r| r.event.deleted_account().map(|a| a as i64))
             .collect();
         let channel = appends_channel(&self.schema);
-        let (new_keys, inserted, shredded, notified, committed) = futures::join!(
+        let from = from as i64;
+        let (begun, locked, head, others, new_keys, inserted, shredded, notified, committed) = futures::join!(
+            client.batch_execute("BEGIN"),
+            async { client.execute(&st.lock, &[&lock]).await },
+            async {
+                client
+                    .query_one(&st.head, &[&unfenced, &domain, &owner, &epoch])
+                    .await
+            },
+            async { client.query(&st.read_after, &[&from, &PAGE]).await },
             async {
                 match accounts.is_empty() {
                     true => Ok(0),
-                    false => client.execute(&st.keys, &[&accounts, &keys]).await,
+                    false => {
+                        client
+                            .execute(
+                                &st.keys,
+                                &[&unfenced, &domain, &owner, &epoch, &accounts, &key_bytes],
+                            )
+                            .await
+                    }
                 }
             },
             async {
@@ -437,11 +582,14 @@ impl PgEventLog {
                     .execute(
                         &st.events,
                         &[
-                            &cols.position,
+                            &unfenced,
+                            &domain,
+                            &owner,
+                            &epoch,
+                            &stamp,
                             &cols.stream,
                             &cols.version,
                             &cols.event_id,
-                            &cols.at,
                             &cols.body,
                         ],
                     )
@@ -450,40 +598,71 @@ impl PgEventLog {
             async {
                 match deleted.is_empty() {
                     true => Ok(0),
-                    false => client.execute(&st.shred, &[&deleted]).await,
+                    false => {
+                        client
+                            .execute(&st.shred, &[&unfenced, &domain, &owner, &epoch, &deleted])
+                            .await
+                    }
                 }
             },
             async { client.execute(&st.notify, &[&channel, &self.me]).await },
             client.batch_execute("COMMIT"),
         );
         // A failed statement turned the COMMIT into a rollback: report that statement.
+        begun.map_err(pg)?;
+        locked.map_err(pg)?;
+        let head = head.map_err(pg)?;
+        let others = others.map_err(pg)?;
         new_keys.map_err(pg)?;
-        inserted.map_err(pg)?;
+        let inserted =
+            inserted.map_err(|e| match e.as_db_error().and_then(|d| d.constraint()) {
+                Some(c) if c.ends_with("event_id_key") => Trip::EventIdTaken,
+                _ => Trip::Failed(pg(e)),
+            })?;
         shredded.map_err(pg)?;
         notified.map_err(pg)?;
         committed.map_err(pg)?;
+        let (last, last_stamp, held): (i64, i64, bool) = (head.get(0), head.get(1), head.get(2));
+        if !held {
+            return Err(Trip::Failed(StoreError::LeaseLost {
+                domain: domain.to_string(),
+            }));
+        }
+        if inserted != records.len() as u64 {
+            return Err(Trip::Failed(StoreError::Io(format!(
+                "{inserted} of {} events were inserted",
+                records.len()
+            ))));
+        }
         if !deleted.is_empty() {
             self.shred.store(true, Ordering::Release);
         }
-        Ok(Appended {
-            positions,
-            recorded: records,
-        })
+        Ok((last as u64, last_stamp, others))
     }
 
     fn decode(&self, rows: Vec<tokio_postgres::Row>) -> Result<Vec<RecordedEvent>, StoreError> {
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
-            let position: i64 = row.get(0);
-            let body: &[u8] = row.get(1);
-            out.extend(codec::decode_chunk(
-                position as u64,
-                body,
-                Some(&self.vault),
-            )?);
+            out.extend(decode_row(&row, Some(&self.vault))?);
         }
         Ok(out)
     }
+}
+
+/// The event of a `(position, recorded_at_us, body)` row: the body's chunk, at the row's
+/// position and with the row's stamp (the commit's, which the body's may precede).
+fn decode_row(
+    row: &tokio_postgres::Row,
+    vault: Option<&Vault>,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let position: i64 = row.get(0);
+    let stamp: i64 = row.get(1);
+    let body: &[u8] = row.get(2);
+    let mut events = codec::decode_chunk(position as u64, body, vault)?;
+    for e in &mut events {
+        e.recorded_at_us = stamp;
+    }
+    Ok(events)
 }
 
 /// A connection that LISTENs on `channel` and notifies `appended` for each notification that
@@ -650,8 +829,8 @@ impl EventLog for PgEventLog {
             .reader
             .query(
                 &format!(
-                    "SELECT position, body FROM {} WHERE position BETWEEN $1 AND $2
-                     ORDER BY position LIMIT $3",
+                    "SELECT position, recorded_at_us, body FROM {}
+                     WHERE position BETWEEN $1 AND $2 ORDER BY position LIMIT $3",
                     self.table()
                 ),
                 &[
@@ -676,7 +855,8 @@ impl EventLog for PgEventLog {
             .reader
             .query(
                 &format!(
-                    "SELECT position, body FROM {} WHERE position = ANY($1) ORDER BY position",
+                    "SELECT position, recorded_at_us, body FROM {}
+                     WHERE position = ANY($1) ORDER BY position",
                     self.table()
                 ),
                 &[&wanted],

@@ -121,6 +121,19 @@ impl From<Vec<NewEvent>> for EventParts {
     }
 }
 
+/// A recorded event back on its way in (a store that must assign it again).
+impl From<RecordedEvent> for NewEvent {
+    fn from(r: RecordedEvent) -> NewEvent {
+        NewEvent {
+            event_id: r.event_id,
+            actor: r.actor,
+            source: r.source,
+            request_id: r.request_id,
+            event: r.event,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordedEvent {
     pub position: u64,
