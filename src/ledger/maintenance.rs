@@ -212,6 +212,10 @@ pub(super) async fn verify(ledger: &Ledger) -> Result<Verification, LedgerError>
     let shared = &ledger.shared;
     let mut fresh = Replay::default();
     let mut replayed = fresh.catch_up(&*shared.log).await?;
+    // On a shared store, other servers' events this server has indexed are applied to its
+    // read models first, and no more are applied while they are compared (an indexed event
+    // not yet applied would make an up-to-date read model look behind).
+    let _follower = ledger.hold_follower().await?;
     let mut difference = None;
     let live_parts = shared.routes.all();
     for part in &live_parts {
