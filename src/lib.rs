@@ -16,6 +16,7 @@ pub mod cli;
 pub mod domain;
 pub mod import;
 pub mod ledger;
+pub mod memory;
 pub mod metrics;
 pub mod projections;
 pub mod queries;

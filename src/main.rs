@@ -14,6 +14,9 @@ fn main() -> std::process::ExitCode {
     unsafe {
         libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
     }
+    // After a large group (an import job) the ledger returns what it freed at once.
+    // SAFETY: as in release_freed_memory.
+    account_ledger::memory::set_releaser(|| unsafe { mi_collect(true) });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .on_thread_park(release_freed_memory)

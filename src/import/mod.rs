@@ -220,7 +220,8 @@ async fn apply(
     };
     let mut row_errors_omitted = plan.row_errors_omitted;
     let mut row_errors = std::mem::take(&mut plan.row_errors);
-    let mut changes = Vec::new();
+    // Sized up front: a 1M-row job's list grown by doubling held 1.5 copies of it at once.
+    let mut changes = Vec::with_capacity(rows.len());
     let mut events_written = 0u64;
     let mut results = outcome.results.into_iter();
     // The job's own commands follow its rows' (Plan::take_requests).

@@ -15,7 +15,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use super::decider::{Decider, EventIds, Pending};
 use super::routes::Routes;
 use super::{BatchMode, BatchOutcome, Executed, LedgerError, Request};
-use crate::domain::{AccountId, LedgerState, StreamId};
+use crate::domain::{AccountId, Event, LedgerState, StreamId};
 use crate::projections::Projections;
 use crate::store::pg_cluster::Fence;
 use crate::store::{EventLog, EventParts, RecordedEvent, StoreError};
@@ -363,10 +363,7 @@ impl Writer {
         self.part.appending.store(true, Ordering::SeqCst);
         // The read model's next index: for a large group it is computed on a blocking thread
         // while the group is appended (the fsync hides it); a small one is cheap inline.
-        let touched: Vec<AccountId> = new_events
-            .iter()
-            .filter_map(|e| e.event.account())
-            .collect();
+        let touched: Vec<AccountId> = new_events.events().filter_map(Event::account).collect();
         let (before, index) = {
             let read = self.part.read();
             (read.state.clone(), read.index.clone())
@@ -452,7 +449,12 @@ impl Writer {
         // The records are applied and sent: free them before the answers are built (a 1M-row
         // job's records are about 450 MB; its answers 90 MB more).
         let positions = appended.positions;
+        let large = appended.recorded.len() >= crate::memory::LARGE_GROUP;
         drop(appended.recorded);
+        if large {
+            // Before the answers take memory again (a 1M-row job's peak was here).
+            crate::memory::release_freed();
+        }
         for (results, reply) in answers {
             let mut out = Vec::with_capacity(results.len());
             for r in results {

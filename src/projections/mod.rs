@@ -11,7 +11,9 @@ pub mod index;
 use std::collections::BTreeSet;
 
 use crate::domain::{AccountId, LedgerState};
-use crate::store::{ACCOUNT_BUCKET, LicensePoint, PartitionSnapshot, RecordedEvent, ViewBatch};
+use crate::store::{
+    ACCOUNT_BUCKET, LicensePoint, PartitionSnapshot, RecordParts, RecordedEvent, ViewBatch,
+};
 pub use index::AccountIndex;
 
 #[derive(Debug, Default, Clone)]
@@ -167,12 +169,7 @@ impl Projections {
     /// with its index (from [`Projections::index_after`]): the same result as applying them one
     /// by one, without folding them a second time. The state is a persistent map, so this
     /// shares every row with the writer's copy.
-    pub fn publish(
-        &mut self,
-        state: &LedgerState,
-        recorded: &[RecordedEvent],
-        index: AccountIndex,
-    ) {
+    pub fn publish(&mut self, state: &LedgerState, recorded: &RecordParts, index: AccountIndex) {
         let Some(last) = recorded.last() else {
             return;
         };

@@ -133,14 +133,14 @@ pub struct PreparedBatch {
 /// record must never point at a key that is not), then every profile sealed. The costly part
 /// of an append, done before any log lock.
 pub fn prepare_batch<'a>(
-    events: impl Iterator<Item = &'a super::NewEvent> + Clone,
+    events: impl Iterator<Item = &'a Event> + Clone,
     vault: &Vault,
 ) -> Result<PreparedBatch, StoreError> {
     let len = events.clone().count();
     let created: Vec<u64> = events
         .clone()
-        .filter_map(|ne| match ne.event {
-            Event::AccountCreated { account, .. } => Some(account),
+        .filter_map(|e| match e {
+            Event::AccountCreated { account, .. } => Some(*account),
             _ => None,
         })
         .collect();
@@ -150,17 +150,17 @@ pub fn prepare_batch<'a>(
         vault.sync()?;
     }
     Ok(PreparedBatch {
-        sealed: seal_profiles(events.map(|ne| &ne.event), vault, len)?,
+        sealed: seal_profiles(events, vault, len)?,
         new_keys,
     })
 }
 
 /// After a batch is durable: destroy the keys of the accounts it deleted (crypto-shredding).
-pub fn destroy_deleted_keys(records: &[RecordedEvent], vault: &Vault) -> Result<(), StoreError> {
-    let deleted: Vec<AccountId> = records
-        .iter()
-        .filter_map(|r| r.event.deleted_account())
-        .collect();
+pub fn destroy_deleted_keys<'a>(
+    records: impl Iterator<Item = &'a RecordedEvent>,
+    vault: &Vault,
+) -> Result<(), StoreError> {
+    let deleted: Vec<AccountId> = records.filter_map(|r| r.event.deleted_account()).collect();
     vault.destroy(&deleted)
 }
 
@@ -674,7 +674,9 @@ mod tests {
     fn only_small_batches_remember_their_sealings() {
         let vault = Vault::in_memory(Default::default()).unwrap();
         let small: Vec<_> = (1..=10).map(created).collect();
-        let sealed = prepare_batch(small.iter(), &vault).unwrap().sealed;
+        let sealed = prepare_batch(small.iter().map(|e| &e.event), &vault)
+            .unwrap()
+            .sealed;
         assert_eq!(vault.remembered(), 10);
         let Event::AccountCreated { profile, .. } = &small[0].event else {
             unreachable!()
@@ -690,7 +692,9 @@ mod tests {
         let large: Vec<_> = (1..=REMEMBER_SEALINGS_UP_TO as u64 + 1)
             .map(created)
             .collect();
-        let sealed = prepare_batch(large.iter(), &vault).unwrap().sealed;
+        let sealed = prepare_batch(large.iter().map(|e| &e.event), &vault)
+            .unwrap()
+            .sealed;
         assert_eq!(sealed.len(), large.len());
         assert!(sealed.iter().all(Option::is_some));
         assert_eq!(vault.remembered(), 0);

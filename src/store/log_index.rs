@@ -5,12 +5,12 @@
 
 use std::collections::HashMap;
 
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::stream_index::StreamIndex;
-use super::{NewEvent, RecordedEvent};
+use super::{EventParts, RecordParts, RecordedEvent};
 use crate::domain::{AccountId, StreamId};
 
 /// Serializable as a whole: the sled backend saves it as a checkpoint
@@ -66,17 +66,18 @@ impl LogIndex {
         }
     }
 
-    /// Positions and stream versions for a batch stamped `stamp`, after the indexed end. An
-    /// event id already stored (or twice in the batch) is answered with its first position and
-    /// not recorded again. Returns one position per event, the new records, and the sealed
+    /// Positions and stream versions for a batch stamped `stamp`, after the indexed end,
+    /// assigned in place in the batch's own parts (which become the records). An event id
+    /// already stored (or twice in the batch) is answered with its first position and not
+    /// recorded again. Returns one position per event, the new records, and the sealed
     /// profiles of those records.
     #[allow(clippy::type_complexity)]
     pub(crate) fn assign(
         &self,
-        events: impl Iterator<Item = NewEvent>,
+        events: EventParts,
         sealed_all: Vec<Option<Vec<u8>>>,
         stamp: i64,
-    ) -> (Vec<u64>, Vec<RecordedEvent>, Vec<Option<Vec<u8>>>) {
+    ) -> (Vec<u64>, RecordParts, Vec<Option<Vec<u8>>>) {
         // One sealed entry per event.
         let len = sealed_all.len();
         let mut next = self.last_position + 1;
@@ -84,47 +85,41 @@ impl LogIndex {
         // job touches a million streams).
         let mut account_versions: FxHashMap<AccountId, u64> = FxHashMap::default();
         let mut domain_versions: FxHashMap<StreamId, u64> = FxHashMap::default();
-        let mut seen: FxHashSet<Uuid> = FxHashSet::default();
+        // This batch's event ids and the positions they got.
+        let mut seen: FxHashMap<Uuid, u64> = FxHashMap::default();
         seen.reserve(len);
         let mut positions = Vec::with_capacity(len);
-        let mut records = Vec::with_capacity(len);
+        let mut records = RecordParts::default();
         let mut sealed = Vec::with_capacity(len);
-        for (ne, sealed_profile) in events.zip(sealed_all) {
-            if let Some(&p) = self.event_ids.get(&ne.event_id) {
-                positions.push(p);
-                continue;
-            }
-            if !seen.insert(ne.event_id) {
+        let mut sealed_all = sealed_all.into_iter();
+        for mut part in events.into_unassigned_parts() {
+            part.retain_mut(|e| {
+                let sealed_profile = sealed_all.next().flatten();
+                let known = self.event_ids.get(&e.event_id).copied();
                 // Same id twice in one batch: the first one wins.
-                let p = records
-                    .iter()
-                    .find(|r: &&RecordedEvent| r.event_id == ne.event_id)
-                    .map_or(0, |r| r.position);
-                positions.push(p);
-                continue;
-            }
-            let version = match ne.event.stream() {
-                StreamId::Account(a) => account_versions
-                    .entry(a)
-                    .or_insert_with(|| self.streams.version(&StreamId::Account(a))),
-                stream => domain_versions
-                    .entry(stream)
-                    .or_insert_with_key(|s| self.streams.version(s)),
-            };
-            *version += 1;
-            positions.push(next);
-            records.push(RecordedEvent {
-                position: next,
-                stream_version: *version,
-                event_id: ne.event_id,
-                recorded_at_us: stamp,
-                actor: ne.actor,
-                source: ne.source,
-                request_id: ne.request_id,
-                event: ne.event,
+                if let Some(p) = known.or_else(|| seen.get(&e.event_id).copied()) {
+                    positions.push(p);
+                    return false;
+                }
+                seen.insert(e.event_id, next);
+                let version = match e.event.stream() {
+                    StreamId::Account(a) => account_versions
+                        .entry(a)
+                        .or_insert_with(|| self.streams.version(&StreamId::Account(a))),
+                    stream => domain_versions
+                        .entry(stream)
+                        .or_insert_with_key(|s| self.streams.version(s)),
+                };
+                *version += 1;
+                e.position = next;
+                e.stream_version = *version;
+                e.recorded_at_us = stamp;
+                positions.push(next);
+                sealed.push(sealed_profile);
+                next += 1;
+                true
             });
-            sealed.push(sealed_profile);
-            next += 1;
+            records.push_part(part);
         }
         (positions, records, sealed)
     }

@@ -28,7 +28,7 @@ mod stream_index;
 pub mod vault;
 
 pub use error::StoreError;
-pub use record::{EventParts, NewEvent, RecordedEvent, Source};
+pub use record::{EventParts, NewEvent, RecordParts, RecordedEvent, Source};
 pub use sled_log::{
     OpenedStore, SledEventLog, StoreOptions, now_us, open_store, open_store_unindexed,
     open_store_with,
@@ -131,7 +131,7 @@ pub struct Appended {
     /// One per input event: where it is (new or already stored).
     pub positions: Vec<u64>,
     /// The events this append wrote, in order (duplicates left out).
-    pub recorded: Vec<RecordedEvent>,
+    pub recorded: RecordParts,
 }
 
 /// Domain usage after some position: one point of a domain's license series.

@@ -30,7 +30,7 @@ use super::codec;
 use super::log_index::{self, LogIndex};
 use super::pg_cluster::Fence;
 use super::vault::{Key, Vault};
-use super::{Appended, EventLog, NewEvent, RecordedEvent, StoreError};
+use super::{Appended, EventLog, EventParts, NewEvent, RecordParts, RecordedEvent, StoreError};
 use crate::domain::StreamId;
 
 /// The advisory lock appends (and migrations) of one schema serialize on: "AL" and a CRC-32 of
@@ -409,7 +409,7 @@ impl PgEventLog {
     ) -> Result<Appended, StoreError> {
         const ATTEMPTS: usize = 3;
         let keys = prepared.new_keys;
-        let (mut batch, mut sealed) = (events, prepared.sealed);
+        let (mut batch, mut sealed) = (EventParts::from(events), prepared.sealed);
         // The caller's positions so far: `Some((from, positions))` after a failed attempt
         // whose provisional positions started after `from`.
         let mut earlier: Option<(u64, Vec<u64>)> = None;
@@ -418,7 +418,7 @@ impl PgEventLog {
                 let index = self.index();
                 let stamp = super::now_us().max(index.last_stamp);
                 let from = index.last_position;
-                (from, stamp, index.assign(batch.into_iter(), sealed, stamp))
+                (from, stamp, index.assign(batch, sealed, stamp))
             };
             let positions = match earlier.take() {
                 None => positions,
@@ -459,7 +459,7 @@ impl PgEventLog {
                 }
                 Err(Trip::EventIdTaken) if attempt < ATTEMPTS => {
                     self.catch_up_through(client, None).await?;
-                    batch = records.into_iter().map(NewEvent::from).collect();
+                    batch = EventParts::from(records);
                     sealed = sealed_now;
                     earlier = Some((from, positions));
                 }
@@ -490,7 +490,7 @@ impl PgEventLog {
         client: &Client,
         from: u64,
         stamp: i64,
-        records: &mut [RecordedEvent],
+        records: &mut RecordParts,
         sealed: &[Option<Vec<u8>>],
         keys: &[(crate::domain::AccountId, Key)],
         fence: Option<&Fence>,
@@ -524,7 +524,7 @@ impl PgEventLog {
         client: &Client,
         from: u64,
         stamp: i64,
-        records: &mut [RecordedEvent],
+        records: &mut RecordParts,
         sealed: &[Option<Vec<u8>>],
         keys: &[(crate::domain::AccountId, Key)],
         fence: Option<&Fence>,
@@ -787,7 +787,7 @@ impl EventLog for PgEventLog {
         events: Vec<NewEvent>,
         fence: Option<&Fence>,
     ) -> Result<Appended, StoreError> {
-        let prepared = codec::prepare_batch(events.iter(), &self.vault)?;
+        let prepared = codec::prepare_batch(events.iter().map(|e| &e.event), &self.vault)?;
         let made: Vec<u64> = prepared.new_keys.iter().map(|(a, _)| *a).collect();
         let client = self.writer.lock().await;
         let (positions, records) = match self.append_locked(&client, events, prepared, fence).await
@@ -808,7 +808,7 @@ impl EventLog for PgEventLog {
         }
         drop(client);
         // The deletion is committed: now destroy the key for real.
-        codec::destroy_deleted_keys(&records, &self.vault)?;
+        codec::destroy_deleted_keys(records.iter(), &self.vault)?;
         Ok(Appended {
             positions,
             recorded: records,

@@ -14,7 +14,7 @@
 
 use super::codec::{self, u64_key};
 use super::sled_log::CHUNK_EVENTS;
-use super::{RecordedEvent, StoreError};
+use super::{RecordParts, StoreError};
 
 /// Chunks written in one sled batch (16k events, a few MB).
 const CHUNKS_PER_WRITE: usize = 64;
@@ -23,38 +23,60 @@ const TORN_COMMIT: &[u8] = b"commit";
 
 /// Write the chunks of one commit (`records` with their sealed profiles, one per record) to
 /// the `log` tree; in parts behind the marker in `torn` when it is larger than one batch.
+/// Chunks are cut from each part of `records` in turn (a chunk never spans two parts).
 pub(super) fn write_chunks(
     log: &sled::Tree,
     torn: &sled::Tree,
-    records: &mut [RecordedEvent],
+    records: &mut RecordParts,
     mut sealed: Vec<Option<Vec<u8>>>,
 ) -> Result<(), StoreError> {
+    let Some(first) = records.first().map(|r| r.position) else {
+        return Ok(());
+    };
     let in_parts = records.len().div_ceil(CHUNK_EVENTS) > CHUNKS_PER_WRITE;
     if in_parts {
-        torn.insert(TORN_COMMIT, &u64_key(records[0].position))?;
+        torn.insert(TORN_COMMIT, &u64_key(first))?;
     }
-    let mut done = 0;
-    while done < records.len() {
-        let end = (done + CHUNK_EVENTS * CHUNKS_PER_WRITE).min(records.len());
-        let mut batch = sled::Batch::default();
-        for (chunk, sealed) in records[done..end]
-            .chunks_mut(CHUNK_EVENTS)
-            .zip(sealed[done..end].chunks(CHUNK_EVENTS))
-        {
+    let mut batch = sled::Batch::default();
+    let (mut chunks, mut done, mut unwritten) = (0, 0, 0);
+    for part in records.parts_mut() {
+        for chunk in part.chunks_mut(CHUNK_EVENTS) {
+            let end = done + chunk.len();
             batch.insert(
                 &u64_key(chunk[0].position),
-                codec::encode_chunk_sealed(chunk, sealed)?,
+                codec::encode_chunk_sealed(chunk, &sealed[done..end])?,
             );
+            done = end;
+            chunks += 1;
+            if chunks % CHUNKS_PER_WRITE == 0 {
+                write_batch(
+                    log,
+                    std::mem::take(&mut batch),
+                    &mut sealed[unwritten..done],
+                )?;
+                unwritten = done;
+            }
         }
-        // The sealed profiles are in the chunks now: not held through sled's write.
-        sealed[done..end].iter_mut().for_each(|s| *s = None);
-        log.apply_batch(batch)?;
-        done = end;
+    }
+    if unwritten < done {
+        write_batch(log, batch, &mut sealed[unwritten..done])?;
     }
     drop(sealed);
     if in_parts {
         torn.remove(TORN_COMMIT)?;
     }
+    Ok(())
+}
+
+/// Apply one batch of chunks. Their sealed profiles are in the chunks now, so they are freed
+/// first (not held through sled's write).
+fn write_batch(
+    log: &sled::Tree,
+    batch: sled::Batch,
+    sealed: &mut [Option<Vec<u8>>],
+) -> Result<(), StoreError> {
+    sealed.iter_mut().for_each(|s| *s = None);
+    log.apply_batch(batch)?;
     Ok(())
 }
 

@@ -511,7 +511,7 @@ impl SledEventLog {
     /// sync makes the batch durable, shared with every appender that wrote meanwhile.
     fn append_blocking(&self, events: EventParts) -> Result<Appended, StoreError> {
         let vault = &self.inner.vault;
-        let sealed_all = codec::prepare_batch(events.iter(), vault)?.sealed;
+        let sealed_all = codec::prepare_batch(events.events(), vault)?.sealed;
         let (positions, records) = {
             let _writer = self
                 .inner
@@ -521,7 +521,7 @@ impl SledEventLog {
             let (positions, mut records, sealed) = {
                 let index = self.index();
                 let stamp = now_us().max(index.last_stamp);
-                index.assign(events.into_events(), sealed_all, stamp)
+                index.assign(events, sealed_all, stamp)
             };
             if records.is_empty() {
                 return Ok(Appended {
@@ -529,13 +529,14 @@ impl SledEventLog {
                     recorded: records,
                 });
             }
-            if records.len() <= CHUNK_EVENTS {
+            if records.len() <= CHUNK_EVENTS && records.part_count() == 1 {
                 // One chunk: a plain insert is atomic on its own, and skips the batch
                 // manifest sled writes (and syncs) before a batch: one write per command.
-                self.inner.log.insert(
-                    u64_key(records[0].position),
-                    codec::encode_chunk_sealed(&mut records, &sealed)?,
-                )?;
+                let first = records[0].position;
+                let chunk = records.parts_mut().next().unwrap_or_default();
+                self.inner
+                    .log
+                    .insert(u64_key(first), codec::encode_chunk_sealed(chunk, &sealed)?)?;
             } else {
                 sled_commit::write_chunks(&self.inner.log, &self.inner.torn, &mut records, sealed)?;
             }
@@ -558,7 +559,7 @@ impl SledEventLog {
         let last = records.last().map_or(0, |r| r.position);
         self.sync_through(last)?;
         // The deletion is durable: now destroy the key for real.
-        codec::destroy_deleted_keys(&records, vault)?;
+        codec::destroy_deleted_keys(records.iter(), vault)?;
         Ok(Appended {
             positions,
             recorded: records,
