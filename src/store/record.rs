@@ -191,6 +191,11 @@ impl RecordParts {
     }
 
     /// The parts, in order, each a run of consecutive records.
+    pub fn parts(&self) -> impl Iterator<Item = &[RecordedEvent]> {
+        self.parts.iter().map(Vec::as_slice)
+    }
+
+    /// [`RecordParts::parts`], to change in place.
     pub fn parts_mut(&mut self) -> impl Iterator<Item = &mut [RecordedEvent]> {
         self.parts.iter_mut().map(Vec::as_mut_slice)
     }

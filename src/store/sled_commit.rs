@@ -33,7 +33,11 @@ pub(super) fn write_chunks(
     let Some(first) = records.first().map(|r| r.position) else {
         return Ok(());
     };
-    let in_parts = records.len().div_ceil(CHUNK_EVENTS) > CHUNKS_PER_WRITE;
+    let chunk_count: usize = records
+        .parts()
+        .map(|part| part.len().div_ceil(CHUNK_EVENTS))
+        .sum();
+    let in_parts = chunk_count > CHUNKS_PER_WRITE;
     if in_parts {
         torn.insert(TORN_COMMIT, &u64_key(first))?;
     }
