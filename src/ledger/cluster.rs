@@ -312,6 +312,19 @@ impl Ledger {
         Ok(Some(guard))
     }
 
+    /// With the follower held ([`Ledger::hold_follower`]): apply what is indexed now, and
+    /// answer the position through which every event is in the read models (the log's end on
+    /// a store only this server writes).
+    pub(crate) async fn deliver_held(&self) -> Result<u64, LedgerError> {
+        match &self.shared.cluster {
+            Some(cluster) => {
+                self.follow_locked(cluster).await?;
+                Ok(cluster.delivered())
+            }
+            None => Ok(self.shared.log.last_position()),
+        }
+    }
+
     async fn follow_locked(&self, cluster: &Cluster) -> Result<(), LedgerError> {
         let log = &self.shared.log;
         let last = log.refresh().await?;

@@ -186,12 +186,20 @@ pub(super) async fn rebuild(ledger: &Ledger) -> Result<u64, LedgerError> {
     tokio::spawn(async move {
         let started = std::time::Instant::now();
         let saved = save_locked(&shared).await;
+        if saved.is_err() {
+            // The rows it took are not saved: the next save writes every row again.
+            shared
+                .routes
+                .all()
+                .iter()
+                .for_each(|p| p.write().mark_all_dirty());
+        }
         // The store is released before the lock: whoever waited on it (close) may reopen it.
         drop(shared);
         drop(no_saves);
         match saved {
             Ok(()) => tracing::info!("rebuilt views saved in {:.2?}", started.elapsed()),
-            Err(e) => tracing::error!("saving the rebuilt views failed: {e}"),
+            Err(e) => tracing::error!("saving the rebuilt views failed (retried whole): {e}"),
         }
     });
     Ok(replayed)
@@ -212,10 +220,13 @@ pub(super) async fn verify(ledger: &Ledger) -> Result<Verification, LedgerError>
     let shared = &ledger.shared;
     let mut fresh = Replay::default();
     let mut replayed = fresh.catch_up(&*shared.log).await?;
-    // On a shared store, other servers' events this server has indexed are applied to its
-    // read models first, and no more are applied while they are compared (an indexed event
-    // not yet applied would make an up-to-date read model look behind).
+    // On a shared store the replay goes only as far as the other servers' events are applied
+    // here: this server's index may hold more (its own appends read them), and a read model
+    // would then look behind. Each round applies what is indexed, with the follower held so
+    // that nothing else applies any while the models are compared.
     let _follower = ledger.hold_follower().await?;
+    let bound = ledger.deliver_held().await?;
+    replayed += fresh.catch_up_to(&*shared.log, bound).await?;
     let mut difference = None;
     let live_parts = shared.routes.all();
     for part in &live_parts {
@@ -236,7 +247,8 @@ pub(super) async fn verify(ledger: &Ledger) -> Result<Verification, LedgerError>
                 }
                 None => {
                     rounds += 1;
-                    replayed += fresh.catch_up(&*shared.log).await?;
+                    let bound = ledger.deliver_held().await?;
+                    replayed += fresh.catch_up_to(&*shared.log, bound).await?;
                 }
             }
         }

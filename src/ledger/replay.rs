@@ -161,8 +161,17 @@ impl Replay {
     /// Apply every durable event after `self.position`. Pages are decoded on a blocking
     /// thread while the previous page is applied here, so replay uses both cores.
     pub(crate) async fn catch_up(&mut self, log: &dyn EventLog) -> Result<u64, StoreError> {
+        self.catch_up_to(log, log.last_position()).await
+    }
+
+    /// [`Replay::catch_up`], through `last` at most.
+    pub(crate) async fn catch_up_to(
+        &mut self,
+        log: &dyn EventLog,
+        last: u64,
+    ) -> Result<u64, StoreError> {
         const PAGE: usize = 16384;
-        let last = log.last_position();
+        let last = last.min(log.last_position());
         let mut applied = 0;
         if self.position >= last {
             return Ok(0);

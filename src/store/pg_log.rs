@@ -442,7 +442,13 @@ impl PgEventLog {
                 .await;
             match written {
                 Ok((head, head_stamp)) => {
-                    let shift = head - from;
+                    // The index never runs ahead of the table (it only holds committed rows).
+                    let shift = head.checked_sub(from).ok_or_else(|| StoreError::Corrupt {
+                        at: self.table(),
+                        reason: format!(
+                            "the table ends at {head}, before what this server indexed ({from})"
+                        ),
+                    })?;
                     let stamp = stamp.max(head_stamp);
                     for r in &mut records {
                         r.position += shift;
@@ -503,17 +509,16 @@ impl PgEventLog {
             let _ = client.batch_execute("ROLLBACK").await;
         }
         let (head, head_stamp, others) = result?;
+        // Committed: from here on the append has happened whatever goes wrong. Indexing the
+        // other servers' rows is left to the next catch-up if it fails now (this batch's
+        // records then wait for it too: the index only grows without gaps).
         let more = others.len() as i64 == PAGE;
-        self.index_rows(&others)?;
-        if more {
-            self.catch_up_through(client, Some(head)).await?;
-        }
-        let indexed = self.index().last_position;
-        if indexed < head {
-            return Err(Trip::Failed(StoreError::Corrupt {
-                at: self.table(),
-                reason: format!("rows up to {head} were expected, the log ends at {indexed}"),
-            }));
+        let indexed = match self.index_rows(&others) {
+            Ok(()) if more => self.catch_up_through(client, Some(head)).await,
+            done => done,
+        };
+        if let Err(e) = indexed {
+            tracing::warn!("indexing other servers' rows after an append: {e} (caught up later)");
         }
         Ok((head, head_stamp))
     }
@@ -801,8 +806,12 @@ impl EventLog for PgEventLog {
         };
         {
             let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
-            for r in &records {
-                index.add(r);
+            // Only right after what is indexed: if the other servers' rows before these could
+            // not be indexed yet, the next catch-up reads these from the table with them.
+            if records.first().map(|r| r.position) == Some(index.last_position + 1) {
+                for r in &records {
+                    index.add(r);
+                }
             }
             self.durable.store(index.last_position, Ordering::Release);
         }

@@ -212,11 +212,12 @@ impl RecordParts {
 impl std::ops::Index<usize> for RecordParts {
     type Output = RecordedEvent;
 
-    fn index(&self, mut i: usize) -> &RecordedEvent {
+    fn index(&self, i: usize) -> &RecordedEvent {
+        let mut at = i;
         for part in &self.parts {
-            match part.get(i) {
+            match part.get(at) {
                 Some(r) => return r,
-                None => i -= part.len(),
+                None => at -= part.len(),
             }
         }
         panic!("record {i} past the end of {} records", self.len)
