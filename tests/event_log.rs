@@ -38,12 +38,13 @@ fn created(account: u64, login: &str) -> NewEvent {
         account,
         domain: "d".into(),
         import_id: Some(format!("S{account}")),
-        profile: Profile {
+        profile: (&Profile {
             login: login.into(),
             first_name: "Ann".into(),
             last_name: "Lee".into(),
             email: format!("{login}@x.example"),
-        },
+        })
+            .into(),
         role: "student".into(),
         enabled: true,
     })
@@ -121,7 +122,7 @@ async fn contract(log: Arc<dyn EventLog>, reopen: impl Fn() -> Opened) {
     let Event::AccountCreated { profile, .. } = &ann[0].event else {
         panic!("{ann:?}")
     };
-    assert_eq!(profile.login, "ann");
+    assert_eq!(profile.login(), "ann");
     assert!(ann[0].stream_version == 1 && &*ann[0].actor == "op");
     let stamp = read[2].recorded_at_us;
     assert!(log.position_at(stamp) >= 3);

@@ -88,10 +88,10 @@ impl From<&AccountState> for pb::Account {
     fn from(a: &AccountState) -> pb::Account {
         pb::Account {
             id: a.id,
-            domain: a.domain.clone(),
+            domain: a.domain.to_string(),
             import_id: a.import_id.clone(),
             profile: Some((&a.profile.to_profile()).into()),
-            role: a.role.clone(),
+            role: a.role.to_string(),
             status: pb::AccountStatus::from(a.status()) as i32,
             enabled: a.enabled,
             active: a.active,

@@ -439,7 +439,7 @@ impl pb::account_ledger_server::AccountLedger for LedgerService {
         let req = request.into_inner();
         let acc = self.target(&who, Op::Read, req.account).await?;
         let events = self.ledger.account_history(acc.id).await?;
-        let domain = Some(acc.domain.clone());
+        let domain = Some(acc.domain.to_string());
         Ok(Response::new(pb::EventList {
             events: events
                 .iter()

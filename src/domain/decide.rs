@@ -2,7 +2,10 @@
 
 use super::names::{validate_domain_name, validate_free_text, validate_text};
 use super::schedule::{Change, Phase, Schedule, ScheduleId, ScheduleStatus, Selection, Target};
-use super::{AccountState, Command, DomainError, DomainState, Event, LedgerState, Profile};
+use super::{
+    AccountState, Command, DomainError, DomainState, Event, LedgerState, PackedProfile, Profile,
+    SharedName,
+};
 
 /// Decide what happens. `Ok(vec![])` means the command is a no-op (already so).
 pub fn decide(state: &LedgerState, command: &Command) -> Result<Vec<Event>, DomainError> {
@@ -95,10 +98,10 @@ pub fn decide(state: &LedgerState, command: &Command) -> Result<Vec<Event>, Doma
             }
             Ok(vec![Event::AccountCreated {
                 account: *account,
-                domain: domain.clone(),
+                domain: SharedName::new(domain),
                 import_id: import_id.clone(),
-                profile: profile.clone(),
-                role: role.clone(),
+                profile: PackedProfile::new(profile),
+                role: SharedName::new(role),
                 enabled: *enabled,
             }])
         }
@@ -117,14 +120,14 @@ pub fn decide(state: &LedgerState, command: &Command) -> Result<Vec<Event>, Doma
                 && other.id != acc.id
             {
                 return Err(DomainError::LoginTaken {
-                    domain: acc.domain.clone(),
+                    domain: acc.domain.to_string(),
                     login: profile.login.clone(),
                 });
             }
             Ok(vec![Event::ProfileUpdated {
                 account: *account,
-                profile: profile.clone(),
-                role: role.clone(),
+                profile: PackedProfile::new(profile),
+                role: SharedName::new(role),
             }])
         }
         Command::Disable { account } => {
@@ -519,10 +522,10 @@ mod tests {
             account: id,
             domain: "d".into(),
             import_id: Some(format!("i{id}")),
-            profile: Profile {
+            profile: PackedProfile::new(&Profile {
                 login: format!("u{id}"),
                 ..Default::default()
-            },
+            }),
             role: "student".into(),
             enabled,
         }

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::schedule::{Change, Phase, ScheduleId, Selection};
-use super::{AccountId, Profile};
+use super::{AccountId, PackedProfile, SharedName};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Event {
@@ -21,16 +21,17 @@ pub enum Event {
     },
     AccountCreated {
         account: AccountId,
-        domain: String,
+        domain: SharedName,
         import_id: Option<String>,
-        profile: Profile,
-        role: String,
+        /// Packed (one allocation), and shared with the account's row once applied.
+        profile: PackedProfile,
+        role: SharedName,
         enabled: bool,
     },
     ProfileUpdated {
         account: AccountId,
-        profile: Profile,
-        role: String,
+        profile: PackedProfile,
+        role: SharedName,
     },
     AccountDisabled {
         account: AccountId,

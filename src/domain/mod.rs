@@ -11,6 +11,7 @@ mod keys;
 pub mod names;
 mod packed;
 pub mod schedule;
+mod shared_name;
 mod state;
 
 pub use command::{Command, Profile};
@@ -20,6 +21,7 @@ pub use event::{Event, StreamId};
 pub use guard::GuardCheck;
 pub use keys::KeyIndex;
 pub use packed::PackedProfile;
+pub use shared_name::SharedName;
 pub use state::{AccountState, DomainState, LedgerState, Status};
 
 /// Accounts are numbered by the ledger in creation order; the number never comes back.

@@ -28,9 +28,13 @@ impl PackedProfile {
         PackedProfile(bytes.into())
     }
 
-    /// The profile of an account whose key was destroyed.
+    /// The profile of an account whose key was destroyed (also the blank left where a
+    /// profile is taken out): one shared allocation, so blanking allocates nothing.
     pub fn erased() -> PackedProfile {
-        PackedProfile::new(&Profile::erased())
+        static ERASED: std::sync::OnceLock<PackedProfile> = std::sync::OnceLock::new();
+        ERASED
+            .get_or_init(|| PackedProfile::new(&Profile::erased()))
+            .clone()
     }
 
     fn field(&self, i: usize) -> &str {
@@ -76,6 +80,12 @@ impl PackedProfile {
     /// The same allocation (a cheap "unchanged" test before comparing bytes).
     pub fn ptr_eq(a: &PackedProfile, b: &PackedProfile) -> bool {
         Arc::ptr_eq(&a.0, &b.0)
+    }
+}
+
+impl Default for PackedProfile {
+    fn default() -> PackedProfile {
+        PackedProfile::erased()
     }
 }
 

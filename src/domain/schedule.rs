@@ -204,7 +204,7 @@ impl Schedule {
 
 /// The schedule holding an existing account from being enabled by an import, if any.
 pub fn holding(state: &LedgerState, acc: &AccountState) -> Option<ScheduleId> {
-    let d = state.domains.get(&acc.domain)?;
+    let d = state.domains.get(acc.domain.as_str())?;
     d.schedules
         .values()
         .find(|s| s.is_holding() && (s.selects(acc) || s.restore.contains(&acc.id)))

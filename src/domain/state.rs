@@ -10,7 +10,7 @@ use imbl::{OrdMap, Vector};
 use serde::{Deserialize, Serialize};
 
 use super::schedule::{Schedule, ScheduleId, ScheduleStatus};
-use super::{AccountId, DEFAULT_MASS_CHANGE_PERCENT, Event, KeyIndex, PackedProfile};
+use super::{AccountId, DEFAULT_MASS_CHANGE_PERCENT, Event, KeyIndex, PackedProfile, SharedName};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Status {
@@ -49,11 +49,12 @@ pub struct DomainState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccountState {
     pub id: AccountId,
-    pub domain: String,
+    /// Shared with every row of the domain (see [`SharedName`]).
+    pub domain: SharedName,
     pub import_id: Option<String>,
     /// Shared, so copying a row (copy-on-write of the state) copies no personal data.
     pub profile: PackedProfile,
-    pub role: String,
+    pub role: SharedName,
     pub enabled: bool,
     pub active: bool,
     pub deleted: bool,
@@ -244,7 +245,7 @@ impl LedgerState {
                     id: *account,
                     domain: domain.clone(),
                     import_id: import_id.clone(),
-                    profile: PackedProfile::new(profile),
+                    profile: profile.clone(),
                     role: role.clone(),
                     enabled: *enabled,
                     active: true,
@@ -258,13 +259,13 @@ impl LedgerState {
                 }
                 if !profile.is_erased() {
                     self.by_login
-                        .insert(domain, &login_key(&profile.login), *account);
+                        .insert(domain, &login_key(profile.login()), *account);
                 }
-                match self.domain_accounts.get_mut(domain) {
+                match self.domain_accounts.get_mut(domain.as_str()) {
                     Some(ids) => ids.push_back(*account),
                     None => {
                         self.domain_accounts
-                            .insert(domain.clone(), Vector::unit(*account));
+                            .insert(domain.to_string(), Vector::unit(*account));
                     }
                 }
                 self.next_account_id = self.next_account_id.max(account + 1);
@@ -281,13 +282,13 @@ impl LedgerState {
                 acc.version += 1;
                 match other {
                     Event::ProfileUpdated { profile, role, .. } => {
-                        let old = std::mem::replace(&mut acc.profile, PackedProfile::new(profile));
+                        let old = std::mem::replace(&mut acc.profile, profile.clone());
                         acc.role = role.clone();
                         let domain = acc.domain.clone();
                         self.by_login.remove(&domain, &login_key(old.login()), id);
                         if !profile.is_erased() {
                             self.by_login
-                                .insert(&domain, &login_key(&profile.login), id);
+                                .insert(&domain, &login_key(profile.login()), id);
                         }
                     }
                     Event::AccountDisabled { .. } => acc.enabled = false,
@@ -298,7 +299,8 @@ impl LedgerState {
                     Event::DataOwnershipRecorded { .. } => acc.owns_data = true,
                     Event::AccountDeleted { .. } => {
                         acc.deleted = true;
-                        let profile = std::mem::replace(&mut acc.profile, PackedProfile::erased());
+                        // The default is the erased profile.
+                        let profile = std::mem::take(&mut acc.profile);
                         let domain = acc.domain.clone();
                         if let Some(iid) = &acc.import_id {
                             self.by_import_id.remove(&domain, iid, id);
@@ -323,7 +325,7 @@ impl LedgerState {
         if before == after {
             return;
         }
-        if let Some(d) = self.domains.get_mut(&acc.domain) {
+        if let Some(d) = self.domains.get_mut(acc.domain.as_str()) {
             if after {
                 d.licenses_used += 1;
             } else {
@@ -362,11 +364,11 @@ impl LedgerState {
                     logins.push(KeyIndex::entry(&acc.domain, &login, acc.id));
                 }
             }
-            match self.domain_accounts.get_mut(&acc.domain) {
+            match self.domain_accounts.get_mut(acc.domain.as_str()) {
                 Some(ids) => ids.push_back(acc.id),
                 None => {
                     self.domain_accounts
-                        .insert(acc.domain.clone(), Vector::unit(acc.id));
+                        .insert(acc.domain.to_string(), Vector::unit(acc.id));
                 }
             }
         }

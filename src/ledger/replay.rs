@@ -61,7 +61,7 @@ impl Replay {
             Event::AccountCreated {
                 account, domain, ..
             } => {
-                let i = *self.by_domain.get(domain)?;
+                let i = *self.by_domain.get(domain.as_str())?;
                 self.route(*account, i);
                 Some(i)
             }
@@ -198,7 +198,7 @@ impl Replay {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::Profile;
+    use crate::domain::{PackedProfile, Profile};
 
     /// Three domains of different sizes, interleaved: registrations, creations, then status
     /// changes and deletions; more than one parallel page.
@@ -218,12 +218,12 @@ mod tests {
                 account,
                 domain: domain.into(),
                 import_id: Some(format!("sis-{account}")),
-                profile: Profile {
+                profile: PackedProfile::new(&Profile {
                     login: format!("user{account}"),
                     first_name: "F".into(),
                     last_name: "L".into(),
                     email: String::new(),
-                },
+                }),
                 role: "student".into(),
                 enabled: account % 3 != 0,
             });

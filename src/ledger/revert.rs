@@ -56,7 +56,7 @@ fn commands_back(before: &AccountState, now: &AccountState) -> (Vec<Command>, Ve
         commands.push(Command::UpdateProfile {
             account,
             profile: before.profile.to_profile(),
-            role: before.role.clone(),
+            role: before.role.to_string(),
         });
         what.push("profile restored");
     }

@@ -288,7 +288,7 @@ mod tests {
                 account,
                 domain: "d".into(),
                 import_id: Some(format!("sis-{account}")),
-                profile: profile(login, first),
+                profile: (&profile(login, first)).into(),
                 role: "student".into(),
                 enabled: true,
             },
@@ -352,7 +352,7 @@ mod tests {
                 6,
                 Event::ProfileUpdated {
                     account: 1,
-                    profile: profile("ann", "Louise"),
+                    profile: (&profile("ann", "Louise")).into(),
                     role: "student".into(),
                 },
             ),

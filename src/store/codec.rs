@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::chunk_table;
 use super::vault::Vault;
 use super::{RecordedEvent, Source, StoreError};
-use crate::domain::{AccountId, AccountState, DomainState, Event, Profile};
+use crate::domain::{AccountId, AccountState, DomainState, Event, PackedProfile};
 
 /// Format of views, of the log index checkpoint, and of one-event log chunks.
 pub const FORMAT_V1: u8 = 1;
@@ -68,7 +68,7 @@ fn from_bytes<T: DeserializeOwned>(bytes: &[u8], at: &dyn Fn() -> String) -> Res
     Ok(v)
 }
 
-fn profile_slot(event: &mut Event) -> Option<(AccountId, &mut Profile)> {
+fn profile_slot(event: &mut Event) -> Option<(AccountId, &mut PackedProfile)> {
     match event {
         Event::AccountCreated {
             account, profile, ..
@@ -111,15 +111,15 @@ fn seal_profile(
     }
 }
 
-fn open_profile(vault: &Vault, account: AccountId, sealed: &[u8]) -> Profile {
+fn open_profile(vault: &Vault, account: AccountId, sealed: &[u8]) -> PackedProfile {
     vault
         .open_sealed(account, sealed)
         .and_then(|plain| {
-            bincode::serde::decode_from_slice::<Profile, _>(&plain, config())
+            bincode::serde::decode_from_slice::<PackedProfile, _>(&plain, config())
                 .ok()
                 .map(|(p, _)| p)
         })
-        .unwrap_or_else(Profile::erased)
+        .unwrap_or_else(PackedProfile::erased)
 }
 
 /// A batch ready to write: each event's sealed profile (if it carries one), and the keys made
@@ -218,7 +218,7 @@ pub fn encode_chunk_sealed(
     sealed: &[Option<Vec<u8>>],
 ) -> Result<Vec<u8>, StoreError> {
     let recorded_at_us = events.first().map(|e| e.recorded_at_us).unwrap_or(0);
-    let profiles: Vec<Option<Profile>> = events
+    let profiles: Vec<Option<PackedProfile>> = events
         .iter_mut()
         .map(|e| profile_slot(&mut e.event).map(|(_, p)| std::mem::take(p)))
         .collect();
@@ -445,7 +445,7 @@ pub fn decode_accounts(
         .into_iter()
         .map(|v| {
             let mut state = v.state;
-            state.profile = (&open_profile(vault, state.id, &v.sealed_profile)).into();
+            state.profile = open_profile(vault, state.id, &v.sealed_profile);
             std::sync::Arc::new(state)
         })
         .collect())
@@ -482,6 +482,7 @@ pub fn read_u64(bytes: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::Profile;
 
     /// A chunk encoded from borrowed records reads back as the owned format, profile sealed
     /// (never in clear) and opened with the key; the records keep their profiles.
@@ -511,7 +512,7 @@ mod tests {
                 account: 7,
                 domain: "d".into(),
                 import_id: Some("S1".into()),
-                profile: profile.clone(),
+                profile: (&profile).into(),
                 role: "student".into(),
                 enabled: true,
             },
@@ -592,7 +593,7 @@ mod tests {
             .map(|r| {
                 let mut blank = r.event.clone();
                 if let Some((_, p)) = profile_slot(&mut blank) {
-                    *p = Profile::default();
+                    *p = PackedProfile::erased();
                 }
                 blank
             })
@@ -658,10 +659,11 @@ mod tests {
                 account,
                 domain: "d".into(),
                 import_id: None,
-                profile: Profile {
+                profile: (&Profile {
                     login: format!("u{account}"),
                     ..Profile::default()
-                },
+                })
+                    .into(),
                 role: "student".into(),
                 enabled: true,
             },

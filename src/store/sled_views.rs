@@ -201,7 +201,7 @@ impl ViewStore for SledViews {
                 super::parallel::map(&raw, 64, |v| codec::decode_accounts(v, &self.vault))
             {
                 for acc in decoded? {
-                    if let Some(p) = partitions.get_mut(&acc.domain) {
+                    if let Some(p) = partitions.get_mut(acc.domain.as_str()) {
                         p.accounts.push(acc);
                     }
                 }
