@@ -20,27 +20,38 @@ fn main() -> std::process::ExitCode {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .on_thread_park(release_freed_memory)
+        .on_thread_unpark(note_busy)
         .build()
         .expect("starting the tokio runtime");
     runtime.block_on(account_ledger::cli::run(account_ledger::cli::Cli::parse()))
 }
 
-/// When a runtime thread goes idle, at most once a second: hand the pages it freed back to the
-/// OS. mimalloc keeps a thread's freed pages for that thread, and a thread that then idles
-/// never gets to return them (after a 1M-row import, ~100 MiB held that way).
+/// When a runtime thread goes idle: hand the pages it freed back to the OS. mimalloc keeps a
+/// thread's freed pages for that thread, and a thread that then idles never gets to return them
+/// (after a 1M-row import, ~100 MiB held that way). At most once a second, so that a busy
+/// server's many short parks do not each pay for it, unless the thread has just worked for
+/// long (a large job's end): then it releases now, or the pages it freed would stay held while
+/// it idles.
 fn release_freed_memory() {
-    thread_local! {
-        static LAST: Cell<Option<Instant>> = const { Cell::new(None) };
+    let now = Instant::now();
+    let (last, busy_since) = (LAST_RELEASE.get(), BUSY_SINCE.get());
+    let long_work = busy_since.is_some_and(|t| now - t >= Duration::from_millis(50));
+    if !long_work && last.is_some_and(|t| now - t < Duration::from_secs(1)) {
+        return;
     }
-    LAST.with(|last| {
-        let now = Instant::now();
-        if last.get().is_some_and(|t| now - t < Duration::from_secs(1)) {
-            return;
-        }
-        last.set(Some(now));
-        // SAFETY: mi_collect only walks this thread's own heap and the shared arenas.
-        unsafe { mi_collect(true) };
-    });
+    LAST_RELEASE.set(Some(now));
+    // SAFETY: mi_collect only walks this thread's own heap and the shared arenas.
+    unsafe { mi_collect(true) };
+}
+
+/// When a runtime thread wakes: when its work began (see [`release_freed_memory`]).
+fn note_busy() {
+    BUSY_SINCE.set(Some(Instant::now()));
+}
+
+thread_local! {
+    static LAST_RELEASE: Cell<Option<Instant>> = const { Cell::new(None) };
+    static BUSY_SINCE: Cell<Option<Instant>> = const { Cell::new(None) };
 }
 
 unsafe extern "C" {
