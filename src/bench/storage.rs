@@ -216,7 +216,7 @@ pub async fn run(opts: BenchOptions) -> Result<(), Box<dyn std::error::Error>> {
     drop(ledger);
     let ledger = Ledger::open(&dir).await?;
     println!(
-        "bytes on disk per event:            {:.0} (log, views, keys; {} events)",
+        "bytes on disk per event:            {:.0} (log, views, keys, log index checkpoint; {} events)",
         ledger.log().size_on_disk()? as f64 / total as f64,
         total
     );

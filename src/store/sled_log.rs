@@ -758,7 +758,11 @@ impl EventLog for SledEventLog {
         self.inner.durable.load(Ordering::Acquire)
     }
 
+    /// sled's files (log and views, garbage included), the key vault and the log index
+    /// checkpoint (derived, but on the disk all the same).
     fn size_on_disk(&self) -> Result<u64, StoreError> {
-        Ok(self.inner.db.size_on_disk()? + self.inner.vault.len_on_disk())
+        let checkpoint = std::fs::metadata(self.inner.dir.join(index_checkpoint::INDEX_FILE))
+            .map_or(0, |m| m.len());
+        Ok(self.inner.db.size_on_disk()? + self.inner.vault.len_on_disk() + checkpoint)
     }
 }
