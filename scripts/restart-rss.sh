@@ -16,6 +16,8 @@ until grep -q "serving on" "$log"; do
   sleep 0.02
 done
 t1=$(date +%s.%N)
+# The port is open by now (the server listens once the ledger is open), so the probe's first
+# connection is not refused (a refused gRPC channel backs off for a second).
 until "$("$tools/venv.sh")/bin/python" "$tools/grpc_probe.py" "$addr" > /dev/null 2>&1; do sleep 0.05; done
 t2=$(date +%s.%N)
 sleep 2
