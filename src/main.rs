@@ -21,6 +21,10 @@ fn main() -> std::process::ExitCode {
         .enable_all()
         .on_thread_park(release_freed_memory)
         .on_thread_unpark(note_busy)
+        // A blocking thread (log reads, saves) keeps the pages it freed until it exits: an
+        // idle one exits after half a second, not tokio's ten (1M district, the daily queries:
+        // RSS rose 110-160 MiB at their point-in-time reads instead of 210-230).
+        .thread_keep_alive(Duration::from_millis(500))
         .build()
         .expect("starting the tokio runtime");
     runtime.block_on(account_ledger::cli::run(account_ledger::cli::Cli::parse()))

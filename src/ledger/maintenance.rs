@@ -94,19 +94,14 @@ async fn save_locked(shared: &Shared) -> Result<(), LedgerError> {
         .iter()
         .map(|p| (p.domain.clone(), p.position))
         .collect();
-    let rows: usize = batches
-        .iter()
-        .flat_map(|b| &b.account_buckets)
-        .map(|(_, rows)| rows.len())
-        .sum();
     tokio::task::spawn_blocking(move || {
         views.save_license_points(&points)?;
         let saved = views.save(&batches, Some(floor));
-        // Saving a district's rows (after an import or a rebuild) encoded and sealed them
-        // all: hand those buffers back now, not when the allocator gets round to it.
-        if rows >= crate::memory::LARGE_GROUP {
-            crate::memory::release_freed();
-        }
+        drop(batches);
+        // The rows were encoded and sealed on this blocking thread (a district's worth after
+        // an import or a rebuild, 128 rows per account touched otherwise), which may then
+        // idle for seconds holding the buffers: hand them back now. At most once a second.
+        crate::memory::release_freed();
         saved
     })
     .await
