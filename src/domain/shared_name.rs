@@ -13,7 +13,7 @@ use std::sync::{Arc, OnceLock, RwLock};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Distinct values kept shared; later ones get an allocation of their own.
-const MAX_INTERNED: usize = 4096;
+const MAX_INTERNED: usize = 65_536;
 
 /// Values each thread remembers without the table's lock.
 const RECENT_PER_THREAD: usize = 8;
