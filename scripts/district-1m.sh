@@ -24,7 +24,10 @@ start() {
   "$bin" serve --data-dir "$work/data" --listen "$addr" > "$work/serve.out" 2> "$work/serve.err" & spid=$!
   t0=$(date +%s.%N)
   # Wait for the port first: the probe's gRPC channel, refused once, backs off for a second.
-  until (exec 3<>"/dev/tcp/${addr%:*}/${addr##*:}") 2>/dev/null; do sleep 0.02; done
+  until (exec 3<>"/dev/tcp/${addr%:*}/${addr##*:}") 2>/dev/null; do
+    kill -0 $spid 2>/dev/null || { echo "the server stopped:" >&2; cat "$work/serve.err" >&2; exit 1; }
+    sleep 0.02
+  done
   until "$venv/bin/python" "$tools/grpc_probe.py" "$addr" > /dev/null 2>&1; do sleep 0.05; done
   t1=$(date +%s.%N); echo "until SERVING: $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}') s"
 }

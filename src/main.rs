@@ -34,13 +34,19 @@ fn main() -> std::process::ExitCode {
 /// thread's freed pages for that thread, and a thread that then idles never gets to return them
 /// (after a 1M-row import, ~100 MiB held that way). At most once a second, so that a busy
 /// server's many short parks do not each pay for it, unless the thread has just worked for
-/// long (a large job's end): then it releases now, or the pages it freed would stay held while
-/// it idles.
+/// long (a large job's end): then after a quarter of a second already, or the pages it freed
+/// would stay held while it idles.
 fn release_freed_memory() {
     let now = Instant::now();
     let (last, busy_since) = (LAST_RELEASE.get(), BUSY_SINCE.get());
     let long_work = busy_since.is_some_and(|t| now - t >= Duration::from_millis(50));
-    if !long_work && last.is_some_and(|t| now - t < Duration::from_secs(1)) {
+    // Under steady load most parks follow long work: still no more than four a second.
+    let gap = if long_work {
+        Duration::from_millis(250)
+    } else {
+        Duration::from_secs(1)
+    };
+    if last.is_some_and(|t| now - t < gap) {
         return;
     }
     LAST_RELEASE.set(Some(now));

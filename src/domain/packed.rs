@@ -125,7 +125,13 @@ impl Serialize for PackedProfile {
 
 impl<'de> Deserialize<'de> for PackedProfile {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<PackedProfile, D::Error> {
-        Profile::deserialize(d).map(|p| PackedProfile::new(&p))
+        let p = Profile::deserialize(d)?;
+        // The blank an event is stored with (its profile is sealed apart): the shared one,
+        // not an allocation per event read.
+        if p == Profile::erased() {
+            return Ok(PackedProfile::erased());
+        }
+        Ok(PackedProfile::new(&p))
     }
 }
 

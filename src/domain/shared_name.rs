@@ -2,9 +2,11 @@
 //! per distinct value, so a district of a million accounts holds a million pointers to
 //! "student", not a million copies (each row was 48 bytes larger with two `String`s).
 //!
-//! Values are interned process-wide when made or read back; the table is bounded, so a file
-//! of a million distinct roles costs what plain strings would, never an unbounded table.
+//! Values are interned process-wide when made or read back and stay for the life of the
+//! process (at most [`MAX_INTERNED`] of them, a few MB at worst); past that a value gets an
+//! allocation of its own, so a file of a million distinct roles costs what plain strings would.
 
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::fmt;
 use std::ops::Deref;
@@ -31,14 +33,18 @@ impl SharedName {
         thread_local! {
             // The values this thread made last: rows read or decided in a run share their
             // domain and mostly their role, and this skips the shared table's lock for them.
-            static RECENT: std::cell::RefCell<Vec<Arc<str>>> = const { std::cell::RefCell::new(Vec::new()) };
+            static RECENT: RefCell<Vec<Arc<str>>> = const { RefCell::new(Vec::new()) };
         }
-        let hit = RECENT.with(|recent| recent.borrow().iter().find(|r| ***r == *s).cloned());
+        let hit = RECENT
+            .try_with(|recent| recent.borrow().iter().find(|r| ***r == *s).cloned())
+            .ok()
+            .flatten();
         if let Some(hit) = hit {
             return SharedName(hit);
         }
         let made = SharedName::from_table(s);
-        RECENT.with(|recent| {
+        // Absent while the thread's locals are being destroyed: then simply not remembered.
+        let _ = RECENT.try_with(|recent| {
             let mut recent = recent.borrow_mut();
             if recent.len() == RECENT_PER_THREAD {
                 recent.remove(0);
@@ -49,8 +55,15 @@ impl SharedName {
     }
 
     fn from_table(s: &str) -> SharedName {
-        if let Some(shared) = table().read().unwrap_or_else(|e| e.into_inner()).get(s) {
-            return SharedName(shared.clone());
+        {
+            let table = table().read().unwrap_or_else(|e| e.into_inner());
+            if let Some(shared) = table.get(s) {
+                return SharedName(shared.clone());
+            }
+            if table.len() >= MAX_INTERNED {
+                // Full: an allocation of its own, without the write lock.
+                return SharedName(Arc::from(s));
+            }
         }
         let mut table = table().write().unwrap_or_else(|e| e.into_inner());
         if let Some(shared) = table.get(s) {
@@ -198,5 +211,18 @@ mod tests {
         let (back, _): (SharedName, usize) =
             bincode::serde::decode_from_slice(&bytes, bincode::config::standard()).unwrap();
         assert!(Arc::ptr_eq(&a.0, &back.0));
+    }
+
+    #[test]
+    fn a_value_made_on_one_thread_is_shared_with_another() {
+        let name = "shared-name-cross-thread-test";
+        let here = SharedName::new(name);
+        let there = std::thread::spawn(move || SharedName::new(name))
+            .join()
+            .unwrap();
+        assert!(
+            Arc::ptr_eq(&here.0, &there.0),
+            "found in the process-wide table"
+        );
     }
 }

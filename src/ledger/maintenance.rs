@@ -100,7 +100,8 @@ async fn save_locked(shared: &Shared) -> Result<(), LedgerError> {
         drop(batches);
         // The rows were encoded and sealed on this blocking thread (a district's worth after
         // an import or a rebuild, 128 rows per account touched otherwise), which may then
-        // idle for seconds holding the buffers: hand them back now. At most once a second.
+        // idle holding the buffers: hand them back now. Saves run at most once a second
+        // (the saver), besides the rare ones at a rebuild, a start and a close.
         crate::memory::release_freed();
         saved
     })

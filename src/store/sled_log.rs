@@ -765,8 +765,12 @@ impl EventLog for SledEventLog {
     /// sled's files (log and views, garbage included), the key vault and the log index
     /// checkpoint (derived, but on the disk all the same).
     fn size_on_disk(&self) -> Result<u64, StoreError> {
-        let checkpoint = std::fs::metadata(self.inner.dir.join(index_checkpoint::INDEX_FILE))
-            .map_or(0, |m| m.len());
+        let checkpoint = match std::fs::metadata(self.inner.dir.join(index_checkpoint::INDEX_FILE))
+        {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(StoreError::Io(format!("log index checkpoint: {e}"))),
+        };
         Ok(self.inner.db.size_on_disk()? + self.inner.vault.len_on_disk() + checkpoint)
     }
 }
