@@ -90,11 +90,12 @@ fn appends_channel(schema: &str) -> String {
     format!("ledger_appends_{:08x}", crc32fast::hash(schema.as_bytes()))
 }
 
-/// The rows after a position, a page at a time.
-fn read_after_sql(schema: &str) -> String {
+/// The rows from `$1` through `$2`, at most `$3` of them: every read of a range of the log
+/// (catch-up, the append's look at what others wrote, `read_range`).
+fn range_sql(schema: &str) -> String {
     format!(
-        "SELECT position, recorded_at_us, body FROM {schema}.events WHERE position > $1
-         ORDER BY position LIMIT $2"
+        "SELECT position, recorded_at_us, body FROM {schema}.events
+         WHERE position BETWEEN $1 AND $2 ORDER BY position LIMIT $3"
     )
 }
 
@@ -244,14 +245,10 @@ impl PgEventLog {
         client: &impl tokio_postgres::GenericClient,
         last: Option<u64>,
     ) -> Result<(), StoreError> {
-        let sql = format!(
-            "SELECT position, recorded_at_us, body FROM {} WHERE position > $1 AND position <= $2
-             ORDER BY position LIMIT $3",
-            self.table()
-        );
+        let sql = range_sql(&self.schema);
         let last = last.map_or(i64::MAX, |l| l as i64);
         loop {
-            let from = self.index().last_position as i64;
+            let from = self.index().last_position as i64 + 1;
             let rows = client
                 .query(&sql, &[&from, &last, &PAGE])
                 .await
@@ -494,11 +491,7 @@ impl EventLog for PgEventLog {
         let rows = self
             .reader
             .query(
-                &format!(
-                    "SELECT position, recorded_at_us, body FROM {}
-                     WHERE position BETWEEN $1 AND $2 ORDER BY position LIMIT $3",
-                    self.table()
-                ),
+                &range_sql(&self.schema),
                 &[
                     &(from as i64),
                     &(to as i64),

@@ -4,7 +4,7 @@
 use tokio_postgres::{Client, Statement};
 use uuid::Uuid;
 
-use super::{PAGE, PgEventLog, append_lock, appends_channel, pg, read_after_sql};
+use super::{PAGE, PgEventLog, append_lock, appends_channel, pg, range_sql};
 use crate::store::codec;
 use crate::store::pg_cluster::Fence;
 use crate::store::vault::Key;
@@ -48,6 +48,7 @@ pub(super) struct AppendStatements {
     /// The last row's position and stamp, and whether the fence holds (read under the lock;
     /// the INSERT computes the same).
     head: Statement,
+    /// What other servers wrote after this one's indexed end ([`range_sql`]).
     read_after: Statement,
     keys: Statement,
     events: Statement,
@@ -83,7 +84,7 @@ impl AppendStatements {
             lock: prepare("SELECT pg_advisory_xact_lock($1)".into()).await?,
             notify: prepare("SELECT pg_notify($1, $2)".into()).await?,
             head: prepare(format!("SELECT {head}, {fence}")).await?,
-            read_after: prepare(read_after_sql(schema)).await?,
+            read_after: prepare(range_sql(schema)).await?,
             keys: prepare(format!(
                 "INSERT INTO {schema}.account_keys (account, key)
                  SELECT * FROM unnest($5::int8[], $6::bytea[]) WHERE {fence}"
@@ -255,7 +256,11 @@ impl PgEventLog {
                     .query_one(&st.head, &[&unfenced, &domain, &owner, &epoch])
                     .await
             },
-            async { client.query(&st.read_after, &[&from, &PAGE]).await },
+            async {
+                client
+                    .query(&st.read_after, &[&(from + 1), &i64::MAX, &PAGE])
+                    .await
+            },
             async {
                 match accounts.is_empty() {
                     true => Ok(0),
