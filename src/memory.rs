@@ -2,8 +2,9 @@
 //! binary's choice (mimalloc, see `main.rs`), and it keeps freed pages for a while before it
 //! returns them: the 450 MB of records a 1M-row import frees once they are applied would still
 //! be resident while the job's answers are built, and set its peak. The binary registers how to
-//! release them; the library calls [`release_freed`] where it has just freed a large amount at
-//! once (never on the path of single commands).
+//! release them; the library calls [`release_freed`] off the path of single commands, where a
+//! thread has just freed a large amount and may then sleep: after a large group, after each
+//! views save (at most one a second) and after each log index checkpoint.
 
 use std::sync::OnceLock;
 
