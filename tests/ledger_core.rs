@@ -227,6 +227,7 @@ async fn deleted_is_terminal_and_frees_the_import_id() {
             Default::default(),
             10,
         )
+        .await
         .unwrap();
     assert_eq!(page.total, 1);
     assert_eq!(page.accounts[0].id, again);
@@ -273,4 +274,54 @@ async fn history_shows_actor_time_and_source() {
     assert_eq!(&*history[1].actor, "alice");
     assert!(history[1].recorded_at_us >= history[0].recorded_at_us);
     assert_eq!(history[1].stream_version, 2);
+}
+
+/// Reopened, a ledger takes commands at once while the list index of its loaded rows is
+/// still being built; lists wait for that index and show the loaded rows with the changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_right_after_reopening_show_in_lists_and_searches() {
+    let dir = tempfile::tempdir().unwrap();
+    let loaded: Vec<u64> = {
+        let ledger = Ledger::open(dir.path()).await.unwrap();
+        register(&ledger, "d", 10_000).await;
+        // Enough rows that building their index takes a while after the reopen.
+        let rows = (0..3000)
+            .map(|i| support::create_request("d", &format!("user{i:04}")))
+            .collect();
+        let results = ledger.execute_batch(rows, BatchMode::Strict).await.unwrap();
+        ledger.close().await.unwrap();
+        results
+            .results
+            .into_iter()
+            .map(|r| r.unwrap().account.unwrap())
+            .collect()
+    };
+    let ledger = Ledger::open(dir.path()).await.unwrap();
+    let fresh = create(&ledger, "d", "newcomer", true).await;
+    ledger
+        .execute(Request::manual(
+            "admin",
+            Command::Disable { account: loaded[0] },
+        ))
+        .await
+        .unwrap();
+    let all = |search: Option<&str>| AccountFilter {
+        search: search.map(str::to_string),
+        ..Default::default()
+    };
+    let page = ledger
+        .list_accounts("d", &all(None), Default::default(), 10_000)
+        .await
+        .unwrap();
+    assert_eq!(page.total as usize, loaded.len(), "one disabled, one new");
+    assert!(page.accounts.iter().any(|a| a.id == fresh));
+    assert!(page.accounts.iter().all(|a| a.id != loaded[0]));
+    for (word, want) in [("newcomer", fresh), ("user2999", loaded[2999])] {
+        let found = ledger
+            .list_accounts("d", &all(Some(word)), Default::default(), 10)
+            .await
+            .unwrap();
+        let ids: Vec<u64> = found.accounts.iter().map(|a| a.id).collect();
+        assert_eq!(ids, vec![want], "search {word:?}");
+    }
 }

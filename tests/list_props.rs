@@ -135,7 +135,7 @@ async fn walk(
     let mut start = PageStart::default();
     loop {
         let page: AccountPage = match at {
-            None => ledger.list_accounts(domain, f, start, limit).unwrap(),
+            None => ledger.list_accounts(domain, f, start, limit).await.unwrap(),
             Some(at) => ledger
                 .list_accounts_as_of(domain, f, at, start, limit)
                 .await
@@ -220,7 +220,7 @@ proptest! {
                     let want = brute_list(&now, d, f);
                     let got = walk(&ledger, d, f, None, limit, want.len()).await?;
                     prop_assert_eq!(&got, &want, "{} {:?}", d, f);
-                    let first = ledger.list_accounts(d, f, PageStart { after: 0, skip }, limit).unwrap();
+                    let first = ledger.list_accounts(d, f, PageStart { after: 0, skip }, limit).await.unwrap();
                     let expected: Vec<_> = want.iter().skip(skip).take(limit).cloned().collect();
                     prop_assert_eq!(first.accounts, expected);
                 }
@@ -269,7 +269,7 @@ proptest! {
                 let Some(p) = profiles.get(&a.id) else { continue };
                 for word in [p.login.as_str(), p.email.as_str(), p.first_name.as_str(), p.last_name.as_str(), &p.login[..3]] {
                     let f = AccountFilter { search: Some(word.to_string()), ..everything.clone() };
-                    let page = ledger.list_accounts(&a.domain, &f, PageStart::default(), 1000).unwrap();
+                    let page = ledger.list_accounts(&a.domain, &f, PageStart::default(), 1000).await.unwrap();
                     prop_assert!(page.accounts.iter().all(|b| b.id != a.id), "deleted {} found by {:?}", a.id, word);
                 }
             }

@@ -367,7 +367,11 @@ impl pb::account_ledger_server::AccountLedger for LedgerService {
             skip: req.offset as usize,
         };
         let page = match as_of {
-            None => self.ledger.list_accounts(&domain, &filter, start, limit)?,
+            None => {
+                self.ledger
+                    .list_accounts(&domain, &filter, start, limit)
+                    .await?
+            }
             Some(at) => {
                 self.ledger
                     .list_accounts_as_of(&domain, &filter, at, start, limit)

@@ -379,8 +379,7 @@ impl Ledger {
                     applied.push(e);
                 }
             }
-            let index = read.index.clone();
-            read.index = Projections::index_after(index, &before, &read.state, touched);
+            read.update_index(&before, touched);
         }
         if self.shared.live.receiver_count() > 0 {
             applied.sort_by_key(|e| e.position);

@@ -340,9 +340,10 @@ impl Ledger {
             let ids: Vec<AccountId> = projections.state.accounts.keys().copied().collect();
             let part = ledger.add_partition(&domain, projections);
             ledger.shared.routes.register_accounts(part.index, &ids);
+            part.build_index();
         }
         tracing::info!(
-            "writers started, list and search indexes built, {:.2?} after the views loaded",
+            "writers started {:.2?} after the views loaded (list and search indexes building)",
             started.elapsed()
         );
         ledger.save_views().await?;

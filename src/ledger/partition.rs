@@ -16,7 +16,7 @@ use super::decider::{Decider, EventIds, Pending};
 use super::routes::Routes;
 use super::{BatchMode, BatchOutcome, Executed, LedgerError, Request};
 use crate::domain::{AccountId, Event, LedgerState, StreamId};
-use crate::projections::Projections;
+use crate::projections::{AccountIndex, Projections};
 use crate::store::pg_cluster::Fence;
 use crate::store::{EventLog, EventParts, RecordedEvent, StoreError};
 
@@ -26,8 +26,10 @@ const MAX_GROUP: usize = 4096;
 /// Groups touching more accounts than this update the list index on a blocking thread.
 const PARALLEL_INDEX_ROWS: usize = 256;
 
-/// The read model's next list index, computed inline or on a blocking thread.
+/// The read model's next list index, computed inline or on a blocking thread; none while
+/// the index is unbuilt (after a load).
 enum IndexUpdate {
+    Unbuilt,
     Inline(
         Box<(
             LedgerState,
@@ -51,12 +53,18 @@ pub(crate) struct Partition {
     fence: RwLock<Option<Fence>>,
     /// One lease claim at a time.
     pub(crate) claiming: tokio::sync::Mutex<()>,
+    /// True once the read model's list and search index is built (lists wait for it).
+    index_built: tokio::sync::watch::Sender<bool>,
 }
 
 impl Partition {
-    /// A live partition over `projections` (its list and search index made ready here).
+    /// A live partition over `projections`. Loaded views come without their list and search
+    /// index: it is built on a blocking thread ([`Partition::build_index`]).
     pub(crate) fn new(index: u32, domain: &str, mut projections: Projections) -> Partition {
-        projections.ready_index();
+        if !projections.index_unbuilt() {
+            projections.ready_index();
+        }
+        let built = !projections.index_unbuilt();
         Partition {
             index,
             domain: domain.to_string(),
@@ -64,7 +72,44 @@ impl Partition {
             appending: AtomicBool::new(false),
             fence: RwLock::new(None),
             claiming: tokio::sync::Mutex::new(()),
+            index_built: tokio::sync::watch::channel(built).0,
         }
+    }
+
+    /// Build the read model's index off the opening path when it is unbuilt: from the rows
+    /// as loaded, on a blocking thread, then updated under the lock for what changed since.
+    pub(crate) fn build_index(self: &Arc<Partition>) {
+        let Some(base) = self.read().index_to_build() else {
+            return;
+        };
+        let part = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
+            let built = AccountIndex::build(base.accounts.values().map(|a| &**a));
+            drop(base);
+            part.write().finish_index(built);
+            part.index_built.send_replace(true);
+            tracing::info!(
+                domain = part.domain,
+                "list and search index built in {:.2?}",
+                started.elapsed()
+            );
+        });
+    }
+
+    /// The read model once its index is built (at once, but right after opening).
+    pub(crate) async fn indexed(&self) -> RwLockReadGuard<'_, Projections> {
+        if self.read().index_unbuilt() {
+            let mut built = self.index_built.subscribe();
+            let _ = built.wait_for(|b| *b).await;
+            let mut write = self.write();
+            // The build failed (a panic on its thread): build it here rather than answer
+            // from an empty index.
+            if write.index_unbuilt() {
+                write.ready_index();
+            }
+        }
+        self.read()
     }
 
     pub(crate) fn fence(&self) -> Option<Fence> {
@@ -214,6 +259,7 @@ impl Writer {
         fresh.ready_index();
         self.state = fresh.state.clone();
         *self.part.write() = fresh;
+        self.part.index_built.send_replace(true);
         Ok(())
     }
 
@@ -366,15 +412,18 @@ impl Writer {
         let touched: Vec<AccountId> = new_events.events().filter_map(Event::account).collect();
         let (before, index) = {
             let read = self.part.read();
-            (read.state.clone(), read.index.clone())
+            let index = (!read.index_unbuilt()).then(|| read.index.clone());
+            (read.state.clone(), index)
         };
-        let next_index = if touched.len() > PARALLEL_INDEX_ROWS {
-            let after = self.state.clone();
-            IndexUpdate::Spawned(tokio::task::spawn_blocking(move || {
-                Projections::index_after(index, &before, &after, touched)
-            }))
-        } else {
-            IndexUpdate::Inline(Box::new((before, index, touched)))
+        let next_index = match index {
+            None => IndexUpdate::Unbuilt,
+            Some(index) if touched.len() > PARALLEL_INDEX_ROWS => {
+                let after = self.state.clone();
+                IndexUpdate::Spawned(tokio::task::spawn_blocking(move || {
+                    Projections::index_after(index, &before, &after, touched)
+                }))
+            }
+            Some(index) => IndexUpdate::Inline(Box::new((before, index, touched))),
         };
         let appended = if new_events.is_empty() {
             Ok(Default::default())
@@ -424,17 +473,21 @@ impl Writer {
         // License points wait in the read model for the saver: writing them here cost a
         // second sled write (and sync) per command, inside the writer's task.
         let index = match next_index {
+            IndexUpdate::Unbuilt => None,
             IndexUpdate::Inline(inline) => {
                 let (before, index, touched) = *inline;
-                Projections::index_after(index, &before, &self.state, touched)
+                Some(Projections::index_after(
+                    index,
+                    &before,
+                    &self.state,
+                    touched,
+                ))
             }
-            IndexUpdate::Spawned(task) => match task.await {
+            IndexUpdate::Spawned(task) => Some(match task.await {
                 Ok(index) => index,
                 // The computation panicked: build it whole rather than serve a wrong list.
-                Err(_) => crate::projections::AccountIndex::build(
-                    self.state.accounts.values().map(|a| &**a),
-                ),
-            },
+                Err(_) => AccountIndex::build(self.state.accounts.values().map(|a| &**a)),
+            }),
         };
         self.part
             .write()

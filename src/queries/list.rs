@@ -188,7 +188,7 @@ const EVENTS_PER_FOLDED_ACCOUNT: u64 = 10;
 
 impl Ledger {
     /// One page of a domain's accounts now, in creation order.
-    pub fn list_accounts(
+    pub async fn list_accounts(
         &self,
         domain: &str,
         filter: &AccountFilter,
@@ -200,7 +200,7 @@ impl Ledger {
             .routes
             .partition(domain)
             .ok_or_else(|| unknown_domain(domain))?;
-        let read = part.read();
+        let read = part.indexed().await;
         read.domain().ok_or_else(|| unknown_domain(domain))?;
         Ok(page(
             &read.state,
@@ -244,7 +244,7 @@ impl Ledger {
             .partition(domain)
             .ok_or_else(|| unknown_domain(domain))?;
         let (state, index, through) = {
-            let read = part.read();
+            let read = part.indexed().await;
             read.domain().ok_or_else(|| unknown_domain(domain))?;
             (read.state.clone(), read.index.clone(), read.checkpoint)
         };

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use uuid::Uuid;
 
 use super::chunk_table;
-use super::vault::Vault;
+use super::vault::{Opener, Vault};
 use super::{RecordedEvent, Source, StoreError};
 use crate::domain::{AccountId, AccountState, DomainState, Event, PackedProfile};
 
@@ -112,13 +112,17 @@ fn seal_profile(
 }
 
 fn open_profile(vault: &Vault, account: AccountId, sealed: &[u8]) -> PackedProfile {
-    vault
-        .open_sealed(account, sealed)
-        .and_then(|plain| {
-            bincode::serde::decode_from_slice::<PackedProfile, _>(&plain, config())
+    open_profile_with(&mut vault.opener(), account, sealed)
+}
+
+fn open_profile_with(opener: &mut Opener<'_>, account: AccountId, sealed: &[u8]) -> PackedProfile {
+    opener
+        .open_with(account, sealed, |plain| {
+            bincode::serde::borrow_decode_from_slice::<PackedProfile, _>(plain, config())
                 .ok()
                 .map(|(p, _)| p)
         })
+        .flatten()
         .unwrap_or_else(PackedProfile::erased)
 }
 
@@ -441,11 +445,12 @@ pub fn decode_accounts(
     vault: &Vault,
 ) -> Result<Vec<std::sync::Arc<AccountState>>, StoreError> {
     let rows: Vec<AccountViewV1> = from_bytes(bytes, &|| "account views".to_string())?;
+    let mut opener = vault.opener();
     Ok(rows
         .into_iter()
         .map(|v| {
             let mut state = v.state;
-            state.profile = open_profile(vault, state.id, &v.sealed_profile);
+            state.profile = open_profile_with(&mut opener, state.id, &v.sealed_profile);
             std::sync::Arc::new(state)
         })
         .collect())

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
 
 use chacha20poly1305::aead::rand_core::SeedableRng;
-use chacha20poly1305::aead::{Aead, AeadCore, AeadInPlace, KeyInit, OsRng};
+use chacha20poly1305::aead::{AeadCore, AeadInPlace, KeyInit, OsRng};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use rand_chacha::ChaCha20Rng;
 
@@ -428,14 +428,17 @@ impl Vault {
 
     /// Decrypt; `None` when the key is destroyed (erased account) or the bytes do not open.
     pub fn open_sealed(&self, account: AccountId, sealed: &[u8]) -> Option<Vec<u8>> {
-        if sealed.len() < NONCE_LEN {
-            return None;
+        self.opener()
+            .open_with(account, sealed, |plain| plain.to_vec())
+    }
+
+    /// Opens many sealed values under one look at the key table (loading views: a lock and
+    /// a buffer per bucket of rows, not per row).
+    pub fn opener(&self) -> Opener<'_> {
+        Opener {
+            keys: self.read_keys(),
+            buffer: Vec::new(),
         }
-        let keys = self.read_keys();
-        let key = keys.get(&account)?;
-        let cipher = XChaCha20Poly1305::new(key.into());
-        let (nonce, ct) = sealed.split_at(NONCE_LEN);
-        cipher.decrypt(XNonce::from_slice(nonce), ct).ok()
     }
 
     fn read_keys(&self) -> std::sync::RwLockReadGuard<'_, KeyTable> {
@@ -444,6 +447,42 @@ impl Vault {
 
     fn write_keys(&self) -> std::sync::RwLockWriteGuard<'_, KeyTable> {
         self.keys.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// See [`Vault::opener`]. Holds the key table's read lock: keep it for a bounded batch.
+pub struct Opener<'a> {
+    keys: std::sync::RwLockReadGuard<'a, KeyTable>,
+    buffer: Vec<u8>,
+}
+
+impl Opener<'_> {
+    /// `f` of the plaintext (decrypted in a buffer reused from call to call); `None` when
+    /// the key is destroyed (erased account) or the bytes do not open.
+    pub fn open_with<R>(
+        &mut self,
+        account: AccountId,
+        sealed: &[u8],
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Option<R> {
+        if sealed.len() < NONCE_LEN + TAG_LEN {
+            return None;
+        }
+        let key = self.keys.get(&account)?;
+        let cipher = XChaCha20Poly1305::new(key.into());
+        let (nonce, rest) = sealed.split_at(NONCE_LEN);
+        let (ct, tag) = rest.split_at(rest.len() - TAG_LEN);
+        self.buffer.clear();
+        self.buffer.extend_from_slice(ct);
+        cipher
+            .decrypt_in_place_detached(
+                XNonce::from_slice(nonce),
+                b"",
+                &mut self.buffer,
+                chacha20poly1305::Tag::from_slice(tag),
+            )
+            .ok()?;
+        Some(f(&self.buffer))
     }
 }
 
