@@ -1,41 +1,43 @@
-//! The unique keys of live accounts within their domain (import id, login), held as hashes:
-//! a persistent map hash → account (16 bytes an entry, where a map of two strings took about
-//! 160 with its allocations: a 1M-account district held two such maps), plus a set for the
-//! rare second account whose key has the same hash.
+//! The unique keys of live accounts within their domain (import id, login), held as hashes: a
+//! set of (hash, account) entries, 16 bytes each, where a map of two strings took about 160
+//! with its allocations (a 1M-account district holds two such indexes).
 //!
 //! A lookup returns candidates; the caller keeps the one whose own row has the key, so a hash
 //! collision costs one more row probe, never a wrong answer. The hash (FNV-1a) has no secret
-//! key: the maps must be equal in every replay of the same events, and a crafted collision
+//! key: the indexes must be equal in every replay of the same events, and a crafted collision
 //! only adds a candidate.
+//!
+//! The entries are a sorted vector, as built when views are loaded (one sort: a 1M-account
+//! district's two indexes build in a sort each, where a million tree inserts each took ~0.15 s
+//! of the open), shared by every copy of the state, plus persistent sets of the entries added
+//! and removed since. Once those outgrow a quarter of the vector they are folded into a new one.
 
-use imbl::{OrdMap, OrdSet};
+use std::sync::Arc;
+
+use imbl::OrdSet;
 
 use super::AccountId;
 
+type Entry = (u64, AccountId);
+
+/// Changes kept beside the sorted vector before a fold, besides a quarter of its length
+/// (small in the unit tests, so that they fold often).
+const FOLD_SLACK: usize = if cfg!(test) { 64 } else { 65_536 };
+
 #[derive(Debug, Clone, Default)]
 pub struct KeyIndex {
-    first: OrdMap<u64, AccountId>,
-    /// (hash, account) of accounts whose hash was already taken in `first`.
-    more: OrdSet<(u64, AccountId)>,
+    /// Sorted, without duplicates; never changed once built (copies share it).
+    built: Arc<Vec<Entry>>,
+    /// Entries not in `built`.
+    added: OrdSet<Entry>,
+    /// Entries of `built` that are gone.
+    removed: OrdSet<Entry>,
 }
 
-/// Equal when they hold the same entries, whichever of two colliding accounts came first.
+/// Equal when they hold the same entries, however they are split between the parts.
 impl PartialEq for KeyIndex {
     fn eq(&self, other: &KeyIndex) -> bool {
-        if self.more.is_empty() && other.more.is_empty() {
-            return self.first == other.first;
-        }
-        let entries = |k: &KeyIndex| {
-            let mut all: Vec<(u64, AccountId)> = k
-                .first
-                .iter()
-                .map(|(h, a)| (*h, *a))
-                .chain(k.more.iter().copied())
-                .collect();
-            all.sort_unstable();
-            all
-        };
-        entries(self) == entries(other)
+        self.len() == other.len() && self.entries().eq(other.entries())
     }
 }
 
@@ -57,96 +59,105 @@ impl KeyIndex {
     }
 
     /// Insert an entry made by [`KeyIndex::entry`].
-    pub fn insert_entry(&mut self, (h, account): (u64, AccountId)) {
-        match self.first.get(&h) {
-            None => {
-                self.first.insert(h, account);
-            }
-            Some(a) if *a == account => {}
-            Some(_) => {
-                self.more.insert((h, account));
-            }
+    pub fn insert_entry(&mut self, entry: Entry) {
+        if self.built.binary_search(&entry).is_ok() {
+            self.removed.remove(&entry);
+        } else {
+            self.added.insert(entry);
+            self.fold_if_large();
         }
     }
 
     pub fn remove(&mut self, domain: &str, key: &str, account: AccountId) {
-        let h = hash(domain, key);
-        if self.more.remove(&(h, account)).is_some() {
-            return;
-        }
-        if self.first.get(&h) == Some(&account) {
-            self.first.remove(&h);
-            // Promote a colliding account, if any, so `first` keeps every hash in use.
-            let next = self
-                .more
-                .range((h, 0)..=(h, AccountId::MAX))
-                .next()
-                .copied();
-            if let Some((_, other)) = next {
-                self.more.remove(&(h, other));
-                self.first.insert(h, other);
-            }
+        self.remove_entry((hash(domain, key), account));
+    }
+
+    fn remove_entry(&mut self, entry: Entry) {
+        if self.added.remove(&entry).is_none() && self.built.binary_search(&entry).is_ok() {
+            self.removed.insert(entry);
+            self.fold_if_large();
         }
     }
 
     /// Accounts that may have `key` in `domain` (check each row).
     pub fn candidates(&self, domain: &str, key: &str) -> impl Iterator<Item = AccountId> + '_ {
-        let h = hash(domain, key);
-        let more = (!self.more.is_empty())
-            .then(|| {
-                self.more
-                    .range((h, 0)..=(h, AccountId::MAX))
-                    .map(|(_, a)| *a)
-            })
+        self.with_hash(hash(domain, key))
+    }
+
+    fn with_hash(&self, h: u64) -> impl Iterator<Item = AccountId> + '_ {
+        let from = self.built.partition_point(|e| e.0 < h);
+        let built = self.built[from..]
+            .iter()
+            .take_while(move |e| e.0 == h)
+            .filter(|e| self.removed.is_empty() || !self.removed.contains(*e))
+            .map(|e| e.1);
+        let added = (!self.added.is_empty())
+            .then(|| self.added.range((h, 0)..=(h, AccountId::MAX)).map(|e| e.1))
             .into_iter()
             .flatten();
-        self.first.get(&h).copied().into_iter().chain(more)
+        built.chain(added)
     }
 
     pub fn len(&self) -> usize {
-        self.first.len() + self.more.len()
+        self.built.len() - self.removed.len() + self.added.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.first.is_empty()
+        self.len() == 0
     }
 
     /// The entry `insert` would add for `key` of `domain` (for [`KeyIndex::from_entries`]).
-    pub fn entry(domain: &str, key: &str, account: AccountId) -> (u64, AccountId) {
+    pub fn entry(domain: &str, key: &str, account: AccountId) -> Entry {
         (hash(domain, key), account)
     }
 
-    /// The index of these entries, built from them sorted: the same as inserting them in
-    /// account order (the smallest account of a hash is in `first`), without a random-order
-    /// insert per entry (start-up loads a district's million rows this way).
-    pub fn from_entries(mut entries: Vec<(u64, AccountId)>) -> KeyIndex {
+    /// The index of these entries (duplicates allowed), built with one sort.
+    pub fn from_entries(mut entries: Vec<Entry>) -> KeyIndex {
         entries.sort_unstable();
         entries.dedup();
-        let mut more = Vec::new();
-        let mut first = Vec::with_capacity(entries.len());
-        for (h, a) in entries {
-            match first.last() {
-                Some(&(last, _)) if last == h => more.push((h, a)),
-                _ => first.push((h, a)),
-            }
-        }
         KeyIndex {
-            first: first.into_iter().collect(),
-            more: more.into_iter().collect(),
+            built: Arc::new(entries),
+            ..KeyIndex::default()
         }
     }
 
     /// Add every entry of `other` (disjoint domains).
     pub fn extend(&mut self, other: KeyIndex) {
-        for (h, a) in other.first.into_iter().chain(other.more) {
-            match self.first.get(&h) {
-                None => {
-                    self.first.insert(h, a);
-                }
-                Some(_) => {
-                    self.more.insert((h, a));
-                }
-            }
+        if self.is_empty() {
+            *self = other;
+            return;
+        }
+        let mut all: Vec<Entry> = self.entries().chain(other.entries()).collect();
+        all.sort_unstable();
+        all.dedup();
+        *self = KeyIndex::from_entries(all);
+    }
+
+    /// Every entry, in order.
+    fn entries(&self) -> impl Iterator<Item = Entry> + '_ {
+        let mut built = self
+            .built
+            .iter()
+            .filter(|e| self.removed.is_empty() || !self.removed.contains(*e))
+            .copied()
+            .peekable();
+        let mut added = self.added.iter().copied().peekable();
+        std::iter::from_fn(move || match (built.peek(), added.peek()) {
+            (Some(b), Some(a)) if a < b => added.next(),
+            (Some(_), _) => built.next(),
+            (None, _) => added.next(),
+        })
+    }
+
+    /// Fold the changes into a new sorted vector once they outgrow a quarter of it: lookups
+    /// stay a binary search and a few tree probes, and a copy of the state stays O(1).
+    fn fold_if_large(&mut self) {
+        if self.added.len() + self.removed.len() > self.built.len() / 4 + FOLD_SLACK {
+            let all: Vec<Entry> = self.entries().collect();
+            *self = KeyIndex {
+                built: Arc::new(all),
+                ..KeyIndex::default()
+            };
         }
     }
 }
@@ -157,35 +168,78 @@ mod tests {
 
     #[test]
     fn colliding_hashes_keep_every_account_findable() {
-        // Force a collision by inserting under one hash directly.
-        let mut index = KeyIndex::default();
-        index.insert("d", "a", 1);
         let h = hash("d", "a");
-        index.more.insert((h, 2));
+        // A collision made directly: account 2's key has account 1's hash.
+        let mut index = KeyIndex::from_entries(vec![(h, 1)]);
+        index.insert_entry((h, 2));
         assert_eq!(index.candidates("d", "a").collect::<Vec<_>>(), vec![1, 2]);
         index.remove("d", "a", 1);
         assert_eq!(index.candidates("d", "a").collect::<Vec<_>>(), vec![2]);
         index.remove("d", "a", 2);
-        assert!(index.is_empty() && index.more.is_empty());
+        assert!(index.is_empty());
         assert_ne!(hash("ab", "c"), hash("a", "bc"));
     }
 
     #[test]
-    fn built_from_entries_equals_inserted_in_account_order() {
+    fn built_from_entries_equals_inserted_one_by_one() {
         let h = hash("d", "x");
         let entries = vec![(h, 9), (5, 3), (h, 4), (5, 3), (1, 8), (h, 6)];
         let built = KeyIndex::from_entries(entries.clone());
         let mut inserted = KeyIndex::default();
-        let mut in_order = entries;
-        in_order.sort_by_key(|&(_, a)| a);
-        for entry in in_order {
+        for entry in entries {
             inserted.insert_entry(entry);
         }
-        assert_eq!(built.first, inserted.first);
-        assert_eq!(built.more, inserted.more);
+        assert_eq!(built, inserted);
+        assert_eq!(built.len(), 5);
         assert_eq!(
             built.candidates("d", "x").collect::<Vec<_>>(),
             vec![4, 6, 9]
         );
+    }
+
+    /// Random inserts and removes on a built index, folds included, answer as a plain set.
+    #[test]
+    fn changes_on_a_built_index_answer_as_a_set_of_entries() {
+        let mut want = std::collections::BTreeSet::new();
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut start = Vec::new();
+        for _ in 0..1_000 {
+            let e = (next() % 512, next() % 64);
+            start.push(e);
+            want.insert(e);
+        }
+        let mut index = KeyIndex::from_entries(start);
+        for round in 0..200_000 {
+            let e = (next() % 512, next() % 64);
+            if next() % 2 == 0 {
+                index.insert_entry(e);
+                want.insert(e);
+            } else {
+                index.remove_entry(e);
+                want.remove(&e);
+            }
+            if round % 1_000 == 0 {
+                let entries: Vec<Entry> = index.entries().collect();
+                assert_eq!(entries, want.iter().copied().collect::<Vec<_>>());
+                let (h, a) = e;
+                let mut found: Vec<AccountId> = index.with_hash(h).collect();
+                found.sort_unstable();
+                let want_found: Vec<AccountId> = want
+                    .range((h, 0)..=(h, AccountId::MAX))
+                    .map(|x| x.1)
+                    .collect();
+                assert_eq!(found, want_found);
+                assert_eq!(found.contains(&a), want.contains(&e));
+            }
+        }
+        assert_eq!(index.len(), want.len());
+        let rebuilt = KeyIndex::from_entries(want.iter().copied().collect());
+        assert_eq!(index, rebuilt);
     }
 }

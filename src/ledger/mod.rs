@@ -188,6 +188,10 @@ impl Ledger {
         let opened = tokio::task::spawn_blocking(move || store::open_store_with(&dir, options))
             .await
             .map_err(|e| StoreError::Io(e.to_string()))??;
+        tracing::info!(
+            "store opened in {:.2?} (sled and the key vault)",
+            started.elapsed()
+        );
         let vault = opened.vault.clone();
         let log = Arc::new(opened.log);
         let views: Arc<dyn ViewStore> = Arc::new(opened.views);

@@ -184,6 +184,9 @@ impl Vault {
             )));
         }
         let mut keys = KeyTable::default();
+        // Sized once: grown by doubling, a million keys were copied and faulted in twice over.
+        let slots = bytes.len().saturating_sub(HEADER_LEN) / SLOT_LEN;
+        keys.dense.reserve_exact(slots.min(DENSE_ACCOUNTS as usize));
         if bytes.len() > HEADER_LEN {
             for (slot, chunk) in bytes[HEADER_LEN..].chunks(SLOT_LEN).enumerate() {
                 let account = slot as AccountId;
