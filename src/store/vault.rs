@@ -472,21 +472,58 @@ impl Opener<'_> {
             return None;
         }
         let key = self.keys.get(&account)?;
-        let cipher = XChaCha20Poly1305::new(key.into());
         let (nonce, rest) = sealed.split_at(NONCE_LEN);
         let (ct, tag) = rest.split_at(rest.len() - TAG_LEN);
         self.buffer.clear();
-        self.buffer.extend_from_slice(ct);
-        cipher
-            .decrypt_in_place_detached(
-                XNonce::from_slice(nonce),
-                b"",
-                &mut self.buffer,
-                chacha20poly1305::Tag::from_slice(tag),
-            )
-            .ok()?;
+        if ct.len() <= SHORT_SEALED {
+            open_short(key, nonce, ct, tag, &mut self.buffer)?;
+        } else {
+            self.buffer.extend_from_slice(ct);
+            XChaCha20Poly1305::new(key.into())
+                .decrypt_in_place_detached(
+                    XNonce::from_slice(nonce),
+                    b"",
+                    &mut self.buffer,
+                    chacha20poly1305::Tag::from_slice(tag),
+                )
+                .ok()?;
+        }
         Some(f(&self.buffer))
     }
+}
+
+/// Longest ciphertext [`open_short`] takes: three ChaCha20 blocks after the one that keys
+/// Poly1305 (a profile is ~60-120 bytes).
+const SHORT_SEALED: usize = 192;
+
+/// XChaCha20-Poly1305 opening (no associated data) of a short ciphertext, the same
+/// construction as `chacha20poly1305`'s (RFC 8439 with HChaCha20's subkey): keystream block 0
+/// keys Poly1305, blocks 1.. decrypt. All four blocks come from one call over 256 bytes: the
+/// library asks the ChaCha20 core for each block apart, and the AVX2 core computes four
+/// blocks each time (opening a 1M-account district's rows: ~40% of their decryption).
+/// Appends the plaintext to `out`; `None` when the tag does not match.
+fn open_short(
+    key: &[u8; KEY_LEN],
+    nonce: &[u8],
+    ct: &[u8],
+    tag: &[u8],
+    out: &mut Vec<u8>,
+) -> Option<()> {
+    use chacha20::cipher::{KeyIvInit, StreamCipher};
+    use poly1305::universal_hash::{KeyInit, UniversalHash};
+    debug_assert!(ct.len() <= SHORT_SEALED && nonce.len() == NONCE_LEN && tag.len() == TAG_LEN);
+    let mut blocks = [0u8; 64 + SHORT_SEALED];
+    blocks[64..64 + ct.len()].copy_from_slice(ct);
+    chacha20::XChaCha20::new(key.into(), nonce.into()).apply_keystream(&mut blocks);
+    let mut mac = poly1305::Poly1305::new(poly1305::Key::from_slice(&blocks[..32]));
+    mac.update_padded(ct);
+    let mut lengths = poly1305::Block::default();
+    lengths[8..].copy_from_slice(&(ct.len() as u64).to_le_bytes());
+    mac.update(&[lengths]);
+    // Compared in constant time (universal-hash's verify).
+    mac.verify(poly1305::Block::from_slice(tag)).ok()?;
+    out.extend_from_slice(&blocks[64..64 + ct.len()]);
+    Some(())
 }
 
 fn slot_offset(account: AccountId) -> u64 {
@@ -580,5 +617,37 @@ mod tests {
         let reopened = Vault::open(&path, 0).unwrap();
         let kept: Vec<bool> = (1..=6).map(|a| reopened.has_key(a)).collect();
         assert_eq!(kept, [true, false, false, true, false, true]);
+    }
+
+    /// The short path opens exactly what the library opens, and refuses what it refuses.
+    #[test]
+    fn short_values_open_as_the_library_opens_them() {
+        let vault = Vault::in_memory(Default::default()).unwrap();
+        vault.ensure_keys(&[3]).unwrap();
+        let library = |sealed: &[u8]| {
+            let keys = vault.read_keys();
+            let cipher = XChaCha20Poly1305::new(keys.get(&3).unwrap().into());
+            let (nonce, ct) = sealed.split_at(NONCE_LEN);
+            chacha20poly1305::aead::Aead::decrypt(&cipher, XNonce::from_slice(nonce), ct).ok()
+        };
+        for len in (0..=SHORT_SEALED + 70)
+            .step_by(7)
+            .chain([SHORT_SEALED, SHORT_SEALED + 1])
+        {
+            let plain: Vec<u8> = (0..len).map(|i| (i * 31 + len) as u8).collect();
+            let sealed = vault.seal(3, &plain).unwrap();
+            assert_eq!(
+                vault.open_sealed(3, &sealed),
+                Some(plain.clone()),
+                "length {len}"
+            );
+            assert_eq!(library(&sealed), Some(plain), "length {len}");
+            for at in [0, NONCE_LEN, sealed.len() / 2, sealed.len() - 1] {
+                let mut bad = sealed.clone();
+                bad[at] ^= 0x40;
+                assert_eq!(vault.open_sealed(3, &bad), None, "length {len}, byte {at}");
+                assert_eq!(library(&bad), None);
+            }
+        }
     }
 }
