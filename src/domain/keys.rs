@@ -127,9 +127,7 @@ impl KeyIndex {
             *self = other;
             return;
         }
-        let mut all: Vec<Entry> = self.entries().chain(other.entries()).collect();
-        all.sort_unstable();
-        all.dedup();
+        let all: Vec<Entry> = self.entries().chain(other.entries()).collect();
         *self = KeyIndex::from_entries(all);
     }
 

@@ -353,32 +353,41 @@ impl LedgerState {
         debug_assert!(self.accounts.is_empty());
         debug_assert!(rows.windows(2).all(|w| w[0].id <= w[1].id));
         let live = || rows.iter().filter(|a| !a.deleted);
-        let (by_import_id, by_login, accounts) = std::thread::scope(|s| {
-            let by_import_id = s.spawn(|| {
-                KeyIndex::from_entries(
-                    live()
-                        .filter_map(|a| {
-                            let iid = a.import_id.as_ref()?;
-                            Some(KeyIndex::entry(&a.domain, iid, a.id))
-                        })
-                        .collect(),
-                )
-            });
-            let by_login = s.spawn(|| {
-                KeyIndex::from_entries(
-                    live()
-                        .filter(|a| !a.profile.is_erased())
-                        .map(|a| KeyIndex::entry(&a.domain, &login_key(a.profile.login()), a.id))
-                        .collect(),
-                )
-            });
-            let accounts: OrdMap<AccountId, Arc<AccountState>> =
-                rows.iter().map(|a| (a.id, a.clone())).collect();
-            let join = |h: std::thread::ScopedJoinHandle<'_, KeyIndex>| {
-                h.join().expect("building a key index")
-            };
-            (join(by_import_id), join(by_login), accounts)
-        });
+        let import_ids = || {
+            KeyIndex::from_entries(
+                live()
+                    .filter_map(|a| {
+                        let iid = a.import_id.as_ref()?;
+                        Some(KeyIndex::entry(&a.domain, iid, a.id))
+                    })
+                    .collect(),
+            )
+        };
+        let logins = || {
+            KeyIndex::from_entries(
+                live()
+                    .filter(|a| !a.profile.is_erased())
+                    .map(|a| KeyIndex::entry(&a.domain, &login_key(a.profile.login()), a.id))
+                    .collect(),
+            )
+        };
+        let accounts = || -> OrdMap<AccountId, Arc<AccountState>> {
+            rows.iter().map(|a| (a.id, a.clone())).collect()
+        };
+        // A small domain's maps take less than starting threads would.
+        let (by_import_id, by_login, accounts) = if rows.len() < 4096 {
+            (import_ids(), logins(), accounts())
+        } else {
+            std::thread::scope(|s| {
+                let by_import_id = s.spawn(import_ids);
+                let by_login = s.spawn(logins);
+                let accounts = accounts();
+                let join = |h: std::thread::ScopedJoinHandle<'_, KeyIndex>| {
+                    h.join().expect("building a key index")
+                };
+                (join(by_import_id), join(by_login), accounts)
+            })
+        };
         for acc in rows {
             match self.domain_accounts.get_mut(acc.domain.as_str()) {
                 Some(ids) => ids.push_back(acc.id),

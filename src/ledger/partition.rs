@@ -26,10 +26,14 @@ const MAX_GROUP: usize = 4096;
 /// Groups touching more accounts than this update the list index on a blocking thread.
 const PARALLEL_INDEX_ROWS: usize = 256;
 
+/// Changes made while a loaded index was being built that are applied under the read
+/// model's lock when it is finished; more are applied off the lock first.
+const INLINE_INDEX_CHANGES: usize = 4096;
+
 /// The read model's next list index, computed inline or on a blocking thread; none while
-/// the index is unbuilt (after a load).
+/// the index is unbuilt (after a load), with the accounts the group touched.
 enum IndexUpdate {
-    Unbuilt,
+    Unbuilt(Vec<AccountId>),
     Inline(
         Box<(
             LedgerState,
@@ -82,15 +86,34 @@ impl Partition {
         let Some(base) = self.read().index_to_build() else {
             return;
         };
-        let part = self.clone();
+        /// Lists wait for the build: they are let go however it ends, a panic included.
+        struct LetListsGo(Arc<Partition>);
+        impl Drop for LetListsGo {
+            fn drop(&mut self) {
+                self.0.index_built.send_replace(true);
+            }
+        }
+        let part = LetListsGo(self.clone());
         tokio::task::spawn_blocking(move || {
             let started = std::time::Instant::now();
-            let built = AccountIndex::build(base.accounts.values().map(|a| &**a));
+            let mut index = AccountIndex::build(base.accounts.values().map(|a| &**a));
             drop(base);
-            part.write().finish_index(built);
-            part.index_built.send_replace(true);
+            // Changes made meanwhile (an import, say) are applied off the lock, in rounds,
+            // until few are left to apply under it.
+            loop {
+                let mut read = part.0.write();
+                if read.index_changes() <= INLINE_INDEX_CHANGES {
+                    read.finish_index(index);
+                    break;
+                }
+                let Some((before, touched, now)) = read.take_index_changes() else {
+                    break;
+                };
+                drop(read);
+                index = Projections::index_after(index, &before, &now, touched);
+            }
             tracing::info!(
-                domain = part.domain,
+                domain = part.0.domain,
                 "list and search index built in {:.2?}",
                 started.elapsed()
             );
@@ -416,7 +439,7 @@ impl Writer {
             (read.state.clone(), index)
         };
         let next_index = match index {
-            None => IndexUpdate::Unbuilt,
+            None => IndexUpdate::Unbuilt(touched),
             Some(index) if touched.len() > PARALLEL_INDEX_ROWS => {
                 let after = self.state.clone();
                 IndexUpdate::Spawned(tokio::task::spawn_blocking(move || {
@@ -473,7 +496,28 @@ impl Writer {
         // License points wait in the read model for the saver: writing them here cost a
         // second sled write (and sync) per command, inside the writer's task.
         let index = match next_index {
-            IndexUpdate::Unbuilt => None,
+            IndexUpdate::Unbuilt(touched) => {
+                // Built while this group was appended: update it here, off the lock.
+                let built = {
+                    let read = self.part.read();
+                    (!read.index_unbuilt()).then(|| (read.state.clone(), read.index.clone()))
+                };
+                match built {
+                    None => None,
+                    Some((before, index)) => Some(if touched.len() > PARALLEL_INDEX_ROWS {
+                        let after = self.state.clone();
+                        tokio::task::spawn_blocking(move || {
+                            Projections::index_after(index, &before, &after, touched)
+                        })
+                        .await
+                        .unwrap_or_else(|_| {
+                            AccountIndex::build(self.state.accounts.values().map(|a| &**a))
+                        })
+                    } else {
+                        Projections::index_after(index, &before, &self.state, touched)
+                    }),
+                }
+            }
             IndexUpdate::Inline(inline) => {
                 let (before, index, touched) = *inline;
                 Some(Projections::index_after(

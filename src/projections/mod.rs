@@ -79,12 +79,37 @@ impl Projections {
 
     /// Take the index built from [`Projections::index_to_build`]'s state, updated for what
     /// changed since. Ignored when the index is no longer unbuilt (a rebuild was swapped in).
+    /// Should the update fail (a panic), the index stays unbuilt: never an empty one in use.
     pub fn finish_index(&mut self, built: AccountIndex) {
-        if self.index_unbuilt {
-            self.index = built;
-            self.index_unbuilt = false;
-            self.ready_index();
+        if !self.index_unbuilt {
+            return;
         }
+        let (before, touched) = self.index_base.take().map(|b| *b).unwrap_or_default();
+        self.index = Projections::index_after(built, &before, &self.state, touched);
+        self.index_unbuilt = false;
+    }
+
+    /// While unbuilt: how many changes are noted for the index since its base state.
+    pub fn index_changes(&self) -> usize {
+        match (&self.index_base, self.index_unbuilt) {
+            (Some(base), true) => base.1.len(),
+            _ => 0,
+        }
+    }
+
+    /// While unbuilt: hand over the base state and the accounts changed since, with the
+    /// state now, and note changes anew from now (an index brought from the old base to
+    /// the state now, off the lock, is then finished with the few changes after).
+    pub fn take_index_changes(&mut self) -> Option<(LedgerState, Vec<AccountId>, LedgerState)> {
+        if !self.index_unbuilt {
+            return None;
+        }
+        let now = self.state.clone();
+        let base = self
+            .index_base
+            .replace(Box::new((now.clone(), Vec::new())))?;
+        let (before, touched) = *base;
+        Some((before, touched, now))
     }
 
     /// Build the list and search index from the rows now, ahead of going live (off the
@@ -433,6 +458,13 @@ mod tests {
             "a group leaves an unbuilt index to its build"
         );
         let mut at_once = loaded.clone();
+        // As Partition::build_index does when many changes came meanwhile: one round off
+        // the lock (base to now), then finished with what came after (nothing here).
+        let mut in_rounds = loaded.clone();
+        let (before, touched, now) = in_rounds.take_index_changes().expect("unbuilt");
+        assert_eq!((touched.len(), in_rounds.index_changes()), (4, 0));
+        let built = AccountIndex::build(base.accounts.values().map(|a| &**a));
+        in_rounds.finish_index(Projections::index_after(built, &before, &now, touched));
         let built = AccountIndex::build(base.accounts.values().map(|a| &**a));
         let stale = answers(&built, &loaded.state);
         loaded.finish_index(built);
@@ -443,6 +475,21 @@ mod tests {
         let want = answers(&live.index, &live.state);
         assert_eq!(answers(&loaded.index, &loaded.state), want);
         assert_eq!(answers(&at_once.index, &at_once.state), want);
+        assert_eq!(answers(&in_rounds.index, &in_rounds.state), want);
+        // A group the writer decided while the index was unbuilt, published once it is built:
+        // the index is updated then.
+        let late = created(9, 5, "lou", "Lou");
+        let mut writer = loaded.state.clone();
+        writer.evolve(&late.event);
+        live.apply(&late);
+        live.build_index();
+        let mut group = RecordParts::default();
+        group.push_part(vec![late]);
+        loaded.publish(&writer, &group, None);
+        assert_eq!(
+            answers(&loaded.index, &loaded.state),
+            answers(&live.index, &live.state)
+        );
         assert_ne!(
             stale, want,
             "the changes after the load are in the finished index"
