@@ -81,7 +81,8 @@ impl Partition {
     }
 
     /// Build the read model's index off the opening path when it is unbuilt: from the rows
-    /// as loaded, on a blocking thread, then updated under the lock for what changed since.
+    /// as loaded, on a blocking thread, then brought up to date for what changed since (off
+    /// the read model's lock but for the last few changes).
     pub(crate) fn build_index(self: &Arc<Partition>) {
         let Some(base) = self.read().index_to_build() else {
             return;

@@ -4,7 +4,7 @@
 //! [`Projections`] must equal the live one; `verify` checks it. A live read model also holds
 //! the [`AccountIndex`] lists and searches use; replay leaves it out and it is built (in one
 //! sorted pass) when a read model goes live. Loaded views go live without it: it is built
-//! from the loaded rows off the opening path (a 1M-account district opens ~0.4 s sooner) and
+//! from the loaded rows off the opening path (~0.2 s of a 1M-account district's open) and
 //! then updated for what changed meanwhile; lists wait for it, commands never do.
 
 pub mod index;

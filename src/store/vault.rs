@@ -184,7 +184,7 @@ impl Vault {
             )));
         }
         let mut keys = KeyTable::default();
-        // Sized once: grown by doubling, a million keys were copied and faulted in twice over.
+        // Sized once for the slots the file holds, not grown by doubling as keys are read.
         let slots = bytes.len().saturating_sub(HEADER_LEN) / SLOT_LEN;
         keys.dense.reserve_exact(slots.min(DENSE_ACCOUNTS as usize));
         if bytes.len() > HEADER_LEN {
