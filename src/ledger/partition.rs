@@ -287,6 +287,28 @@ impl Writer {
         Ok(())
     }
 
+    /// The read model's next index after a group touching `touched` (the writer's state is
+    /// already past it): none while the index is unbuilt (the accounts are noted for its
+    /// build when the group is published), on a blocking thread for a large group, else
+    /// computed inline when the group is published.
+    fn start_index_update(&self, touched: Vec<AccountId>) -> IndexUpdate {
+        let (before, index) = {
+            let read = self.part.read();
+            if read.index_unbuilt() {
+                return IndexUpdate::Unbuilt(touched);
+            }
+            (read.state.clone(), read.index.clone())
+        };
+        if touched.len() > PARALLEL_INDEX_ROWS {
+            let after = self.state.clone();
+            IndexUpdate::Spawned(tokio::task::spawn_blocking(move || {
+                Projections::index_after(index, &before, &after, touched)
+            }))
+        } else {
+            IndexUpdate::Inline(Box::new((before, index, touched)))
+        }
+    }
+
     /// Whether a recorded event belongs to this partition's domain.
     fn owns(&self, e: &RecordedEvent) -> bool {
         match e.event.stream() {
@@ -434,21 +456,7 @@ impl Writer {
         // The read model's next index: for a large group it is computed on a blocking thread
         // while the group is appended (the fsync hides it); a small one is cheap inline.
         let touched: Vec<AccountId> = new_events.events().filter_map(Event::account).collect();
-        let (before, index) = {
-            let read = self.part.read();
-            let index = (!read.index_unbuilt()).then(|| read.index.clone());
-            (read.state.clone(), index)
-        };
-        let next_index = match index {
-            None => IndexUpdate::Unbuilt(touched),
-            Some(index) if touched.len() > PARALLEL_INDEX_ROWS => {
-                let after = self.state.clone();
-                IndexUpdate::Spawned(tokio::task::spawn_blocking(move || {
-                    Projections::index_after(index, &before, &after, touched)
-                }))
-            }
-            Some(index) => IndexUpdate::Inline(Box::new((before, index, touched))),
-        };
+        let next_index = self.start_index_update(touched);
         let appended = if new_events.is_empty() {
             Ok(Default::default())
         } else {
@@ -496,29 +504,13 @@ impl Writer {
         };
         // License points wait in the read model for the saver: writing them here cost a
         // second sled write (and sync) per command, inside the writer's task.
+        let next_index = match next_index {
+            // Built while this group was appended: its update starts now, off the lock.
+            IndexUpdate::Unbuilt(touched) => self.start_index_update(touched),
+            started => started,
+        };
         let index = match next_index {
-            IndexUpdate::Unbuilt(touched) => {
-                // Built while this group was appended: update it here, off the lock.
-                let built = {
-                    let read = self.part.read();
-                    (!read.index_unbuilt()).then(|| (read.state.clone(), read.index.clone()))
-                };
-                match built {
-                    None => None,
-                    Some((before, index)) => Some(if touched.len() > PARALLEL_INDEX_ROWS {
-                        let after = self.state.clone();
-                        tokio::task::spawn_blocking(move || {
-                            Projections::index_after(index, &before, &after, touched)
-                        })
-                        .await
-                        .unwrap_or_else(|_| {
-                            AccountIndex::build(self.state.accounts.values().map(|a| &**a))
-                        })
-                    } else {
-                        Projections::index_after(index, &before, &self.state, touched)
-                    }),
-                }
-            }
+            IndexUpdate::Unbuilt(_) => None,
             IndexUpdate::Inline(inline) => {
                 let (before, index, touched) = *inline;
                 Some(Projections::index_after(
