@@ -3,6 +3,8 @@
 //! jobs, event ids, times) exactly as an open that scans the whole log. A damaged or foreign
 //! checkpoint is not used: the whole log is indexed, nothing is refused for derived data.
 
+mod support;
+
 use std::path::Path;
 
 use account_ledger::domain::{Event, StreamId};
@@ -110,23 +112,10 @@ async fn checkpoint_behind_the_log(
 /// The same dir indexed from the whole log (its checkpoint removed).
 async fn answers_of_a_full_scan(dir: &Path, ids: &[Uuid], jobs: &[Uuid; 2]) -> String {
     let copy = tempfile::tempdir().unwrap();
-    copy_dir(dir, copy.path());
+    support::copy_dir(dir, copy.path());
     std::fs::remove_file(copy.path().join(INDEX_FILE)).unwrap();
     let store = open_store(copy.path()).unwrap();
     answers(&store.log, ids, jobs).await
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            std::fs::create_dir_all(&target).unwrap();
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
 
 #[tokio::test]

@@ -1,10 +1,12 @@
 //! The sled event log on its own: optimistic concurrency, idempotent event ids, atomic batches
 //! across a kill -9, unknown format versions, foreign and damaged data dirs.
 
+mod support;
+
 use std::process::Command as Process;
 
 use account_ledger::domain::Event;
-use account_ledger::store::{EventLog, NewEvent, Source, open_store};
+use account_ledger::store::{EventLog, NewEvent, Source, StoreError, StoreOptions, open_store};
 use uuid::Uuid;
 
 fn registered(domain: &str) -> NewEvent {
@@ -289,8 +291,10 @@ async fn a_large_commit_whose_marker_survived_a_crash_is_discarded_at_open() {
             .unwrap()
             .vault_len
     };
-    // What a crash between the last part and the marker's removal leaves: the marker, and a
-    // reach record that never covered the commit.
+    // What a crash between the last part and the marker's removal leaves: the marker, a
+    // reach record that never covered the commit, and a commit journal whose lap began before
+    // it (made anew here: the clean close above began one after it).
+    std::fs::remove_file(dir.path().join("COMMITS")).unwrap();
     wait_for_unlock(|| {
         let db = sled::Config::new().path(dir.path().join("sled")).open()?;
         db.open_tree("torn")?
@@ -314,6 +318,99 @@ async fn a_large_commit_whose_marker_survived_a_crash_is_discarded_at_open() {
     // The marker is gone: the next open keeps what was appended since.
     let store = open_store(dir.path()).unwrap();
     assert_eq!(store.log.last_position(), 2);
+}
+
+/// A data dir as a crash leaves it when sled had written its file through position 1 only,
+/// while positions 2 to 4 (three single commits, each acknowledged) were durable in the commit
+/// journal alone; and the log's limits in order.
+async fn crashed_before_sled_wrote_the_last_three() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let crashed = tempfile::tempdir().unwrap();
+    {
+        let store = open_store(dir.path()).unwrap();
+        store.log.append(vec![registered("d")]).await.unwrap();
+    }
+    support::copy_dir(dir.path(), crashed.path());
+    let store = open_store(dir.path()).unwrap();
+    for limit in 2..5 {
+        let a = store
+            .log
+            .append(vec![limit_changed("d", limit)])
+            .await
+            .unwrap();
+        assert_eq!(a.positions, vec![limit as u64]);
+    }
+    std::fs::copy(dir.path().join("COMMITS"), crashed.path().join("COMMITS")).unwrap();
+    crashed
+}
+
+fn limits(events: &[account_ledger::store::RecordedEvent]) -> Vec<u32> {
+    events
+        .iter()
+        .map(|e| match &e.event {
+            Event::DomainRegistered { license_limit, .. }
+            | Event::LicenseLimitChanged { license_limit, .. } => *license_limit,
+            other => panic!("unexpected event {other:?}"),
+        })
+        .collect()
+}
+
+/// sled writes small commits to its file in its own time; until then they are durable in the
+/// commit journal, and an open puts them back into the log, in order, before indexing it.
+#[tokio::test]
+async fn acknowledged_commits_sled_had_not_written_are_replayed_from_the_journal() {
+    let crashed = crashed_before_sled_wrote_the_last_three().await;
+    {
+        let store = open_store(crashed.path()).unwrap();
+        assert_eq!(store.log.last_position(), 4);
+        let all = store.log.read_range(1, 10, 10).await.unwrap();
+        assert_eq!(limits(&all), vec![1, 2, 3, 4]);
+        assert_eq!(
+            store
+                .log
+                .stream_positions(&account_ledger::domain::StreamId::Domain("d".into())),
+            vec![1, 2, 3, 4]
+        );
+        let next = store.log.append(vec![limit_changed("d", 5)]).await.unwrap();
+        assert_eq!(next.positions, vec![5]);
+    }
+    // Once replayed and closed, nothing is replayed twice.
+    let store = open_store(crashed.path()).unwrap();
+    let all = store.log.read_range(1, 10, 10).await.unwrap();
+    assert_eq!(limits(&all), vec![1, 2, 3, 4, 5]);
+}
+
+/// A log that ends before what sled had made durable when the journal's lap began lost data
+/// the journal does not hold: damage, refused naming sled's file, unless the loss is accepted.
+#[tokio::test]
+async fn a_log_shorter_than_the_journal_began_with_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let older = tempfile::tempdir().unwrap();
+    {
+        let store = open_store(dir.path()).unwrap();
+        store.log.append(vec![registered("d")]).await.unwrap();
+    }
+    support::copy_dir(dir.path(), older.path());
+    {
+        let store = open_store(dir.path()).unwrap();
+        store.log.append(vec![limit_changed("d", 2)]).await.unwrap();
+    }
+    // sled's file from before position 2, beside a journal from after it.
+    std::fs::copy(dir.path().join("COMMITS"), older.path().join("COMMITS")).unwrap();
+    match open_store(older.path()) {
+        Err(StoreError::DataLoss { path, what }) => {
+            assert!(path.ends_with("sled/db"), "{}", path.display());
+            assert!(what.contains("1 events are missing"), "{what}");
+        }
+        Err(other) => panic!("refused for another reason: {other}"),
+        Ok(_) => panic!("opened a log that lost an acknowledged commit"),
+    }
+    let accepted = StoreOptions {
+        accept_data_loss: true,
+    };
+    let store = account_ledger::store::open_store_with(older.path(), accepted).unwrap();
+    store.log.index_log().unwrap();
+    assert_eq!(store.log.last_position(), 1);
 }
 
 /// sled releases its file lock from background threads shortly after the last handle drops.

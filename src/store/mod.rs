@@ -7,13 +7,16 @@
 //! - `recorded_at` never goes backwards (the stamp is `max(now, previous)`), so "as of T" is
 //!   "as of the last position stamped at or before T";
 //! - an event id is stored at most once; appending it again returns the original position;
-//! - an append returns only after the batch is flushed and fsynced, all of it or none of it.
+//! - an append returns only after the batch is durable, all of it or none of it: fsynced in
+//!   sled's file or, for a group of small commits, in the commit journal that an open replays
+//!   into sled (`journal.rs`).
 
 mod chunk_table;
 pub mod codec;
 mod error;
 pub mod files;
 pub mod index_checkpoint;
+mod journal;
 mod log_index;
 mod parallel;
 pub mod pg_cluster;

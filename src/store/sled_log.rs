@@ -9,6 +9,10 @@
 //! then as a checkpoint file ([`index_checkpoint`]); an open reads the checkpoint and indexes
 //! only the log after it (decoding without decrypting). They are derived data: keeping them
 //! out of sled keeps an append at one key per chunk.
+//!
+//! Durability: a group of single-chunk commits is synced as one record of the commit journal
+//! ([`journal`]); a commit written in parts, or a full journal, by a flush of sled and an
+//! fsync of its file.
 
 use std::fs::File;
 use std::io::Write;
@@ -22,6 +26,7 @@ use uuid::Uuid;
 use super::codec::{self, u64_key};
 use super::files;
 use super::index_checkpoint;
+use super::journal::{self, Journal, Opened};
 use super::log_index::{self, LogIndex};
 use super::reach::{self, Reach};
 use super::sled_commit;
@@ -55,6 +60,10 @@ struct Inner {
     vault: Arc<Vault>,
     index: RwLock<LogIndex>,
     append_lock: Mutex<()>,
+    /// Chunks written to sled since the last group sync took them ([`journal`]).
+    unsynced: Mutex<Unsynced>,
+    /// Used by the group sync's leader (one at a time).
+    journal: Mutex<Journal>,
     /// Group sync: how far the log is durable, and whether a sync is running.
     sync_state: Mutex<SyncState>,
     sync_done: Condvar,
@@ -70,6 +79,18 @@ struct Inner {
     deletions: Mutex<Vec<(u64, AccountId)>>,
     /// The position the last index checkpoint ends at.
     checkpointed: AtomicU64,
+}
+
+/// What the next group sync must make durable.
+#[derive(Default)]
+struct Unsynced {
+    /// Single-chunk commits, in position order: the journal record's content.
+    chunks: Vec<(u64, sled::IVec)>,
+    /// The last position written.
+    through: u64,
+    /// Only a flush of sled covers what was written: a commit written in parts (too large for
+    /// the journal), or chunks a failed sync took and lost.
+    flush_sled: bool,
 }
 
 #[derive(Default)]
@@ -171,6 +192,10 @@ pub fn open_store_with(dir: &Path, options: StoreOptions) -> Result<OpenedStore,
     let torn = db.open_tree("torn").map_err(|e| open_err(e.to_string()))?;
     sled_commit::discard_torn(&db, &log, &torn).map_err(|e| open_err(e.to_string()))?;
     let db_file = File::open(sled_dir.join("db")).map_err(|e| open_err(e.to_string()))?;
+    let journal = recover_journal(dir, &db, &log, &db_file, options).map_err(|e| match e {
+        StoreError::DataLoss { .. } => e,
+        e => open_err(e.to_string()),
+    })?;
     let vault_path = dir.join("keys.vault");
     let vault = match Vault::open(&vault_path, recorded.vault_len) {
         Err(StoreError::DataLoss { path, what }) if options.accept_data_loss => {
@@ -206,6 +231,8 @@ pub fn open_store_with(dir: &Path, options: StoreOptions) -> Result<OpenedStore,
         vault: vault.clone(),
         index: RwLock::new(LogIndex::default()),
         append_lock: Mutex::new(()),
+        unsynced: Mutex::new(Unsynced::default()),
+        journal: Mutex::new(journal),
         sync_state: Mutex::new(SyncState::default()),
         sync_done: Condvar::new(),
         durable: AtomicU64::new(0),
@@ -219,6 +246,77 @@ pub fn open_store_with(dir: &Path, options: StoreOptions) -> Result<OpenedStore,
     let views = super::sled_views::SledViews::open(&db, vault.clone())
         .map_err(|e| open_err(e.to_string()))?;
     Ok(OpenedStore { log, views, vault })
+}
+
+/// The commit journal once its chunks past the log's end are back in sled and sled's file is
+/// durable: it starts a new lap, empty. A damaged journal, or one that does not reach the log's
+/// end, is a loss of acknowledged commands (refused unless accepted).
+fn recover_journal(
+    dir: &Path,
+    db: &sled::Db,
+    log: &sled::Tree,
+    db_file: &File,
+    options: StoreOptions,
+) -> Result<Journal, StoreError> {
+    let path = dir.join(journal::JOURNAL_FILE);
+    let (mut journal, chunks) = match Journal::open(dir)? {
+        Opened::Read(journal, chunks) => (journal, chunks),
+        Opened::Damaged(why) => {
+            accept_or_refuse(
+                options,
+                path.clone(),
+                format!(
+                    "the commit journal is damaged ({why}): commands acknowledged since sled's \
+                     last flush may be missing"
+                ),
+            )?;
+            let kept = path.with_extension("damaged");
+            std::fs::rename(&path, &kept)?;
+            tracing::error!(kept = %kept.display(), "damaged commit journal set aside");
+            match Journal::open(dir)? {
+                Opened::Read(journal, chunks) => (journal, chunks),
+                Opened::Damaged(why) => {
+                    return Err(StoreError::Io(format!("commit journal: {why}")));
+                }
+            }
+        }
+    };
+    let db_path = dir.join("sled").join("db");
+    let mut end = journal::log_end(log)?;
+    if end < journal.base() {
+        // Not a crash: sled had made these durable before the journal's lap began.
+        accept_or_refuse(
+            options,
+            db_path.clone(),
+            format!(
+                "the log ends at position {end}, but it was durable through {} when the commit \
+                 journal's lap began: {} events are missing",
+                journal.base(),
+                journal.base() - end
+            ),
+        )?;
+    } else {
+        match journal::replay(log, end, chunks)? {
+            Ok(replayed) if replayed.chunks == 0 => {}
+            Ok(replayed) => {
+                db.flush()?;
+                end = replayed.end;
+                tracing::info!(
+                    chunks = replayed.chunks,
+                    events = replayed.events,
+                    "commits since sled's last flush replayed from the commit journal"
+                );
+            }
+            Err(what) => {
+                accept_or_refuse(options, db_path, what)?;
+                end = journal::log_end(log)?;
+                db.flush()?;
+            }
+        }
+    }
+    db_file.sync_data()?;
+    journal.new_lap(end)?;
+    Ok(journal)
 }
 
 /// A loss the operator accepted is logged as such; otherwise it is the refusal.
@@ -357,6 +455,12 @@ impl Drop for Inner {
                     .unwrap_or_else(|e| e.into_inner())
                     .last_position;
                 self.durable.fetch_max(end, Ordering::AcqRel);
+                // sled holds it all: an open after a clean close has nothing to replay, and a
+                // log found shorter than this is damage.
+                let mut journal = self.journal.lock().unwrap_or_else(|e| e.into_inner());
+                if let Err(e) = journal.new_lap(end) {
+                    tracing::warn!("the commit journal's lap was not closed: {e}");
+                }
             }
             let _ = reach::write(&self.dir, current_reach(self));
             let synced = |end: u64| {
@@ -510,6 +614,43 @@ impl SledEventLog {
         Ok(())
     }
 
+    fn unsynced(&self) -> std::sync::MutexGuard<'_, Unsynced> {
+        self.inner
+            .unsynced
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The group sync's work: make every chunk appended so far durable, by one journal record
+    /// when they fit, else by a flush of sled (and a new journal lap). Returns the position
+    /// durable through. On failure what was taken is handed back as needing sled's flush.
+    fn sync_appended(&self) -> Result<u64, StoreError> {
+        let taken = std::mem::take(&mut *self.unsynced());
+        let synced = self.write_synced(&taken);
+        if synced.is_err() {
+            let mut unsynced = self.unsynced();
+            unsynced.flush_sled = true;
+            unsynced.through = unsynced.through.max(taken.through);
+        }
+        synced
+    }
+
+    fn write_synced(&self, taken: &Unsynced) -> Result<u64, StoreError> {
+        let inner = &self.inner;
+        // Keys first: a record is never durable before the key that opens its profile.
+        inner.vault.sync()?;
+        let mut journal = inner.journal.lock().unwrap_or_else(|e| e.into_inner());
+        if !taken.flush_sled && !taken.chunks.is_empty() && journal.write(&taken.chunks)? {
+            return Ok(taken.through);
+        }
+        // Everything written to sled so far is in this flush.
+        let through = self.index().last_position.max(taken.through);
+        inner.db.flush()?;
+        inner.db_file.sync_data()?;
+        journal.new_lap(through)?;
+        Ok(through)
+    }
+
     /// Append one batch. Sealing and key creation happen before the append lock; under it
     /// only positions are assigned and the chunks written to sled (in memory). Then a group
     /// sync makes the batch durable, shared with every appender that wrote meanwhile.
@@ -533,16 +674,23 @@ impl SledEventLog {
                     recorded: records,
                 });
             }
+            let last = records.last().map_or(0, |r| r.position);
             if records.len() <= CHUNK_EVENTS && records.part_count() == 1 {
                 // One chunk: a plain insert is atomic on its own, and skips the batch
                 // manifest sled writes (and syncs) before a batch: one write per command.
+                // The group sync writes it to the journal.
                 let first = records[0].position;
                 let chunk = records.parts_mut().next().unwrap_or_default();
-                self.inner
-                    .log
-                    .insert(u64_key(first), codec::encode_chunk_sealed(chunk, &sealed)?)?;
+                let value = sled::IVec::from(codec::encode_chunk_sealed(chunk, &sealed)?);
+                self.inner.log.insert(u64_key(first), value.clone())?;
+                let mut unsynced = self.unsynced();
+                unsynced.chunks.push((first, value));
+                unsynced.through = last;
             } else {
                 sled_commit::write_chunks(&self.inner.log, &self.inner.torn, &mut records, sealed)?;
+                let mut unsynced = self.unsynced();
+                unsynced.flush_sled = true;
+                unsynced.through = last;
             }
             let mut index = self.inner.index.write().unwrap_or_else(|e| e.into_inner());
             for r in &records {
@@ -572,7 +720,8 @@ impl SledEventLog {
 
     /// Return once everything up to `position` is durable. One caller at a time syncs (the
     /// leader) and covers every batch written before it started; the others wait for it or
-    /// become the next leader: one flush + fsync for everything queued.
+    /// become the next leader: one journal record (or one sled flush) and one sync for
+    /// everything queued.
     fn sync_through(&self, position: u64) -> Result<(), StoreError> {
         let inner = &self.inner;
         let mut state = inner.sync_state.lock().unwrap_or_else(|e| e.into_inner());
@@ -589,12 +738,10 @@ impl SledEventLog {
             }
             state.leader = true;
             drop(state);
-            // Every position up to here has been written to sled (under the append lock).
-            let target = self.index().last_position;
-            let synced = self.sync_blocking();
+            let synced = self.sync_appended();
             state = inner.sync_state.lock().unwrap_or_else(|e| e.into_inner());
             state.leader = false;
-            if synced.is_ok() {
+            if let Ok(target) = synced {
                 state.synced = state.synced.max(target);
                 inner
                     .durable
@@ -696,6 +843,14 @@ impl EventLog for SledEventLog {
         events: EventParts,
         _fence: Option<&super::pg_cluster::Fence>,
     ) -> Result<Appended, StoreError> {
+        // On this thread: a hand-off to a blocking thread and back cost two wake-ups (tens of
+        // µs each with idle cores) on every single command. The worker's other tasks move to
+        // another thread meanwhile.
+        if tokio::runtime::Handle::current().runtime_flavor()
+            == tokio::runtime::RuntimeFlavor::MultiThread
+        {
+            return tokio::task::block_in_place(|| self.append_blocking(events));
+        }
         let this = self.clone();
         tokio::task::spawn_blocking(move || this.append_blocking(events))
             .await
@@ -771,6 +926,12 @@ impl EventLog for SledEventLog {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
             Err(e) => return Err(StoreError::Io(format!("log index checkpoint: {e}"))),
         };
-        Ok(self.inner.db.size_on_disk()? + self.inner.vault.len_on_disk() + checkpoint)
+        let journal = self
+            .inner
+            .journal
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len_on_disk();
+        Ok(self.inner.db.size_on_disk()? + self.inner.vault.len_on_disk() + checkpoint + journal)
     }
 }
