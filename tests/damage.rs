@@ -154,6 +154,20 @@ async fn eight_overwritten_bytes_in_the_log_are_refused() {
 }
 
 #[tokio::test]
+async fn a_damaged_commit_journal_is_refused_naming_it() {
+    let dir = populated().await;
+    let journal = ledger_file(&dir, "COMMITS");
+    let f = std::fs::File::options().write(true).open(&journal).unwrap();
+    f.write_all_at(&[0xA5; 8], 0).unwrap();
+    f.sync_all().unwrap();
+    assert_refusal(
+        &dir,
+        &journal.display().to_string(),
+        "the commit journal is damaged",
+    );
+}
+
+#[tokio::test]
 async fn a_missing_key_vault_is_refused_naming_it() {
     let dir = populated().await;
     let vault = ledger_file(&dir, "keys.vault");
