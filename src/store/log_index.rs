@@ -9,6 +9,7 @@ use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::event_ids::EventIds;
 use super::stream_index::StreamIndex;
 use super::{EventParts, RecordParts, RecordedEvent};
 use crate::domain::{AccountId, StreamId};
@@ -22,7 +23,7 @@ pub(crate) struct LogIndex {
     /// Keyed by ids the ledger makes (never a client's): a fast hash, no need for SipHash's
     /// resistance to chosen keys. Client request ids keep the default hasher.
     pub(crate) jobs: FxHashMap<Uuid, Vec<u64>>,
-    pub(crate) event_ids: FxHashMap<Uuid, u64>,
+    pub(crate) event_ids: EventIds,
     /// (stamp, last position) per commit; stamps never decrease.
     pub(crate) commit_times: Vec<(i64, u64)>,
     pub(crate) last_position: u64,
@@ -95,7 +96,7 @@ impl LogIndex {
         for mut part in events.into_unassigned_parts() {
             part.retain_mut(|e| {
                 let sealed_profile = sealed_all.next().flatten();
-                let known = self.event_ids.get(&e.event_id).copied();
+                let known = self.event_ids.get(&e.event_id);
                 // Same id twice in one batch: the first one wins.
                 if let Some(p) = known.or_else(|| seen.get(&e.event_id).copied()) {
                     positions.push(p);

@@ -14,6 +14,7 @@
 mod chunk_table;
 pub mod codec;
 mod error;
+mod event_ids;
 pub mod files;
 pub mod index_checkpoint;
 mod journal;

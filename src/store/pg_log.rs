@@ -551,7 +551,7 @@ impl EventLog for PgEventLog {
     }
 
     fn event_position(&self, id: &Uuid) -> Option<u64> {
-        self.index().event_ids.get(id).copied()
+        self.index().event_ids.get(id)
     }
 
     fn last_position(&self) -> u64 {

@@ -910,7 +910,7 @@ impl EventLog for SledEventLog {
     }
 
     fn event_position(&self, id: &Uuid) -> Option<u64> {
-        self.index().event_ids.get(id).copied()
+        self.index().event_ids.get(id)
     }
 
     fn last_position(&self) -> u64 {
