@@ -10,9 +10,11 @@ use std::hash::{BuildHasher, BuildHasherDefault};
 
 use hashbrown::HashTable;
 use rustc_hash::FxHasher;
-use serde::de::{self, Deserializer, Visitor};
+use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize, Serializer};
 use uuid::Uuid;
+
+use super::number_blob::{ByteBuf, Bytes};
 
 /// Ids keyed by a fast hash: the ledger makes them (random), never a client.
 type Hasher = BuildHasherDefault<FxHasher>;
@@ -83,13 +85,13 @@ impl Serialize for EventIds {
             bytes.extend_from_slice(id.as_bytes());
         }
         let far: Vec<(Uuid, u64)> = self.far.iter().map(|(i, p)| (*i, *p)).collect();
-        (serde_bytes_ref(&bytes), far).serialize(s)
+        (Bytes(&bytes), far).serialize(s)
     }
 }
 
 impl<'de> Deserialize<'de> for EventIds {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let (bytes, far): (IdBytes, Vec<(Uuid, u64)>) = Deserialize::deserialize(d)?;
+        let (bytes, far): (ByteBuf, Vec<(Uuid, u64)>) = Deserialize::deserialize(d)?;
         if bytes.0.len() % 16 != 0 {
             return Err(de::Error::custom("event ids: not a whole number of ids"));
         }
@@ -101,40 +103,6 @@ impl<'de> Deserialize<'de> for EventIds {
         let mut out = EventIds::from_ids(ids);
         out.far = far.into_iter().collect();
         Ok(out)
-    }
-}
-
-/// Bytes serialized as one byte string (not a sequence of numbers).
-struct BytesRef<'a>(&'a [u8]);
-
-fn serde_bytes_ref(bytes: &[u8]) -> BytesRef<'_> {
-    BytesRef(bytes)
-}
-
-impl Serialize for BytesRef<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(self.0)
-    }
-}
-
-struct IdBytes(Vec<u8>);
-
-impl<'de> Deserialize<'de> for IdBytes {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = IdBytes;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a byte string of event ids")
-            }
-            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<IdBytes, E> {
-                Ok(IdBytes(v.to_vec()))
-            }
-            fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<IdBytes, E> {
-                Ok(IdBytes(v))
-            }
-        }
-        d.deserialize_byte_buf(V)
     }
 }
 

@@ -17,7 +17,8 @@ use super::codec;
 use super::log_index::LogIndex;
 
 pub const INDEX_FILE: &str = "LOG_INDEX";
-/// 2: event ids as one byte string in position order.
+/// 2: event ids as one byte string in position order; commit times and previous positions
+/// as byte strings of steps.
 const MAGIC: &[u8; 8] = b"ALINDEX2";
 /// Events between two checkpoints of a running server: at most this much log is read after a
 /// crash (about 0.4 s), and a checkpoint (tens of MB at 1M events) is not rewritten often.

@@ -25,6 +25,7 @@ pub(crate) struct LogIndex {
     pub(crate) jobs: FxHashMap<Uuid, Vec<u64>>,
     pub(crate) event_ids: EventIds,
     /// (stamp, last position) per commit; stamps never decrease.
+    #[serde(with = "super::number_blob::commit_times")]
     pub(crate) commit_times: Vec<(i64, u64)>,
     pub(crate) last_position: u64,
     pub(crate) last_stamp: i64,

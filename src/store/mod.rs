@@ -19,6 +19,7 @@ pub mod files;
 pub mod index_checkpoint;
 mod journal;
 mod log_index;
+mod number_blob;
 mod parallel;
 pub mod pg_cluster;
 pub mod pg_log;

@@ -19,6 +19,7 @@ pub(crate) struct StreamIndex {
     accounts: Vec<(u64, u64)>,
     others: HashMap<StreamId, (u64, u64)>,
     /// At `position - 1`: the previous position of that event's stream (0: its first).
+    #[serde(with = "super::number_blob::previous_positions")]
     previous: Vec<u64>,
 }
 
