@@ -168,6 +168,18 @@ async fn a_damaged_commit_journal_is_refused_naming_it() {
 }
 
 #[tokio::test]
+async fn a_missing_commit_journal_is_refused_naming_it() {
+    let dir = populated().await;
+    let journal = ledger_file(&dir, "COMMITS");
+    std::fs::remove_file(&journal).unwrap();
+    assert_refusal(
+        &dir,
+        &journal.display().to_string(),
+        "the commit journal is missing",
+    );
+}
+
+#[tokio::test]
 async fn a_missing_key_vault_is_refused_naming_it() {
     let dir = populated().await;
     let vault = ledger_file(&dir, "keys.vault");

@@ -270,9 +270,11 @@ fn a_batch_written_in_several_parts_and_killed_is_all_there_or_not_at_all() {
 #[tokio::test]
 async fn a_large_commit_whose_marker_survived_a_crash_is_discarded_at_open() {
     let dir = tempfile::tempdir().unwrap();
+    let journal_before;
     let vault_len = {
         let store = open_store(dir.path()).unwrap();
         store.log.append(vec![registered("d")]).await.unwrap();
+        journal_before = std::fs::read(dir.path().join("COMMITS")).unwrap();
         let big: Vec<_> = (0..20_000).map(|i| limit_changed("d", i)).collect();
         let a = store.log.append(big).await.unwrap();
         assert_eq!(a.positions.first(), Some(&2));
@@ -293,8 +295,8 @@ async fn a_large_commit_whose_marker_survived_a_crash_is_discarded_at_open() {
     };
     // What a crash between the last part and the marker's removal leaves: the marker, a
     // reach record that never covered the commit, and a commit journal whose lap began before
-    // it (made anew here: the clean close above began one after it).
-    std::fs::remove_file(dir.path().join("COMMITS")).unwrap();
+    // it (the clean close above began one after it).
+    std::fs::write(dir.path().join("COMMITS"), journal_before).unwrap();
     wait_for_unlock(|| {
         let db = sled::Config::new().path(dir.path().join("sled")).open()?;
         db.open_tree("torn")?
@@ -411,6 +413,31 @@ async fn a_log_shorter_than_the_journal_began_with_is_refused() {
     let store = account_ledger::store::open_store_with(older.path(), accepted).unwrap();
     store.log.index_log().unwrap();
     assert_eq!(store.log.last_position(), 1);
+}
+
+/// A data dir of layout 2 (before the commit journal) opens, gets its journal and is marked
+/// layout 3, which older binaries refuse.
+#[tokio::test]
+async fn a_layout_2_data_dir_gets_a_commit_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open_store(dir.path()).unwrap();
+        store.log.append(vec![registered("d")]).await.unwrap();
+    }
+    let marker = dir.path().join("ACCOUNT_LEDGER_DATA");
+    std::fs::remove_file(dir.path().join("COMMITS")).unwrap();
+    std::fs::write(&marker, "account-ledger data directory, layout 2\n").unwrap();
+    {
+        let store = open_store(dir.path()).unwrap();
+        assert_eq!(store.log.last_position(), 1);
+        store.log.append(vec![limit_changed("d", 2)]).await.unwrap();
+    }
+    assert!(dir.path().join("COMMITS").exists());
+    assert_eq!(
+        std::fs::read_to_string(&marker).unwrap(),
+        "account-ledger data directory, layout 3\n"
+    );
+    assert_eq!(open_store(dir.path()).unwrap().log.last_position(), 2);
 }
 
 /// sled releases its file lock from background threads shortly after the last handle drops.

@@ -45,8 +45,12 @@ impl EventIds {
         self.far.get(id).copied()
     }
 
-    /// Index `id` at `position`, past every position indexed so far.
+    /// Index `id` at `position`, past every position indexed so far. The nil id stands for
+    /// "none" and is not indexed (the ledger's ids are random, never nil).
     pub(crate) fn insert(&mut self, id: Uuid, position: u64) {
+        if id.is_nil() {
+            return;
+        }
         let at = position.saturating_sub(1);
         let Ok(small) = u32::try_from(at) else {
             self.far.insert(id, position);

@@ -29,11 +29,11 @@ use super::{StoreError, codec};
 pub const JOURNAL_FILE: &str = "COMMITS";
 const MAGIC: &[u8; 8] = b"ALCOMIT1";
 /// Room for about a second of 64 clients' single commands before sled must be flushed.
-const SIZE: u64 = 4 << 20;
+pub(super) const SIZE: u64 = 4 << 20;
 /// The header (magic, lap, base, CRC) sits alone in the first block: rewriting it never tears
 /// a record.
 const HEADER: u64 = 4096;
-/// Record head: payload length (u32), CRC-32 of lap and payload (u32), lap (u64).
+/// Record head: payload length (u32), CRC-32 of length, lap and payload (u32), lap (u64).
 const RECORD_HEAD: usize = 16;
 /// Chunk head inside a payload: first position (u64), length (u32).
 const CHUNK_HEAD: usize = 12;
@@ -114,7 +114,7 @@ impl Journal {
             record.extend_from_slice(&(value.len() as u32).to_le_bytes());
             record.extend_from_slice(value);
         }
-        let crc = crc32fast::hash(&record[8..]);
+        let crc = record_crc(&record[..4], &record[8..]);
         record[4..8].copy_from_slice(&crc.to_le_bytes());
         self.file.write_all_at(&record, self.end)?;
         self.file.sync_data()?;
@@ -139,10 +139,6 @@ impl Journal {
     /// not cover that.
     pub(super) fn base(&self) -> u64 {
         self.base
-    }
-
-    pub(super) fn len_on_disk(&self) -> u64 {
-        SIZE
     }
 }
 
@@ -208,6 +204,14 @@ pub(super) fn replay(
 
 const HEADER_LEN: usize = 28;
 
+/// CRC-32 of a record's length bytes, then its lap and payload.
+fn record_crc(len: &[u8], lap_and_payload: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(len);
+    h.update(lap_and_payload);
+    h.finalize()
+}
+
 fn header(lap: u64, base: u64) -> [u8; HEADER_LEN] {
     let mut h = [0u8; HEADER_LEN];
     h[..8].copy_from_slice(MAGIC);
@@ -241,7 +245,7 @@ fn read_lap(bytes: &[u8], lap: u64) -> (Chunks, u64) {
         let Some(body) = bytes.get(at + 8..at + RECORD_HEAD + len) else {
             break;
         };
-        if len == 0 || record_lap != lap || crc32fast::hash(body) != crc {
+        if len == 0 || record_lap != lap || record_crc(&head[..4], body) != crc {
             break;
         }
         let Some(record) = read_chunks(&body[8..]) else {

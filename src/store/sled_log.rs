@@ -16,6 +16,7 @@
 
 use std::fs::File;
 use std::io::Write;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
@@ -36,8 +37,13 @@ use super::{Appended, EventLog, EventParts, NewEvent, RecordedEvent, StoreError}
 use crate::domain::{AccountId, StreamId};
 
 pub const CHUNK_EVENTS: usize = 256;
+const SYNC_FAILED: &str = "a sync of the log failed: appends are refused until the server restarts (its open recovers \
+     every acknowledged commit)";
 const MARKER_FILE: &str = "ACCOUNT_LEDGER_DATA";
-const MARKER_TEXT: &str = "account-ledger data directory, layout 2\n";
+const MARKER_TEXT: &str = "account-ledger data directory, layout 3\n";
+/// Layout 2 had no commit journal: one is made on open (an older binary refuses layout 3, so
+/// it never opens a dir whose newest commits may be in the journal alone).
+const MARKER_TEXT_2: &str = "account-ledger data directory, layout 2\n";
 /// Layout 1 had no reach record and a vault without header; both are added on open.
 const MARKER_TEXT_1: &str = "account-ledger data directory, layout 1\n";
 
@@ -64,6 +70,8 @@ struct Inner {
     unsynced: Mutex<Unsynced>,
     /// Used by the group sync's leader (one at a time).
     journal: Mutex<Journal>,
+    /// Set when a sync failed: nothing more is acknowledged until the store is reopened.
+    sync_failed: AtomicBool,
     /// Group sync: how far the log is durable, and whether a sync is running.
     sync_state: Mutex<SyncState>,
     sync_done: Condvar,
@@ -143,9 +151,10 @@ pub fn open_store_with(dir: &Path, options: StoreOptions) -> Result<OpenedStore,
     files::create_private_dir(dir).map_err(|e| open_err(e.to_string()))?;
     let marker = dir.join(MARKER_FILE);
     let mut created = false;
-    let layout_1 = match std::fs::read_to_string(&marker) {
-        Ok(text) if text == MARKER_TEXT => false,
-        Ok(text) if text == MARKER_TEXT_1 => true,
+    let layout = match std::fs::read_to_string(&marker) {
+        Ok(text) if text == MARKER_TEXT => 3,
+        Ok(text) if text == MARKER_TEXT_2 => 2,
+        Ok(text) if text == MARKER_TEXT_1 => 1,
         Ok(_) => {
             return Err(open_err(format!(
                 "{} has unknown content",
@@ -169,9 +178,10 @@ pub fn open_store_with(dir: &Path, options: StoreOptions) -> Result<OpenedStore,
                 .and_then(|_| f.sync_all())
                 .map_err(|e| open_err(e.to_string()))?;
             created = true;
-            false
+            3
         }
     };
+    let layout_1 = layout == 1;
     let recorded = match reach::read(dir)? {
         Some(r) => r,
         // Layout 1 kept no record: there is nothing to compare with once.
@@ -192,10 +202,11 @@ pub fn open_store_with(dir: &Path, options: StoreOptions) -> Result<OpenedStore,
     let torn = db.open_tree("torn").map_err(|e| open_err(e.to_string()))?;
     sled_commit::discard_torn(&db, &log, &torn).map_err(|e| open_err(e.to_string()))?;
     let db_file = File::open(sled_dir.join("db")).map_err(|e| open_err(e.to_string()))?;
-    let journal = recover_journal(dir, &db, &log, &db_file, options).map_err(|e| match e {
-        StoreError::DataLoss { .. } => e,
-        e => open_err(e.to_string()),
-    })?;
+    let journal = recover_journal(dir, &db, &log, &db_file, options, layout == 3 && !created)
+        .map_err(|e| match e {
+            StoreError::DataLoss { .. } => e,
+            e => open_err(e.to_string()),
+        })?;
     let vault_path = dir.join("keys.vault");
     let vault = match Vault::open(&vault_path, recorded.vault_len) {
         Err(StoreError::DataLoss { path, what }) if options.accept_data_loss => {
@@ -219,7 +230,7 @@ pub fn open_store_with(dir: &Path, options: StoreOptions) -> Result<OpenedStore,
             tracing::warn!(path = %p.display(), "was readable by other users; narrowed to owner-only");
         }
     }
-    if layout_1 {
+    if layout < 3 {
         std::fs::write(&marker, MARKER_TEXT).map_err(|e| open_err(e.to_string()))?;
     }
     let inner = Arc::new(Inner {
@@ -233,6 +244,7 @@ pub fn open_store_with(dir: &Path, options: StoreOptions) -> Result<OpenedStore,
         append_lock: Mutex::new(()),
         unsynced: Mutex::new(Unsynced::default()),
         journal: Mutex::new(journal),
+        sync_failed: AtomicBool::new(false),
         sync_state: Mutex::new(SyncState::default()),
         sync_done: Condvar::new(),
         durable: AtomicU64::new(0),
@@ -257,8 +269,18 @@ fn recover_journal(
     log: &sled::Tree,
     db_file: &File,
     options: StoreOptions,
+    expected: bool,
 ) -> Result<Journal, StoreError> {
     let path = dir.join(journal::JOURNAL_FILE);
+    if expected && !path.exists() {
+        accept_or_refuse(
+            options,
+            path.clone(),
+            "the commit journal is missing: commands acknowledged since sled's last flush may \
+             be missing"
+                .into(),
+        )?;
+    }
     let (mut journal, chunks) = match Journal::open(dir)? {
         Opened::Read(journal, chunks) => (journal, chunks),
         Opened::Damaged(why) => {
@@ -626,8 +648,14 @@ impl SledEventLog {
     /// durable through. On failure what was taken is handed back as needing sled's flush.
     fn sync_appended(&self) -> Result<u64, StoreError> {
         let taken = std::mem::take(&mut *self.unsynced());
-        let synced = self.write_synced(&taken);
-        if synced.is_err() {
+        let synced = catch_unwind(AssertUnwindSafe(|| self.write_synced(&taken)))
+            .unwrap_or_else(|_| Err(StoreError::Io("the log's group sync panicked".into())));
+        if let Err(e) = &synced {
+            // After a failed fsync the kernel may have dropped the pages it could not write
+            // and report success the next time: nothing more is acknowledged until a reopen,
+            // which recovers what sled and the journal hold.
+            self.inner.sync_failed.store(true, Ordering::Release);
+            tracing::error!("{SYNC_FAILED}: {e}");
             let mut unsynced = self.unsynced();
             unsynced.flush_sled = true;
             unsynced.through = unsynced.through.max(taken.through);
@@ -655,6 +683,9 @@ impl SledEventLog {
     /// only positions are assigned and the chunks written to sled (in memory). Then a group
     /// sync makes the batch durable, shared with every appender that wrote meanwhile.
     fn append_blocking(&self, events: EventParts) -> Result<Appended, StoreError> {
+        if self.inner.sync_failed.load(Ordering::Acquire) {
+            return Err(StoreError::Io(SYNC_FAILED.into()));
+        }
         let vault = &self.inner.vault;
         let sealed_all = codec::prepare_batch(events.events(), vault)?.sealed;
         let (positions, records) = {
@@ -728,6 +759,9 @@ impl SledEventLog {
         loop {
             if state.synced >= position {
                 return Ok(());
+            }
+            if inner.sync_failed.load(Ordering::Acquire) {
+                return Err(StoreError::Io(SYNC_FAILED.into()));
             }
             if state.leader {
                 state = inner
@@ -849,7 +883,10 @@ impl EventLog for SledEventLog {
         if tokio::runtime::Handle::current().runtime_flavor()
             == tokio::runtime::RuntimeFlavor::MultiThread
         {
-            return tokio::task::block_in_place(|| self.append_blocking(events));
+            return tokio::task::block_in_place(|| {
+                catch_unwind(AssertUnwindSafe(|| self.append_blocking(events)))
+                    .unwrap_or_else(|_| Err(StoreError::Io("append task panicked".into())))
+            });
         }
         let this = self.clone();
         tokio::task::spawn_blocking(move || this.append_blocking(events))
@@ -926,12 +963,9 @@ impl EventLog for SledEventLog {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
             Err(e) => return Err(StoreError::Io(format!("log index checkpoint: {e}"))),
         };
-        let journal = self
-            .inner
-            .journal
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .len_on_disk();
-        Ok(self.inner.db.size_on_disk()? + self.inner.vault.len_on_disk() + checkpoint + journal)
+        Ok(self.inner.db.size_on_disk()?
+            + self.inner.vault.len_on_disk()
+            + checkpoint
+            + journal::SIZE)
     }
 }
