@@ -468,7 +468,9 @@ impl Drop for Inner {
         // Flush while every handle is alive: sled's own flush in the trees' drop (make_stable)
         // once waited forever with its IO threads idle (seen 1 in 6 test runs, sled 0.34).
         let flushed = self.db.flush();
-        if self.indexed.load(Ordering::Acquire) {
+        // After a failed sync a later one may report success for pages the kernel dropped:
+        // claim nothing and keep the journal for the next open.
+        if self.indexed.load(Ordering::Acquire) && !self.sync_failed.load(Ordering::Acquire) {
             // Every append is done: after this sync the whole log is durable.
             if flushed.is_ok() && self.db_file.sync_data().is_ok() {
                 let end = self
