@@ -9,11 +9,20 @@
 //! serialized in commit order, and a reader that sees position N sees every position before it.
 //! The positions and the commit stamp are computed by the INSERT itself from the last row
 //! (under the lock), and the whole append is one pipelined round trip: the lock is held for the
-//! statements and the commit's WAL flush, never for a round trip to a client or for its work.
-//! `UNIQUE (stream, stream_version)` and `UNIQUE (event_id)` hold in the table whatever a
-//! writer does. An append is acknowledged after COMMIT returns (`synchronous_commit` on:
-//! durable). The stamp in an event's body is its server's clock; the row's `recorded_at_us`
-//! (never below the row before it) is the one read back.
+//! statements and the commit, never for a round trip to a client or for its work.
+//!
+//! Flushes are shared: the append's transaction commits without waiting for the WAL flush
+//! (`SET LOCAL synchronous_commit TO off`), so the lock is free for the next server's append
+//! at once, and the same round trip then runs a durability barrier ([`BARRIER_SQL`]: a
+//! one-record transaction committed synchronously, which returns once the WAL is flushed past
+//! it, and so past the append's commit before it). Appends of several servers thus overlap
+//! their flushes, which PostgreSQL groups. An append is acknowledged only after its barrier.
+//! Committed rows are visible before they are durable, so a reader runs the same barrier
+//! after reading rows and before indexing them ([`PgEventLog::catch_up_through`]): nothing a
+//! server serves can vanish in a crash of the database. `UNIQUE (stream, stream_version)` and
+//! `UNIQUE (event_id)` hold in the table whatever a writer does. The stamp in an event's body
+//! is its server's clock; the row's `recorded_at_us` (never below the row before it) is the
+//! one read back.
 //!
 //! The in-memory indexes are the sled backend's ([`LogIndex`]), built by one scan at open and
 //! caught up with each append (the rows other servers wrote since this one last looked come
@@ -77,6 +86,13 @@ const MIGRATIONS: &[&str] = &[
 /// How soon after a deletion the keys table is rewritten (VACUUM FULL), so that no file of it
 /// holds the destroyed key any more.
 const SHRED_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The durability barrier: a transaction with one WAL record of its own (a transactional
+/// logical-decoding message, which any role may write at any `wal_level` and which no table
+/// keeps), committed with the session's `synchronous_commit` (on by default). It returns once
+/// the WAL is flushed past its commit: past every commit that was visible before it started.
+/// (A transaction that only takes an xid writes no WAL and does not wait for the flush.)
+const BARRIER_SQL: &str = "SELECT pg_logical_emit_message(true, 'account-ledger', '')";
 
 /// Rows read per query while scanning.
 const PAGE: i64 = 10_000;
@@ -256,6 +272,8 @@ impl PgEventLog {
             if rows.is_empty() {
                 return Ok(());
             }
+            // The rows may come from a commit that is not flushed yet (see the module doc).
+            client.batch_execute(BARRIER_SQL).await.map_err(pg)?;
             self.index_rows(&rows)?;
         }
     }

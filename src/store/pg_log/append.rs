@@ -53,6 +53,8 @@ pub(super) struct AppendStatements {
     keys: Statement,
     events: Statement,
     shred: Statement,
+    /// The durability barrier after the append's own commit ([`super::BARRIER_SQL`]).
+    barrier: Statement,
 }
 
 /// Whether the appending server still holds the domain's lease: `$1` true for an append with
@@ -107,6 +109,7 @@ impl AppendStatements {
                 "DELETE FROM {schema}.account_keys WHERE account = ANY($5) AND {fence}"
             ))
             .await?,
+            barrier: prepare(super::BARRIER_SQL.into()).await?,
         })
     }
 }
@@ -205,12 +208,14 @@ impl PgEventLog {
     }
 
     /// One transaction in one round trip (the statements pipelined: sent together, run in
-    /// order by the server): BEGIN, the lock, the last row and the fence, the rows other
-    /// servers appended after `from`, the keys, the events (at the positions after the last
-    /// row), the deleted keys, the notification, COMMIT. With the fence lost, every write is a
-    /// no-op and the answer says so. A statement that fails aborts the transaction and the
-    /// COMMIT after it only rolls back. Answers the last row's position and stamp before this
-    /// batch, and the other servers' rows read.
+    /// order by the server): BEGIN without waiting for the commit's WAL flush, the lock, the
+    /// last row and the fence, the rows other servers appended after `from`, the keys, the
+    /// events (at the positions after the last row), the deleted keys, the notification,
+    /// COMMIT (which releases the lock at once), then the durability barrier, which returns
+    /// once the WAL is flushed past that commit. With the fence lost, every write is a no-op
+    /// and the answer says so. A statement that fails aborts the transaction and the COMMIT
+    /// after it only rolls back. Answers the last row's position and stamp before this batch,
+    /// and the other servers' rows read.
     #[allow(clippy::too_many_arguments)]
     async fn write_in_one_trip(
         &self,
@@ -248,8 +253,19 @@ impl PgEventLog {
             .collect();
         let channel = appends_channel(&self.schema);
         let from = from as i64;
-        let (begun, locked, head, others, new_keys, inserted, shredded, notified, committed) = futures::join!(
-            client.batch_execute("BEGIN"),
+        let (
+            begun,
+            locked,
+            head,
+            others,
+            new_keys,
+            inserted,
+            shredded,
+            notified,
+            committed,
+            flushed,
+        ) = futures::join!(
+            client.batch_execute("BEGIN; SET LOCAL synchronous_commit TO off"),
             async { client.execute(&st.lock, &[&lock]).await },
             async {
                 client
@@ -304,6 +320,7 @@ impl PgEventLog {
             },
             async { client.execute(&st.notify, &[&channel, &self.me]).await },
             client.batch_execute("COMMIT"),
+            async { client.execute(&st.barrier, &[]).await },
         );
         // A failed statement turned the COMMIT into a rollback: report that statement.
         begun.map_err(pg)?;
@@ -319,6 +336,9 @@ impl PgEventLog {
         shredded.map_err(pg)?;
         notified.map_err(pg)?;
         committed.map_err(pg)?;
+        // Committed but perhaps not durable: not acknowledged (the caller answers an error;
+        // a retry with the same request id finds the events once they are read back).
+        flushed.map_err(pg)?;
         let (last, last_stamp, held): (i64, i64, bool) = (head.get(0), head.get(1), head.get(2));
         if !held {
             return Err(Trip::Failed(StoreError::LeaseLost {
