@@ -43,88 +43,94 @@ async fn missing_or_bad_tokens_are_unauthenticated() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn roles_and_domains_are_enforced() {
-    let server = TestServer::start().await;
-    let mut c = server.client().await;
-    register(&mut c, "d1", 10).await;
-    register(&mut c, "d2", 10).await;
-    let a1 = create_account(&mut c, ADMIN_D1, "d1", "ann", Some("S1")).await;
-    let a2 = create_account(&mut c, ADMIN_D2, "d2", "zed", Some("Z1")).await;
-    let before = server.ledger.log().last_position();
+/// Two domains with one account each, made by their admins (ADMIN_D1 "ann" in d1, ADMIN_D2
+/// "zed" in d2), and the log's end after them.
+struct TwoDomains {
+    server: TestServer,
+    c: Client,
+    a1: u64,
+    a2: u64,
+    made: u64,
+}
 
-    // Operator: domains and admin only.
+impl TwoDomains {
+    async fn start() -> TwoDomains {
+        let server = TestServer::start().await;
+        let mut c = server.client().await;
+        register(&mut c, "d1", 10).await;
+        register(&mut c, "d2", 10).await;
+        let a1 = create_account(&mut c, ADMIN_D1, "d1", "ann", Some("S1")).await;
+        let a2 = create_account(&mut c, ADMIN_D2, "d2", "zed", Some("Z1")).await;
+        let made = server.ledger.log().last_position();
+        TwoDomains {
+            server,
+            c,
+            a1,
+            a2,
+            made,
+        }
+    }
+
+    /// Every refusal before this recorded nothing.
+    async fn stop_with_nothing_recorded(self) {
+        assert_eq!(
+            self.server.ledger.log().last_position(),
+            self.made,
+            "nothing refused was recorded"
+        );
+        self.server.stop().await;
+    }
+}
+
+fn deactivate_by_import(domain: &str, import_id: &str) -> pb::AccountCommandRequest {
+    pb::AccountCommandRequest {
+        account: by_import(domain, import_id),
+        request_id: None,
+        expected_version: None,
+    }
+}
+
+fn read_log_all() -> pb::ReadLogRequest {
+    pb::ReadLogRequest {
+        from_position: 1,
+        to_position: 0,
+        limit: 0,
+    }
+}
+
+#[tokio::test]
+async fn the_operator_manages_domains_not_accounts() {
+    let mut t = TwoDomains::start().await;
     assert_status(
-        c.create_account(req(OPERATOR, create("d1", "x", None)))
+        t.c.create_account(req(OPERATOR, create("d1", "x", None)))
             .await,
         Code::PermissionDenied,
         &["manage accounts"],
     );
-    // Domain admins: only their own domains, however the account is addressed.
+    t.stop_with_nothing_recorded().await;
+}
+
+#[tokio::test]
+async fn a_domain_admin_acts_only_in_its_own_domains() {
+    let mut t = TwoDomains::start().await;
+    let c = &mut t.c;
     assert_status(
         c.create_account(req(ADMIN_D1, create("d2", "x", None)))
             .await,
         Code::PermissionDenied,
         &["d2"],
     );
-    // An id in another domain answers exactly as an id that does not exist: no answer tells
-    // which ids exist or where.
-    let unused = a2 + 1000;
-    let other = c
-        .deactivate_account(req(ADMIN_D1, account_cmd(a2)))
-        .await
-        .unwrap_err();
-    let missing = c
-        .deactivate_account(req(ADMIN_D1, account_cmd(unused)))
-        .await
-        .unwrap_err();
-    assert_eq!(other.code(), Code::NotFound);
-    assert_eq!(
-        other.message().replace(&a2.to_string(), "N"),
-        missing.message().replace(&unused.to_string(), "N")
-    );
     assert_status(
-        c.deactivate_account(req(
-            ADMIN_D1,
-            pb::AccountCommandRequest {
-                account: by_import("d2", "Z1"),
-                request_id: None,
-                expected_version: None,
-            },
-        ))
-        .await,
+        c.deactivate_account(req(ADMIN_D1, deactivate_by_import("d2", "Z1")))
+            .await,
         Code::PermissionDenied,
         &["d2"],
-    );
-    assert_status(
-        c.delete_account(req(ADMIN_D1, confirmable(a2, None))).await,
-        Code::NotFound,
-        &[&a2.to_string()],
-    );
-    assert_status(
-        c.get_account(req(
-            ADMIN_D1,
-            pb::GetAccountRequest {
-                account: by_id(a2),
-                as_of: None,
-            },
-        ))
-        .await,
-        Code::NotFound,
-        &[],
     );
     // By import id in a domain outside its rights: refused the same whether it exists or not.
     for domain in ["d2", "nosuchdomain"] {
         assert_status(
-            c.deactivate_account(req(
-                ADMIN_D1,
-                pb::AccountCommandRequest {
-                    account: by_import(domain, "Z1"),
-                    request_id: None,
-                    expected_version: None,
-                },
-            ))
-            .await,
+            c.deactivate_account(req(ADMIN_D1, deactivate_by_import(domain, "Z1")))
+                .await,
             Code::PermissionDenied,
             &[domain],
         );
@@ -150,15 +156,7 @@ async fn roles_and_domains_are_enforced() {
         &[],
     );
     assert_status(
-        c.read_log(req(
-            ADMIN_D1,
-            pb::ReadLogRequest {
-                from_position: 1,
-                to_position: 0,
-                limit: 0,
-            },
-        ))
-        .await,
+        c.read_log(req(ADMIN_D1, read_log_all())).await,
         Code::PermissionDenied,
         &[],
     );
@@ -174,7 +172,77 @@ async fn roles_and_domains_are_enforced() {
         Code::PermissionDenied,
         &[],
     );
-    // LMS: reports and sign-in checks only.
+    t.stop_with_nothing_recorded().await;
+}
+
+#[tokio::test]
+async fn another_domains_account_answers_as_a_missing_one() {
+    let mut t = TwoDomains::start().await;
+    let (c, a2) = (&mut t.c, t.a2);
+    // No answer tells which ids exist or where.
+    let unused = a2 + 1000;
+    let other = c
+        .deactivate_account(req(ADMIN_D1, account_cmd(a2)))
+        .await
+        .unwrap_err();
+    let missing = c
+        .deactivate_account(req(ADMIN_D1, account_cmd(unused)))
+        .await
+        .unwrap_err();
+    assert_eq!(other.code(), Code::NotFound);
+    assert_eq!(
+        other.message().replace(&a2.to_string(), "N"),
+        missing.message().replace(&unused.to_string(), "N")
+    );
+    assert_status(
+        c.delete_account(req(ADMIN_D1, confirmable(a2, None))).await,
+        Code::NotFound,
+        &[&a2.to_string()],
+    );
+    assert_status(
+        c.get_account(req(
+            ADMIN_D1,
+            pb::GetAccountRequest {
+                account: by_id(a2),
+                as_of: None,
+            },
+        ))
+        .await,
+        Code::NotFound,
+        &[],
+    );
+    t.stop_with_nothing_recorded().await;
+}
+
+#[tokio::test]
+async fn a_domain_admin_reads_and_follows_its_own_domain() {
+    let mut t = TwoDomains::start().await;
+    let a1 = t.a1;
+    t.c.get_account(req(
+        ADMIN_D1,
+        pb::GetAccountRequest {
+            account: by_id(a1),
+            as_of: None,
+        },
+    ))
+    .await
+    .unwrap();
+    t.c.subscribe(req(
+        ADMIN_D1,
+        pb::SubscribeRequest {
+            from_position: 0,
+            domain: Some("d1".into()),
+        },
+    ))
+    .await
+    .unwrap();
+    t.stop_with_nothing_recorded().await;
+}
+
+#[tokio::test]
+async fn the_lms_only_checks_and_records_sign_ins() {
+    let mut t = TwoDomains::start().await;
+    let (c, a1, a2) = (&mut t.c, t.a1, t.a2);
     assert_status(
         c.enable_account(req(LMS, account_cmd(a1))).await,
         Code::PermissionDenied,
@@ -192,7 +260,35 @@ async fn roles_and_domains_are_enforced() {
         Code::PermissionDenied,
         &[],
     );
-    // Auditor: reads everything, writes nothing.
+    c.can_sign_in(req(
+        LMS,
+        pb::CanSignInRequest {
+            domain: "d2".into(),
+            login: "zed".into(),
+        },
+    ))
+    .await
+    .unwrap();
+    let before = t.made;
+    c.record_sign_in(req(
+        LMS,
+        pb::RecordSignInRequest {
+            account: by_id(a2),
+            at: None,
+            request_id: None,
+            expected_version: None,
+        },
+    ))
+    .await
+    .unwrap();
+    assert_eq!(t.server.ledger.log().last_position(), before + 1);
+    t.server.stop().await;
+}
+
+#[tokio::test]
+async fn the_auditor_reads_everything_and_writes_nothing() {
+    let mut t = TwoDomains::start().await;
+    let (c, a1, a2) = (&mut t.c, t.a1, t.a2);
     assert_status(
         c.record_data_owned(req(AUDITOR, account_cmd(a1))).await,
         Code::PermissionDenied,
@@ -209,13 +305,23 @@ async fn roles_and_domains_are_enforced() {
         Code::PermissionDenied,
         &[],
     );
-    assert_eq!(
-        server.ledger.log().last_position(),
-        before,
-        "nothing refused was recorded"
-    );
+    c.read_log(req(AUDITOR, read_log_all())).await.unwrap();
+    c.get_account(req(
+        AUDITOR,
+        pb::GetAccountRequest {
+            account: by_id(a2),
+            as_of: None,
+        },
+    ))
+    .await
+    .unwrap();
+    t.stop_with_nothing_recorded().await;
+}
 
-    // What each role may do.
+#[tokio::test]
+async fn the_actor_recorded_is_the_tokens_principal() {
+    let mut t = TwoDomains::start().await;
+    let (c, a2) = (&mut t.c, t.a2);
     c.record_sign_in(req(
         LMS,
         pb::RecordSignInRequest {
@@ -227,54 +333,6 @@ async fn roles_and_domains_are_enforced() {
     ))
     .await
     .unwrap();
-    c.can_sign_in(req(
-        LMS,
-        pb::CanSignInRequest {
-            domain: "d2".into(),
-            login: "zed".into(),
-        },
-    ))
-    .await
-    .unwrap();
-    c.read_log(req(
-        AUDITOR,
-        pb::ReadLogRequest {
-            from_position: 1,
-            to_position: 0,
-            limit: 0,
-        },
-    ))
-    .await
-    .unwrap();
-    c.get_account(req(
-        AUDITOR,
-        pb::GetAccountRequest {
-            account: by_id(a2),
-            as_of: None,
-        },
-    ))
-    .await
-    .unwrap();
-    c.get_account(req(
-        ADMIN_D1,
-        pb::GetAccountRequest {
-            account: by_id(a1),
-            as_of: None,
-        },
-    ))
-    .await
-    .unwrap();
-    c.subscribe(req(
-        ADMIN_D1,
-        pb::SubscribeRequest {
-            from_position: 0,
-            domain: Some("d1".into()),
-        },
-    ))
-    .await
-    .unwrap();
-
-    // The actor recorded is the token's principal.
     let h = c
         .get_account_history(req(
             AUDITOR,
@@ -288,7 +346,7 @@ async fn roles_and_domains_are_enforced() {
         h.iter().map(|e| e.actor.as_str()).collect::<Vec<_>>(),
         vec!["bob", "lms"]
     );
-    server.stop().await;
+    t.server.stop().await;
 }
 
 #[tokio::test]
