@@ -481,3 +481,72 @@ async fn subscribe_history_and_point_in_time_answer_on_a_server_that_did_not_wri
     let kinds: Vec<&str> = history.iter().map(|e| e.kind.as_str()).collect();
     assert_eq!(kinds, ["AccountCreated", "AccountDeactivated"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn profiles_written_through_one_server_open_on_the_others_until_deleted() {
+    let cluster = Cluster::start().await;
+    let admin = cluster.domain(0, "d1", 10).await;
+    let id = create_account(&mut cluster.c(0), &admin, "d1", "zelda", Some("S1")).await;
+    let read_on = |i: usize| {
+        let (c, admin) = (cluster.c(i), admin.clone());
+        move || {
+            let (mut c, admin) = (c.clone(), admin.clone());
+            async move {
+                c.get_account(req(&admin, get_request(by_id(id), None)))
+                    .await
+                    .ok()
+                    .map(|r| r.into_inner())
+            }
+        }
+    };
+    for i in [1, 2] {
+        let account = eventually(read_on(i), Option::is_some).await.unwrap();
+        assert_eq!(account.profile, profile("zelda"), "server {i}");
+        let found = cluster
+            .c(i)
+            .list_accounts(req(
+                &admin,
+                pb::ListAccountsRequest {
+                    search: Some("zelda@school".into()),
+                    ..list_request("d1")
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .accounts;
+        assert_eq!(found.len(), 1, "server {i} finds it by email");
+    }
+    let warned = cluster
+        .c(0)
+        .delete_account(req(&admin, confirmable(id, None)))
+        .await
+        .unwrap();
+    let token = confirmation_of(warned.into_inner()).confirmation_token;
+    cluster
+        .c(0)
+        .delete_account(req(&admin, confirmable(id, Some(token))))
+        .await
+        .unwrap();
+    for i in [1, 2] {
+        let deleted = |a: &Option<pb::Account>| {
+            a.as_ref()
+                .is_some_and(|a| a.status == pb::AccountStatus::Deleted as i32)
+        };
+        let account = eventually(read_on(i), deleted).await;
+        let history = cluster
+            .c(i)
+            .get_account_history(req(
+                &admin,
+                pb::GetAccountHistoryRequest { account: by_id(id) },
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .events;
+        assert_eq!(history.len(), 2, "server {i}: created, deleted");
+        // The personal data is gone from every server's answers, the creation's included.
+        let answers = format!("{account:?} {history:?}");
+        assert!(!answers.contains("zelda"), "server {i}: {answers}");
+    }
+}

@@ -91,8 +91,14 @@ const SHRED_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
 /// logical-decoding message, which any role may write at any `wal_level` and which no table
 /// keeps), committed with the session's `synchronous_commit` (on by default). It returns once
 /// the WAL is flushed past its commit: past every commit that was visible before it started.
-/// (A transaction that only takes an xid writes no WAL and does not wait for the flush.)
+/// (A transaction that only takes an xid writes nothing but its commit record, and does not
+/// wait for that to be flushed.)
 const BARRIER_SQL: &str = "SELECT pg_logical_emit_message(true, 'account-ledger', '')";
+
+/// Why appends are refused after a commit whose durability could not be confirmed.
+const UNCONFIRMED: &str = "a commit could not be confirmed durable (the database connection \
+     failed after COMMIT): appends are refused until the server restarts, which reads back what \
+     the database holds";
 
 /// Rows read per query while scanning.
 const PAGE: i64 = 10_000;
@@ -127,6 +133,8 @@ pub struct PgEventLog {
     durable: AtomicU64,
     /// Bytes of the events and keys tables (refreshed by `sync`).
     size: AtomicU64,
+    /// Set when a commit could not be confirmed durable ([`UNCONFIRMED`]).
+    unconfirmed: std::sync::atomic::AtomicBool,
     /// Set when keys were deleted: the shredder rewrites the keys table.
     shred: Arc<std::sync::atomic::AtomicBool>,
     /// Notified when a server commits an append to this schema (LISTEN on a connection of its
@@ -147,6 +155,27 @@ pub(super) async fn connect(url: &str) -> Result<Client, StoreError> {
         }
     });
     Ok(client)
+}
+
+/// The barrier is only as durable as the session's `synchronous_commit`: a database or role
+/// set to `off` is overridden for this connection (any other setting, e.g. one that waits for
+/// standbys, is kept).
+async fn commit_durably(client: &Client) -> Result<(), StoreError> {
+    let row = client
+        .query_one("SELECT current_setting('synchronous_commit')", &[])
+        .await
+        .map_err(pg)?;
+    let setting: String = row.get(0);
+    if setting == "off" {
+        tracing::warn!(
+            "synchronous_commit is off for this role or database: set to on for the log"
+        );
+        client
+            .batch_execute("SET synchronous_commit TO on")
+            .await
+            .map_err(pg)?;
+    }
+    Ok(())
 }
 
 /// A schema name we put into SQL text: lowercase letters, digits and `_`, not first a digit.
@@ -171,6 +200,7 @@ impl PgEventLog {
     pub async fn open(url: &str, schema: &str) -> Result<PgEventLog, StoreError> {
         let schema = checked_schema(schema)?.to_string();
         let mut writer = connect(url).await?;
+        commit_durably(&writer).await?;
         migrate(&mut writer, &schema).await?;
         let statements = AppendStatements::prepare(&writer, &schema).await?;
         let appended = Arc::new(tokio::sync::Notify::new());
@@ -184,6 +214,14 @@ impl PgEventLog {
             }
         };
         let reader = connect(url).await?;
+        commit_durably(&reader).await?;
+        // Nothing is acknowledged without the barrier: a role that may not run it is refused
+        // here, not at its first append.
+        reader.batch_execute(BARRIER_SQL).await.map_err(|e| {
+            StoreError::Io(format!(
+                "postgres: the durability barrier ({BARRIER_SQL}) cannot run for this role: {e}"
+            ))
+        })?;
         let mut keys = std::collections::HashMap::new();
         for row in reader
             .query(
@@ -193,13 +231,8 @@ impl PgEventLog {
             .await
             .map_err(pg)?
         {
-            let account: i64 = row.get(0);
-            let key: &[u8] = row.get(1);
-            let key: Key = key.try_into().map_err(|_| StoreError::Corrupt {
-                at: format!("{schema}.account_keys, account {account}"),
-                reason: format!("a key of {} bytes", key.len()),
-            })?;
-            keys.insert(account as u64, key);
+            let (account, key) = key_row(&schema, &row)?;
+            keys.insert(account, key);
         }
         let log = PgEventLog {
             writer: tokio::sync::Mutex::new(writer),
@@ -210,6 +243,7 @@ impl PgEventLog {
             index: RwLock::new(LogIndex::default()),
             durable: AtomicU64::new(0),
             size: AtomicU64::new(0),
+            unconfirmed: Default::default(),
             shred: Arc::default(),
             appended,
             _listener: listener,
@@ -248,19 +282,13 @@ impl PgEventLog {
     }
 
     /// Index the rows after the indexed end (all of them at open).
-    async fn catch_up(
-        &self,
-        client: &impl tokio_postgres::GenericClient,
-    ) -> Result<(), StoreError> {
+    async fn catch_up(&self, client: &Client) -> Result<(), StoreError> {
         self.catch_up_through(client, None).await
     }
 
-    /// Index the rows after the indexed end, through `last` if given.
-    async fn catch_up_through(
-        &self,
-        client: &impl tokio_postgres::GenericClient,
-        last: Option<u64>,
-    ) -> Result<(), StoreError> {
+    /// Index the rows after the indexed end, through `last` if given. (A plain client, not a
+    /// transaction: the barrier must commit on its own.)
+    async fn catch_up_through(&self, client: &Client, last: Option<u64>) -> Result<(), StoreError> {
         let sql = range_sql(&self.schema);
         let last = last.map_or(i64::MAX, |l| l as i64);
         loop {
@@ -274,18 +302,68 @@ impl PgEventLog {
             }
             // The rows may come from a commit that is not flushed yet (see the module doc).
             client.batch_execute(BARRIER_SQL).await.map_err(pg)?;
-            self.index_rows(&rows)?;
+            self.index_rows(client, &rows).await?;
         }
     }
 
     /// Add rows read after the indexed end to the index (rows indexed meanwhile are skipped).
-    fn index_rows(&self, rows: &[tokio_postgres::Row]) -> Result<(), StoreError> {
+    /// First the keys of the accounts other servers created in them are fetched (committed in
+    /// the same transactions), so that their profiles open here too; the keys of the accounts
+    /// they deleted are forgotten once the rows are indexed, as the deleting server did.
+    async fn index_rows(
+        &self,
+        client: &Client,
+        rows: &[tokio_postgres::Row],
+    ) -> Result<(), StoreError> {
         let mut decoded = Vec::with_capacity(rows.len());
         for row in rows {
             decoded.extend(decode_row(row, None)?);
         }
+        self.learn_keys(client, &decoded).await?;
+        self.add_to_index(&decoded)?;
+        codec::destroy_deleted_keys(decoded.iter(), &self.vault)
+    }
+
+    /// Fetch the keys of the accounts created in `events` that this server does not hold.
+    async fn learn_keys(
+        &self,
+        client: &Client,
+        events: &[RecordedEvent],
+    ) -> Result<(), StoreError> {
+        let missing: Vec<i64> = events
+            .iter()
+            .filter_map(|e| match &e.event {
+                crate::domain::Event::AccountCreated { account, .. } => Some(*account),
+                _ => None,
+            })
+            .filter(|a| !self.vault.has_key(*a))
+            .map(|a| a as i64)
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT account, key FROM {}.account_keys WHERE account = ANY($1)",
+                    self.schema
+                ),
+                &[&missing],
+            )
+            .await
+            .map_err(pg)?;
+        let learned = rows
+            .iter()
+            .map(|row| key_row(&self.schema, row))
+            .collect::<Result<Vec<_>, _>>()?;
+        // A key that is not there any more went with a later deletion: the profile reads erased.
+        self.vault.learn(learned);
+        Ok(())
+    }
+
+    fn add_to_index(&self, decoded: &[RecordedEvent]) -> Result<(), StoreError> {
         let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
-        for e in &decoded {
+        for e in decoded {
             if e.position <= index.last_position {
                 // Indexed meanwhile by our own append or another catch-up.
                 continue;
@@ -324,6 +402,17 @@ impl PgEventLog {
         }
         Ok(out)
     }
+}
+
+/// An `(account, key)` row of the keys table.
+fn key_row(schema: &str, row: &tokio_postgres::Row) -> Result<(u64, Key), StoreError> {
+    let account: i64 = row.get(0);
+    let key: &[u8] = row.get(1);
+    let key: Key = key.try_into().map_err(|_| StoreError::Corrupt {
+        at: format!("{schema}.account_keys, account {account}"),
+        reason: format!("a key of {} bytes", key.len()),
+    })?;
+    Ok((account as u64, key))
 }
 
 /// The event of a `(position, recorded_at_us, body)` row: the body's chunk, at the row's
@@ -464,6 +553,9 @@ impl EventLog for PgEventLog {
         events: Vec<NewEvent>,
         fence: Option<&Fence>,
     ) -> Result<Appended, StoreError> {
+        if self.unconfirmed.load(Ordering::Acquire) {
+            return Err(StoreError::Io(UNCONFIRMED.into()));
+        }
         let prepared = codec::prepare_batch(events.iter().map(|e| &e.event), &self.vault)?;
         let made: Vec<u64> = prepared.new_keys.iter().map(|(a, _)| *a).collect();
         let client = self.writer.lock().await;

@@ -233,6 +233,17 @@ impl Vault {
         })
     }
 
+    /// Take keys another server made and its store persisted (an in-memory vault of a shared
+    /// store); a key already held is kept.
+    pub fn learn(&self, learned: impl IntoIterator<Item = (AccountId, Key)>) {
+        let mut keys = self.write_keys();
+        for (account, key) in learned {
+            if !keys.contains_key(&account) {
+                keys.insert(account, key);
+            }
+        }
+    }
+
     /// Forget keys that were never persisted (their append failed).
     pub fn forget(&self, accounts: &[AccountId]) {
         let mut keys = self.write_keys();

@@ -336,9 +336,6 @@ impl PgEventLog {
         shredded.map_err(pg)?;
         notified.map_err(pg)?;
         committed.map_err(pg)?;
-        // Committed but perhaps not durable: not acknowledged (the caller answers an error;
-        // a retry with the same request id finds the events once they are read back).
-        flushed.map_err(pg)?;
         let (last, last_stamp, held): (i64, i64, bool) = (head.get(0), head.get(1), head.get(2));
         if !held {
             return Err(Trip::Failed(StoreError::LeaseLost {
@@ -354,6 +351,17 @@ impl PgEventLog {
         if !deleted.is_empty() {
             self.shred.store(true, std::sync::atomic::Ordering::Release);
         }
+        // Committed: acknowledged once durable. A barrier that failed (its connection may have
+        // dropped right after the COMMIT) is tried once more on the reader's connection; if
+        // that fails too, nothing more is appended until a restart reads back what is there.
+        if let Err(first) = flushed
+            && let Err(again) = self.reader.batch_execute(super::BARRIER_SQL).await
+        {
+            self.unconfirmed
+                .store(true, std::sync::atomic::Ordering::Release);
+            tracing::error!("{}: {first}; {again}", super::UNCONFIRMED);
+            return Err(Trip::Failed(StoreError::Io(super::UNCONFIRMED.into())));
+        }
         Ok((last as u64, last_stamp, others))
     }
 
@@ -362,7 +370,7 @@ impl PgEventLog {
     /// batch's records then wait for it too, as the index only grows without gaps).
     async fn index_others(&self, client: &Client, head: u64, others: &[tokio_postgres::Row]) {
         let more = others.len() as i64 == PAGE;
-        let indexed = match self.index_rows(others) {
+        let indexed = match self.index_rows(client, others).await {
             Ok(()) if more => self.catch_up_through(client, Some(head)).await,
             done => done,
         };
