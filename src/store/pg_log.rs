@@ -126,6 +126,8 @@ pub struct PgEventLog {
     writer: tokio::sync::Mutex<Client>,
     statements: AppendStatements,
     reader: Client,
+    /// Durability barriers after reads run here, so that reads never queue behind a flush.
+    flusher: Client,
     schema: String,
     vault: Arc<Vault>,
     index: RwLock<LogIndex>,
@@ -214,10 +216,11 @@ impl PgEventLog {
             }
         };
         let reader = connect(url).await?;
-        commit_durably(&reader).await?;
+        let flusher = connect(url).await?;
+        commit_durably(&flusher).await?;
         // Nothing is acknowledged without the barrier: a role that may not run it is refused
         // here, not at its first append.
-        reader.batch_execute(BARRIER_SQL).await.map_err(|e| {
+        flusher.batch_execute(BARRIER_SQL).await.map_err(|e| {
             StoreError::Io(format!(
                 "postgres: the durability barrier ({BARRIER_SQL}) cannot run for this role: {e}"
             ))
@@ -238,6 +241,7 @@ impl PgEventLog {
             writer: tokio::sync::Mutex::new(writer),
             statements,
             reader,
+            flusher,
             schema,
             vault: Arc::new(Vault::in_memory(keys)?),
             index: RwLock::new(LogIndex::default()),
@@ -286,8 +290,7 @@ impl PgEventLog {
         self.catch_up_through(client, None).await
     }
 
-    /// Index the rows after the indexed end, through `last` if given. (A plain client, not a
-    /// transaction: the barrier must commit on its own.)
+    /// Index the rows after the indexed end, through `last` if given.
     async fn catch_up_through(&self, client: &Client, last: Option<u64>) -> Result<(), StoreError> {
         let sql = range_sql(&self.schema);
         let last = last.map_or(i64::MAX, |l| l as i64);
@@ -300,8 +303,9 @@ impl PgEventLog {
             if rows.is_empty() {
                 return Ok(());
             }
-            // The rows may come from a commit that is not flushed yet (see the module doc).
-            client.batch_execute(BARRIER_SQL).await.map_err(pg)?;
+            // The rows may come from a commit that is not flushed yet (see the module doc). Run
+            // after the read returned, the barrier's flush covers every commit it saw.
+            self.flusher.batch_execute(BARRIER_SQL).await.map_err(pg)?;
             self.index_rows(client, &rows).await?;
         }
     }

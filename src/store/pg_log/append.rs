@@ -352,10 +352,10 @@ impl PgEventLog {
             self.shred.store(true, std::sync::atomic::Ordering::Release);
         }
         // Committed: acknowledged once durable. A barrier that failed (its connection may have
-        // dropped right after the COMMIT) is tried once more on the reader's connection; if
+        // dropped right after the COMMIT) is tried once more on another connection; if
         // that fails too, nothing more is appended until a restart reads back what is there.
         if let Err(first) = flushed
-            && let Err(again) = self.reader.batch_execute(super::BARRIER_SQL).await
+            && let Err(again) = self.flusher.batch_execute(super::BARRIER_SQL).await
         {
             self.unconfirmed
                 .store(true, std::sync::atomic::Ordering::Release);
