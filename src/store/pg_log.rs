@@ -135,6 +135,8 @@ pub struct PgEventLog {
     durable: AtomicU64,
     /// Bytes of the events and keys tables (refreshed by `sync`).
     size: AtomicU64,
+    /// Held while rows read from the table are indexed ([`PgEventLog::index_rows`]).
+    indexing: tokio::sync::Mutex<()>,
     /// Set when a commit could not be confirmed durable ([`UNCONFIRMED`]).
     unconfirmed: std::sync::atomic::AtomicBool,
     /// Set when keys were deleted: the shredder rewrites the keys table.
@@ -247,6 +249,7 @@ impl PgEventLog {
             index: RwLock::new(LogIndex::default()),
             durable: AtomicU64::new(0),
             size: AtomicU64::new(0),
+            indexing: Default::default(),
             unconfirmed: Default::default(),
             shred: Arc::default(),
             appended,
@@ -323,6 +326,12 @@ impl PgEventLog {
         for row in rows {
             decoded.extend(decode_row(row, None)?);
         }
+        // One indexing at a time (the follower's and an append's may overlap), and only of
+        // what is not indexed yet: a key fetched for an account whose deletion another
+        // indexing has applied meanwhile would otherwise come back after it was forgotten.
+        let _one_at_a_time = self.indexing.lock().await;
+        let indexed = self.index().last_position;
+        decoded.retain(|e| e.position > indexed);
         self.learn_keys(client, &decoded).await?;
         self.add_to_index(&decoded)?;
         codec::destroy_deleted_keys(decoded.iter(), &self.vault)
