@@ -550,3 +550,46 @@ async fn profiles_written_through_one_server_open_on_the_others_until_deleted() 
         assert!(!answers.contains("zelda"), "server {i}: {answers}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_forwarded_to_the_deciding_server_reads_back_at_once_where_it_was_sent() {
+    let cluster = Cluster::start().await;
+    let admin = cluster.domain(0, "d1", 10).await;
+    // Server 1 forwards to server 0, which decides d1; its next read is its own.
+    let id = create_account(&mut cluster.c(1), &admin, "d1", "yuri", Some("Y1")).await;
+    let account = get_account(&mut cluster.c(1), &admin, by_id(id), None).await;
+    assert_eq!(account.profile, profile("yuri"));
+    // A schedule made through server 1 is answered from what server 1 reads back.
+    let addr = cluster.servers[1].as_ref().unwrap().addr;
+    let mut schedules =
+        pb::schedule_service_client::ScheduleServiceClient::connect(format!("http://{addr}"))
+            .await
+            .unwrap();
+    let now_us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64;
+    let hour = 3_600_000_000;
+    let made = schedules
+        .schedule_change(req(
+            &admin,
+            pb::ScheduleChangeRequest {
+                domain: "d1".into(),
+                selection: Some(pb::ScheduleSelection {
+                    kind: Some(pb::schedule_selection::Kind::Role("student".into())),
+                }),
+                action: pb::ScheduledAction::Disable as i32,
+                at: Some(account_ledger::api::convert::us_to_timestamp(now_us + hour)),
+                until: Some(account_ledger::api::convert::us_to_timestamp(
+                    now_us + 2 * hour,
+                )),
+                reason: "summer break".into(),
+                request_id: None,
+            },
+        ))
+        .await
+        .expect("a schedule made through a server that does not decide d1")
+        .into_inner();
+    assert_eq!(made.status, "pending");
+    assert!(made.position > 0);
+}

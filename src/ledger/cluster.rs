@@ -190,9 +190,11 @@ impl Ledger {
         };
         let deadline = Instant::now() + 2 * LEASE_TTL;
         loop {
+            let mut forwarded = false;
             let outcome = match self.owner(&cluster, part).await? {
                 Owner::Here => self.run_here(part, requests.clone(), mode).await?,
                 Owner::Peer(address) if may_forward => {
+                    forwarded = true;
                     let forwarder = cluster.forwarder().ok_or(LedgerError::Closed)?;
                     match forwarder.forward(&address, requests.clone(), mode).await {
                         Ok(Ok(outcome)) => outcome,
@@ -235,6 +237,13 @@ impl Ledger {
             if moved && Instant::now() < deadline {
                 cluster.forget_owner(&part.domain);
                 continue;
+            }
+            if forwarded && outcome.written {
+                // Read your writes here too: what answers the caller next (the schedule it
+                // just made, the account it just changed) reads this server's read models.
+                if let Err(e) = self.follow().await {
+                    tracing::warn!("reading back a forwarded write failed (caught up later): {e}");
+                }
             }
             return Ok(outcome);
         }
