@@ -14,7 +14,7 @@ use tokio_postgres::Client;
 use uuid::Uuid;
 
 use super::StoreError;
-use super::pg_log::{append_lock, checked_schema, connect, pg};
+use super::pg_log::{append_lock, checked_schema, commit_durably, connect, pg};
 
 /// How long a lease lasts without renewal: a killed server's domains move after this.
 pub const LEASE_TTL: Duration = Duration::from_secs(5);
@@ -52,8 +52,11 @@ pub struct PgCluster {
 impl PgCluster {
     /// Connect as server `server` (the schema is migrated by [`super::pg_log::PgEventLog`]).
     pub async fn open(url: &str, schema: &str, server: Uuid) -> Result<PgCluster, StoreError> {
+        let client = connect(url).await?;
+        // Tokens, leases and account numbers are acknowledged after their commits too.
+        commit_durably(&client).await?;
         Ok(PgCluster {
-            client: tokio::sync::Mutex::new(connect(url).await?),
+            client: tokio::sync::Mutex::new(client),
             schema: checked_schema(schema)?.to_string(),
             server,
         })

@@ -161,10 +161,10 @@ pub(super) async fn connect(url: &str) -> Result<Client, StoreError> {
     Ok(client)
 }
 
-/// The barrier is only as durable as the session's `synchronous_commit`: a database or role
-/// set to `off` is overridden for this connection (any other setting, e.g. one that waits for
+/// The barrier, like every commit the servers acknowledge, is only as durable as the session's
+/// `synchronous_commit`: a database or role set to `off` is overridden for this connection (any other setting, e.g. one that waits for
 /// standbys, is kept).
-async fn commit_durably(client: &Client) -> Result<(), StoreError> {
+pub(super) async fn commit_durably(client: &Client) -> Result<(), StoreError> {
     let row = client
         .query_one("SELECT current_setting('synchronous_commit')", &[])
         .await
