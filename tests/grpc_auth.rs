@@ -270,17 +270,7 @@ async fn the_lms_only_checks_and_records_sign_ins() {
     .await
     .unwrap();
     let before = t.made;
-    c.record_sign_in(req(
-        LMS,
-        pb::RecordSignInRequest {
-            account: by_id(a2),
-            at: None,
-            request_id: None,
-            expected_version: None,
-        },
-    ))
-    .await
-    .unwrap();
+    record_sign_in(c, a2).await;
     assert_eq!(t.server.ledger.log().last_position(), before + 1);
     t.server.stop().await;
 }
@@ -322,17 +312,7 @@ async fn the_auditor_reads_everything_and_writes_nothing() {
 async fn the_actor_recorded_is_the_tokens_principal() {
     let mut t = TwoDomains::start().await;
     let (c, a2) = (&mut t.c, t.a2);
-    c.record_sign_in(req(
-        LMS,
-        pb::RecordSignInRequest {
-            account: by_id(a2),
-            at: None,
-            request_id: None,
-            expected_version: None,
-        },
-    ))
-    .await
-    .unwrap();
+    record_sign_in(c, a2).await;
     let h = c
         .get_account_history(req(
             AUDITOR,
