@@ -152,6 +152,14 @@ impl Event {
         }
     }
 
+    /// The account this event creates (it needs a key), if it is a creation.
+    pub fn created_account(&self) -> Option<AccountId> {
+        match self {
+            Event::AccountCreated { account, .. } => Some(*account),
+            _ => None,
+        }
+    }
+
     /// The account this event deletes (its key is to be destroyed), if it is a deletion.
     pub fn deleted_account(&self) -> Option<AccountId> {
         match self {

@@ -141,13 +141,7 @@ pub fn prepare_batch<'a>(
     vault: &Vault,
 ) -> Result<PreparedBatch, StoreError> {
     let len = events.clone().count();
-    let created: Vec<u64> = events
-        .clone()
-        .filter_map(|e| match e {
-            Event::AccountCreated { account, .. } => Some(*account),
-            _ => None,
-        })
-        .collect();
+    let created: Vec<u64> = events.clone().filter_map(Event::created_account).collect();
     let mut new_keys = Vec::new();
     if !created.is_empty() {
         new_keys = vault.ensure_keys(&created)?;

@@ -162,8 +162,8 @@ pub(super) async fn connect(url: &str) -> Result<Client, StoreError> {
 }
 
 /// The barrier, like every commit the servers acknowledge, is only as durable as the session's
-/// `synchronous_commit`: a database or role set to `off` is overridden for this connection (any other setting, e.g. one that waits for
-/// standbys, is kept).
+/// `synchronous_commit`: a database or role set to `off` is overridden for this connection
+/// (any other setting, e.g. one that waits for standbys, is kept).
 pub(super) async fn commit_durably(client: &Client) -> Result<(), StoreError> {
     let row = client
         .query_one("SELECT current_setting('synchronous_commit')", &[])
@@ -345,10 +345,7 @@ impl PgEventLog {
     ) -> Result<(), StoreError> {
         let missing: Vec<i64> = events
             .iter()
-            .filter_map(|e| match &e.event {
-                crate::domain::Event::AccountCreated { account, .. } => Some(*account),
-                _ => None,
-            })
+            .filter_map(|e| e.event.created_account())
             .filter(|a| !self.vault.has_key(*a))
             .map(|a| a as i64)
             .collect();
