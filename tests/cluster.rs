@@ -593,3 +593,43 @@ async fn a_write_forwarded_to_the_deciding_server_reads_back_at_once_where_it_wa
     assert_eq!(made.status, "pending");
     assert!(made.position > 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_whose_lease_was_taken_over_reads_what_the_new_owner_wrote() {
+    let cluster = Cluster::start().await;
+    let admin = cluster.domain(0, "d1", 10).await;
+    let mut first = cluster.c(0);
+    let ann = create_account(&mut first, &admin, "d1", "ann", Some("S1")).await;
+    // Server 0 stalls past its lease (as a paused process would) and server 1, never told
+    // who decides d1, takes the domain over and writes while server 0 still believes it
+    // holds it.
+    let expired = std::process::Command::new("psql")
+        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-qc"])
+        .arg(format!(
+            "UPDATE {}.leases SET expires_at = now() - interval '1 second' WHERE domain = 'd1'",
+            cluster.schema
+        ))
+        .output()
+        .expect("psql");
+    assert!(expired.status.success(), "{expired:?}");
+    let mut second = cluster.c(1);
+    deactivate(&mut second, &admin, ann).await;
+    let bob = create_account(&mut second, &admin, "d1", "bob", Some("S2")).await;
+    // Server 0 finds out at its next renewal, and then reads both changes.
+    let account = eventually(
+        || {
+            let mut c = first.clone();
+            let admin = admin.clone();
+            async move { get_account(&mut c, &admin, by_id(ann), None).await.status }
+        },
+        |status| *status == pb::AccountStatus::Deactivated as i32,
+    )
+    .await;
+    assert_eq!(account, pb::AccountStatus::Deactivated as i32);
+    let found = get_account(&mut first, &admin, by_id(bob), None).await;
+    assert_eq!(found.profile, profile("bob"));
+    // And its commands for d1 go to the new owner, on the whole history.
+    reactivate(&mut first, &admin, ann, None).await;
+    let verified = verify(&mut first, &cluster.operator).await;
+    assert!(verified.equal, "{verified:?}");
+}

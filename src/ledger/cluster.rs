@@ -15,6 +15,11 @@
 //!   notification of each commit, at the latest every [`FOLLOW_EVERY`], and at once when a
 //!   command names something not seen yet) and applies it to the read models of domains this
 //!   server does not hold.
+//! - **Losing a domain.** While a domain is held here the follower leaves its events to the
+//!   writer, noting those the read model does not have yet. A lease can be gone before this
+//!   server knows it (a stall past [`LEASE_TTL`]; the renewal or a refused append tells), and
+//!   an append can fail after its COMMIT: once the lease is dropped here, the noted events
+//!   (the new owner's, or this server's unacknowledged ones) are read back and applied first.
 //! - **Taking a domain over** first applies everything committed before the lease was won,
 //!   then gives the writer that state: the new owner decides on the whole history.
 
@@ -347,6 +352,28 @@ impl Ledger {
             cluster.delivered.store(tail, Ordering::Release);
             from = tail + 1;
         }
+        self.apply_left_events().await
+    }
+
+    /// Apply, in the read models of domains whose lease this server no longer holds, what the
+    /// follower left to their writers meanwhile (see [`Partition::leave_to_writer`]).
+    async fn apply_left_events(&self) -> Result<(), LedgerError> {
+        for part in self.shared.routes.all() {
+            let positions = part.take_left_events();
+            if positions.is_empty() {
+                continue;
+            }
+            let events = match self.shared.log.read_positions(&positions).await {
+                Ok(events) => events,
+                Err(e) => {
+                    part.restore_left_events(positions);
+                    return Err(e.into());
+                }
+            };
+            let mut applied = Vec::new();
+            apply_to(&part, events.iter().collect(), &mut applied);
+            self.publish(applied);
+        }
         Ok(())
     }
 
@@ -368,8 +395,7 @@ impl Ledger {
                     StreamId::Account(a) => routes.account(a),
                 },
             };
-            // A domain held here gets every one of its events through its writer.
-            let Some(part) = part.filter(|p| p.fence().is_none()) else {
+            let Some(part) = part else {
                 continue;
             };
             match parts.iter_mut().find(|(p, _)| p.index == part.index) {
@@ -379,17 +405,19 @@ impl Ledger {
         }
         let mut applied = Vec::new();
         for (part, list) in parts {
-            let mut read = part.write();
-            let before = read.state.clone();
-            let touched = list.iter().filter_map(|e| e.event.account()).collect();
-            for e in list {
-                if e.position > read.checkpoint {
-                    read.apply(e);
-                    applied.push(e);
-                }
+            // A domain held here gets every one of its events through its writer; and while
+            // events left to the writer wait, later ones wait behind them.
+            if part.fence().is_some() || part.has_left_events() {
+                part.leave_to_writer(list.iter().map(|e| e.position));
+                continue;
             }
-            read.update_index(&before, touched);
+            apply_to(&part, list, &mut applied);
         }
+        self.publish(applied);
+    }
+
+    /// Send what was applied to the subscribers, in position order.
+    fn publish(&self, mut applied: Vec<&RecordedEvent>) {
         if self.shared.live.receiver_count() > 0 {
             applied.sort_by_key(|e| e.position);
             for e in applied {
@@ -421,6 +449,25 @@ impl Ledger {
         }
         Ok(())
     }
+}
+
+/// Apply `list` (one partition's events, in position order) to its read model; those it
+/// applies are added to `applied`.
+fn apply_to<'a>(
+    part: &Partition,
+    list: Vec<&'a RecordedEvent>,
+    applied: &mut Vec<&'a RecordedEvent>,
+) {
+    let mut read = part.write();
+    let before = read.state.clone();
+    let touched = list.iter().filter_map(|e| e.event.account()).collect();
+    for e in list {
+        if e.position > read.checkpoint {
+            read.apply(e);
+            applied.push(e);
+        }
+    }
+    read.update_index(&before, touched);
 }
 
 /// The follower and the lease renewal, until the ledger is dropped or closed.

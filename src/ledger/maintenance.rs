@@ -71,12 +71,7 @@ async fn save_locked(shared: &Shared) -> Result<(), LedgerError> {
     let mut changed = false;
     for part in shared.routes.all() {
         let mut read = part.write();
-        let appending = part.appending.load(Ordering::SeqCst);
-        let through = if appending {
-            read.checkpoint
-        } else {
-            read.checkpoint.max(durable)
-        };
+        let through = part.complete_through(&read, durable);
         floor = floor.min(through);
         if read.domain().is_none() {
             continue;

@@ -57,6 +57,11 @@ pub(crate) struct Partition {
     fence: RwLock<Option<Fence>>,
     /// One lease claim at a time.
     pub(crate) claiming: tokio::sync::Mutex<()>,
+    /// Positions of this domain's events the follower left to the writer (the lease was held
+    /// here) before the read model had them, in position order. Once the lease is gone, those
+    /// still unapplied (the new owner's, or this server's own that an append failed to
+    /// acknowledge) are read back and applied ([`crate::ledger::Ledger::follow`]).
+    left_to_writer: std::sync::Mutex<Vec<u64>>,
     /// True once the read model's list and search index is built (lists wait for it).
     index_built: tokio::sync::watch::Sender<bool>,
 }
@@ -76,6 +81,7 @@ impl Partition {
             appending: AtomicBool::new(false),
             fence: RwLock::new(None),
             claiming: tokio::sync::Mutex::new(()),
+            left_to_writer: std::sync::Mutex::default(),
             index_built: tokio::sync::watch::channel(built).0,
         }
     }
@@ -142,6 +148,58 @@ impl Partition {
 
     pub(crate) fn set_fence(&self, fence: Option<Fence>) {
         *self.fence.write().unwrap_or_else(|e| e.into_inner()) = fence;
+    }
+
+    fn left(&self) -> std::sync::MutexGuard<'_, Vec<u64>> {
+        self.left_to_writer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Note events (in position order) the follower left to the writer; those the read model
+    /// already holds are dropped, here and among the noted ones.
+    pub(crate) fn leave_to_writer(&self, positions: impl IntoIterator<Item = u64>) {
+        let checkpoint = self.read().checkpoint;
+        let mut left = self.left();
+        let applied = left.partition_point(|p| *p <= checkpoint);
+        left.drain(..applied);
+        left.extend(positions.into_iter().filter(|p| *p > checkpoint));
+    }
+
+    /// The position `read` (this partition's read model) is complete through when the log's
+    /// events through `durable` were all delivered: its own checkpoint while an append is in
+    /// flight, and never past an event left to the writer that it does not have yet.
+    pub(crate) fn complete_through(&self, read: &Projections, durable: u64) -> u64 {
+        if self.appending.load(Ordering::SeqCst) {
+            return read.checkpoint;
+        }
+        let missing = self.left().iter().copied().find(|p| *p > read.checkpoint);
+        match missing {
+            Some(first) => read.checkpoint.max(durable.min(first - 1)),
+            None => read.checkpoint.max(durable),
+        }
+    }
+
+    /// Whether events left to the writer wait to be applied: until they are, the follower
+    /// leaves this domain's later events in the same list, so they apply in order.
+    pub(crate) fn has_left_events(&self) -> bool {
+        !self.left().is_empty()
+    }
+
+    /// The events left to the writer, taken to be applied now that the lease is gone (none
+    /// while it is held here).
+    pub(crate) fn take_left_events(&self) -> Vec<u64> {
+        if self.fence().is_some() {
+            return Vec::new();
+        }
+        std::mem::take(&mut *self.left())
+    }
+
+    /// Put back what [`Partition::take_left_events`] took when it could not be applied.
+    pub(crate) fn restore_left_events(&self, mut positions: Vec<u64>) {
+        let mut left = self.left();
+        positions.append(&mut left);
+        *left = positions;
     }
 
     pub(crate) fn read(&self) -> RwLockReadGuard<'_, Projections> {
@@ -480,7 +538,10 @@ impl Writer {
                     .stream_version(&StreamId::Domain(self.part.domain.clone()));
                 let msg = e.to_string();
                 let lost = matches!(e, StoreError::LeaseLost { .. });
-                if lost {
+                if lost || self.ctx.cluster.is_some() {
+                    // On a shared store the group may have committed although the append
+                    // failed (a connection lost after COMMIT): without the lease, the follower
+                    // reads back what the store holds before this server decides again.
                     self.part.set_fence(None);
                 }
                 let error = || match lost {
