@@ -254,6 +254,16 @@ impl Ledger {
         }
     }
 
+    /// Whether this server decides `part`'s domain now, taking the lease when nobody holds
+    /// it (always, on a one-server store). Work planned from a read model, such as firing a
+    /// schedule, runs only there: another server's read model may lag behind the writer's.
+    pub(crate) async fn decides_here(&self, part: &Arc<Partition>) -> Result<bool, LedgerError> {
+        match &self.shared.cluster {
+            None => Ok(true),
+            Some(cluster) => Ok(matches!(self.owner(cluster, part).await?, Owner::Here)),
+        }
+    }
+
     /// Who decides `part`'s domain now; takes the lease when nobody holds it.
     async fn owner(&self, cluster: &Cluster, part: &Arc<Partition>) -> Result<Owner, LedgerError> {
         if part.fence().is_some() {

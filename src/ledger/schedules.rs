@@ -3,7 +3,8 @@
 //! fires as one Strict batch: the `FireSchedule` marker first, then the lifecycle commands of
 //! [`schedule::plan_firing`], all with the schedule as their source. The marker is refused once
 //! the phase has fired, and the batch is atomic, so a phase fires exactly once: two firers, a
-//! crash mid-batch or a restart cannot make it fire twice or half.
+//! crash mid-batch or a restart cannot make it fire twice or half. On several servers only
+//! the one deciding a domain fires its schedules (taking the lease if nobody holds it).
 
 use std::sync::Weak;
 use std::sync::atomic::Ordering;
@@ -61,6 +62,12 @@ impl Ledger {
         let mut fired = Vec::new();
         for part in self.shared.routes.all() {
             let due = schedule::due(&part.read().state, &part.domain, now);
+            // On several servers the one deciding the domain fires its schedules, planned on
+            // the read model its own writer keeps: another server's may not have the latest
+            // changes, and a phase fires only once, so a plan made there would stay wrong.
+            if due.is_empty() || !self.decides_here(&part).await? {
+                continue;
+            }
             for (_, id, phase) in due {
                 if let Some(f) = self.fire(&part.domain, id, phase).await? {
                     tracing::info!(
