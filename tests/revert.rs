@@ -142,6 +142,33 @@ async fn accounts_changed_after_the_job_are_left_alone_and_listed() {
 }
 
 #[tokio::test]
+async fn an_account_changed_after_the_plan_was_made_is_left_alone() {
+    let env = env().await;
+    let create = district(&env).await;
+    let plan = env.ledger.plan_revert(&create).await.unwrap().unwrap();
+    let s4 = env.account("S4").unwrap().id;
+    assert!(plan.steps.iter().any(|s| s.account == s4), "{plan:#?}");
+    // Between the plan and its run (a request made through a lagging server, or a command
+    // that got there first), S4 is disabled by hand.
+    env.ledger
+        .execute(Request::manual("admin", Command::Disable { account: s4 }))
+        .await
+        .unwrap();
+    let done = env
+        .ledger
+        .run_revert(plan, "admin", false, false)
+        .await
+        .expect("planned again on the new state");
+    assert!(
+        done.plan.changed_since.iter().any(|(a, _)| *a == s4),
+        "{:#?}",
+        done.plan
+    );
+    assert_eq!(env.status("S4"), Some(Status::Disabled), "left alone");
+    assert_eq!(env.status("S3"), None, "the rest reverted");
+}
+
+#[tokio::test]
 async fn a_revert_can_be_reverted() {
     let env = env().await;
     district(&env).await;

@@ -130,6 +130,11 @@ where
             domain: job.domain.clone(),
         });
     }
+    // On several servers: plan on everything committed so far (a change made through
+    // another server a moment ago would otherwise refuse the job's expected versions).
+    if let Err(e) = ledger.follow().await {
+        tracing::warn!("reading other servers' changes before planning an import failed: {e}");
+    }
     let reading = {
         let ledger = ledger.clone();
         let domain = job.domain.clone();

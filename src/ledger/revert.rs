@@ -14,6 +14,9 @@ use super::{BatchMode, Ledger, LedgerError, Request};
 use crate::domain::{AccountId, AccountState, Command, GuardCheck, StreamId};
 use crate::store::Source;
 
+/// How many times a revert refused by a change made after its plan is planned again.
+const REPLANS: usize = 3;
+
 /// What a revert does to one account.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RevertStep {
@@ -22,6 +25,9 @@ pub struct RevertStep {
     pub commands: Vec<Command>,
     /// In words: "deleted (created by the job, still a stub)", "re-enabled", ...
     pub what: String,
+    /// The account's version the plan was made on: its first command expects it, so a change
+    /// made meanwhile (or one a lagging read model did not show) refuses the plan.
+    pub version: u64,
 }
 
 /// The whole revert of one job, decided before anything is written.
@@ -105,6 +111,8 @@ fn commands_back(before: &AccountState, now: &AccountState) -> (Vec<Command>, Ve
 impl Ledger {
     /// What reverting `job` would do; None when the log holds no event of that job.
     pub async fn plan_revert(&self, job: &Uuid) -> Result<Option<RevertPlan>, LedgerError> {
+        // On several servers: plan on everything committed so far.
+        self.follow().await?;
         let events = self.import_job_history(job).await?;
         let Some(domain) = self.events_domain(&events) else {
             return Ok(None);
@@ -152,6 +160,7 @@ impl Ledger {
                     account,
                     commands: vec![Command::Delete { account }],
                     what: "deleted (created by the job, still a stub)".into(),
+                    version: now.version,
                 },
                 None => RevertStep {
                     account,
@@ -162,6 +171,7 @@ impl Ledger {
                     },
                     what: "deactivated (created by the job; it holds data or was signed into)"
                         .into(),
+                    version: now.version,
                 },
                 Some(before) => {
                     let (commands, what) = commands_back(before, &now);
@@ -173,6 +183,7 @@ impl Ledger {
                         } else {
                             what.join(", ")
                         },
+                        version: now.version,
                     }
                 }
             };
@@ -225,16 +236,52 @@ impl Ledger {
     }
 
     /// Carry out a plan from [`Ledger::plan_revert`] (a caller that needs the plan first, to
-    /// check rights in its domain, reads the job once).
+    /// check rights in its domain, reads the job once). A plan refused because an account
+    /// changed after it was made is made again (a few times) on the new state.
     pub async fn run_revert(
         &self,
-        plan: RevertPlan,
+        mut plan: RevertPlan,
         actor: &str,
         dry_run: bool,
         confirm_mass_change: bool,
     ) -> Result<RevertOutcome, LedgerError> {
-        let reverted = plan.reverted;
-        let job = &reverted;
+        let mut attempts = REPLANS;
+        loop {
+            match self
+                .run_revert_once(&plan, actor, dry_run, confirm_mass_change)
+                .await
+            {
+                Err(LedgerError::VersionMismatch { .. }) if attempts > 0 => {
+                    attempts -= 1;
+                    let job = plan.reverted;
+                    plan = self.plan_revert(&job).await?.ok_or_else(|| {
+                        LedgerError::Store(crate::store::StoreError::Io(format!(
+                            "job {job} vanished from the log while it was reverted"
+                        )))
+                    })?;
+                }
+                Err(e) => return Err(e),
+                Ok((job_id, events_written)) => {
+                    return Ok(RevertOutcome {
+                        plan,
+                        job_id,
+                        events_written,
+                    });
+                }
+            }
+        }
+    }
+
+    /// One try of [`Ledger::run_revert`]: the revert's job id (None when nothing was
+    /// written) and the number of events written.
+    async fn run_revert_once(
+        &self,
+        plan: &RevertPlan,
+        actor: &str,
+        dry_run: bool,
+        confirm_mass_change: bool,
+    ) -> Result<(Option<Uuid>, u64), LedgerError> {
+        let job = &plan.reverted;
         if !dry_run && !confirm_mass_change && plan.guard.exceeded() {
             return Err(LedgerError::MassRevert {
                 job: *job,
@@ -248,8 +295,13 @@ impl Ledger {
         let requests: Vec<Request> = plan
             .steps
             .iter()
-            .flat_map(|s| s.commands.iter().cloned())
-            .map(|command| Request {
+            .flat_map(|s| {
+                s.commands
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| (c.clone(), (i == 0).then_some(s.version)))
+            })
+            .map(|(command, expected_version)| Request {
                 command,
                 actor: actor.into(),
                 source: Source::Revert {
@@ -257,7 +309,7 @@ impl Ledger {
                     reverted: *job,
                 },
                 request_id: None,
-                expected_version: None,
+                expected_version,
             })
             .collect();
         let mode = if dry_run {
@@ -285,11 +337,10 @@ impl Ledger {
                 .sum(),
             _ => 0,
         };
-        Ok(RevertOutcome {
-            plan,
-            job_id: (!dry_run && events_written > 0).then_some(job_id),
+        Ok((
+            (!dry_run && events_written > 0).then_some(job_id),
             events_written,
-        })
+        ))
     }
 }
 
@@ -297,6 +348,15 @@ impl Ledger {
 fn clone_refusal(e: &LedgerError) -> LedgerError {
     match e {
         LedgerError::Domain(d) => LedgerError::Domain(d.clone()),
+        LedgerError::VersionMismatch {
+            stream,
+            expected,
+            actual,
+        } => LedgerError::VersionMismatch {
+            stream: stream.clone(),
+            expected: *expected,
+            actual: *actual,
+        },
         other => LedgerError::Store(crate::store::StoreError::Io(other.to_string())),
     }
 }
