@@ -139,3 +139,60 @@ fn a_view_cache_made_from_another_store_is_never_caught_up_with_this_one() {
     drop(server);
     psql(&format!("DROP SCHEMA {schema} CASCADE"));
 }
+
+/// `account create` of `login` in d1 through `server`: the CLI's exit code and stderr.
+fn create(server: &Served, admin: &str, login: &str) -> (i32, String) {
+    let (code, _, err) = server.cli(
+        admin,
+        &["account", "create", "--domain", "d1", "--login", login],
+    );
+    (code, err)
+}
+
+#[test]
+fn a_server_rides_through_the_database_cutting_its_connections() {
+    let schema = format!("al_serve_{}", uuid::Uuid::new_v4().simple());
+    let app = format!("al_cut_{}", uuid::Uuid::new_v4().simple());
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("{} application_name={app}", pg_url());
+    let args = ["--store", url.as_str(), "--store-schema", schema.as_str()];
+    let server = Served::start(&dir.path().join("data"), "127.0.0.1:0", &args);
+    let op = server.token.clone().unwrap();
+    let admin = server.domain_admin(&op, "d1");
+    assert_eq!(create(&server, &admin, "ann").0, 0);
+
+    // Every session of this server ends, as at a database restart or failover.
+    let sessions = format!("FROM pg_stat_activity WHERE application_name = '{app}'");
+    let pids = psql(&format!("SELECT string_agg(pid::text, ',') {sessions}"));
+    let cut: usize = psql(&format!(
+        "SELECT count(pg_terminate_backend(pid)) {sessions}"
+    ))
+    .parse()
+    .unwrap();
+    assert!(
+        cut >= 3,
+        "the writer's, reader's and cluster's sessions at least: {cut}"
+    );
+    let gone = format!("SELECT count(*) FROM pg_stat_activity WHERE pid IN ({pids})");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while psql(&gone) != "0" {
+        assert!(std::time::Instant::now() < deadline, "sessions not ended");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+
+    // Commands and reads of the log go on, on new sessions.
+    let (code, err) = create(&server, &admin, "bob");
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = server.cli(&admin, &["account", "history", "2", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("AccountCreated") || out.contains("account_created"),
+        "{out}"
+    );
+    let (code, out, err) = server.cli(&admin, &["account", "show", "2", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let bob: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(bob["login"], "bob", "{bob}");
+    drop(server);
+    psql(&format!("DROP SCHEMA {schema} CASCADE"));
+}

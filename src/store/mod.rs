@@ -22,6 +22,7 @@ mod log_index;
 mod number_blob;
 mod parallel;
 pub mod pg_cluster;
+mod pg_conn;
 pub mod pg_log;
 pub mod reach;
 mod record;

@@ -14,7 +14,8 @@ use tokio_postgres::Client;
 use uuid::Uuid;
 
 use super::StoreError;
-use super::pg_log::{append_lock, checked_schema, commit_durably, connect, pg};
+use super::pg_conn::session;
+use super::pg_log::{append_lock, checked_schema, pg};
 
 /// How long a lease lasts without renewal: a killed server's domains move after this.
 pub const LEASE_TTL: Duration = Duration::from_secs(5);
@@ -43,8 +44,10 @@ pub enum Claim {
 
 pub struct PgCluster {
     /// One connection, one statement or transaction at a time (these calls are rare: a claim
-    /// per domain move, a renewal a second, a block of account numbers).
+    /// per domain move, a renewal a second, a block of account numbers); made again at its
+    /// next use when its connection was lost.
     client: tokio::sync::Mutex<Client>,
+    url: String,
     schema: String,
     server: Uuid,
 }
@@ -52,14 +55,23 @@ pub struct PgCluster {
 impl PgCluster {
     /// Connect as server `server` (the schema is migrated by [`super::pg_log::PgEventLog`]).
     pub async fn open(url: &str, schema: &str, server: Uuid) -> Result<PgCluster, StoreError> {
-        let client = connect(url).await?;
         // Tokens, leases and account numbers are acknowledged after their commits too.
-        commit_durably(&client).await?;
         Ok(PgCluster {
-            client: tokio::sync::Mutex::new(client),
+            client: tokio::sync::Mutex::new(session(url).await?),
+            url: url.to_string(),
             schema: checked_schema(schema)?.to_string(),
             server,
         })
+    }
+
+    /// The connection, made again first if it was lost.
+    async fn client(&self) -> Result<tokio::sync::MutexGuard<'_, Client>, StoreError> {
+        let mut client = self.client.lock().await;
+        if client.is_closed() {
+            *client = session(&self.url).await?;
+            tracing::warn!("reconnected the cluster's connection to PostgreSQL");
+        }
+        Ok(client)
     }
 
     pub fn server(&self) -> Uuid {
@@ -87,7 +99,7 @@ impl PgCluster {
     /// Renew the leases of `held`; returns the domains this server still holds (the others
     /// were taken over after this server failed to renew them in time).
     pub async fn renew(&self, held: &[String]) -> Result<Vec<String>, StoreError> {
-        let client = self.client.lock().await;
+        let client = self.client().await?;
         client
             .execute(
                 &format!(
@@ -117,7 +129,7 @@ impl PgCluster {
 
     /// Take the lease of `domain` if nobody holds it or it ran out; otherwise say who holds it.
     pub async fn claim(&self, domain: &str) -> Result<Claim, StoreError> {
-        let mut client = self.client.lock().await;
+        let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg)?;
         tx.execute(
             "SELECT pg_advisory_xact_lock($1)",
@@ -188,9 +200,8 @@ impl PgCluster {
     /// already used by the log).
     pub async fn reserve_accounts(&self, n: u64, at_least: u64) -> Result<Range<u64>, StoreError> {
         let row = self
-            .client
-            .lock()
-            .await
+            .client()
+            .await?
             .query_one(
                 &format!(
                     "UPDATE {}.account_numbers SET next = greatest(next, $2) + $1
@@ -208,9 +219,8 @@ impl PgCluster {
     /// The shared secret peers authenticate forwarded commands with.
     pub async fn secret(&self) -> Result<Vec<u8>, StoreError> {
         let row = self
-            .client
-            .lock()
-            .await
+            .client()
+            .await?
             .query_one(
                 &format!("SELECT secret FROM {}.cluster_secret", self.schema),
                 &[],
@@ -223,9 +233,8 @@ impl PgCluster {
     /// The token table as stored (its version and JSON), if any server has made it.
     pub async fn load_tokens(&self) -> Result<Option<(i64, String)>, StoreError> {
         let row = self
-            .client
-            .lock()
-            .await
+            .client()
+            .await?
             .query_opt(
                 &format!(
                     "SELECT version, config FROM {}.tokens WHERE id = 1",
@@ -241,9 +250,8 @@ impl PgCluster {
     /// Store the first token table; false when another server made one first.
     pub async fn init_tokens(&self, config: &str) -> Result<bool, StoreError> {
         let n = self
-            .client
-            .lock()
-            .await
+            .client()
+            .await?
             .execute(
                 &format!(
                     "INSERT INTO {}.tokens (id, version, config) VALUES (1, 1, $1)
@@ -261,9 +269,8 @@ impl PgCluster {
     /// when another server changed it first (read it again and redo the change).
     pub async fn save_tokens(&self, version: i64, config: &str) -> Result<Option<i64>, StoreError> {
         let row = self
-            .client
-            .lock()
-            .await
+            .client()
+            .await?
             .query_opt(
                 &format!(
                     "UPDATE {}.tokens SET version = version + 1, config = $2

@@ -37,7 +37,8 @@ use uuid::Uuid;
 
 mod append;
 
-use append::AppendStatements;
+use super::pg_conn::{PgConn, session};
+use append::Writer;
 
 use super::codec;
 use super::log_index::{self, LogIndex};
@@ -97,8 +98,8 @@ const BARRIER_SQL: &str = "SELECT pg_logical_emit_message(true, 'account-ledger'
 
 /// Why appends are refused after a commit whose durability could not be confirmed.
 const UNCONFIRMED: &str = "a commit could not be confirmed durable (the database connection \
-     failed after COMMIT): appends are refused until the server restarts, which reads back what \
-     the database holds";
+     failed after COMMIT): appends are refused until the database confirms it (retried at each \
+     append, on a new connection if the old one is lost); then what it holds is read back";
 
 /// Rows read per query while scanning.
 const PAGE: i64 = 10_000;
@@ -122,12 +123,13 @@ fn range_sql(schema: &str) -> String {
 }
 
 pub struct PgEventLog {
-    /// Appends: one at a time in this process (the advisory lock orders them across servers).
-    writer: tokio::sync::Mutex<Client>,
-    statements: AppendStatements,
-    reader: Client,
+    url: String,
+    /// Appends: one at a time in this process (the advisory lock orders them across servers);
+    /// made again at the next append when its connection was lost.
+    writer: tokio::sync::Mutex<Writer>,
+    reader: PgConn,
     /// Durability barriers after reads run here, so that reads never queue behind a flush.
-    flusher: Client,
+    flusher: PgConn,
     schema: String,
     vault: Arc<Vault>,
     index: RwLock<LogIndex>,
@@ -142,9 +144,8 @@ pub struct PgEventLog {
     /// Set when keys were deleted: the shredder rewrites the keys table.
     shred: Arc<std::sync::atomic::AtomicBool>,
     /// Notified when a server commits an append to this schema (LISTEN on a connection of its
-    /// own, kept open by holding its client).
+    /// own, made again when lost, until the log is dropped: [`spawn_listener`]).
     appended: Arc<tokio::sync::Notify>,
-    _listener: Option<Client>,
     /// This process's id in notifications (its own commits do not wake it).
     me: String,
 }
@@ -203,32 +204,30 @@ impl PgEventLog {
     /// Connect, create or migrate `schema`, load the account keys, and index the log.
     pub async fn open(url: &str, schema: &str) -> Result<PgEventLog, StoreError> {
         let schema = checked_schema(schema)?.to_string();
-        let mut writer = connect(url).await?;
-        commit_durably(&writer).await?;
-        migrate(&mut writer, &schema).await?;
-        let statements = AppendStatements::prepare(&writer, &schema).await?;
+        let mut client = session(url).await?;
+        migrate(&mut client, &schema).await?;
+        let writer = Writer::on(client, &schema).await?;
         let appended = Arc::new(tokio::sync::Notify::new());
         let me = Uuid::new_v4().simple().to_string();
-        let listener = match listen(url, &appends_channel(&schema), &me, appended.clone()).await {
-            Ok(client) => Some(client),
-            Err(e) => {
-                // Followers then poll only: slower to see other servers' writes, still right.
-                tracing::warn!("cannot listen for other servers' appends ({e}); polling only");
-                None
-            }
-        };
-        let reader = connect(url).await?;
-        let flusher = connect(url).await?;
-        commit_durably(&flusher).await?;
+        spawn_listener(url, &appends_channel(&schema), &me, &appended);
+        let reader = PgConn::open(url).await?;
+        let flusher = PgConn::open(url).await?;
         // Nothing is acknowledged without the barrier: a role that may not run it is refused
         // here, not at its first append.
-        flusher.batch_execute(BARRIER_SQL).await.map_err(|e| {
-            StoreError::Io(format!(
-                "postgres: the durability barrier ({BARRIER_SQL}) cannot run for this role: {e}"
-            ))
-        })?;
+        flusher
+            .get()
+            .await?
+            .batch_execute(BARRIER_SQL)
+            .await
+            .map_err(|e| {
+                StoreError::Io(format!(
+                    "postgres: the durability barrier ({BARRIER_SQL}) cannot run for this role: {e}"
+                ))
+            })?;
         let mut keys = std::collections::HashMap::new();
         for row in reader
+            .get()
+            .await?
             .query(
                 &format!("SELECT account, key FROM {schema}.account_keys"),
                 &[],
@@ -240,8 +239,8 @@ impl PgEventLog {
             keys.insert(account, key);
         }
         let log = PgEventLog {
+            url: url.to_string(),
             writer: tokio::sync::Mutex::new(writer),
-            statements,
             reader,
             flusher,
             schema,
@@ -253,10 +252,9 @@ impl PgEventLog {
             unconfirmed: Default::default(),
             shred: Arc::default(),
             appended,
-            _listener: listener,
             me,
         };
-        log.catch_up(&log.reader).await?;
+        log.catch_up(&*log.reader.get().await?).await?;
         log.refresh_size().await?;
         spawn_shredder(url.to_string(), log.schema.clone(), log.shred.clone());
         Ok(log)
@@ -271,6 +269,8 @@ impl PgEventLog {
     pub async fn identity(&self) -> Result<Uuid, StoreError> {
         let row = self
             .reader
+            .get()
+            .await?
             .query_one(
                 &format!("SELECT id FROM {}.store_identity", self.schema),
                 &[],
@@ -278,6 +278,41 @@ impl PgEventLog {
             .await
             .map_err(pg)?;
         Ok(row.get(0))
+    }
+
+    /// The durability barrier on the flusher's connection (made again if lost).
+    pub(super) async fn barrier_on_flusher(&self) -> Result<(), StoreError> {
+        let flusher = self.flusher.get().await?;
+        flusher.batch_execute(BARRIER_SQL).await.map_err(pg)
+    }
+
+    /// Make the appending session usable: a new one if its connection was lost, and no append
+    /// while a commit is unconfirmed ([`UNCONFIRMED`]) unless the database now confirms it.
+    async fn writer_ready(&self, writer: &mut Writer) -> Result<(), StoreError> {
+        if writer.client.is_closed() {
+            *writer = self.reconnect_writer().await?;
+        } else if self.unconfirmed.load(Ordering::Acquire)
+            && writer.client.batch_execute(BARRIER_SQL).await.is_ok()
+        {
+            // The database answers again: what the unconfirmed commit wrote is durable now.
+            self.unconfirmed.store(false, Ordering::Release);
+        }
+        match self.unconfirmed.load(Ordering::Acquire) {
+            true => Err(StoreError::Io(UNCONFIRMED.into())),
+            false => Ok(()),
+        }
+    }
+
+    /// A new appending session after the last one's connection was lost. Its barrier makes
+    /// whatever the lost connection committed durable (or it is gone): a commit left
+    /// unconfirmed then is no reason to refuse appends any more; the followers read back what
+    /// is there.
+    async fn reconnect_writer(&self) -> Result<Writer, StoreError> {
+        let writer = Writer::on(session(&self.url).await?, &self.schema).await?;
+        writer.client.batch_execute(BARRIER_SQL).await.map_err(pg)?;
+        self.unconfirmed.store(false, Ordering::Release);
+        tracing::warn!("reconnected the appending session to PostgreSQL");
+        Ok(writer)
     }
 
     fn table(&self) -> String {
@@ -308,7 +343,7 @@ impl PgEventLog {
             }
             // The rows may come from a commit that is not flushed yet (see the module doc). Run
             // after the read returned, the barrier's flush covers every commit it saw.
-            self.flusher.batch_execute(BARRIER_SQL).await.map_err(pg)?;
+            self.barrier_on_flusher().await?;
             self.index_rows(client, &rows).await?;
         }
     }
@@ -393,6 +428,8 @@ impl PgEventLog {
     async fn refresh_size(&self) -> Result<(), StoreError> {
         let row = self
             .reader
+            .get()
+            .await?
             .query_one(
                 "SELECT pg_total_relation_size($1::text::regclass)
                       + pg_total_relation_size($2::text::regclass)",
@@ -441,39 +478,79 @@ fn decode_row(
     Ok(events)
 }
 
-/// A connection that LISTENs on `channel` and notifies `appended` for each notification that
-/// another process (not `me`) sent.
+/// How long the listener waits before connecting again after its connection was lost.
+const LISTEN_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A task that LISTENs on `channel` and notifies `appended` for each notification another
+/// process (not `me`) sent, connecting again when its connection is lost (and notifying
+/// then: a notification may have been missed), until the log is dropped.
+fn spawn_listener(url: &str, channel: &str, me: &str, appended: &Arc<tokio::sync::Notify>) {
+    let (url, channel, me) = (url.to_string(), channel.to_string(), me.to_string());
+    let appended = Arc::downgrade(appended);
+    tokio::spawn(async move {
+        let mut warned = false;
+        loop {
+            match listen(&url, &channel, &me, &appended).await {
+                Ok(()) => return,
+                // Followers poll meanwhile: slower to see other servers' writes, still right.
+                Err(e) if !warned => {
+                    tracing::warn!("listening for other servers' appends: {e} (polling meanwhile)");
+                    warned = true;
+                }
+                Err(_) => {}
+            }
+            let Some(notify) = appended.upgrade() else {
+                return;
+            };
+            notify.notify_one();
+            drop(notify);
+            tokio::time::sleep(LISTEN_RETRY).await;
+        }
+    });
+}
+
+/// Listen on one connection until it is lost (`Err`) or the log is dropped (`Ok`).
 async fn listen(
     url: &str,
     channel: &str,
     me: &str,
-    appended: Arc<tokio::sync::Notify>,
-) -> Result<Client, StoreError> {
-    let me = me.to_string();
+    appended: &std::sync::Weak<tokio::sync::Notify>,
+) -> Result<(), StoreError> {
     use futures::StreamExt;
     let (client, mut connection) = tokio_postgres::connect(url, NoTls)
         .await
         .map_err(|e| StoreError::Io(format!("cannot connect to PostgreSQL ({e})")))?;
-    tokio::spawn(async move {
-        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
-        while let Some(message) = messages.next().await {
-            match message {
-                Ok(tokio_postgres::AsyncMessage::Notification(n)) if n.payload() != me => {
-                    appended.notify_one()
+    let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+    let listen = format!("LISTEN {channel}");
+    let listening = client.batch_execute(&listen);
+    tokio::pin!(listening);
+    let mut listened = false;
+    // Whether the log still exists is looked at this often when no notification comes.
+    let mut alive = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            done = &mut listening, if !listened => {
+                done.map_err(pg)?;
+                listened = true;
+            }
+            message = messages.next() => match message {
+                Some(Ok(tokio_postgres::AsyncMessage::Notification(n))) if n.payload() != me => {
+                    match appended.upgrade() {
+                        Some(notify) => notify.notify_one(),
+                        None => return Ok(()),
+                    }
                 }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!("the LISTEN connection closed: {e}");
-                    return;
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(pg(e)),
+                None => return Err(StoreError::Io("the LISTEN connection closed".into())),
+            },
+            _ = alive.tick() => {
+                if appended.strong_count() == 0 {
+                    return Ok(());
                 }
             }
         }
-    });
-    client
-        .batch_execute(&format!("LISTEN {channel}"))
-        .await
-        .map_err(pg)?;
-    Ok(client)
+    }
 }
 
 /// Rewrite the keys table (VACUUM FULL) at most every [`SHRED_WITHIN`] when keys were deleted:
@@ -563,13 +640,15 @@ impl EventLog for PgEventLog {
         events: Vec<NewEvent>,
         fence: Option<&Fence>,
     ) -> Result<Appended, StoreError> {
-        if self.unconfirmed.load(Ordering::Acquire) {
-            return Err(StoreError::Io(UNCONFIRMED.into()));
-        }
         let prepared = codec::prepare_batch(events.iter().map(|e| &e.event), &self.vault)?;
         let made: Vec<u64> = prepared.new_keys.iter().map(|(a, _)| *a).collect();
-        let client = self.writer.lock().await;
-        let (positions, records) = match self.append_locked(&client, events, prepared, fence).await
+        let mut writer = self.writer.lock().await;
+        if let Err(e) = self.writer_ready(&mut writer).await {
+            // Keys that were never committed must not pass for stored ones later.
+            self.vault.forget(&made);
+            return Err(e);
+        }
+        let (positions, records) = match self.append_locked(&writer, events, prepared, fence).await
         {
             Ok(a) => (a.positions, a.recorded),
             Err(e) => {
@@ -589,7 +668,7 @@ impl EventLog for PgEventLog {
             }
             self.durable.store(index.last_position, Ordering::Release);
         }
-        drop(client);
+        drop(writer);
         // The deletion is committed: now destroy the key for real.
         codec::destroy_deleted_keys(records.iter(), &self.vault)?;
         Ok(Appended {
@@ -610,6 +689,8 @@ impl EventLog for PgEventLog {
         }
         let rows = self
             .reader
+            .get()
+            .await?
             .query(
                 &range_sql(&self.schema),
                 &[
@@ -632,6 +713,8 @@ impl EventLog for PgEventLog {
             .collect();
         let rows = self
             .reader
+            .get()
+            .await?
             .query(
                 &format!(
                     "SELECT position, recorded_at_us, body FROM {}
@@ -679,7 +762,7 @@ impl EventLog for PgEventLog {
     }
 
     async fn refresh(&self) -> Result<u64, StoreError> {
-        self.catch_up(&self.reader).await?;
+        self.catch_up(&*self.reader.get().await?).await?;
         Ok(self.last_position())
     }
 

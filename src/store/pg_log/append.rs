@@ -74,11 +74,22 @@ fn head_sql(schema: &str) -> String {
     )
 }
 
+/// The appending session: its connection and the append's statements prepared on it.
+pub(super) struct Writer {
+    pub(super) client: Client,
+    statements: AppendStatements,
+}
+
+impl Writer {
+    /// Prepare the append's statements on `client` (a durable session, schema migrated).
+    pub(super) async fn on(client: Client, schema: &str) -> Result<Writer, StoreError> {
+        let statements = AppendStatements::prepare(&client, schema).await?;
+        Ok(Writer { client, statements })
+    }
+}
+
 impl AppendStatements {
-    pub(super) async fn prepare(
-        client: &Client,
-        schema: &str,
-    ) -> Result<AppendStatements, StoreError> {
+    async fn prepare(client: &Client, schema: &str) -> Result<AppendStatements, StoreError> {
         let prepare = |sql: String| async move { client.prepare(&sql).await.map_err(pg) };
         let fence = fence_holds(schema);
         let head = head_sql(schema);
@@ -122,12 +133,13 @@ impl PgEventLog {
     /// is assigned again, that event answered with its recorded position.
     pub(super) async fn append_locked(
         &self,
-        client: &Client,
+        writer: &Writer,
         events: Vec<NewEvent>,
         prepared: codec::PreparedBatch,
         fence: Option<&Fence>,
     ) -> Result<Appended, StoreError> {
         const ATTEMPTS: usize = 3;
+        let client = &writer.client;
         let keys = prepared.new_keys;
         let (mut batch, mut sealed) = (EventParts::from(events), prepared.sealed);
         // The caller's positions so far: `Some((from, positions))` after a failed attempt
@@ -158,7 +170,7 @@ impl PgEventLog {
                 });
             }
             let written = self
-                .write_in_one_trip(client, from, stamp, &mut records, &sealed_now, &keys, fence)
+                .write_in_one_trip(writer, from, stamp, &mut records, &sealed_now, &keys, fence)
                 .await;
             if written.is_err() {
                 // Whatever was sent, end the transaction (a no-op if it ended already).
@@ -219,7 +231,7 @@ impl PgEventLog {
     #[allow(clippy::too_many_arguments)]
     async fn write_in_one_trip(
         &self,
-        client: &Client,
+        writer: &Writer,
         from: u64,
         stamp: i64,
         records: &mut RecordParts,
@@ -227,7 +239,7 @@ impl PgEventLog {
         keys: &[(crate::domain::AccountId, Key)],
         fence: Option<&Fence>,
     ) -> Result<(u64, i64, Vec<tokio_postgres::Row>), Trip> {
-        let st = &self.statements;
+        let (client, st) = (&writer.client, &writer.statements);
         let lock = append_lock(&self.schema);
         let unfenced = fence.is_none();
         let (domain, owner, epoch) = match fence {
@@ -355,7 +367,7 @@ impl PgEventLog {
         // dropped right after the COMMIT) is tried once more on another connection; if
         // that fails too, nothing more is appended until a restart reads back what is there.
         if let Err(first) = flushed
-            && let Err(again) = self.flusher.batch_execute(super::BARRIER_SQL).await
+            && let Err(again) = self.barrier_on_flusher().await
         {
             self.unconfirmed
                 .store(true, std::sync::atomic::Ordering::Release);
