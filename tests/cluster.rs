@@ -600,13 +600,14 @@ async fn a_server_whose_lease_was_taken_over_reads_what_the_new_owner_wrote() {
     let admin = cluster.domain(0, "d1", 10).await;
     let mut first = cluster.c(0);
     let ann = create_account(&mut first, &admin, "d1", "ann", Some("S1")).await;
-    // Server 0 stalls past its lease (as a paused process would) and server 1, never told
-    // who decides d1, takes the domain over and writes while server 0 still believes it
-    // holds it.
+    // Server 0 stalls past its lease (as a paused process would: its lease ran out, and a
+    // server that has since stopped took it) and server 1, never told who decides d1, takes
+    // the domain over and writes while server 0 still believes it holds it.
     let expired = std::process::Command::new("psql")
         .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-qc"])
         .arg(format!(
-            "UPDATE {}.leases SET expires_at = now() - interval '1 second' WHERE domain = 'd1'",
+            "UPDATE {}.leases SET owner = gen_random_uuid(), epoch = epoch + 1,
+                 expires_at = now() - interval '1 second' WHERE domain = 'd1'",
             cluster.schema
         ))
         .output()

@@ -366,25 +366,30 @@ impl Ledger {
     }
 
     /// Apply, in the read models of domains whose lease this server no longer holds, what the
-    /// follower left to their writers meanwhile (see [`Partition::leave_to_writer`]).
+    /// follower left to their writers meanwhile (see [`Partition::leave_to_writer`]). A
+    /// partition whose events cannot be read now keeps them for the next catch-up; the others
+    /// go on.
     async fn apply_left_events(&self) -> Result<(), LedgerError> {
+        let mut failed = None;
         for part in self.shared.routes.all() {
-            let positions = part.take_left_events();
+            let positions = part.left_to_apply();
             if positions.is_empty() {
                 continue;
             }
-            let events = match self.shared.log.read_positions(&positions).await {
-                Ok(events) => events,
-                Err(e) => {
-                    part.restore_left_events(positions);
-                    return Err(e.into());
+            match self.shared.log.read_positions(&positions).await {
+                Ok(events) => {
+                    let mut applied = Vec::new();
+                    apply_to(&part, events.iter().collect(), &mut applied);
+                    part.forget_applied_left();
+                    self.publish(applied);
                 }
-            };
-            let mut applied = Vec::new();
-            apply_to(&part, events.iter().collect(), &mut applied);
-            self.publish(applied);
+                Err(e) => failed = Some(e),
+            }
         }
-        Ok(())
+        match failed {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
     }
 
     fn apply_foreign(&self, events: &[RecordedEvent]) {
@@ -415,9 +420,8 @@ impl Ledger {
         }
         let mut applied = Vec::new();
         for (part, list) in parts {
-            // A domain held here gets every one of its events through its writer; and while
-            // events left to the writer wait, later ones wait behind them.
-            if part.fence().is_some() || part.has_left_events() {
+            // A domain held here gets every one of its events through its writer.
+            if part.leaves_to_writer() {
                 part.leave_to_writer(list.iter().map(|e| e.position));
                 continue;
             }
@@ -500,6 +504,7 @@ pub(super) fn spawn_tasks(shared: Weak<Shared>) {
         }
     });
     tokio::spawn(async move {
+        let mut renewed = Instant::now();
         loop {
             tokio::time::sleep(RENEW_EVERY).await;
             let Some(shared) = shared.upgrade() else {
@@ -520,6 +525,7 @@ pub(super) fn spawn_tasks(shared: Weak<Shared>) {
             let names: Vec<String> = held.iter().map(|p| p.domain.clone()).collect();
             match cluster.store.renew(&names).await {
                 Ok(kept) => {
+                    renewed = Instant::now();
                     for part in held {
                         if !kept.contains(&part.domain) {
                             tracing::warn!(domain = %part.domain, "lost the domain's lease");
@@ -528,7 +534,15 @@ pub(super) fn spawn_tasks(shared: Weak<Shared>) {
                     }
                 }
                 // Not renewed: the store refuses this server's appends once a lease is taken
-                // over, so nothing is decided twice meanwhile.
+                // over, so nothing is decided twice meanwhile; past the lease's length another
+                // server may have taken them, so they are dropped here (and the follower then
+                // reads back what the new owners wrote).
+                Err(e) if renewed.elapsed() >= LEASE_TTL => {
+                    tracing::warn!("renewing leases failed for a lease's length, dropped: {e}");
+                    for part in held {
+                        part.set_fence(None);
+                    }
+                }
                 Err(e) => tracing::warn!("renewing leases failed (retried): {e}"),
             }
         }

@@ -156,13 +156,19 @@ impl Partition {
             .unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Whether the follower must leave this domain's events to the writer (noting them):
+    /// the lease is held here, or an append is in flight (its publish replaces the read
+    /// model's state with the writer's), or noted events wait, which later ones queue behind.
+    pub(crate) fn leaves_to_writer(&self) -> bool {
+        self.fence().is_some() || self.appending.load(Ordering::SeqCst) || !self.left().is_empty()
+    }
+
     /// Note events (in position order) the follower left to the writer; those the read model
     /// already holds are dropped, here and among the noted ones.
     pub(crate) fn leave_to_writer(&self, positions: impl IntoIterator<Item = u64>) {
         let checkpoint = self.read().checkpoint;
         let mut left = self.left();
-        let applied = left.partition_point(|p| *p <= checkpoint);
-        left.drain(..applied);
+        forget_applied(&mut left, checkpoint);
         left.extend(positions.into_iter().filter(|p| *p > checkpoint));
     }
 
@@ -173,33 +179,32 @@ impl Partition {
         if self.appending.load(Ordering::SeqCst) {
             return read.checkpoint;
         }
-        let missing = self.left().iter().copied().find(|p| *p > read.checkpoint);
-        match missing {
+        let mut left = self.left();
+        forget_applied(&mut left, read.checkpoint);
+        match left.first() {
             Some(first) => read.checkpoint.max(durable.min(first - 1)),
             None => read.checkpoint.max(durable),
         }
     }
 
-    /// Whether events left to the writer wait to be applied: until they are, the follower
-    /// leaves this domain's later events in the same list, so they apply in order.
-    pub(crate) fn has_left_events(&self) -> bool {
-        !self.left().is_empty()
-    }
-
-    /// The events left to the writer, taken to be applied now that the lease is gone (none
-    /// while it is held here).
-    pub(crate) fn take_left_events(&self) -> Vec<u64> {
-        if self.fence().is_some() {
+    /// The events left to the writer that its read model still lacks, to be applied now that
+    /// the lease is gone (none while it is held here or an append is in flight). They stay
+    /// noted until applied ([`Partition::forget_applied_left`]), so that a save meanwhile does
+    /// not claim them.
+    pub(crate) fn left_to_apply(&self) -> Vec<u64> {
+        if self.fence().is_some() || self.appending.load(Ordering::SeqCst) {
             return Vec::new();
         }
-        std::mem::take(&mut *self.left())
+        let checkpoint = self.read().checkpoint;
+        let mut left = self.left();
+        forget_applied(&mut left, checkpoint);
+        left.clone()
     }
 
-    /// Put back what [`Partition::take_left_events`] took when it could not be applied.
-    pub(crate) fn restore_left_events(&self, mut positions: Vec<u64>) {
-        let mut left = self.left();
-        positions.append(&mut left);
-        *left = positions;
+    /// Drop the noted events the read model now holds.
+    pub(crate) fn forget_applied_left(&self) {
+        let checkpoint = self.read().checkpoint;
+        forget_applied(&mut self.left(), checkpoint);
     }
 
     pub(crate) fn read(&self) -> RwLockReadGuard<'_, Projections> {
@@ -209,6 +214,12 @@ impl Partition {
     pub(crate) fn write(&self) -> RwLockWriteGuard<'_, Projections> {
         self.read.write().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// Drop the positions through `checkpoint` from `left` (in position order).
+fn forget_applied(left: &mut Vec<u64>, checkpoint: u64) {
+    let applied = left.partition_point(|p| *p <= checkpoint);
+    left.drain(..applied);
 }
 
 pub(crate) enum Job {

@@ -65,11 +65,26 @@ impl Ledger {
             // On several servers the one deciding the domain fires its schedules, planned on
             // the read model its own writer keeps: another server's may not have the latest
             // changes, and a phase fires only once, so a plan made there would stay wrong.
-            if due.is_empty() || !self.decides_here(&part).await? {
+            if due.is_empty() {
                 continue;
             }
+            match self.decides_here(&part).await {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => {
+                    // Another domain's schedules still fire; this one is tried next time.
+                    tracing::warn!(domain = %part.domain, "firing its schedules waits: {e}");
+                    continue;
+                }
+            }
             for (_, id, phase) in due {
-                if let Some(f) = self.fire(&part.domain, id, phase).await? {
+                let once = match self.fire(&part.domain, id, phase).await {
+                    Ok(once) => once,
+                    // The lease moved meanwhile: the new owner fires it, on its own read model.
+                    Err(LedgerError::Store(crate::store::StoreError::LeaseLost { .. })) => break,
+                    Err(e) => return Err(e),
+                };
+                if let Some(f) = once {
                     tracing::info!(
                         domain = %f.domain,
                         schedule = f.schedule,
@@ -113,7 +128,9 @@ impl Ledger {
                     expected_version: None,
                 })
                 .collect();
-            let outcome = self.execute_batch(requests, BatchMode::Strict).await?;
+            // Decided here or refused, never forwarded: the plan was made on this server's
+            // read model, which only its own writer's domains keep current.
+            let outcome = self.execute_forwarded(requests, BatchMode::Strict).await?;
             let mut results = outcome.results.into_iter();
             match results.next() {
                 Some(Err(LedgerError::Domain(

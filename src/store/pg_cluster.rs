@@ -80,9 +80,8 @@ impl PgCluster {
 
     /// Say where peers reach this server (and that it is alive).
     pub async fn announce(&self, address: &str) -> Result<(), StoreError> {
-        self.client
-            .lock()
-            .await
+        self.client()
+            .await?
             .execute(
                 &format!(
                     "INSERT INTO {}.servers (id, address) VALUES ($1, $2)
@@ -183,9 +182,8 @@ impl PgCluster {
 
     /// Give up every lease and the server's row (a graceful stop: others take over at once).
     pub async fn leave(&self) -> Result<(), StoreError> {
-        self.client
-            .lock()
-            .await
+        self.client()
+            .await?
             .batch_execute(&format!(
                 "DELETE FROM {s}.leases WHERE owner = '{id}';
                  DELETE FROM {s}.servers WHERE id = '{id}'",

@@ -151,7 +151,8 @@ pub struct PgEventLog {
 }
 
 pub(super) async fn connect(url: &str) -> Result<Client, StoreError> {
-    let (client, connection) = tokio_postgres::connect(url, NoTls)
+    let (client, connection) = config(url)?
+        .connect(NoTls)
         .await
         .map_err(|e| StoreError::Io(format!("cannot connect to PostgreSQL ({e})")))?;
     tokio::spawn(async move {
@@ -160,6 +161,27 @@ pub(super) async fn connect(url: &str) -> Result<Client, StoreError> {
         }
     });
     Ok(client)
+}
+
+/// How long a connection attempt may take, unless the URL says (`connect_timeout`).
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// TCP keepalive idle time, unless the URL says (`keepalives_idle`): a connection to a
+/// database that vanished (a failover, a cut network) is found closed in well under a
+/// minute, not after the system's default two hours.
+const KEEPALIVES_IDLE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The connection settings of `url`, with this server's defaults where it says nothing.
+fn config(url: &str) -> Result<tokio_postgres::Config, StoreError> {
+    let mut config: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e| StoreError::Io(format!("the PostgreSQL URL: {e}")))?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    if !url.contains("keepalives_idle") {
+        config.keepalives_idle(KEEPALIVES_IDLE);
+    }
+    Ok(config)
 }
 
 /// The barrier, like every commit the servers acknowledge, is only as durable as the session's
@@ -490,7 +512,7 @@ fn spawn_listener(url: &str, channel: &str, me: &str, appended: &Arc<tokio::sync
     tokio::spawn(async move {
         let mut warned = false;
         loop {
-            match listen(&url, &channel, &me, &appended).await {
+            match listen(&url, &channel, &me, &appended, &mut warned).await {
                 Ok(()) => return,
                 // Followers poll meanwhile: slower to see other servers' writes, still right.
                 Err(e) if !warned => {
@@ -515,9 +537,11 @@ async fn listen(
     channel: &str,
     me: &str,
     appended: &std::sync::Weak<tokio::sync::Notify>,
+    warned: &mut bool,
 ) -> Result<(), StoreError> {
     use futures::StreamExt;
-    let (client, mut connection) = tokio_postgres::connect(url, NoTls)
+    let (client, mut connection) = config(url)?
+        .connect(NoTls)
         .await
         .map_err(|e| StoreError::Io(format!("cannot connect to PostgreSQL ({e})")))?;
     let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
@@ -532,6 +556,9 @@ async fn listen(
             done = &mut listening, if !listened => {
                 done.map_err(pg)?;
                 listened = true;
+                if std::mem::take(warned) {
+                    tracing::info!("listening for other servers' appends again");
+                }
             }
             message = messages.next() => match message {
                 Some(Ok(tokio_postgres::AsyncMessage::Notification(n))) if n.payload() != me => {
