@@ -260,7 +260,12 @@ impl Ledger {
     pub(crate) async fn decides_here(&self, part: &Arc<Partition>) -> Result<bool, LedgerError> {
         match &self.shared.cluster {
             None => Ok(true),
-            Some(cluster) => Ok(matches!(self.owner(cluster, part).await?, Owner::Here)),
+            // Asked of the store, not of the owners remembered for forwarding: a domain whose
+            // owner stopped gracefully is taken at once, not once the remembered lease is over.
+            Some(cluster) => Ok(matches!(
+                self.claim_or_find(cluster, part).await?,
+                Owner::Here
+            )),
         }
     }
 
@@ -271,6 +276,18 @@ impl Ledger {
         }
         if let Some(address) = cluster.remembered_owner(&part.domain) {
             return Ok(Owner::Peer(address));
+        }
+        self.claim_or_find(cluster, part).await
+    }
+
+    /// Take `part`'s lease if nobody holds it, else say (and remember) who does.
+    async fn claim_or_find(
+        &self,
+        cluster: &Cluster,
+        part: &Arc<Partition>,
+    ) -> Result<Owner, LedgerError> {
+        if part.fence().is_some() {
+            return Ok(Owner::Here);
         }
         let _one_claim = part.claiming.lock().await;
         if part.fence().is_some() {
