@@ -289,6 +289,10 @@ impl Ledger {
         if part.fence().is_some() {
             return Ok(Owner::Here);
         }
+        if self.is_closed() {
+            // Closing: its leases are being given up, none is taken.
+            return Err(LedgerError::Closed);
+        }
         let _one_claim = part.claiming.lock().await;
         if part.fence().is_some() {
             return Ok(Owner::Here);
@@ -540,7 +544,13 @@ pub(super) fn spawn_tasks(shared: Weak<Shared>) {
                 .filter(|p| p.fence().is_some())
                 .collect();
             let names: Vec<String> = held.iter().map(|p| p.domain.clone()).collect();
-            match cluster.store.renew(&names).await {
+            // A renewal that hangs (a database gone without a word) counts as failed.
+            let renewal =
+                tokio::time::timeout(LEASE_TTL - RENEW_EVERY, cluster.store.renew(&names));
+            let renewal = renewal.await.unwrap_or_else(|_| {
+                Err(StoreError::Io("no answer within the lease's length".into()))
+            });
+            match renewal {
                 Ok(kept) => {
                     renewed = Instant::now();
                     for part in held {

@@ -56,7 +56,8 @@ pub(super) fn spawn_firer(shared: Weak<Shared>) {
 
 impl Ledger {
     /// Fire every phase due by the ledger's clock, earliest first per domain. Safe to call
-    /// beside the firer task: a phase fires once whoever gets there first.
+    /// beside the firer task: a phase fires once whoever gets there first. A domain whose
+    /// firing fails is logged and tried again at the next look; the others still fire.
     pub async fn fire_due_schedules(&self) -> Result<Vec<Fired>, LedgerError> {
         let now = self.shared.clock.now_us();
         let mut fired = Vec::new();
@@ -82,7 +83,11 @@ impl Ledger {
                     Ok(once) => once,
                     // The lease moved meanwhile: the new owner fires it, on its own read model.
                     Err(LedgerError::Store(crate::store::StoreError::LeaseLost { .. })) => break,
-                    Err(e) => return Err(e),
+                    // Tried again next time; the other domains' schedules still fire.
+                    Err(e) => {
+                        tracing::error!(domain = %part.domain, "firing a scheduled change failed: {e}");
+                        break;
+                    }
                 };
                 if let Some(f) = once {
                     tracing::info!(

@@ -129,6 +129,16 @@ impl PgCluster {
     /// Take the lease of `domain` if nobody holds it or it ran out; otherwise say who holds it.
     pub async fn claim(&self, domain: &str) -> Result<Claim, StoreError> {
         let mut client = self.client().await?;
+        // Held by another live server: said without the append lock (a claim takes it, and
+        // would queue behind every append for nothing).
+        let live = "AND l.expires_at > now() AND l.owner <> $2";
+        if let Some(row) = client
+            .query_opt(&self.holder_sql(live), &[&domain, &self.server])
+            .await
+            .map_err(pg)?
+        {
+            return Ok(held(&row));
+        }
         let tx = client.transaction().await.map_err(pg)?;
         tx.execute(
             "SELECT pg_advisory_xact_lock($1)",
@@ -155,25 +165,10 @@ impl PgCluster {
             Some(row) => Claim::Won { epoch: row.get(0) },
             None => {
                 let row = tx
-                    .query_one(
-                        &format!(
-                            "SELECT l.owner, coalesce(s.address, ''),
-                                    greatest(extract(epoch FROM l.expires_at - now()) * 1000, 0)
-                                        ::bigint
-                             FROM {s}.leases l LEFT JOIN {s}.servers s ON s.id = l.owner
-                             WHERE l.domain = $1",
-                            s = self.schema
-                        ),
-                        &[&domain],
-                    )
+                    .query_one(&self.holder_sql(""), &[&domain])
                     .await
                     .map_err(pg)?;
-                let left: i64 = row.get(2);
-                Claim::Held {
-                    owner: row.get(0),
-                    address: row.get(1),
-                    left: Duration::from_millis(left.max(0) as u64),
-                }
+                held(&row)
             }
         };
         tx.commit().await.map_err(pg)?;
@@ -181,6 +176,18 @@ impl PgCluster {
     }
 
     /// Give up every lease and the server's row (a graceful stop: others take over at once).
+    /// Who holds a domain's lease (`$1`), where it is reached and for how long (ms), with
+    /// `more` conditions.
+    fn holder_sql(&self, more: &str) -> String {
+        format!(
+            "SELECT l.owner, coalesce(s.address, ''),
+                    greatest(extract(epoch FROM l.expires_at - now()) * 1000, 0)::bigint
+             FROM {s}.leases l LEFT JOIN {s}.servers s ON s.id = l.owner
+             WHERE l.domain = $1 {more}",
+            s = self.schema
+        )
+    }
+
     pub async fn leave(&self) -> Result<(), StoreError> {
         self.client()
             .await?
@@ -280,5 +287,15 @@ impl PgCluster {
             .await
             .map_err(pg)?;
         Ok(row.map(|r| r.get(0)))
+    }
+}
+
+/// A row of [`PgCluster::holder_sql`] as a claim that lost.
+fn held(row: &tokio_postgres::Row) -> Claim {
+    let left: i64 = row.get(2);
+    Claim::Held {
+        owner: row.get(0),
+        address: row.get(1),
+        left: Duration::from_millis(left.max(0) as u64),
     }
 }

@@ -165,10 +165,14 @@ pub(super) async fn connect(url: &str) -> Result<Client, StoreError> {
 
 /// How long a connection attempt may take, unless the URL says (`connect_timeout`).
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-/// TCP keepalive idle time, unless the URL says (`keepalives_idle`): a connection to a
-/// database that vanished (a failover, a cut network) is found closed in well under a
-/// minute, not after the system's default two hours.
+/// TCP keepalives, unless the URL sets any of them (`keepalives_idle`, `keepalives_interval`,
+/// `keepalives_retries`, `tcp_user_timeout`): a connection to a database that vanished (a
+/// failover, a cut network) is found closed in about 30 s, idle or with data unacknowledged,
+/// not after the system's defaults (two hours, then 75 s probes nine times).
 const KEEPALIVES_IDLE: std::time::Duration = std::time::Duration::from_secs(10);
+const KEEPALIVES_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+const KEEPALIVES_RETRIES: u32 = 4;
+const TCP_USER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The connection settings of `url`, with this server's defaults where it says nothing.
 fn config(url: &str) -> Result<tokio_postgres::Config, StoreError> {
@@ -178,8 +182,12 @@ fn config(url: &str) -> Result<tokio_postgres::Config, StoreError> {
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(CONNECT_TIMEOUT);
     }
-    if !url.contains("keepalives_idle") {
-        config.keepalives_idle(KEEPALIVES_IDLE);
+    if !url.contains("keepalives") && !url.contains("tcp_user_timeout") {
+        config
+            .keepalives_idle(KEEPALIVES_IDLE)
+            .keepalives_interval(KEEPALIVES_INTERVAL)
+            .keepalives_retries(KEEPALIVES_RETRIES)
+            .tcp_user_timeout(TCP_USER_TIMEOUT);
     }
     Ok(config)
 }
@@ -302,10 +310,12 @@ impl PgEventLog {
         Ok(row.get(0))
     }
 
-    /// The durability barrier on the flusher's connection (made again if lost).
-    pub(super) async fn barrier_on_flusher(&self) -> Result<(), StoreError> {
-        let flusher = self.flusher.get().await?;
-        flusher.batch_execute(BARRIER_SQL).await.map_err(pg)
+    /// The flusher's session, for a barrier after a commit or a read that comes after this
+    /// call. Taken before it, never made again after it: a session that outlived the commit or
+    /// the read ran on the same database instance, so its barrier's flush covers them; one made
+    /// after a restart or failover would vouch for rows the crash may have taken.
+    pub(super) async fn flusher_before(&self) -> Result<Arc<Client>, StoreError> {
+        self.flusher.get().await
     }
 
     /// Make the appending session usable: a new one if its connection was lost, and no append
@@ -355,6 +365,7 @@ impl PgEventLog {
         let sql = range_sql(&self.schema);
         let last = last.map_or(i64::MAX, |l| l as i64);
         loop {
+            let flusher = self.flusher_before().await?;
             let from = self.index().last_position as i64 + 1;
             let rows = client
                 .query(&sql, &[&from, &last, &PAGE])
@@ -365,7 +376,7 @@ impl PgEventLog {
             }
             // The rows may come from a commit that is not flushed yet (see the module doc). Run
             // after the read returned, the barrier's flush covers every commit it saw.
-            self.barrier_on_flusher().await?;
+            flusher.batch_execute(BARRIER_SQL).await.map_err(pg)?;
             self.index_rows(client, &rows).await?;
         }
     }

@@ -169,8 +169,18 @@ impl PgEventLog {
                     recorded: records,
                 });
             }
+            let flusher = self.flusher_before().await?;
             let written = self
-                .write_in_one_trip(writer, from, stamp, &mut records, &sealed_now, &keys, fence)
+                .write_in_one_trip(
+                    writer,
+                    &flusher,
+                    from,
+                    stamp,
+                    &mut records,
+                    &sealed_now,
+                    &keys,
+                    fence,
+                )
                 .await;
             if written.is_err() {
                 // Whatever was sent, end the transaction (a no-op if it ended already).
@@ -232,6 +242,7 @@ impl PgEventLog {
     async fn write_in_one_trip(
         &self,
         writer: &Writer,
+        flusher: &Client,
         from: u64,
         stamp: i64,
         records: &mut RecordParts,
@@ -364,10 +375,11 @@ impl PgEventLog {
             self.shred.store(true, std::sync::atomic::Ordering::Release);
         }
         // Committed: acknowledged once durable. A barrier that failed (its connection may have
-        // dropped right after the COMMIT) is tried once more on another connection; if
-        // that fails too, nothing more is appended until a restart reads back what is there.
+        // dropped right after the COMMIT) is tried once more on the flusher's session, open
+        // since before the COMMIT ([`PgEventLog::flusher_before`]); if that fails too, nothing
+        // more is appended until the database confirms again and what it holds is read back.
         if let Err(first) = flushed
-            && let Err(again) = self.barrier_on_flusher().await
+            && let Err(again) = flusher.batch_execute(super::BARRIER_SQL).await
         {
             self.unconfirmed
                 .store(true, std::sync::atomic::Ordering::Release);
