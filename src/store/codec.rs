@@ -9,6 +9,7 @@
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use uuid::Uuid;
 
+use super::chunk_shared::{self, HeaderRef};
 use super::chunk_table;
 use super::vault::{Opener, Vault};
 use super::{RecordedEvent, Source, StoreError};
@@ -17,8 +18,12 @@ use crate::domain::{AccountId, AccountState, DomainState, Event, PackedProfile};
 /// Format of views, of the log index checkpoint, and of one-event log chunks.
 pub const FORMAT_V1: u8 = 1;
 /// Format of log chunks of several events: each event encoded on its own behind a table of
-/// lengths ([`chunk_table`]), so one event is read without decoding the others.
+/// lengths ([`chunk_table`]), so one event is read without decoding the others. Read, no
+/// longer written.
 pub const FORMAT_CHUNK_V2: u8 = 2;
+/// Format 2 with what the events share written once, in a header before them
+/// ([`chunk_shared`]).
+pub const FORMAT_CHUNK_V3: u8 = 3;
 
 /// Events of one chunk share their commit's time stamp.
 #[derive(Serialize, Deserialize)]
@@ -220,25 +225,14 @@ pub fn encode_chunk_sealed(
         .iter_mut()
         .map(|e| profile_slot(&mut e.event).map(|(_, p)| std::mem::take(p)))
         .collect();
-    let refs = events
-        .iter()
-        .zip(sealed)
-        .map(|(e, sealed_profile)| EventV1Ref {
-            stream_version: e.stream_version,
-            event_id: *e.event_id.as_bytes(),
-            actor: &e.actor,
-            source: &e.source,
-            request_id: e.request_id.as_deref(),
-            event: &e.event,
-            sealed_profile: sealed_profile.as_ref(),
-        });
-    // One event (a single command; every PostgreSQL row) gains nothing from a length table.
+    // One event (a single command; every PostgreSQL row) gains nothing from a length table
+    // or a header.
     let encoded = if events.len() > 1 {
-        encode_table(recorded_at_us, refs)
+        encode_shared(recorded_at_us, events, sealed)
     } else {
         to_bytes(&ChunkV1Ref {
             recorded_at_us,
-            events: refs.collect(),
+            events: v1_refs(events, sealed).collect(),
         })
     };
     for (e, profile) in events.iter_mut().zip(profiles) {
@@ -276,14 +270,35 @@ impl SealedRecord {
     }
 }
 
-/// A chunk of format 2: each event encoded alone, then framed behind their lengths.
-fn encode_table<'a>(
+fn v1_refs<'a>(
+    events: &'a [RecordedEvent],
+    sealed: &'a [Option<Vec<u8>>],
+) -> impl Iterator<Item = EventV1Ref<'a>> {
+    events
+        .iter()
+        .zip(sealed)
+        .map(|(e, sealed_profile)| EventV1Ref {
+            stream_version: e.stream_version,
+            event_id: *e.event_id.as_bytes(),
+            actor: &e.actor,
+            source: &e.source,
+            request_id: e.request_id.as_deref(),
+            event: &e.event,
+            sealed_profile: sealed_profile.as_ref(),
+        })
+}
+
+/// A chunk of format 2 (as earlier builds wrote them): each event encoded alone, then framed
+/// behind their lengths.
+#[cfg(test)]
+fn encode_v2(
     recorded_at_us: i64,
-    events: impl Iterator<Item = EventV1Ref<'a>>,
+    events: &[RecordedEvent],
+    sealed: &[Option<Vec<u8>>],
 ) -> Result<Vec<u8>, StoreError> {
     let mut bodies = Vec::new();
     let mut lengths = Vec::new();
-    for e in events {
+    for e in v1_refs(events, sealed) {
         let before = bodies.len();
         bincode::serde::encode_into_std_write(&e, &mut bodies, config())
             .map_err(|e| StoreError::Io(format!("encode: {e}")))?;
@@ -291,6 +306,42 @@ fn encode_table<'a>(
     }
     let mut out = Vec::with_capacity(bodies.len() + 2 * lengths.len() + 16);
     out.push(FORMAT_CHUNK_V2);
+    chunk_table::write(&mut out, recorded_at_us, &bodies, &lengths);
+    Ok(out)
+}
+
+/// A chunk of format 3: a header of what the events share, then each event encoded alone
+/// against it, all framed behind their lengths.
+fn encode_shared(
+    recorded_at_us: i64,
+    events: &[RecordedEvent],
+    sealed: &[Option<Vec<u8>>],
+) -> Result<Vec<u8>, StoreError> {
+    let encode_err = |e: bincode::error::EncodeError| StoreError::Io(format!("encode: {e}"));
+    let Some(first) = events.first() else {
+        return Err(StoreError::Io("encode: a chunk of no events".into()));
+    };
+    let header = HeaderRef::new(first.event_id, &first.actor, &first.source);
+    let mut bodies = bincode::serde::encode_to_vec(&header, config()).map_err(encode_err)?;
+    let mut lengths = Vec::with_capacity(events.len() + 1);
+    lengths.push(bodies.len());
+    for (e, sealed_profile) in events.iter().zip(sealed) {
+        let event = chunk_shared::event_ref(
+            &header,
+            e.stream_version,
+            e.event_id,
+            &e.actor,
+            &e.source,
+            e.request_id.as_deref(),
+            &e.event,
+            sealed_profile.as_ref(),
+        );
+        let before = bodies.len();
+        bincode::serde::encode_into_std_write(&event, &mut bodies, config()).map_err(encode_err)?;
+        lengths.push(bodies.len() - before);
+    }
+    let mut out = Vec::with_capacity(bodies.len() + 2 * lengths.len() + 16);
+    out.push(FORMAT_CHUNK_V3);
     chunk_table::write(&mut out, recorded_at_us, &bodies, &lengths);
     Ok(out)
 }
@@ -320,7 +371,8 @@ fn decode_sealed(
     wanted: Option<&[usize]>,
 ) -> Result<(Vec<SealedRecord>, usize), StoreError> {
     let at = || format!("log position {first_position}");
-    if bytes.first() != Some(&FORMAT_CHUNK_V2) {
+    let format = bytes.first().copied();
+    if format != Some(FORMAT_CHUNK_V2) && format != Some(FORMAT_CHUNK_V3) {
         let chunk: ChunkV1 = from_bytes(bytes, &at)?;
         let stamp = chunk.recorded_at_us;
         let len = chunk.events.len();
@@ -343,20 +395,53 @@ fn decode_sealed(
     }
     let corrupt = |reason: String| StoreError::Corrupt { at: at(), reason };
     let table = chunk_table::split(&bytes[1..]).map_err(corrupt)?;
-    let decode = |i: usize| -> Result<SealedRecord, StoreError> {
-        let (e, used): (EventV1, usize) =
-            bincode::serde::decode_from_slice(table.events[i], config())
-                .map_err(|e| corrupt(format!("event {i}: {e}")))?;
-        if used != table.events[i].len() {
-            return Err(corrupt(format!("event {i}: bytes left after it")));
+    fn whole<'de, T: Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, String> {
+        let (v, used) =
+            bincode::serde::borrow_decode_from_slice(bytes, config()).map_err(|e| e.to_string())?;
+        if used != bytes.len() {
+            return Err("bytes left after it".into());
         }
-        Ok(sealed_record(
-            first_position + i as u64,
-            table.recorded_at_us,
-            e,
-        ))
+        Ok(v)
+    }
+    // Format 3: the first body is the header the events are written against.
+    let (header, events) = if format == Some(FORMAT_CHUNK_V3) {
+        let (header, events) = table
+            .events
+            .split_first()
+            .ok_or_else(|| corrupt("no header".into()))?;
+        let header: chunk_shared::Header =
+            whole(header).map_err(|e| corrupt(format!("header: {e}")))?;
+        (Some(header), events)
+    } else {
+        (None, &table.events[..])
     };
-    let len = table.events.len();
+    let decode = |i: usize| -> Result<SealedRecord, StoreError> {
+        let position = first_position + i as u64;
+        let event = |e: String| corrupt(format!("event {i}: {e}"));
+        let Some(header) = &header else {
+            return Ok(sealed_record(
+                position,
+                table.recorded_at_us,
+                whole(events[i]).map_err(event)?,
+            ));
+        };
+        let f = chunk_shared::fields(header, whole(events[i]).map_err(event)?)
+            .map_err(|e| event(e.into()))?;
+        Ok(SealedRecord {
+            record: RecordedEvent {
+                position,
+                stream_version: f.stream_version,
+                event_id: f.event_id,
+                recorded_at_us: table.recorded_at_us,
+                actor: f.actor,
+                source: f.source,
+                request_id: f.request_id,
+                event: f.event,
+            },
+            sealed_profile: f.sealed_profile,
+        })
+    };
+    let len = events.len();
     let records = match wanted {
         None => (0..len).map(decode).collect::<Result<_, _>>()?,
         Some(offsets) => offsets
@@ -580,19 +665,21 @@ mod tests {
         }
     }
 
-    /// A chunk of several events is written in format 2 and reads back whole, or only the
-    /// events asked for; a one-event chunk stays in format 1; chunks of format 1 (written
-    /// before format 2) still read back, whole or in part.
+    /// A chunk of several events is written in format 3 and reads back whole, or only the
+    /// events asked for; a one-event chunk stays in format 1; chunks of formats 1 and 2
+    /// (written by earlier builds) still read back, whole or in part.
     #[test]
     fn chunks_read_back_whole_or_only_the_events_asked_for() {
         let vault = Vault::in_memory(Default::default()).unwrap();
         vault.ensure_keys(&(1..=5).collect::<Vec<_>>()).unwrap();
         let mut records: Vec<_> = (1..=5).map(|a| recorded(9 + a, a)).collect();
         let expected = records.clone();
-        let v2 = encode_chunk(&mut records, &vault).unwrap();
-        assert_eq!(v2[0], FORMAT_CHUNK_V2);
-        assert_eq!(decode_chunk(10, &v2, Some(&vault)).unwrap(), expected);
+        let v3 = encode_chunk(&mut records, &vault).unwrap();
+        assert_eq!(v3[0], FORMAT_CHUNK_V3);
+        assert_eq!(decode_chunk(10, &v3, Some(&vault)).unwrap(), expected);
         let sealed = seal_profiles(records.iter().map(|r| &r.event), &vault, 5).unwrap();
+        let v2 = encode_v2(77, &records, &sealed).unwrap();
+        assert_eq!(decode_chunk(10, &v2, Some(&vault)).unwrap(), expected);
         let blanked: Vec<Event> = records
             .iter()
             .map(|r| {
@@ -622,7 +709,7 @@ mod tests {
         })
         .unwrap();
         assert_eq!(decode_chunk(10, &v1, Some(&vault)).unwrap(), expected);
-        for bytes in [&v2, &v1] {
+        for bytes in [&v3, &v2, &v1] {
             let (some, len) = decode_chunk_sealed_at(10, bytes, &[1, 3, 3, 9]).unwrap();
             assert_eq!(len, 5);
             let opened: Vec<_> = some.into_iter().map(|s| s.open(&vault)).collect();
@@ -639,17 +726,90 @@ mod tests {
         assert_eq!(encode_chunk(&mut one, &vault).unwrap()[0], FORMAT_V1);
     }
 
-    /// A format-2 chunk cut short or with a damaged table is an error naming its position.
+    /// Format 3 writes an event's id, actor and source against the chunk's first event's,
+    /// and every mix of shared and own fields reads back as it was: ids of one generator and
+    /// of another, one import job's rows (up and down), another job, another actor, no source.
+    #[test]
+    fn shared_fields_read_back_exactly_and_take_little_room() {
+        let vault = Vault::in_memory(Default::default()).unwrap();
+        vault.ensure_keys(&(1..=300).collect::<Vec<_>>()).unwrap();
+        let prefix = Uuid::new_v4().as_u128() & !u128::from(u32::MAX);
+        let job = Uuid::new_v4();
+        let file: std::sync::Arc<str> = "users.csv".into();
+        let import = |row: u64| Source::Import {
+            job_id: job,
+            file: file.clone(),
+            row,
+        };
+        let mut records: Vec<RecordedEvent> = (1..=300u64)
+            .map(|n| {
+                let mut e = recorded(n, n);
+                e.request_id = None;
+                e.actor = "admin@district".into();
+                e.event_id =
+                    Uuid::from_u128(prefix | u128::from((u32::MAX - 5).wrapping_add(n as u32)));
+                e.source = import(n + 1);
+                e
+            })
+            .collect();
+        records[7].event_id = Uuid::new_v4();
+        records[8].actor = "someone else".into();
+        records[9].source = Source::Manual;
+        records[10].source = import(1);
+        records[11].source = Source::Import {
+            job_id: Uuid::new_v4(),
+            file: file.clone(),
+            row: 5,
+        };
+        records[12].source = Source::Import {
+            job_id: job,
+            file: "other.csv".into(),
+            row: 5,
+        };
+        records[13].request_id = Some("retry-13".into());
+        let expected = records.clone();
+        let sealed = seal_profiles(records.iter().map(|r| &r.event), &vault, 300).unwrap();
+        let v2 = encode_v2(77, &records, &sealed).unwrap();
+        let v3 = encode_chunk(&mut records, &vault).unwrap();
+        assert_eq!(v3[0], FORMAT_CHUNK_V3);
+        assert_eq!(decode_chunk(1, &v3, Some(&vault)).unwrap(), expected);
+        let (some, len) = decode_chunk_sealed_at(1, &v3, &[299, 7, 12]).unwrap();
+        assert_eq!(len, 300);
+        let ids: Vec<_> = some.iter().map(|s| s.record.event_id).collect();
+        assert_eq!(ids, [299, 7, 12].map(|i| expected[i].event_id));
+        // Id (16), actor (15) and job and file (27) each become a byte or three.
+        assert!(
+            v3.len() + 300 * 50 < v2.len(),
+            "format 3: {} bytes, format 2: {}",
+            v3.len(),
+            v2.len()
+        );
+        // After a header that names no import, an import event's source is written whole.
+        let mut manual: Vec<RecordedEvent> = records[..2].to_vec();
+        manual[0].source = Source::Manual;
+        let bytes = encode_chunk(&mut manual, &vault).unwrap();
+        assert_eq!(
+            decode_chunk(1, &bytes, None).unwrap()[1].source,
+            manual[1].source
+        );
+    }
+
+    /// A chunk of format 2 or 3 cut short or with a damaged table is an error naming its
+    /// position.
     #[test]
     fn a_damaged_format_2_chunk_is_refused() {
         let vault = Vault::in_memory(Default::default()).unwrap();
         vault.ensure_keys(&[1, 2]).unwrap();
         let mut records = vec![recorded(4, 1), recorded(5, 2)];
-        let bytes = encode_chunk(&mut records, &vault).unwrap();
-        for cut in [1, 9, bytes.len() - 1] {
-            match decode_chunk(4, &bytes[..cut], None) {
-                Err(StoreError::Corrupt { at, .. }) => assert!(at.contains('4'), "{at}"),
-                other => panic!("cut at {cut}: {other:?}"),
+        let sealed = seal_profiles(records.iter().map(|r| &r.event), &vault, 2).unwrap();
+        let v2 = encode_v2(77, &records, &sealed).unwrap();
+        let v3 = encode_chunk(&mut records, &vault).unwrap();
+        for bytes in [v2, v3] {
+            for cut in [1, 9, bytes.len() - 1] {
+                match decode_chunk(4, &bytes[..cut], None) {
+                    Err(StoreError::Corrupt { at, .. }) => assert!(at.contains('4'), "{at}"),
+                    other => panic!("cut at {cut}: {other:?}"),
+                }
             }
         }
     }

@@ -14,7 +14,7 @@ use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize, Serializer};
 use uuid::Uuid;
 
-use super::number_blob::{ByteBuf, Bytes};
+use super::number_blob::{self, ByteBuf, Bytes};
 
 /// Ids keyed by a fast hash: the ledger makes them (random), never a client.
 type Hasher = BuildHasherDefault<FxHasher>;
@@ -81,12 +81,21 @@ impl EventIds {
     }
 }
 
-/// Saved as the ids' bytes in position order (and the rare far ones as pairs).
+/// Saved in position order as runs of consecutive ids (a partition's generator hands them out
+/// so, `ledger::decider::EventIds`): each run's first id and its length (LEB128), about 17
+/// bytes a run instead of 16 an event. The rare far ones as pairs.
 impl Serialize for EventIds {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut bytes = Vec::with_capacity(self.ids.len() * 16);
-        for id in &self.ids {
-            bytes.extend_from_slice(id.as_bytes());
+        let mut bytes = Vec::new();
+        let mut ids = self.ids.iter().map(Uuid::as_u128).peekable();
+        while let Some(first) = ids.next() {
+            let mut len = 1u64;
+            while ids.peek() == Some(&first.wrapping_add(u128::from(len))) {
+                ids.next();
+                len += 1;
+            }
+            bytes.extend_from_slice(&first.to_be_bytes());
+            number_blob::put(&mut bytes, len);
         }
         let far: Vec<(Uuid, u64)> = self.far.iter().map(|(i, p)| (*i, *p)).collect();
         (Bytes(&bytes), far).serialize(s)
@@ -96,14 +105,24 @@ impl Serialize for EventIds {
 impl<'de> Deserialize<'de> for EventIds {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let (bytes, far): (ByteBuf, Vec<(Uuid, u64)>) = Deserialize::deserialize(d)?;
-        if bytes.0.len() % 16 != 0 {
-            return Err(de::Error::custom("event ids: not a whole number of ids"));
+        let mut rest = &bytes.0[..];
+        let mut ids = Vec::new();
+        while !rest.is_empty() {
+            let (first, after) = rest
+                .split_first_chunk::<16>()
+                .ok_or_else(|| de::Error::custom("event ids: a run cut short"))?;
+            rest = after;
+            let len = number_blob::take(&mut rest)
+                .filter(|&len| len > 0 && len <= u64::from(u32::MAX))
+                .ok_or_else(|| de::Error::custom("event ids: a run without a length"))?;
+            let first = u128::from_be_bytes(*first);
+            ids.extend((0..len).map(|i| Uuid::from_u128(first.wrapping_add(u128::from(i)))));
+            if ids.len() > u32::MAX as usize + 1 {
+                return Err(de::Error::custom(
+                    "event ids: more than positions can index",
+                ));
+            }
         }
-        let ids = bytes
-            .0
-            .chunks_exact(16)
-            .map(|c| Uuid::from_bytes(c.try_into().unwrap_or_default()))
-            .collect();
         let mut out = EventIds::from_ids(ids);
         out.far = far.into_iter().collect();
         Ok(out)
@@ -140,6 +159,37 @@ mod tests {
         let (back, _): (EventIds, usize) =
             bincode::serde::decode_from_slice(&bytes, bincode::config::standard()).unwrap();
         check(&back);
-        assert!(bytes.len() < 1003 * 16 + 64, "{} bytes", bytes.len());
+        assert!(bytes.len() < 1003 * 17 + 64, "{} bytes", bytes.len());
+    }
+
+    #[test]
+    fn consecutive_ids_are_saved_as_runs() {
+        let mut ids = EventIds::default();
+        let first = Uuid::new_v4().as_u128() & !u128::from(u32::MAX);
+        let other = Uuid::new_v4();
+        for i in 0..10_000u64 {
+            // One id of another generator amid the run, and the nil of a skipped position.
+            let id = match i {
+                5_000 => other,
+                _ => Uuid::from_u128(first + u128::from(i)),
+            };
+            if i != 7_000 {
+                ids.insert(id, i + 1);
+            }
+        }
+        let bytes = bincode::serde::encode_to_vec(&ids, bincode::config::standard()).unwrap();
+        assert!(bytes.len() < 6 * 20, "{} bytes", bytes.len());
+        let (back, _): (EventIds, usize) =
+            bincode::serde::decode_from_slice(&bytes, bincode::config::standard()).unwrap();
+        for i in 0..10_000u64 {
+            let id = Uuid::from_u128(first + u128::from(i));
+            let want = match i {
+                5_000 | 7_000 => None,
+                _ => Some(i + 1),
+            };
+            assert_eq!(back.get(&id), want, "id {i}");
+        }
+        assert_eq!(back.get(&other), Some(5_001));
+        assert_eq!(back.ids, ids.ids);
     }
 }
