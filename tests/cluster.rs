@@ -634,3 +634,72 @@ async fn a_server_whose_lease_was_taken_over_reads_what_the_new_owner_wrote() {
     let verified = verify(&mut first, &cluster.operator).await;
     assert!(verified.equal, "{verified:?}");
 }
+
+/// A token's use on one server shows in `ListTokens` on another, and a peer refused for its
+/// failed authentications on one server is refused by the others too, valid token or not
+/// (not given `MAX_FAILURES` tries on each server).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_uses_and_failed_authentications_count_across_servers() {
+    let cluster = Cluster::start().await;
+    let created = cluster
+        .c(0)
+        .create_token(req(
+            &cluster.operator,
+            pb::CreateTokenRequest {
+                principal: "auditor-on-2".into(),
+                role: pb::Role::Auditor as i32,
+                domains: vec![],
+                expires_at: None,
+            },
+        ))
+        .await
+        .expect("create token")
+        .into_inner();
+    let last_used_on_0 = || {
+        let mut c = cluster.c(0);
+        let (operator, id) = (cluster.operator.clone(), created.id.clone());
+        async move {
+            c.list_tokens(req(&operator, pb::ListTokensRequest {}))
+                .await
+                .unwrap()
+                .into_inner()
+                .tokens
+                .into_iter()
+                .find(|t| t.id == id)
+                .expect("listed")
+                .last_used
+        }
+    };
+    assert_eq!(last_used_on_0().await, None, "not used yet");
+    cluster
+        .c(2)
+        .list_tokens(req(&created.token, pb::ListTokensRequest {}))
+        .await
+        .expect_err("an auditor may not list tokens, but it is authenticated");
+    eventually(last_used_on_0, Option::is_some).await;
+
+    // Failures on server 1 from this address, up to the limit; server 2 then refuses it.
+    let mut c1 = cluster.c(1);
+    for _ in 0..account_ledger::api::auth::MAX_FAILURES {
+        let status = c1
+            .list_tokens(req("al_not-a-token", pb::ListTokensRequest {}))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    }
+    let refused = eventually(
+        || {
+            let mut c = cluster.c(2);
+            let operator = cluster.operator.clone();
+            async move {
+                c.list_tokens(req(&operator, pb::ListTokensRequest {}))
+                    .await
+                    .err()
+                    .map(|s| s.code())
+            }
+        },
+        |code| *code == Some(Code::ResourceExhausted),
+    )
+    .await;
+    assert_eq!(refused, Some(Code::ResourceExhausted));
+}

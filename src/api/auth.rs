@@ -9,6 +9,8 @@
 //! - LMS service: RecordSignIn, RecordDataOwned, CanSignIn (its domains; none listed = all);
 //! - auditor: every read, history, point-in-time and the log, in every domain.
 
+mod shared;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -294,6 +296,8 @@ pub struct Auth {
     failures: Mutex<HashMap<IpAddr, FailureWindow>>,
     /// Set once any peer has failed (until then the limit needs no lock).
     any_failures: std::sync::atomic::AtomicBool,
+    /// Set by a use not yet shared with the other servers (a shared table only).
+    uses_unshared: std::sync::atomic::AtomicBool,
     /// Tokens kept in a store several servers share (instead of `path`).
     shared: Option<SharedTokens>,
 }
@@ -338,6 +342,7 @@ impl Auth {
             last_used: Mutex::new(last_used),
             failures: Mutex::new(HashMap::new()),
             any_failures: std::sync::atomic::AtomicBool::new(false),
+            uses_unshared: std::sync::atomic::AtomicBool::new(false),
             shared: None,
         }
     }
@@ -379,6 +384,9 @@ impl Auth {
                 let Some(auth) = weak.upgrade() else { return };
                 if let Err(e) = auth.reload().await {
                     tracing::warn!("rereading the shared tokens failed (retried): {e}");
+                }
+                if let Err(e) = auth.share_uses_and_failures().await {
+                    tracing::warn!("sharing token uses and failed authentications failed: {e}");
                 }
             }
         });
@@ -433,10 +441,16 @@ impl Auth {
                 }
                 checked = self.check_token(header.as_ref());
             }
-            checked.map_err(|reason| {
-                self.record_failure(peer, &reason);
-                unauthenticated(reason)
-            })
+            match checked {
+                Ok(principal) => Ok(principal),
+                Err(reason) => {
+                    self.record_failure(peer, &reason);
+                    if let Some(peer) = peer {
+                        self.share_failure(peer.ip()).await;
+                    }
+                    Err(unauthenticated(reason))
+                }
+            }
         }
     }
 
@@ -479,6 +493,10 @@ impl Auth {
                 None => {
                     last_used.insert(entry.id().to_string(), now);
                 }
+            }
+            if self.shared.is_some() {
+                self.uses_unshared
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
             }
         }
         Ok(Principal {

@@ -1,11 +1,14 @@
 //! What several servers over one PostgreSQL schema agree on, kept in that schema: which servers
 //! are serving (and where peers reach them), which server decides each domain (a lease), the
-//! next account numbers, the token table, and the secret peers forward commands with.
+//! next account numbers, the token table, the secret peers forward commands with, and what
+//! authentication shares ([`auth`]).
 //!
 //! A lease is (domain, owner, epoch, expiry). Taking one over bumps the epoch and happens under
 //! the schema's append lock, so it is ordered with every append: an append checks, under that
 //! same lock, that its server still holds the domain at the epoch it decided with
 //! ([`Fence`]), and is refused otherwise. Two servers therefore never both decide a domain.
+
+mod auth;
 
 use std::ops::Range;
 use std::time::Duration;

@@ -84,6 +84,11 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE cluster_secret (secret bytea NOT NULL);
      INSERT INTO cluster_secret
          VALUES (uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid()))",
+    // What authentication knows beyond one server: each token's last use, and each peer
+    // address's failed authentications in its current window (times in the database's clock).
+    "CREATE TABLE token_uses (id text PRIMARY KEY, last_used_us bigint NOT NULL);
+     CREATE TABLE auth_failures (peer text PRIMARY KEY, started_us bigint NOT NULL,
+                                 failures integer NOT NULL)",
 ];
 
 /// How soon after a deletion the keys table is rewritten (VACUUM FULL), so that no file of it

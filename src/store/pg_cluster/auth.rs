@@ -1,0 +1,124 @@
+//! What authentication knows beyond one server, kept in the store several servers share:
+//! each token's last use, and each peer address's failed authentications in its window (so a
+//! peer refused by one server is refused by all, and `token list` on any server shows a use
+//! on another).
+
+use std::time::Duration;
+
+use super::PgCluster;
+use crate::store::StoreError;
+use crate::store::pg_log::pg;
+
+/// The database's clock in µs since the epoch: one clock for every server's windows.
+const NOW_US: &str = "(extract(epoch FROM clock_timestamp()) * 1000000)::bigint";
+
+impl PgCluster {
+    /// Record this server's last uses of tokens (a later use wins) and answer every token's
+    /// last use by any server.
+    pub async fn share_token_uses(
+        &self,
+        uses: &[(String, i64)],
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let client = self.client().await?;
+        if !uses.is_empty() {
+            let ids: Vec<&str> = uses.iter().map(|(id, _)| id.as_str()).collect();
+            let times: Vec<i64> = uses.iter().map(|(_, t)| *t).collect();
+            client
+                .execute(
+                    &format!(
+                        "INSERT INTO {0}.token_uses AS u (id, last_used_us)
+                         SELECT * FROM unnest($1::text[], $2::bigint[])
+                         ON CONFLICT (id) DO UPDATE
+                         SET last_used_us = greatest(u.last_used_us, EXCLUDED.last_used_us)",
+                        self.schema
+                    ),
+                    &[&ids, &times],
+                )
+                .await
+                .map_err(pg)?;
+        }
+        let rows = client
+            .query(
+                &format!("SELECT id, last_used_us FROM {}.token_uses", self.schema),
+                &[],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    /// Count one failed authentication from `peer` in its window of `window` (a new window
+    /// when the last one is over); answers the failures in the window and how long it has
+    /// left.
+    pub async fn record_auth_failure(
+        &self,
+        peer: &str,
+        window: Duration,
+    ) -> Result<(u32, Duration), StoreError> {
+        let window_us = window.as_micros() as i64;
+        let row = self
+            .client()
+            .await?
+            .query_one(
+                &format!(
+                    "INSERT INTO {0}.auth_failures AS f (peer, started_us, failures)
+                     VALUES ($1, {NOW_US}, 1)
+                     ON CONFLICT (peer) DO UPDATE SET
+                         failures = CASE WHEN f.started_us <= {NOW_US} - $2 THEN 1
+                                         ELSE f.failures + 1 END,
+                         started_us = CASE WHEN f.started_us <= {NOW_US} - $2 THEN {NOW_US}
+                                           ELSE f.started_us END
+                     RETURNING failures, started_us + $2 - {NOW_US}",
+                    self.schema
+                ),
+                &[&peer, &window_us],
+            )
+            .await
+            .map_err(pg)?;
+        let failures: i32 = row.get(0);
+        let left: i64 = row.get(1);
+        Ok((
+            failures.max(0) as u32,
+            Duration::from_micros(left.max(0) as u64),
+        ))
+    }
+
+    /// Peers with at least `max` failures in a window that is not over, with the time it has
+    /// left. Windows that are over are forgotten.
+    pub async fn refused_peers(
+        &self,
+        max: u32,
+        window: Duration,
+    ) -> Result<Vec<(String, Duration)>, StoreError> {
+        let window_us = window.as_micros() as i64;
+        let client = self.client().await?;
+        client
+            .execute(
+                &format!(
+                    "DELETE FROM {}.auth_failures WHERE started_us <= {NOW_US} - $1",
+                    self.schema
+                ),
+                &[&window_us],
+            )
+            .await
+            .map_err(pg)?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT peer, started_us + $2 - {NOW_US} FROM {}.auth_failures
+                     WHERE failures >= $1",
+                    self.schema
+                ),
+                &[&(max as i32), &window_us],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let left: i64 = r.get(1);
+                (r.get(0), Duration::from_micros(left.max(0) as u64))
+            })
+            .collect())
+    }
+}
