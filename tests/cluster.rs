@@ -635,9 +635,9 @@ async fn a_server_whose_lease_was_taken_over_reads_what_the_new_owner_wrote() {
     assert!(verified.equal, "{verified:?}");
 }
 
-/// A token's use on one server shows in `ListTokens` on another, and a peer refused for its
-/// failed authentications on one server is refused by the others too, valid token or not
-/// (not given `MAX_FAILURES` tries on each server).
+/// A token's use on one server shows in `ListTokens` on another, and a peer's failed
+/// authentications on several servers add up: it is then refused by every server, valid token
+/// or not (not given `MAX_FAILURES` tries on each server).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_uses_and_failed_authentications_count_across_servers() {
     let cluster = Cluster::start().await;
@@ -678,14 +678,18 @@ async fn token_uses_and_failed_authentications_count_across_servers() {
         .expect_err("an auditor may not list tokens, but it is authenticated");
     eventually(last_used_on_0, Option::is_some).await;
 
-    // Failures on server 1 from this address, up to the limit; server 2 then refuses it.
-    let mut c1 = cluster.c(1);
-    for _ in 0..account_ledger::api::auth::MAX_FAILURES {
-        let status = c1
-            .list_tokens(req("al_not-a-token", pb::ListTokensRequest {}))
-            .await
-            .unwrap_err();
-        assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    // Failures from this address, half the limit on server 1 and half on server 0: they add
+    // up, and server 2, which saw none, then refuses the address.
+    let max = account_ledger::api::auth::MAX_FAILURES;
+    for (server, failures) in [(1, max / 2), (0, max - max / 2)] {
+        let mut c = cluster.c(server);
+        for _ in 0..failures {
+            let status = c
+                .list_tokens(req("al_not-a-token", pb::ListTokensRequest {}))
+                .await
+                .unwrap_err();
+            assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+        }
     }
     let refused = eventually(
         || {

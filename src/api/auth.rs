@@ -298,6 +298,8 @@ pub struct Auth {
     any_failures: std::sync::atomic::AtomicBool,
     /// Set by a use not yet shared with the other servers (a shared table only).
     uses_unshared: std::sync::atomic::AtomicBool,
+    /// Failures per peer not yet counted in the shared store (a shared table only).
+    failures_unshared: Mutex<HashMap<IpAddr, u32>>,
     /// Tokens kept in a store several servers share (instead of `path`).
     shared: Option<SharedTokens>,
 }
@@ -321,6 +323,9 @@ struct SharedTokens {
 /// working here within this). A token created elsewhere works at once: an unknown token
 /// rereads the table first.
 pub const TOKENS_RELOAD_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+/// Longest a round of sharing uses and failures may take before it is given up (and its
+/// failures counted again at the next round).
+const SHARE_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Debug, Clone, Copy)]
 struct FailureWindow {
@@ -343,6 +348,7 @@ impl Auth {
             failures: Mutex::new(HashMap::new()),
             any_failures: std::sync::atomic::AtomicBool::new(false),
             uses_unshared: std::sync::atomic::AtomicBool::new(false),
+            failures_unshared: Mutex::new(HashMap::new()),
             shared: None,
         }
     }
@@ -385,8 +391,16 @@ impl Auth {
                 if let Err(e) = auth.reload().await {
                     tracing::warn!("rereading the shared tokens failed (retried): {e}");
                 }
-                if let Err(e) = auth.share_uses_and_failures().await {
-                    tracing::warn!("sharing token uses and failed authentications failed: {e}");
+                match tokio::time::timeout(SHARE_WITHIN, auth.share_uses_and_failures()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::warn!(
+                        "sharing token uses and failed authentications failed (retried): {e}"
+                    ),
+                    Err(_) => tracing::warn!(
+                        "sharing token uses and failed authentications took over {} s \
+                         (retried)",
+                        SHARE_WITHIN.as_secs()
+                    ),
                 }
             }
         });
@@ -445,9 +459,6 @@ impl Auth {
                 Ok(principal) => Ok(principal),
                 Err(reason) => {
                     self.record_failure(peer, &reason);
-                    if let Some(peer) = peer {
-                        self.share_failure(peer.ip()).await;
-                    }
                     Err(unauthenticated(reason))
                 }
             }
@@ -548,6 +559,15 @@ impl Auth {
             };
         }
         w.failures += 1;
+        if self.shared.is_some() {
+            let mut unshared = self
+                .failures_unshared
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if unshared.len() < MAX_TRACKED_PEERS {
+                *unshared.entry(peer.ip()).or_default() += 1;
+            }
+        }
         if w.failures < MAX_FAILURES {
             tracing::warn!(peer = %peer, reason, "authentication failed");
         } else if w.failures == MAX_FAILURES {

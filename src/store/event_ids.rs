@@ -115,13 +115,14 @@ impl<'de> Deserialize<'de> for EventIds {
             let len = number_blob::take(&mut rest)
                 .filter(|&len| len > 0 && len <= u64::from(u32::MAX))
                 .ok_or_else(|| de::Error::custom("event ids: a run without a length"))?;
-            let first = u128::from_be_bytes(*first);
-            ids.extend((0..len).map(|i| Uuid::from_u128(first.wrapping_add(u128::from(i)))));
-            if ids.len() > u32::MAX as usize + 1 {
+            // Checked before anything is allocated for it: a run's length is not trusted.
+            if ids.len() as u64 + len > u64::from(u32::MAX) + 1 {
                 return Err(de::Error::custom(
                     "event ids: more than positions can index",
                 ));
             }
+            let first = u128::from_be_bytes(*first);
+            ids.extend((0..len).map(|i| Uuid::from_u128(first.wrapping_add(u128::from(i)))));
         }
         let mut out = EventIds::from_ids(ids);
         out.far = far.into_iter().collect();

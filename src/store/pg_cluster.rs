@@ -17,7 +17,7 @@ use tokio_postgres::Client;
 use uuid::Uuid;
 
 use super::StoreError;
-use super::pg_conn::session;
+use super::pg_conn::{PgConn, session};
 use super::pg_log::{append_lock, checked_schema, pg};
 
 /// How long a lease lasts without renewal: a killed server's domains move after this.
@@ -50,6 +50,9 @@ pub struct PgCluster {
     /// per domain move, a renewal a second, a block of account numbers); made again at its
     /// next use when its connection was lost.
     client: tokio::sync::Mutex<Client>,
+    /// Authentication's own connection ([`auth`]): its traffic never queues before a lease
+    /// renewal.
+    auth: PgConn,
     url: String,
     schema: String,
     server: Uuid,
@@ -61,6 +64,7 @@ impl PgCluster {
         // Tokens, leases and account numbers are acknowledged after their commits too.
         Ok(PgCluster {
             client: tokio::sync::Mutex::new(session(url).await?),
+            auth: PgConn::open(url).await?,
             url: url.to_string(),
             schema: checked_schema(schema)?.to_string(),
             server,

@@ -3,8 +3,10 @@
 //! another (within [`super::TOKENS_RELOAD_EVERY`]), and a peer refused for its failures is
 //! refused by every server, not given [`super::MAX_FAILURES`] tries on each.
 //!
-//! A failure is counted in the store when it happens (a failed call waits for that); the
-//! peers over the limit and the last uses are exchanged by the token table's reload loop.
+//! All of it is exchanged by the token table's reload loop, every
+//! [`super::TOKENS_RELOAD_EVERY`]: a failed call never waits for the store, and a burst of them
+//! is one statement a round. A peer may so make a few more failures than the limit, spread
+//! over several servers within one round, before every server refuses it.
 
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
@@ -13,26 +15,51 @@ use std::time::{Duration, Instant};
 use super::{Auth, FAILURE_WINDOW, FailureWindow, MAX_FAILURES, MAX_TRACKED_PEERS};
 
 impl Auth {
-    /// Count a failed authentication from `ip` in the shared store and take its window's
-    /// count here (another server's failures from the same peer included).
-    pub(super) async fn share_failure(&self, ip: IpAddr) {
-        let Some(shared) = &self.shared else { return };
-        match shared
-            .store
-            .record_auth_failure(&ip.to_string(), FAILURE_WINDOW)
-            .await
-        {
-            Ok((failures, left)) => self.take_window(ip, failures, left),
-            Err(e) => tracing::warn!(peer = %ip, "sharing a failed authentication failed: {e}"),
-        }
-    }
-
-    /// Send this server's last uses (if any changed), take every server's, and take the peers
-    /// other servers refuse.
+    /// Count this server's failures since the last round in the store and take each peer's
+    /// window as the store counts it; send this server's last uses (if any changed) and take
+    /// every server's; take the peers other servers refuse.
     pub(super) async fn share_uses_and_failures(&self) -> Result<(), String> {
         let Some(shared) = &self.shared else {
             return Ok(());
         };
+        // Copied, and subtracted once counted: a round that fails or is given up sends them
+        // again (a count whose reply was lost may be counted twice: stricter, never looser).
+        let failed: Vec<(IpAddr, u32)> = {
+            let unshared = self
+                .failures_unshared
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            unshared.iter().map(|(ip, n)| (*ip, *n)).collect()
+        };
+        if !failed.is_empty() {
+            let sent: Vec<(String, u32)> =
+                failed.iter().map(|(ip, n)| (ip.to_string(), *n)).collect();
+            let windows = shared
+                .store
+                .record_auth_failures(&sent, FAILURE_WINDOW)
+                .await
+                .map_err(|e| e.to_string())?;
+            {
+                let mut unshared = self
+                    .failures_unshared
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                for (ip, n) in &failed {
+                    if let Some(left) = unshared.get_mut(ip) {
+                        *left = left.saturating_sub(*n);
+                        if *left == 0 {
+                            unshared.remove(ip);
+                        }
+                    }
+                }
+            }
+            for (peer, failures, left) in windows {
+                if let Ok(ip) = peer.parse::<IpAddr>() {
+                    self.take_window(ip, failures, left);
+                }
+            }
+        }
+
         let mine: Vec<(String, i64)> = if self.uses_unshared.swap(false, Ordering::Relaxed) {
             let last_used = self.last_used.lock().unwrap_or_else(|e| e.into_inner());
             last_used.iter().map(|(id, t)| (id.clone(), *t)).collect()
@@ -50,12 +77,17 @@ impl Auth {
             }
         };
         {
+            // Uses of tokens this server knows (a revoked token's row is not taken back in).
+            let config = self.config.read().unwrap_or_else(|e| e.into_inner());
             let mut last_used = self.last_used.lock().unwrap_or_else(|e| e.into_inner());
             for (id, t) in all {
-                let here = last_used.entry(id).or_insert(t);
-                *here = (*here).max(t);
+                if config.tokens.iter().any(|k| k.id() == id) {
+                    let here = last_used.entry(id).or_insert(t);
+                    *here = (*here).max(t);
+                }
             }
         }
+
         let refused = shared
             .store
             .refused_peers(MAX_FAILURES, FAILURE_WINDOW)

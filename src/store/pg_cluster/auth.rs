@@ -1,7 +1,8 @@
 //! What authentication knows beyond one server, kept in the store several servers share:
 //! each token's last use, and each peer address's failed authentications in its window (so a
 //! peer refused by one server is refused by all, and `token list` on any server shows a use
-//! on another).
+//! on another). On a connection of their own, so that no burst of failed calls queues before
+//! a lease renewal.
 
 use std::time::Duration;
 
@@ -9,8 +10,9 @@ use super::PgCluster;
 use crate::store::StoreError;
 use crate::store::pg_log::pg;
 
-/// The database's clock in µs since the epoch: one clock for every server's windows.
-const NOW_US: &str = "(extract(epoch FROM clock_timestamp()) * 1000000)::bigint";
+/// The database's clock in µs since the epoch, the same wherever a statement reads it: one
+/// clock for every server's windows.
+const NOW_US: &str = "(extract(epoch FROM statement_timestamp()) * 1000000)::bigint";
 
 impl PgCluster {
     /// Record this server's last uses of tokens (a later use wins) and answer every token's
@@ -19,7 +21,7 @@ impl PgCluster {
         &self,
         uses: &[(String, i64)],
     ) -> Result<Vec<(String, i64)>, StoreError> {
-        let client = self.client().await?;
+        let client = self.auth.get().await?;
         if !uses.is_empty() {
             let ids: Vec<&str> = uses.iter().map(|(id, _)| id.as_str()).collect();
             let times: Vec<i64> = uses.iter().map(|(_, t)| *t).collect();
@@ -47,40 +49,55 @@ impl PgCluster {
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
-    /// Count one failed authentication from `peer` in its window of `window` (a new window
-    /// when the last one is over); answers the failures in the window and how long it has
-    /// left.
-    pub async fn record_auth_failure(
+    /// Add failed authentications (peer, how many) to each peer's window of `window` (a new
+    /// window when its last one is over); answers each peer's failures in its window and how
+    /// long the window has left.
+    pub async fn record_auth_failures(
         &self,
-        peer: &str,
+        failed: &[(String, u32)],
         window: Duration,
-    ) -> Result<(u32, Duration), StoreError> {
+    ) -> Result<Vec<(String, u32, Duration)>, StoreError> {
+        if failed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let peers: Vec<&str> = failed.iter().map(|(p, _)| p.as_str()).collect();
+        let counts: Vec<i32> = failed
+            .iter()
+            .map(|(_, n)| i32::try_from(*n).unwrap_or(i32::MAX))
+            .collect();
         let window_us = window.as_micros() as i64;
-        let row = self
-            .client()
+        let rows = self
+            .auth
+            .get()
             .await?
-            .query_one(
+            .query(
                 &format!(
                     "INSERT INTO {0}.auth_failures AS f (peer, started_us, failures)
-                     VALUES ($1, {NOW_US}, 1)
+                     SELECT peer, {NOW_US}, n FROM unnest($1::text[], $2::int[]) AS x(peer, n)
                      ON CONFLICT (peer) DO UPDATE SET
-                         failures = CASE WHEN f.started_us <= {NOW_US} - $2 THEN 1
-                                         ELSE f.failures + 1 END,
-                         started_us = CASE WHEN f.started_us <= {NOW_US} - $2 THEN {NOW_US}
+                         failures = CASE WHEN f.started_us <= {NOW_US} - $3 THEN EXCLUDED.failures
+                                         ELSE f.failures + EXCLUDED.failures END,
+                         started_us = CASE WHEN f.started_us <= {NOW_US} - $3 THEN {NOW_US}
                                            ELSE f.started_us END
-                     RETURNING failures, started_us + $2 - {NOW_US}",
+                     RETURNING peer, failures, started_us + $3 - {NOW_US}",
                     self.schema
                 ),
-                &[&peer, &window_us],
+                &[&peers, &counts, &window_us],
             )
             .await
             .map_err(pg)?;
-        let failures: i32 = row.get(0);
-        let left: i64 = row.get(1);
-        Ok((
-            failures.max(0) as u32,
-            Duration::from_micros(left.max(0) as u64),
-        ))
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let failures: i32 = r.get(1);
+                let left: i64 = r.get(2);
+                (
+                    r.get(0),
+                    failures.max(0) as u32,
+                    Duration::from_micros(left.max(0) as u64),
+                )
+            })
+            .collect())
     }
 
     /// Peers with at least `max` failures in a window that is not over, with the time it has
@@ -91,7 +108,7 @@ impl PgCluster {
         window: Duration,
     ) -> Result<Vec<(String, Duration)>, StoreError> {
         let window_us = window.as_micros() as i64;
-        let client = self.client().await?;
+        let client = self.auth.get().await?;
         client
             .execute(
                 &format!(
