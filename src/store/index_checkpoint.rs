@@ -18,7 +18,7 @@ use super::log_index::LogIndex;
 
 pub const INDEX_FILE: &str = "LOG_INDEX";
 /// 2: event ids as one byte string in position order; commit times and previous positions
-/// as byte strings of steps. 3: event ids as runs of consecutive ids. (An older checkpoint is
+/// as byte strings of steps. 3: event ids, and each job's positions, as runs. (An older checkpoint is
 /// not read: the open scans the log once and the next checkpoint is of this format.)
 const MAGIC: &[u8; 8] = b"ALINDEX3";
 /// Events between two checkpoints of a running server: at most this much log is read after a

@@ -22,7 +22,7 @@ pub(crate) struct LogIndex {
     pub(crate) requests: HashMap<String, Vec<u64>>,
     /// Keyed by ids the ledger makes (never a client's): a fast hash, no need for SipHash's
     /// resistance to chosen keys. Client request ids keep the default hasher.
-    pub(crate) jobs: FxHashMap<Uuid, Vec<u64>>,
+    pub(crate) jobs: FxHashMap<Uuid, Runs>,
     pub(crate) event_ids: EventIds,
     /// (stamp, last position) per commit; stamps never decrease.
     #[serde(with = "super::number_blob::commit_times")]
@@ -133,4 +133,47 @@ pub(crate) fn durable_only(positions: Option<&Vec<u64>>, durable: u64) -> Vec<u6
     positions.map_or_else(Vec::new, |p| {
         p[..p.partition_point(|&x| x <= durable)].to_vec()
     })
+}
+
+/// Ascending positions as runs of consecutive ones: a job's events are mostly one run (a
+/// million-row import: 16 bytes, not 8 MB in memory and 3 MB in the checkpoint).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Runs(Vec<(u64, u64)>);
+
+impl Runs {
+    /// Add `position`, after every position added so far.
+    pub(crate) fn push(&mut self, position: u64) {
+        match self.0.last_mut() {
+            Some((first, len)) if *first + *len == position => *len += 1,
+            _ => self.0.push((position, 1)),
+        }
+    }
+
+    /// The positions through `durable`, ascending.
+    pub(crate) fn durable_only(runs: Option<&Runs>, durable: u64) -> Vec<u64> {
+        runs.into_iter()
+            .flat_map(|r| &r.0)
+            .flat_map(|&(first, len)| first..first.saturating_add(len))
+            .take_while(|&p| p <= durable)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Runs;
+
+    #[test]
+    fn runs_hold_positions_and_answer_the_durable_ones() {
+        let mut runs = Runs::default();
+        let positions = [3, 4, 5, 9, 11, 12, 13, 14];
+        for p in positions {
+            runs.push(p);
+        }
+        assert_eq!(runs.0, [(3, 3), (9, 1), (11, 4)]);
+        assert_eq!(Runs::durable_only(Some(&runs), 100), positions);
+        assert_eq!(Runs::durable_only(Some(&runs), 12), [3, 4, 5, 9, 11, 12]);
+        assert_eq!(Runs::durable_only(Some(&runs), 2), Vec::<u64>::new());
+        assert_eq!(Runs::durable_only(None, 100), Vec::<u64>::new());
+    }
 }

@@ -710,7 +710,7 @@ impl EventLog for PgEventLog {
     }
 
     fn job_positions(&self, job_id: &Uuid) -> Vec<u64> {
-        log_index::durable_only(self.index().jobs.get(job_id), self.last_position())
+        log_index::Runs::durable_only(self.index().jobs.get(job_id), self.last_position())
     }
 
     async fn sync(&self) -> Result<(), StoreError> {

@@ -753,7 +753,10 @@ impl EventLog for SledEventLog {
     }
 
     fn job_positions(&self, job_id: &Uuid) -> Vec<u64> {
-        self.durable_only(self.index().jobs.get(job_id))
+        log_index::Runs::durable_only(
+            self.index().jobs.get(job_id),
+            self.inner.durable.load(Ordering::Acquire),
+        )
     }
 
     async fn sync(&self) -> Result<(), StoreError> {
