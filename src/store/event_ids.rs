@@ -66,6 +66,11 @@ impl EventIds {
             .insert_unique(hash(&id), small, |&at| hash(&ids[at as usize]));
     }
 
+    /// Positions indexed in the vector (the last one's, skipped ones included).
+    pub(crate) fn len(&self) -> u64 {
+        self.ids.len() as u64
+    }
+
     fn from_ids(ids: Vec<Uuid>) -> EventIds {
         let mut table = HashTable::with_capacity(ids.len());
         for (at, id) in ids.iter().enumerate() {
@@ -106,7 +111,8 @@ impl<'de> Deserialize<'de> for EventIds {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let (bytes, far): (ByteBuf, Vec<(Uuid, u64)>) = Deserialize::deserialize(d)?;
         let mut rest = &bytes.0[..];
-        let mut ids = Vec::new();
+        let mut runs = Vec::new();
+        let mut total = 0u64;
         while !rest.is_empty() {
             let (first, after) = rest
                 .split_first_chunk::<16>()
@@ -115,13 +121,20 @@ impl<'de> Deserialize<'de> for EventIds {
             let len = number_blob::take(&mut rest)
                 .filter(|&len| len > 0 && len <= u64::from(u32::MAX))
                 .ok_or_else(|| de::Error::custom("event ids: a run without a length"))?;
-            // Checked before anything is allocated for it: a run's length is not trusted.
-            if ids.len() as u64 + len > u64::from(u32::MAX) + 1 {
+            total += len;
+            if total > u64::from(u32::MAX) + 1 {
                 return Err(de::Error::custom(
                     "event ids: more than positions can index",
                 ));
             }
-            let first = u128::from_be_bytes(*first);
+            runs.push((u128::from_be_bytes(*first), len));
+        }
+        // Allocated only once the whole claim is known, and refused (not aborted on) when it
+        // cannot be; the index's own check then holds it to the log's last position.
+        let mut ids: Vec<Uuid> = Vec::new();
+        ids.try_reserve_exact(total as usize)
+            .map_err(|_| de::Error::custom("event ids: more than memory can hold"))?;
+        for (first, len) in runs {
             ids.extend((0..len).map(|i| Uuid::from_u128(first.wrapping_add(u128::from(i)))));
         }
         let mut out = EventIds::from_ids(ids);

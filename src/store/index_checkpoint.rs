@@ -18,9 +18,9 @@ use super::log_index::LogIndex;
 
 pub const INDEX_FILE: &str = "LOG_INDEX";
 /// 2: event ids as one byte string in position order; commit times and previous positions
-/// as byte strings of steps. 3: event ids, and each job's positions, as runs. (An older checkpoint is
+/// as byte strings of steps. 3: event ids as runs. 4: each job's positions as runs too. (An older checkpoint is
 /// not read: the open scans the log once and the next checkpoint is of this format.)
-const MAGIC: &[u8; 8] = b"ALINDEX3";
+const MAGIC: &[u8; 8] = b"ALINDEX4";
 /// Events between two checkpoints of a running server: at most this much log is read after a
 /// crash (about 0.4 s), and a checkpoint (tens of MB at 1M events) is not rewritten often.
 pub const DEFAULT_EVERY: u64 = 250_000;
@@ -65,7 +65,7 @@ pub(crate) fn read(dir: &Path) -> Result<Option<LogIndex>, String> {
     if crc32fast::hash(content).to_le_bytes() != crc {
         return Err("checksum mismatch".into());
     }
-    codec::decode_log_index(&content[MAGIC.len()..])
-        .map(Some)
-        .map_err(|e| e.to_string())
+    let index = codec::decode_log_index(&content[MAGIC.len()..]).map_err(|e| e.to_string())?;
+    index.check()?;
+    Ok(Some(index))
 }

@@ -58,6 +58,25 @@ impl LogIndex {
         self.last_stamp = self.last_stamp.max(e.recorded_at_us);
     }
 
+    /// What a checkpoint read back must hold for this log's positions: no event id or job
+    /// position past the last position, jobs' runs ascending and apart. (Its CRC catches
+    /// damage; this keeps a file made by hand from making a job's history huge.)
+    pub(crate) fn check(&self) -> Result<(), String> {
+        if self.event_ids.len() > self.last_position {
+            return Err(format!(
+                "{} event ids for {} positions",
+                self.event_ids.len(),
+                self.last_position
+            ));
+        }
+        for (job, runs) in &self.jobs {
+            if !runs.within(self.last_position) {
+                return Err(format!("job {job}: positions out of order or past the end"));
+            }
+        }
+        Ok(())
+    }
+
     /// The last position recorded at or before `at_us` (0 when none).
     pub(crate) fn position_at(&self, at_us: i64) -> u64 {
         let n = self.commit_times.partition_point(|(t, _)| *t <= at_us);
@@ -144,9 +163,21 @@ impl Runs {
     /// Add `position`, after every position added so far.
     pub(crate) fn push(&mut self, position: u64) {
         match self.0.last_mut() {
-            Some((first, len)) if *first + *len == position => *len += 1,
+            Some((first, len)) if first.checked_add(*len) == Some(position) => *len += 1,
             _ => self.0.push((position, 1)),
         }
+    }
+
+    /// Each run starts after the one before ends, and none runs past `last`.
+    fn within(&self, last: u64) -> bool {
+        let mut next = 1u64;
+        self.0.iter().all(|&(first, len)| {
+            let ok = len > 0
+                && first >= next
+                && first.checked_add(len - 1).is_some_and(|end| end <= last);
+            next = first.saturating_add(len);
+            ok
+        })
     }
 
     /// The positions through `durable`, ascending.
@@ -175,5 +206,14 @@ mod tests {
         assert_eq!(Runs::durable_only(Some(&runs), 12), [3, 4, 5, 9, 11, 12]);
         assert_eq!(Runs::durable_only(Some(&runs), 2), Vec::<u64>::new());
         assert_eq!(Runs::durable_only(None, 100), Vec::<u64>::new());
+        assert!(runs.within(14));
+        assert!(!runs.within(13));
+        assert!(!Runs(vec![(1, 5), (3, 1)]).within(10), "overlapping");
+        assert!(!Runs(vec![(5, 1), (2, 1)]).within(10), "out of order");
+        assert!(!Runs(vec![(1, 0)]).within(10), "empty");
+        assert!(
+            !Runs(vec![(u64::MAX, 2)]).within(u64::MAX),
+            "past the end of numbers"
+        );
     }
 }

@@ -19,12 +19,20 @@ impl Auth {
     /// window as the store counts it; send this server's last uses (if any changed) and take
     /// every server's; take the peers other servers refuse.
     pub(super) async fn share_uses_and_failures(&self) -> Result<(), String> {
+        // Each part runs whatever became of the others.
+        let failures = self.share_failures().await;
+        let uses = self.share_uses().await;
+        let refused = self.take_refused().await;
+        failures.and(uses).and(refused)
+    }
+
+    async fn share_failures(&self) -> Result<(), String> {
         let Some(shared) = &self.shared else {
             return Ok(());
         };
         // Copied, and subtracted once counted: a round that fails or is given up sends them
         // again (a count whose reply was lost may be counted twice: stricter, never looser).
-        let failed: Vec<(IpAddr, u32)> = {
+        let mut failed: Vec<(IpAddr, u32)> = {
             let unshared = self
                 .failures_unshared
                 .lock()
@@ -32,8 +40,10 @@ impl Auth {
             unshared.iter().map(|(ip, n)| (*ip, *n)).collect()
         };
         if !failed.is_empty() {
-            let sent: Vec<(String, u32)> =
+            let mut sent: Vec<(String, u32)> =
                 failed.iter().map(|(ip, n)| (ip.to_string(), *n)).collect();
+            sent.sort_unstable();
+            failed.sort_unstable();
             let windows = shared
                 .store
                 .record_auth_failures(&sent, FAILURE_WINDOW)
@@ -59,23 +69,37 @@ impl Auth {
                 }
             }
         }
+        Ok(())
+    }
 
+    async fn share_uses(&self) -> Result<(), String> {
+        let Some(shared) = &self.shared else {
+            return Ok(());
+        };
+        /// Marks the uses unshared again unless they were sent: a round that fails, or is
+        /// given up at its timeout, sends them next time.
+        struct SendAgain<'a>(&'a std::sync::atomic::AtomicBool, bool);
+        impl Drop for SendAgain<'_> {
+            fn drop(&mut self) {
+                if self.1 {
+                    self.0.store(true, Ordering::Relaxed);
+                }
+            }
+        }
+        let mut again = SendAgain(&self.uses_unshared, false);
         let mine: Vec<(String, i64)> = if self.uses_unshared.swap(false, Ordering::Relaxed) {
+            again.1 = true;
             let last_used = self.last_used.lock().unwrap_or_else(|e| e.into_inner());
             last_used.iter().map(|(id, t)| (id.clone(), *t)).collect()
         } else {
             Vec::new()
         };
-        let all = match shared.store.share_token_uses(&mine).await {
-            Ok(all) => all,
-            Err(e) => {
-                // Sent again next time.
-                if !mine.is_empty() {
-                    self.uses_unshared.store(true, Ordering::Relaxed);
-                }
-                return Err(e.to_string());
-            }
-        };
+        let all = shared
+            .store
+            .share_token_uses(&mine)
+            .await
+            .map_err(|e| e.to_string())?;
+        again.1 = false;
         {
             // Uses of tokens this server knows (a revoked token's row is not taken back in).
             let config = self.config.read().unwrap_or_else(|e| e.into_inner());
@@ -87,7 +111,13 @@ impl Auth {
                 }
             }
         }
+        Ok(())
+    }
 
+    async fn take_refused(&self) -> Result<(), String> {
+        let Some(shared) = &self.shared else {
+            return Ok(());
+        };
         let refused = shared
             .store
             .refused_peers(MAX_FAILURES, FAILURE_WINDOW)

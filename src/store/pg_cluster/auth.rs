@@ -51,7 +51,8 @@ impl PgCluster {
 
     /// Add failed authentications (peer, how many) to each peer's window of `window` (a new
     /// window when its last one is over); answers each peer's failures in its window and how
-    /// long the window has left.
+    /// long the window has left. Rows are taken in the peers' order, the same on every
+    /// server, so that two servers' rounds never deadlock on each other's rows.
     pub async fn record_auth_failures(
         &self,
         failed: &[(String, u32)],
@@ -74,6 +75,7 @@ impl PgCluster {
                 &format!(
                     "INSERT INTO {0}.auth_failures AS f (peer, started_us, failures)
                      SELECT peer, {NOW_US}, n FROM unnest($1::text[], $2::int[]) AS x(peer, n)
+                     ORDER BY peer
                      ON CONFLICT (peer) DO UPDATE SET
                          failures = CASE WHEN f.started_us <= {NOW_US} - $3 THEN EXCLUDED.failures
                                          ELSE f.failures + EXCLUDED.failures END,
