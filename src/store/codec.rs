@@ -801,6 +801,31 @@ mod tests {
         );
     }
 
+    /// A format 3 chunk whose header is damaged is an error naming the header, not a guess.
+    #[test]
+    fn a_damaged_format_3_header_is_refused() {
+        let vault = Vault::in_memory(Default::default()).unwrap();
+        vault.ensure_keys(&[1, 2]).unwrap();
+        let mut records = vec![recorded(4, 1), recorded(5, 2)];
+        let mut bytes = encode_chunk(&mut records, &vault).unwrap();
+        assert_eq!(bytes[0], FORMAT_CHUNK_V3);
+        let header_at = {
+            let table = chunk_table::split(&bytes[1..]).unwrap();
+            table.events[0].as_ptr() as usize - bytes.as_ptr() as usize
+        };
+        // The actor's length, after the 16 bytes of the first id: far past the chunk's end.
+        bytes[header_at + 16] = 0xfc;
+        match decode_chunk(4, &bytes, None) {
+            Err(StoreError::Corrupt { at, reason }) => {
+                assert!(
+                    at.contains('4') && reason.contains("header"),
+                    "{at}: {reason}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
     /// A chunk of format 2 or 3 cut short or with a damaged table is an error naming its
     /// position.
     #[test]
