@@ -13,7 +13,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::Source;
+use super::{RecordedEvent, Source};
 use crate::domain::Event;
 
 /// What the chunk's events are written against: its first event's id, actor and source.
@@ -32,11 +32,12 @@ pub(super) struct Header {
 }
 
 impl<'a> HeaderRef<'a> {
-    pub(super) fn new(id: Uuid, actor: &'a str, source: &'a Source) -> HeaderRef<'a> {
+    /// The header of a chunk whose first event is `first`.
+    pub(super) fn new(first: &'a RecordedEvent) -> HeaderRef<'a> {
         HeaderRef {
-            id: *id.as_bytes(),
-            actor,
-            source,
+            id: *first.event_id.as_bytes(),
+            actor: &first.actor,
+            source: &first.source,
         }
     }
 }
@@ -85,31 +86,15 @@ pub(super) struct EventOwned {
     sealed_profile: Option<Vec<u8>>,
 }
 
-/// An event's fields once the header's are put back.
-pub(super) struct Fields {
-    pub stream_version: u64,
-    pub event_id: Uuid,
-    pub actor: std::sync::Arc<str>,
-    pub source: Source,
-    pub request_id: Option<String>,
-    pub event: Event,
-    pub sealed_profile: Option<Vec<u8>>,
-}
-
 const LOW: u128 = u32::MAX as u128;
 
-/// The fields of one event, written against `header`.
-#[allow(clippy::too_many_arguments)]
+/// One event (its profile taken out and given `sealed_profile`), written against `header`.
 pub(super) fn event_ref<'a>(
     header: &HeaderRef<'_>,
-    stream_version: u64,
-    event_id: Uuid,
-    actor: &'a str,
-    source: &'a Source,
-    request_id: Option<&'a str>,
-    event: &'a Event,
+    e: &'a RecordedEvent,
     sealed_profile: Option<&'a Vec<u8>>,
 ) -> EventRef<'a> {
+    let (event_id, actor, source) = (e.event_id, &*e.actor, &e.source);
     let base = u128::from_be_bytes(header.id);
     let own = event_id.as_u128();
     let id = if own & !LOW == base & !LOW {
@@ -137,18 +122,24 @@ pub(super) fn event_ref<'a>(
         (own, _) => Src::Own(own),
     };
     EventRef {
-        stream_version,
+        stream_version: e.stream_version,
         id,
         actor,
         source,
-        request_id,
-        event,
+        request_id: e.request_id.as_deref(),
+        event: &e.event,
         sealed_profile,
     }
 }
 
-/// Put the header's fields back into an event decoded against it.
-pub(super) fn fields(header: &Header, e: EventOwned) -> Result<Fields, &'static str> {
+/// The event at `position` of a chunk stamped `recorded_at_us`, decoded against `header`,
+/// with the header's fields put back, and its profile still sealed.
+pub(super) fn record(
+    header: &Header,
+    e: EventOwned,
+    position: u64,
+    recorded_at_us: i64,
+) -> Result<(RecordedEvent, Option<Vec<u8>>), &'static str> {
     let base = u128::from_be_bytes(header.id);
     let event_id = match e.id {
         Id::Near(offset) => {
@@ -172,13 +163,15 @@ pub(super) fn fields(header: &Header, e: EventOwned) -> Result<Fields, &'static 
         },
         Src::Own(s) => s,
     };
-    Ok(Fields {
+    let record = RecordedEvent {
+        position,
         stream_version: e.stream_version,
         event_id,
+        recorded_at_us,
         actor,
         source,
         request_id: e.request_id,
         event: e.event,
-        sealed_profile: e.sealed_profile,
-    })
+    };
+    Ok((record, e.sealed_profile))
 }
