@@ -455,13 +455,10 @@ impl Auth {
                 }
                 checked = self.check_token(header.as_ref());
             }
-            match checked {
-                Ok(principal) => Ok(principal),
-                Err(reason) => {
-                    self.record_failure(peer, &reason);
-                    Err(unauthenticated(reason))
-                }
-            }
+            checked.map_err(|reason| {
+                self.record_failure(peer, &reason);
+                unauthenticated(reason)
+            })
         }
     }
 

@@ -32,41 +32,39 @@ impl Auth {
         };
         // Copied, and subtracted once counted: a round that fails or is given up sends them
         // again (a count whose reply was lost may be counted twice: stricter, never looser).
-        let mut failed: Vec<(IpAddr, u32)> = {
+        let failed: Vec<(IpAddr, u32)> = {
             let unshared = self
                 .failures_unshared
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
             unshared.iter().map(|(ip, n)| (*ip, *n)).collect()
         };
-        if !failed.is_empty() {
-            let mut sent: Vec<(String, u32)> =
-                failed.iter().map(|(ip, n)| (ip.to_string(), *n)).collect();
-            sent.sort_unstable();
-            failed.sort_unstable();
-            let windows = shared
-                .store
-                .record_auth_failures(&sent, FAILURE_WINDOW)
-                .await
-                .map_err(|e| e.to_string())?;
-            {
-                let mut unshared = self
-                    .failures_unshared
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner());
-                for (ip, n) in &failed {
-                    if let Some(left) = unshared.get_mut(ip) {
-                        *left = left.saturating_sub(*n);
-                        if *left == 0 {
-                            unshared.remove(ip);
-                        }
+        if failed.is_empty() {
+            return Ok(());
+        }
+        let sent: Vec<(String, u32)> = failed.iter().map(|(ip, n)| (ip.to_string(), *n)).collect();
+        let windows = shared
+            .store
+            .record_auth_failures(&sent, FAILURE_WINDOW)
+            .await
+            .map_err(|e| e.to_string())?;
+        {
+            let mut unshared = self
+                .failures_unshared
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            for (ip, n) in &failed {
+                if let Some(left) = unshared.get_mut(ip) {
+                    *left = left.saturating_sub(*n);
+                    if *left == 0 {
+                        unshared.remove(ip);
                     }
                 }
             }
-            for (peer, failures, left) in windows {
-                if let Ok(ip) = peer.parse::<IpAddr>() {
-                    self.take_window(ip, failures, left);
-                }
+        }
+        for (peer, failures, left) in windows {
+            if let Ok(ip) = peer.parse::<IpAddr>() {
+                self.take_window(ip, failures, left);
             }
         }
         Ok(())

@@ -92,12 +92,7 @@ impl PgCluster {
             .iter()
             .map(|r| {
                 let failures: i32 = r.get(1);
-                let left: i64 = r.get(2);
-                (
-                    r.get(0),
-                    failures.max(0) as u32,
-                    Duration::from_micros(left.max(0) as u64),
-                )
+                (r.get(0), failures.max(0) as u32, left(r.get(2)))
             })
             .collect())
     }
@@ -132,12 +127,11 @@ impl PgCluster {
             )
             .await
             .map_err(pg)?;
-        Ok(rows
-            .iter()
-            .map(|r| {
-                let left: i64 = r.get(1);
-                (r.get(0), Duration::from_micros(left.max(0) as u64))
-            })
-            .collect())
+        Ok(rows.iter().map(|r| (r.get(0), left(r.get(1)))).collect())
     }
+}
+
+/// A window's time left, as the database computed it in µs (none once it is over).
+fn left(us: i64) -> Duration {
+    Duration::from_micros(us.max(0) as u64)
 }
