@@ -20,10 +20,9 @@
 //! - an open inserts the chunks past the log's end (sled recovers a prefix of its writes), makes
 //!   sled durable, and starts a new lap ([`super::sled_log`]).
 
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 
+use super::block_file::{BLOCK, BlockFile};
 use super::{StoreError, codec};
 
 pub const JOURNAL_FILE: &str = "COMMITS";
@@ -40,7 +39,9 @@ const CHUNK_HEAD: usize = 12;
 
 #[derive(Debug)]
 pub(super) struct Journal {
-    file: File,
+    file: BlockFile,
+    /// What the block that holds `end` holds before it (a direct write rewrites whole blocks).
+    tail: Vec<u8>,
     lap: u64,
     /// The position sled's file was durable through when this lap started.
     base: u64,
@@ -69,10 +70,7 @@ impl Journal {
             bytes[..HEADER_LEN].copy_from_slice(&header(0, 0));
             super::files::replace_durably(dir, JOURNAL_FILE, &bytes)?;
         }
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)?;
+        let file = BlockFile::open(&path)?;
         let bytes = std::fs::read(&path)?;
         if bytes.len() as u64 != SIZE {
             return Ok(Opened::Damaged(format!(
@@ -87,6 +85,7 @@ impl Journal {
         Ok(Opened::Read(
             Journal {
                 file,
+                tail: bytes[block_start(end)..end as usize].to_vec(),
                 lap,
                 base,
                 end,
@@ -116,9 +115,16 @@ impl Journal {
         }
         let crc = record_crc(&record[..4], &record[8..]);
         record[4..8].copy_from_slice(&crc.to_le_bytes());
-        self.file.write_all_at(&record, self.end)?;
-        self.file.sync_data()?;
-        self.end += record.len() as u64;
+        self.file.write_durably(self.end, &self.tail, &record)?;
+        let end = self.end + record.len() as u64;
+        let last_block = block_start(end) as u64;
+        if last_block > self.end {
+            self.tail.clear();
+        }
+        let from = usize::try_from(last_block.saturating_sub(self.end)).unwrap_or(usize::MAX);
+        self.tail
+            .extend_from_slice(&record[from.min(record.len())..]);
+        self.end = end;
         Ok(true)
     }
 
@@ -126,11 +132,11 @@ impl Journal {
     /// written to the journal so far.
     pub(super) fn new_lap(&mut self, base: u64) -> std::io::Result<()> {
         let lap = self.lap + 1;
-        self.file.write_all_at(&header(lap, base), 0)?;
-        self.file.sync_data()?;
+        self.file.write_durably(0, &[], &header(lap, base))?;
         self.lap = lap;
         self.base = base;
         self.end = HEADER;
+        self.tail.clear();
         Ok(())
     }
 
@@ -204,6 +210,11 @@ pub(super) fn replay(
 
 const HEADER_LEN: usize = 28;
 
+/// Where the block that holds byte `at` starts.
+fn block_start(at: u64) -> usize {
+    at as usize / BLOCK * BLOCK
+}
+
 /// CRC-32 of a record's length bytes, then its lap and payload.
 fn record_crc(len: &[u8], lap_and_payload: &[u8]) -> u32 {
     let mut h = crc32fast::Hasher::new();
@@ -270,6 +281,8 @@ fn read_chunks(mut payload: &[u8]) -> Option<Chunks> {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::FileExt;
+
     use super::*;
 
     fn chunks(list: &[(u64, &[u8])]) -> Vec<(u64, sled::IVec)> {
@@ -305,6 +318,27 @@ mod tests {
     }
 
     /// A new lap hides the records of the one before, although their bytes are still there.
+    #[test]
+    fn records_across_blocks_and_reopens_read_back_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut written = Vec::new();
+        let mut position = 0;
+        // Records of varied sizes cross block boundaries; each reopen continues in the block
+        // the last one ended in.
+        for round in 0..3 {
+            let (mut j, read) = open(dir.path());
+            assert_eq!(read, written, "round {round}");
+            for i in 0..150usize {
+                position += 1;
+                let value = vec![(i % 251) as u8; 1 + (i * 37) % 700];
+                assert!(j.write(&chunks(&[(position, &value)])).unwrap());
+                written.push((position, value));
+            }
+        }
+        let (_, read) = open(dir.path());
+        assert_eq!(read, written);
+    }
+
     #[test]
     fn a_new_lap_starts_empty() {
         let dir = tempfile::tempdir().unwrap();

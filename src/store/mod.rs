@@ -11,6 +11,7 @@
 //!   sled's file or, for a group of small commits, in the commit journal that an open replays
 //!   into sled (`journal.rs`).
 
+mod block_file;
 mod chunk_shared;
 mod chunk_table;
 pub mod codec;
