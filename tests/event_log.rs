@@ -340,6 +340,50 @@ async fn an_append_fenced_by_a_lease_that_moved_is_refused_and_writes_nothing() 
     schema.drop_it().await;
 }
 
+/// A lock someone else holds on the log (an administrator's `LOCK TABLE`, a frozen server's
+/// open append) makes an append fail after the server's lock timeout instead of waiting for
+/// ever; nothing of it is written, and the next append after the lock is gone works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_behind_a_lock_held_elsewhere_fails_in_bounded_time_and_writes_nothing() {
+    let schema = Schema::new().await;
+    let log = PgEventLog::open(&pg_url(), &schema.name).await.unwrap();
+    log.append(vec![limit("d", 1)]).await.unwrap();
+    let (mut holder, connection) = tokio_postgres::connect(&pg_url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let tx = holder.transaction().await.unwrap();
+    tx.batch_execute(&format!(
+        "LOCK TABLE {}.events IN ACCESS EXCLUSIVE MODE",
+        schema.name
+    ))
+    .await
+    .unwrap();
+    let refused = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        log.append(vec![limit("d", 2)]),
+    )
+    .await
+    .expect("the append waited for the lock past the server's lock timeout");
+    let error = refused.expect_err("an append behind a held lock fails");
+    assert!(error.to_string().contains("lock timeout"), "{error}");
+    tx.rollback().await.unwrap();
+    log.append(vec![limit("d", 3)]).await.unwrap();
+    let limits: Vec<u32> = log
+        .read_range(1, u64::MAX, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| match &e.event {
+            Event::LicenseLimitChanged { license_limit, .. } => *license_limit,
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(limits, [1, 3], "the refused append wrote nothing");
+    drop(log);
+    schema.drop_it().await;
+}
+
 /// Two servers on one schema, the second not having looked since the first appended: its
 /// append lands after the first's rows and indexes them, and an event id the first recorded
 /// (a retry sent to both) is answered with the first's position, not written twice.

@@ -112,7 +112,11 @@ const UNCONFIRMED: &str = "a commit could not be confirmed durable (the database
 const PAGE: i64 = 10_000;
 
 pub(super) fn pg(e: tokio_postgres::Error) -> StoreError {
-    StoreError::Io(format!("postgres: {e}"))
+    // The error's own text is "db error" for everything the server said: say what it said.
+    match e.as_db_error() {
+        Some(db) => StoreError::Io(format!("postgres: {} ({})", db.message(), db.code().code())),
+        None => StoreError::Io(format!("postgres: {e}")),
+    }
 }
 
 /// The notification channel of a schema's appends (short: channel names stop at 63 bytes).
@@ -180,6 +184,16 @@ const KEEPALIVES_IDLE: std::time::Duration = std::time::Duration::from_secs(10);
 const KEEPALIVES_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 const KEEPALIVES_RETRIES: u32 = 4;
 const TCP_USER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// Session settings, unless the URL's `options` set them. A lock wait is bounded, so a command
+/// stuck behind a lock someone holds (an administrator's `LOCK TABLE`, a server frozen inside
+/// its append) fails UNAVAILABLE for its client to retry instead of hanging with every command
+/// of its domain queued behind it; and a session of ours left idle inside a transaction (a
+/// server stopped or frozen mid-append, its TCP still answered by its kernel) is ended by the
+/// database, releasing the append lock that every server's appends wait for.
+const SESSION_SETTINGS: [(&str, &str); 2] = [
+    ("lock_timeout", "5s"),
+    ("idle_in_transaction_session_timeout", "30s"),
+];
 
 /// The connection settings of `url`, with this server's defaults where it says nothing.
 fn config(url: &str) -> Result<tokio_postgres::Config, StoreError> {
@@ -196,7 +210,24 @@ fn config(url: &str) -> Result<tokio_postgres::Config, StoreError> {
             .keepalives_retries(KEEPALIVES_RETRIES)
             .tcp_user_timeout(TCP_USER_TIMEOUT);
     }
+    let options = with_session_settings(config.get_options().unwrap_or_default());
+    config.options(&options);
     Ok(config)
+}
+
+/// `options` (a startup `-c name=value ...` list) with each of [`SESSION_SETTINGS`] it does
+/// not set.
+fn with_session_settings(options: &str) -> String {
+    let mut out = options.trim().to_string();
+    for (name, value) in SESSION_SETTINGS {
+        if !options.contains(name) {
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            out.push_str(&format!("-c {name}={value}"));
+        }
+    }
+    out
 }
 
 /// The barrier, like every commit the servers acknowledge, is only as durable as the session's
@@ -737,5 +768,28 @@ impl EventLog for PgEventLog {
 
     fn size_on_disk(&self) -> Result<u64, StoreError> {
         Ok(self.size.load(Ordering::Relaxed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_settings_are_added_unless_the_url_sets_them() {
+        assert_eq!(
+            with_session_settings(""),
+            "-c lock_timeout=5s -c idle_in_transaction_session_timeout=30s"
+        );
+        assert_eq!(
+            with_session_settings("-c lock_timeout=1min"),
+            "-c lock_timeout=1min -c idle_in_transaction_session_timeout=30s"
+        );
+        let url = "host=127.0.0.1 user=postgres options='-c idle_in_transaction_session_timeout=0'";
+        let options = config(url).unwrap().get_options().unwrap().to_string();
+        assert_eq!(
+            options,
+            "-c idle_in_transaction_session_timeout=0 -c lock_timeout=5s"
+        );
     }
 }
