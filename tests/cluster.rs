@@ -707,3 +707,68 @@ async fn token_uses_and_failed_authentications_count_across_servers() {
     .await;
     assert_eq!(refused, Some(Code::ResourceExhausted));
 }
+
+/// A revoked token's row of shared last uses leaves the database (the table holds the live
+/// tokens' uses only), and a server that still remembers the use does not put it back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_tokens_last_use_leaves_the_shared_store() {
+    let cluster = Cluster::start().await;
+    let created = cluster
+        .c(0)
+        .create_token(req(
+            &cluster.operator,
+            pb::CreateTokenRequest {
+                principal: "short-lived".into(),
+                role: pb::Role::Auditor as i32,
+                domains: vec![],
+                expires_at: None,
+            },
+        ))
+        .await
+        .expect("create token")
+        .into_inner();
+    let (db, connection) = tokio_postgres::connect(&pg_url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let sql = format!("SELECT id FROM {}.token_uses", cluster.schema);
+    let rows = || {
+        let (db, sql) = (&db, sql.clone());
+        async move {
+            let mut ids: Vec<String> = db
+                .query(&sql, &[])
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            ids.sort();
+            ids
+        }
+    };
+    // Used on server 2: its row appears.
+    cluster
+        .c(2)
+        .list_tokens(req(&created.token, pb::ListTokensRequest {}))
+        .await
+        .expect_err("an auditor may not list tokens, but it is authenticated");
+    eventually(&rows, |ids| ids.contains(&created.id)).await;
+    cluster
+        .c(1)
+        .revoke_token(req(
+            &cluster.operator,
+            pb::RevokeTokenRequest {
+                id: created.id.clone(),
+            },
+        ))
+        .await
+        .expect("revoke");
+    // The operator's own calls keep its row; the revoked token's goes, on every server's
+    // round, and stays gone.
+    eventually(&rows, |ids| !ids.contains(&created.id)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        !rows().await.contains(&created.id),
+        "put back after its revocation"
+    );
+}

@@ -85,16 +85,28 @@ impl Auth {
             }
         }
         let mut again = SendAgain(&self.uses_unshared, false);
+        // The version first: a table read after it is at least as new, and the store prunes
+        // only when the version is still the current one.
+        let version = shared.version.load(Ordering::Acquire);
+        let ids: Vec<String> = {
+            let config = self.config.read().unwrap_or_else(|e| e.into_inner());
+            config.tokens.iter().map(|t| t.id().to_string()).collect()
+        };
         let mine: Vec<(String, i64)> = if self.uses_unshared.swap(false, Ordering::Relaxed) {
             again.1 = true;
             let last_used = self.last_used.lock().unwrap_or_else(|e| e.into_inner());
-            last_used.iter().map(|(id, t)| (id.clone(), *t)).collect()
+            // A revoked token's use is not sent back in.
+            last_used
+                .iter()
+                .filter(|(id, _)| ids.contains(id))
+                .map(|(id, t)| (id.clone(), *t))
+                .collect()
         } else {
             Vec::new()
         };
         let all = shared
             .store
-            .share_token_uses(&mine)
+            .share_token_uses(&mine, (version, &ids))
             .await
             .map_err(|e| e.to_string())?;
         again.1 = false;

@@ -16,12 +16,27 @@ const NOW_US: &str = "(extract(epoch FROM statement_timestamp()) * 1000000)::big
 
 impl PgCluster {
     /// Record this server's last uses of tokens (a later use wins) and answer every token's
-    /// last use by any server.
+    /// last use by any server. `tokens` is the token table this server holds (its version and
+    /// ids): while it is the current one, the rows of tokens no longer in it (revoked) are
+    /// deleted, so the table holds no more than the live tokens.
     pub async fn share_token_uses(
         &self,
         uses: &[(String, i64)],
+        tokens: (i64, &[String]),
     ) -> Result<Vec<(String, i64)>, StoreError> {
         let client = self.auth.get().await?;
+        let (version, ids) = tokens;
+        client
+            .execute(
+                &format!(
+                    "DELETE FROM {0}.token_uses WHERE NOT (id = ANY($1))
+                     AND (SELECT version FROM {0}.tokens WHERE id = 1) = $2",
+                    self.schema
+                ),
+                &[&ids, &version],
+            )
+            .await
+            .map_err(pg)?;
         if !uses.is_empty() {
             let ids: Vec<&str> = uses.iter().map(|(id, _)| id.as_str()).collect();
             let times: Vec<i64> = uses.iter().map(|(_, t)| *t).collect();
