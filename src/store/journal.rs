@@ -71,6 +71,7 @@ impl Journal {
             super::files::replace_durably(dir, JOURNAL_FILE, &bytes)?;
         }
         let file = BlockFile::open(&path)?;
+        tracing::debug!(direct = file.is_direct(), "commit journal opened");
         let bytes = std::fs::read(&path)?;
         if bytes.len() as u64 != SIZE {
             return Ok(Opened::Damaged(format!(
@@ -317,7 +318,6 @@ mod tests {
         );
     }
 
-    /// A new lap hides the records of the one before, although their bytes are still there.
     #[test]
     fn records_across_blocks_and_reopens_read_back_whole() {
         let dir = tempfile::tempdir().unwrap();
@@ -339,6 +339,7 @@ mod tests {
         assert_eq!(read, written);
     }
 
+    /// A new lap hides the records of the one before, although their bytes are still there.
     #[test]
     fn a_new_lap_starts_empty() {
         let dir = tempfile::tempdir().unwrap();
