@@ -340,13 +340,21 @@ async fn an_append_fenced_by_a_lease_that_moved_is_refused_and_writes_nothing() 
     schema.drop_it().await;
 }
 
-/// A lock someone else holds on the log (an administrator's `LOCK TABLE`, a frozen server's
-/// open append) makes an append fail after the server's lock timeout instead of waiting for
-/// ever; nothing of it is written, and the next append after the lock is gone works.
+/// A lock someone else holds on the log (an administrator's `LOCK TABLE`) makes an append fail
+/// after the session's lock timeout instead of waiting for ever; nothing of it is written, and
+/// the next append after the lock is gone works. The URL's own `lock_timeout` (1 s here) wins
+/// over the server's default (a minute).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_append_behind_a_lock_held_elsewhere_fails_in_bounded_time_and_writes_nothing() {
     let schema = Schema::new().await;
-    let log = PgEventLog::open(&pg_url(), &schema.name).await.unwrap();
+    let url = match pg_url() {
+        u if u.contains("://") => {
+            let sep = if u.contains('?') { '&' } else { '?' };
+            format!("{u}{sep}options=-c%20lock_timeout%3D1s")
+        }
+        u => format!("{u} options='-c lock_timeout=1s'"),
+    };
+    let log = PgEventLog::open(&url, &schema.name).await.unwrap();
     log.append(vec![limit("d", 1)]).await.unwrap();
     let (mut holder, connection) = tokio_postgres::connect(&pg_url(), tokio_postgres::NoTls)
         .await
@@ -360,11 +368,11 @@ async fn an_append_behind_a_lock_held_elsewhere_fails_in_bounded_time_and_writes
     .await
     .unwrap();
     let refused = tokio::time::timeout(
-        std::time::Duration::from_secs(60),
+        std::time::Duration::from_secs(30),
         log.append(vec![limit("d", 2)]),
     )
     .await
-    .expect("the append waited for the lock past the server's lock timeout");
+    .expect("the append waited for the lock past the URL's lock timeout");
     let error = refused.expect_err("an append behind a held lock fails");
     assert!(error.to_string().contains("lock timeout"), "{error}");
     tx.rollback().await.unwrap();

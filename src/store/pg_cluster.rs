@@ -17,7 +17,7 @@ use tokio_postgres::Client;
 use uuid::Uuid;
 
 use super::StoreError;
-use super::pg_conn::{PgConn, session};
+use super::pg_conn::{PgConn, reconnect_if_lost, session};
 use super::pg_log::{append_lock, checked_schema, pg};
 
 /// How long a lease lasts without renewal: a killed server's domains move after this.
@@ -74,10 +74,7 @@ impl PgCluster {
     /// The connection, made again first if it was lost.
     async fn client(&self) -> Result<tokio::sync::MutexGuard<'_, Client>, StoreError> {
         let mut client = self.client.lock().await;
-        if client.is_closed() {
-            *client = session(&self.url).await?;
-            tracing::warn!("reconnected the cluster's connection to PostgreSQL");
-        }
+        reconnect_if_lost(&mut *client, &self.url).await?;
         Ok(client)
     }
 

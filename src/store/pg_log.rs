@@ -112,10 +112,15 @@ const UNCONFIRMED: &str = "a commit could not be confirmed durable (the database
 const PAGE: i64 = 10_000;
 
 pub(super) fn pg(e: tokio_postgres::Error) -> StoreError {
-    // The error's own text is "db error" for everything the server said: say what it said.
+    StoreError::Io(format!("postgres: {}", pg_text(&e)))
+}
+
+/// What went wrong, in words: the error's own text is "db error" for everything the server
+/// said, so say what it said (and its SQLSTATE).
+pub(super) fn pg_text(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
-        Some(db) => StoreError::Io(format!("postgres: {} ({})", db.message(), db.code().code())),
-        None => StoreError::Io(format!("postgres: {e}")),
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => e.to_string(),
     }
 }
 
@@ -165,7 +170,7 @@ pub(super) async fn connect(url: &str) -> Result<Client, StoreError> {
     let (client, connection) = config(url)?
         .connect(NoTls)
         .await
-        .map_err(|e| StoreError::Io(format!("cannot connect to PostgreSQL ({e})")))?;
+        .map_err(|e| StoreError::Io(format!("cannot connect to PostgreSQL ({})", pg_text(&e))))?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::error!("PostgreSQL connection closed: {e}");
@@ -184,16 +189,6 @@ const KEEPALIVES_IDLE: std::time::Duration = std::time::Duration::from_secs(10);
 const KEEPALIVES_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 const KEEPALIVES_RETRIES: u32 = 4;
 const TCP_USER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
-/// Session settings, unless the URL's `options` set them. A lock wait is bounded, so a command
-/// stuck behind a lock someone holds (an administrator's `LOCK TABLE`, a server frozen inside
-/// its append) fails UNAVAILABLE for its client to retry instead of hanging with every command
-/// of its domain queued behind it; and a session of ours left idle inside a transaction (a
-/// server stopped or frozen mid-append, its TCP still answered by its kernel) is ended by the
-/// database, releasing the append lock that every server's appends wait for.
-const SESSION_SETTINGS: [(&str, &str); 2] = [
-    ("lock_timeout", "5s"),
-    ("idle_in_transaction_session_timeout", "30s"),
-];
 
 /// The connection settings of `url`, with this server's defaults where it says nothing.
 fn config(url: &str) -> Result<tokio_postgres::Config, StoreError> {
@@ -210,24 +205,35 @@ fn config(url: &str) -> Result<tokio_postgres::Config, StoreError> {
             .keepalives_retries(KEEPALIVES_RETRIES)
             .tcp_user_timeout(TCP_USER_TIMEOUT);
     }
-    let options = with_session_settings(config.get_options().unwrap_or_default());
-    config.options(&options);
     Ok(config)
 }
 
-/// `options` (a startup `-c name=value ...` list) with each of [`SESSION_SETTINGS`] it does
-/// not set.
-fn with_session_settings(options: &str) -> String {
-    let mut out = options.trim().to_string();
-    for (name, value) in SESSION_SETTINGS {
-        if !options.contains(name) {
-            if !out.is_empty() {
-                out.push(' ');
-            }
-            out.push_str(&format!("-c {name}={value}"));
-        }
-    }
-    out
+/// Session settings this server sets where nobody else did (the setting's source is still
+/// `default`: not the URL's `options`, `ALTER ROLE`/`ALTER DATABASE` or the server's
+/// configuration). A lock wait is bounded, so a command stuck behind a lock someone holds (an
+/// administrator's `LOCK TABLE`) fails UNAVAILABLE for its client to retry instead of hanging
+/// with every command of its domain queued behind it; a minute, because an import holds the
+/// append lock for its whole transaction and others wait for it meanwhile. A session of ours
+/// left idle inside a transaction (its server frozen or its host gone mid-append, which the
+/// database would notice only at its own TCP keepalive, hours by default) is ended by the
+/// database, releasing the append lock every server's appends wait for.
+const SESSION_DEFAULTS: &str =
+    "VALUES ('lock_timeout', '1min'), ('idle_in_transaction_session_timeout', '30s')";
+
+/// Apply [`SESSION_DEFAULTS`] to a new session, in one round trip.
+pub(super) async fn bound_waits(client: &Client) -> Result<(), StoreError> {
+    client
+        .query(
+            &format!(
+                "SELECT set_config(s.name, d.value, false)
+                 FROM pg_settings s JOIN ({SESSION_DEFAULTS}) AS d(name, value) USING (name)
+                 WHERE s.source = 'default'"
+            ),
+            &[],
+        )
+        .await
+        .map_err(pg)?;
+    Ok(())
 }
 
 /// The barrier, like every commit the servers acknowledge, is only as durable as the session's
@@ -768,28 +774,5 @@ impl EventLog for PgEventLog {
 
     fn size_on_disk(&self) -> Result<u64, StoreError> {
         Ok(self.size.load(Ordering::Relaxed))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn session_settings_are_added_unless_the_url_sets_them() {
-        assert_eq!(
-            with_session_settings(""),
-            "-c lock_timeout=5s -c idle_in_transaction_session_timeout=30s"
-        );
-        assert_eq!(
-            with_session_settings("-c lock_timeout=1min"),
-            "-c lock_timeout=1min -c idle_in_transaction_session_timeout=30s"
-        );
-        let url = "host=127.0.0.1 user=postgres options='-c idle_in_transaction_session_timeout=0'";
-        let options = config(url).unwrap().get_options().unwrap().to_string();
-        assert_eq!(
-            options,
-            "-c idle_in_transaction_session_timeout=0 -c lock_timeout=5s"
-        );
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tokio_postgres::NoTls;
 
-use super::{config, pg};
+use super::{config, pg, pg_text};
 use crate::store::StoreError;
 
 /// How long the listener waits before connecting again after its connection was lost.
@@ -56,7 +56,7 @@ async fn listen(
     let (client, mut connection) = config(url)?
         .connect(NoTls)
         .await
-        .map_err(|e| StoreError::Io(format!("cannot connect to PostgreSQL ({e})")))?;
+        .map_err(|e| StoreError::Io(format!("cannot connect to PostgreSQL ({})", pg_text(&e))))?;
     let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
     let listen = format!("LISTEN {channel}");
     let listening = client.batch_execute(&listen);
