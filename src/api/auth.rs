@@ -78,7 +78,8 @@ impl TokenEntry {
 
     /// The public id: a prefix of the hash (of a 256-bit random secret: it reveals nothing).
     pub fn id(&self) -> &str {
-        &self.sha256[..self.sha256.len().min(12)]
+        // By `get`: a damaged table's hash may not be ASCII, and slicing it could panic.
+        self.sha256.get(..12).unwrap_or(&self.sha256)
     }
 }
 
@@ -319,6 +320,22 @@ struct SharedTokens {
     version: std::sync::atomic::AtomicI64,
 }
 
+impl SharedTokens {
+    /// Hold `config`, the table at `version`, unless a newer one is held already (a reload and
+    /// a change, or two reloads, finish in any order). Table and version change together under
+    /// the table's lock, so a reader holding the lock sees a version and its table.
+    fn install(&self, held: &RwLock<AuthConfig>, config: AuthConfig, version: i64) -> bool {
+        let mut held = held.write().unwrap_or_else(|e| e.into_inner());
+        if version <= self.version.load(std::sync::atomic::Ordering::Acquire) {
+            return false;
+        }
+        *held = config;
+        self.version
+            .store(version, std::sync::atomic::Ordering::Release);
+        true
+    }
+}
+
 /// How often a server rereads the shared token table (a token revoked on another server stops
 /// working here within this). A token created elsewhere works at once: an unknown token
 /// rereads the table first.
@@ -425,11 +442,7 @@ impl Auth {
         }
         let config: AuthConfig =
             serde_json::from_str(&json).map_err(|e| ConfigError::Store(e.to_string()))?;
-        *self.config.write().unwrap_or_else(|e| e.into_inner()) = config;
-        shared
-            .version
-            .store(version, std::sync::atomic::Ordering::Release);
-        Ok(true)
+        Ok(shared.install(&self.config, config, version))
     }
 
     /// Who is calling, from `authorization: Bearer <token>`. A failure is logged with the
@@ -645,10 +658,7 @@ impl Auth {
                 .await
                 .map_err(failed)?
             {
-                *self.config.write().unwrap_or_else(|e| e.into_inner()) = next;
-                shared
-                    .version
-                    .store(saved, std::sync::atomic::Ordering::Release);
+                shared.install(&self.config, next, saved);
                 return Ok(());
             }
         }

@@ -390,6 +390,30 @@ impl Writer {
         }
     }
 
+    /// Hold at least `creates` spare account numbers from the shared store. A block that does
+    /// not follow the spare ones (another partition reserved in between) replaces them, so it
+    /// must cover the whole group by itself.
+    async fn reserve_numbers(
+        &mut self,
+        cluster: &super::cluster::Cluster,
+        creates: u64,
+    ) -> Result<(), StoreError> {
+        let spare = self.numbers.end - self.numbers.start;
+        if creates <= spare {
+            return Ok(());
+        }
+        let at_least = self.ctx.routes.peek_next_account();
+        let block = cluster.reserve_numbers(creates - spare, at_least).await?;
+        if block.start == self.numbers.end {
+            self.numbers.end = block.end;
+        } else if block.end - block.start >= creates {
+            self.numbers = block;
+        } else {
+            self.numbers = cluster.reserve_numbers(creates, at_least).await?;
+        }
+        Ok(())
+    }
+
     async fn run_group(
         &mut self,
         group: Vec<(Vec<Request>, BatchMode, oneshot::Sender<BatchOutcome>)>,
@@ -414,22 +438,10 @@ impl Writer {
                 .flat_map(|(requests, _, _)| requests)
                 .filter(|r| matches!(r.command, crate::domain::Command::CreateAccount { .. }))
                 .count() as u64;
-            let spare = self.numbers.end - self.numbers.start;
-            if creates > spare {
-                match cluster
-                    .reserve_numbers(creates - spare, routes.peek_next_account())
-                    .await
-                {
-                    Ok(block) if block.start == self.numbers.end => {
-                        self.numbers.end = block.end;
-                    }
-                    Ok(block) => self.numbers = block,
-                    Err(e) => {
-                        let reason = e.to_string();
-                        fail_group(group, || StoreError::Io(reason.clone()));
-                        return;
-                    }
-                }
+            if let Err(e) = self.reserve_numbers(&cluster, creates).await {
+                let reason = e.to_string();
+                fail_group(group, || StoreError::Io(reason.clone()));
+                return;
             }
         }
         let mut numbers = std::mem::replace(&mut self.numbers, 0..0);

@@ -85,12 +85,14 @@ impl Auth {
             }
         }
         let mut again = SendAgain(&self.uses_unshared, false);
-        // The version first: a table read after it is at least as new, and the store prunes
-        // only when the version is still the current one.
-        let version = shared.version.load(Ordering::Acquire);
-        let ids: Vec<String> = {
+        // The table and its version, read together (they change together under this lock):
+        // the store prunes only while that version is still the current one.
+        let (version, ids): (i64, Vec<String>) = {
             let config = self.config.read().unwrap_or_else(|e| e.into_inner());
-            config.tokens.iter().map(|t| t.id().to_string()).collect()
+            (
+                shared.version.load(Ordering::Acquire),
+                config.tokens.iter().map(|t| t.id().to_string()).collect(),
+            )
         };
         let mine: Vec<(String, i64)> = if self.uses_unshared.swap(false, Ordering::Relaxed) {
             again.1 = true;
@@ -114,6 +116,7 @@ impl Auth {
             // Uses of tokens this server knows (a revoked token's row is not taken back in).
             let config = self.config.read().unwrap_or_else(|e| e.into_inner());
             let mut last_used = self.last_used.lock().unwrap_or_else(|e| e.into_inner());
+            last_used.retain(|id, _| config.tokens.iter().any(|k| k.id() == id));
             for (id, t) in all {
                 if config.tokens.iter().any(|k| k.id() == id) {
                     let here = last_used.entry(id).or_insert(t);
