@@ -22,11 +22,11 @@ const SECRET_HEADER: &str = "x-ledger-peer";
 const MAX_MESSAGE: usize = 1 << 30;
 
 fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, String> {
-    bincode::serde::encode_to_vec(value, bincode::config::standard()).map_err(|e| e.to_string())
+    bincode::serde::encode_to_vec(value, crate::store::codec::config()).map_err(|e| e.to_string())
 }
 
 fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-    bincode::serde::decode_from_slice(bytes, bincode::config::standard())
+    bincode::serde::decode_from_slice(bytes, crate::store::codec::config())
         .map(|(v, _)| v)
         .map_err(|e| e.to_string())
 }

@@ -28,8 +28,21 @@ pub const FORMAT_CHUNK_V2: u8 = 2;
 /// ([`chunk_shared`]).
 pub const FORMAT_CHUNK_V3: u8 = 3;
 
-fn config() -> bincode::config::Configuration {
-    bincode::config::standard()
+/// Most one decode may claim. bincode allocates a length it reads before it reads the bytes,
+/// so a damaged length (a torn chunk, a hand-edited row) would otherwise ask for terabytes and
+/// abort the process; past this it is refused as damage. Above the largest value stored (a log
+/// index checkpoint, tens of MB at 10M events) and a forwarded import (hundreds of MB).
+pub(crate) const DECODE_LIMIT: usize = 1 << 32;
+
+pub(crate) type Config = bincode::config::Configuration<
+    bincode::config::LittleEndian,
+    bincode::config::Varint,
+    bincode::config::Limit<DECODE_LIMIT>,
+>;
+
+/// The one bincode configuration of everything stored or sent between servers.
+pub(crate) fn config() -> Config {
+    bincode::config::standard().with_limit::<DECODE_LIMIT>()
 }
 
 fn to_bytes<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
@@ -262,6 +275,20 @@ pub fn read_u64(bytes: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_damaged_length_is_refused_as_damage_not_allocated() {
+        for length in [1u64 << 40, u64::MAX] {
+            let mut bytes = vec![FORMAT_V1, 0xFD];
+            bytes.extend_from_slice(&length.to_le_bytes());
+            bytes.extend_from_slice(b"short");
+            let got = from_bytes::<String>(&bytes, &|| "a damaged value".into());
+            assert!(
+                matches!(got, Err(StoreError::Corrupt { ref at, .. }) if at == "a damaged value"),
+                "{got:?}"
+            );
+        }
+    }
     use crate::domain::Profile;
     use crate::store::Source;
     use uuid::Uuid;
