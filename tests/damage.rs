@@ -274,3 +274,59 @@ async fn a_data_dir_is_owner_only_and_wider_modes_are_narrowed_with_a_warning() 
     assert_eq!(mode(&ledger.join("keys.vault")), 0o600);
     assert_eq!(mode(&dir.path().join("config.json")), 0o600);
 }
+
+/// An account number far past any the server hands out (only a hand-written event can hold
+/// one) is refused by the store, naming why, before anything is written: its key's slot would
+/// sit past the end of any file. The store and the ledger go on working.
+#[tokio::test]
+async fn an_event_for_an_account_number_near_the_top_is_refused_and_writes_nothing() {
+    use account_ledger::domain::Event;
+    use account_ledger::store::{EventLog, NewEvent, Source, open_store};
+    let dir = tempfile::tempdir().unwrap();
+    let event = |event| NewEvent {
+        event_id: uuid::Uuid::new_v4(),
+        actor: "op".into(),
+        source: Source::Manual,
+        request_id: None,
+        event,
+    };
+    let created = |account| {
+        event(Event::AccountCreated {
+            account,
+            domain: "d1".into(),
+            import_id: None,
+            profile: (&support::profile("someone")).into(),
+            role: "student".into(),
+            enabled: true,
+        })
+    };
+    {
+        let store = open_store(&dir.path().join("ledger")).unwrap();
+        store
+            .log
+            .append(vec![event(Event::DomainRegistered {
+                domain: "d1".into(),
+                license_limit: 5,
+            })])
+            .await
+            .unwrap();
+        let refused = store
+            .log
+            .append(vec![created(u64::MAX - 1)])
+            .await
+            .expect_err("no key slot for that number");
+        assert!(
+            refused.to_string().contains("past the key vault's range"),
+            "{refused}"
+        );
+        assert_eq!(store.log.last_position(), 1, "nothing was written");
+        store
+            .log
+            .append(vec![created(1)])
+            .await
+            .expect("a usual number");
+    }
+    let ledger = Ledger::open(&dir.path().join("ledger")).await.unwrap();
+    assert_eq!(ledger.account(1).expect("account 1").domain, "d1");
+    ledger.close().await.unwrap();
+}

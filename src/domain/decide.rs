@@ -189,7 +189,11 @@ pub fn decide(state: &LedgerState, command: &Command) -> Result<Vec<Event>, Doma
             let Some(selection) = select(state, domain, target)? else {
                 return Ok(vec![]);
             };
-            let schedule = d.schedules.keys().next_back().map_or(1, |last| last + 1);
+            let schedule = d
+                .schedules
+                .keys()
+                .next_back()
+                .map_or(1, |last| last.saturating_add(1));
             Ok(vec![Event::ChangeScheduled {
                 domain: domain.clone(),
                 schedule,

@@ -268,7 +268,7 @@ impl LedgerState {
                             .insert(domain.to_string(), Vector::unit(*account));
                     }
                 }
-                self.next_account_id = self.next_account_id.max(account + 1);
+                self.next_account_id = self.next_account_id.max(account.saturating_add(1));
                 self.accounts.insert(*account, Arc::new(state));
                 self.recount_after(None, *account);
             }
@@ -279,7 +279,7 @@ impl LedgerState {
                 };
                 let acc = Arc::make_mut(acc);
                 let before = acc.takes_license();
-                acc.version += 1;
+                acc.version = acc.version.saturating_add(1);
                 match other {
                     Event::ProfileUpdated { profile, role, .. } => {
                         let old = std::mem::replace(&mut acc.profile, profile.clone());
@@ -400,7 +400,7 @@ impl LedgerState {
         self.by_import_id = by_import_id;
         self.by_login = by_login;
         if let Some(last) = rows.last() {
-            self.next_account_id = self.next_account_id.max(last.id + 1);
+            self.next_account_id = self.next_account_id.max(last.id.saturating_add(1));
         }
         self.accounts = accounts;
     }

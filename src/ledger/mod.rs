@@ -13,6 +13,7 @@
 //! versions, `decide`), [`partition`] (the writer), [`replay`] (log → projections),
 //! [`maintenance`] (saving views, rebuild, verify).
 
+mod account_table;
 pub mod clock;
 mod cluster;
 mod decider;

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use super::account_table::AccountTable;
 use crate::domain::{AccountId, Event, StreamId};
 use crate::projections::Projections;
 use crate::store::{EventLog, RecordedEvent, StoreError, ViewSnapshot};
@@ -13,12 +14,10 @@ pub(crate) struct Replay {
     pub(crate) parts: Vec<Projections>,
     by_domain: HashMap<String, usize>,
     /// Index in `parts` by account number.
-    accounts: Vec<u32>,
+    accounts: AccountTable,
     /// The log is applied through this position.
     pub(crate) position: u64,
 }
-
-const NONE: u32 = u32::MAX;
 
 impl Replay {
     /// Start from persisted views; catch-up then begins after their floor.
@@ -40,11 +39,7 @@ impl Replay {
     }
 
     fn route(&mut self, account: AccountId, part: usize) {
-        let at = account as usize;
-        if self.accounts.len() <= at {
-            self.accounts.resize(at + 1, NONE);
-        }
-        self.accounts[at] = part as u32;
+        self.accounts.set(account, part as u32);
     }
 
     fn part_of(&mut self, e: &RecordedEvent) -> Option<usize> {
@@ -67,10 +62,7 @@ impl Replay {
             }
             other => match other.stream() {
                 StreamId::Domain(d) => self.by_domain.get(&d).copied(),
-                StreamId::Account(a) => match self.accounts.get(a as usize) {
-                    Some(&i) if i != NONE => Some(i as usize),
-                    _ => None,
-                },
+                StreamId::Account(a) => self.accounts.get(a).map(|i| i as usize),
             },
         }
     }

@@ -10,18 +10,16 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
+use super::account_table::AccountTable;
 use super::partition::Partition;
 use crate::domain::AccountId;
-
-/// No partition (account number never used).
-const NONE: u32 = u32::MAX;
 
 pub(crate) struct Routes {
     /// Partitions by index; never removed.
     partitions: RwLock<Vec<Arc<Partition>>>,
     by_domain: RwLock<HashMap<String, u32>>,
-    /// Partition index by account number (dense: numbers are allocated in order).
-    accounts: RwLock<Vec<u32>>,
+    /// Partition index by account number.
+    accounts: RwLock<AccountTable>,
     /// The next account number to hand out (numbers start at 1).
     next_account: AtomicU64,
 }
@@ -77,14 +75,11 @@ impl Routes {
     }
 
     pub(crate) fn account(&self, account: AccountId) -> Option<Arc<Partition>> {
-        let index = *self
+        let index = self
             .accounts
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .get(usize::try_from(account).ok()?)?;
-        if index == NONE {
-            return None;
-        }
+            .get(account)?;
         self.partitions
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -98,14 +93,12 @@ impl Routes {
             return;
         };
         let mut table = self.accounts.write().unwrap_or_else(|e| e.into_inner());
-        if table.len() <= max as usize {
-            table.resize(max as usize + 1, NONE);
-        }
         for &a in accounts {
-            table[a as usize] = index;
+            table.set(a, index);
         }
         drop(table);
-        self.next_account.fetch_max(max + 1, Ordering::AcqRel);
+        self.next_account
+            .fetch_max(max.saturating_add(1), Ordering::AcqRel);
     }
 
     /// A new account number (never handed out twice).
