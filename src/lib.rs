@@ -21,3 +21,4 @@ pub mod metrics;
 pub mod projections;
 pub mod queries;
 pub mod store;
+pub mod threads;

@@ -119,10 +119,7 @@ impl Replay {
             apply(first);
             return;
         }
-        std::thread::scope(|s| {
-            s.spawn(|| apply(second));
-            apply(first);
-        });
+        crate::threads::join(|| apply(second), || apply(first));
     }
 
     /// The projections of one domain, taken out (a default one when the domain is unknown).

@@ -165,18 +165,19 @@ impl AccountIndex {
             terms.extend(keys.iter().map(|k| (*k, a.id)));
         }
         // The two halves are independent: build them on both cores.
-        let (listed, terms) = std::thread::scope(|s| {
-            let terms = s.spawn(move || {
+        let (terms, listed) = crate::threads::join(
+            move || {
                 terms.sort_unstable();
                 terms.dedup();
                 terms.shrink_to_fit();
                 terms
-            });
-            // Sorted input: each insert walks the tree's rightmost path, cache-warm.
-            listed.sort_unstable();
-            let listed: OrdSet<_> = listed.into_iter().collect();
-            (listed, terms.join().expect("sorting search terms"))
-        });
+            },
+            || {
+                // Sorted input: each insert walks the tree's rightmost path, cache-warm.
+                listed.sort_unstable();
+                listed.into_iter().collect::<OrdSet<_>>()
+            },
+        );
         index.listed = listed;
         index.terms_built = Arc::new(terms);
         index
