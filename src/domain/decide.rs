@@ -189,11 +189,14 @@ pub fn decide(state: &LedgerState, command: &Command) -> Result<Vec<Event>, Doma
             let Some(selection) = select(state, domain, target)? else {
                 return Ok(vec![]);
             };
-            let schedule = d
-                .schedules
-                .keys()
-                .next_back()
-                .map_or(1, |last| last.saturating_add(1));
+            // Checked: a saturated id would replace the schedule that holds it.
+            let schedule = match d.schedules.keys().next_back() {
+                None => 1,
+                Some(last) => last.checked_add(1).ok_or_else(|| DomainError::Invalid {
+                    field: "schedule",
+                    reason: "the domain's schedule numbers are used up".into(),
+                })?,
+            };
             Ok(vec![Event::ChangeScheduled {
                 domain: domain.clone(),
                 schedule,

@@ -31,7 +31,8 @@ pub const FORMAT_CHUNK_V3: u8 = 3;
 /// Most one decode may claim. bincode allocates a length it reads before it reads the bytes,
 /// so a damaged length (a torn chunk, a hand-edited row) would otherwise ask for terabytes and
 /// abort the process; past this it is refused as damage. Above the largest value stored (a log
-/// index checkpoint, tens of MB at 10M events) and a forwarded import (hundreds of MB).
+/// index checkpoint: tens of MB at 1M events; one past the limit is read by scanning the log
+/// instead) and a forwarded import (hundreds of MB; bincode counts about 2x that).
 pub(crate) const DECODE_LIMIT: usize = 1 << 32;
 
 pub(crate) type Config = bincode::config::Configuration<

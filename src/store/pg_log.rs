@@ -571,6 +571,13 @@ fn spawn_shredder(url: String, schema: String, shred: Arc<std::sync::atomic::Ato
             }
             if client.is_none() {
                 client = connect(&url).await.ok();
+                if let Some(c) = &client {
+                    // Its exclusive lock, queued behind an import's transaction, would hold
+                    // every key lookup and insert behind it: give up soon and retry later.
+                    if c.batch_execute("SET lock_timeout = '5s'").await.is_err() {
+                        client = None;
+                    }
+                }
             }
             let done = match &client {
                 Some(c) => c

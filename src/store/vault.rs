@@ -269,8 +269,14 @@ impl Vault {
         }
         new.sort_unstable();
         new.dedup();
-        if let Some(&last) = new.last() {
-            slot_offset(last)?;
+        if let (Some(&last), Some(_)) = (new.last(), &self.file) {
+            let slots = self.len_on_disk().saturating_sub(HEADER_LEN as u64) / SLOT_LEN as u64;
+            if last > slots.saturating_add(MAX_SLOTS_AHEAD) {
+                return Err(StoreError::Io(format!(
+                    "account number {last} is past the key vault's range (at most \
+                     {MAX_SLOTS_AHEAD} past its last slot, {slots}): no key is kept for it"
+                )));
+            }
         }
         let mut keys = self.write_keys();
         let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
@@ -289,7 +295,7 @@ impl Vault {
                 made.push((account, key));
             }
             if let Some(file) = &self.file {
-                file.write_all_at(&bytes, slot_offset(new[run_start])?)?;
+                file.write_all_at(&bytes, slot_offset(new[run_start]))?;
             }
             run_start = run_end;
         }
@@ -323,7 +329,7 @@ impl Vault {
         }
         if let Some(file) = &self.file {
             for a in &present {
-                file.write_all_at(&[0u8; SLOT_LEN], slot_offset(*a)?)?;
+                file.write_all_at(&[0u8; SLOT_LEN], slot_offset(*a))?;
             }
             file.sync_data()?;
         }
@@ -540,18 +546,14 @@ fn open_short(
     Some(())
 }
 
-/// Past this an account's slot would sit terabytes into the file (account numbers are handed
-/// out from 1 in order: only a damaged or hand-written event holds one).
-const MAX_KEYED_ACCOUNT: AccountId = 1 << 36;
+/// How far past the file's last slot a new key may go. Account numbers are handed out from 1
+/// in order (a whole import's at once), so only a damaged or hand-written number lands further:
+/// its slot would make a sparse file of terabytes that the next open reads whole.
+const MAX_SLOTS_AHEAD: u64 = 1 << 24;
 
-/// Where an account's slot is in the file; an error for a number past [`MAX_KEYED_ACCOUNT`].
-fn slot_offset(account: AccountId) -> Result<u64, StoreError> {
-    if account > MAX_KEYED_ACCOUNT {
-        return Err(StoreError::Io(format!(
-            "account number {account} is past the key vault's range (2^36): no key is kept for it"
-        )));
-    }
-    Ok(HEADER_LEN as u64 + account * SLOT_LEN as u64)
+/// Where an account's slot is in the file.
+fn slot_offset(account: AccountId) -> u64 {
+    HEADER_LEN as u64 + account * SLOT_LEN as u64
 }
 
 fn header() -> [u8; HEADER_LEN] {
