@@ -59,6 +59,23 @@ impl Cluster {
 
     /// Register `domain` through server `via` (which then decides it) and make an admin token
     /// for it through another server.
+    /// A new auditor token, made through server 0.
+    async fn auditor_token(&self, principal: &str) -> pb::CreateTokenResponse {
+        self.c(0)
+            .create_token(req(
+                &self.operator,
+                pb::CreateTokenRequest {
+                    principal: principal.into(),
+                    role: pb::Role::Auditor as i32,
+                    domains: vec![],
+                    expires_at: None,
+                },
+            ))
+            .await
+            .expect("create token")
+            .into_inner()
+    }
+
     async fn domain(&self, via: usize, domain: &str, limit: u64) -> String {
         self.c(via)
             .register_domain(req(
@@ -641,20 +658,7 @@ async fn a_server_whose_lease_was_taken_over_reads_what_the_new_owner_wrote() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_uses_and_failed_authentications_count_across_servers() {
     let cluster = Cluster::start().await;
-    let created = cluster
-        .c(0)
-        .create_token(req(
-            &cluster.operator,
-            pb::CreateTokenRequest {
-                principal: "auditor-on-2".into(),
-                role: pb::Role::Auditor as i32,
-                domains: vec![],
-                expires_at: None,
-            },
-        ))
-        .await
-        .expect("create token")
-        .into_inner();
+    let created = cluster.auditor_token("auditor-on-2").await;
     let last_used_on_0 = || {
         let mut c = cluster.c(0);
         let (operator, id) = (cluster.operator.clone(), created.id.clone());
@@ -713,20 +717,7 @@ async fn token_uses_and_failed_authentications_count_across_servers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_tokens_last_use_leaves_the_shared_store() {
     let cluster = Cluster::start().await;
-    let created = cluster
-        .c(0)
-        .create_token(req(
-            &cluster.operator,
-            pb::CreateTokenRequest {
-                principal: "short-lived".into(),
-                role: pb::Role::Auditor as i32,
-                domains: vec![],
-                expires_at: None,
-            },
-        ))
-        .await
-        .expect("create token")
-        .into_inner();
+    let created = cluster.auditor_token("short-lived").await;
     let (db, connection) = tokio_postgres::connect(&pg_url(), tokio_postgres::NoTls)
         .await
         .unwrap();
