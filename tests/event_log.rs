@@ -347,13 +347,7 @@ async fn an_append_fenced_by_a_lease_that_moved_is_refused_and_writes_nothing() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_append_behind_a_lock_held_elsewhere_fails_in_bounded_time_and_writes_nothing() {
     let schema = Schema::new().await;
-    let url = match pg_url() {
-        u if u.contains("://") => {
-            let sep = if u.contains('?') { '&' } else { '?' };
-            format!("{u}{sep}options=-c%20lock_timeout%3D1s")
-        }
-        u => format!("{u} options='-c lock_timeout=1s'"),
-    };
+    let url = with_lock_timeout_1s(&pg_url());
     let log = PgEventLog::open(&url, &schema.name).await.unwrap();
     log.append(vec![limit("d", 1)]).await.unwrap();
     let (mut holder, connection) = tokio_postgres::connect(&pg_url(), tokio_postgres::NoTls)
@@ -389,6 +383,50 @@ async fn an_append_behind_a_lock_held_elsewhere_fails_in_bounded_time_and_writes
         .collect();
     assert_eq!(limits, [1, 3], "the refused append wrote nothing");
     drop(log);
+    schema.drop_it().await;
+}
+
+/// The test database's URL with the session's `lock_timeout` set to 1 s by the URL itself.
+fn with_lock_timeout_1s(url: &str) -> String {
+    if url.contains("://") {
+        let sep = if url.contains('?') { '&' } else { '?' };
+        format!("{url}{sep}options=-c%20lock_timeout%3D1s")
+    } else {
+        format!("{url} options='-c lock_timeout=1s'")
+    }
+}
+
+/// A server that opens while another holds the append lock (an import longer than the
+/// session's lock timeout) opens: a schema already migrated is not locked to be checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_opens_while_another_holds_the_append_lock() {
+    let schema = Schema::new().await;
+    let url = with_lock_timeout_1s(&pg_url());
+    let first = PgEventLog::open(&url, &schema.name).await.unwrap();
+    first.append(vec![limit("d", 1)]).await.unwrap();
+    let (holder, connection) = tokio_postgres::connect(&pg_url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let key = account_ledger::store::pg_log::append_lock(&schema.name);
+    holder
+        .execute("SELECT pg_advisory_lock($1)", &[&key])
+        .await
+        .unwrap();
+    let second = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        PgEventLog::open(&url, &schema.name),
+    )
+    .await
+    .expect("the open waited for the append lock")
+    .expect("a server opens while the append lock is held elsewhere");
+    assert_eq!(second.last_position(), 1);
+    holder
+        .execute("SELECT pg_advisory_unlock($1)", &[&key])
+        .await
+        .unwrap();
+    second.append(vec![limit("d", 2)]).await.unwrap();
+    drop((first, second));
     schema.drop_it().await;
 }
 

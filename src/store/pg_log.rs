@@ -51,7 +51,8 @@ use crate::domain::StreamId;
 
 /// The advisory lock appends (and migrations) of one schema serialize on: "AL" and a CRC-32 of
 /// the schema name, so deployments in other schemas of the same database do not wait for it.
-pub(super) fn append_lock(schema: &str) -> i64 {
+/// Public so that an operator (or a test) can find its holder in `pg_locks`.
+pub fn append_lock(schema: &str) -> i64 {
     (0x414C_i64 << 32) | i64::from(crc32fast::hash(schema.as_bytes()))
 }
 
@@ -595,7 +596,46 @@ fn spawn_shredder(url: String, schema: String, shred: Arc<std::sync::atomic::Ato
     });
 }
 
+/// The last migration `schema` records, read without any lock; 0 when it has none yet.
+async fn applied_migrations(client: &Client, schema: &str) -> Result<i32, StoreError> {
+    let table = format!("{schema}.ledger_migrations");
+    let row = client
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])
+        .await
+        .map_err(pg)?;
+    if !row.get::<_, bool>(0) {
+        return Ok(0);
+    }
+    let row = client
+        .query_one(
+            &format!("SELECT coalesce(max(version), 0) FROM {table}"),
+            &[],
+        )
+        .await
+        .map_err(pg)?;
+    Ok(row.get(0))
+}
+
+fn refuse_newer(schema: &str, applied: i32) -> Result<(), StoreError> {
+    let known = MIGRATIONS.len() as i32;
+    if applied > known {
+        return Err(StoreError::Io(format!(
+            "the database schema {schema} is at version {applied}, newer than this binary knows \
+             ({known}): run a newer account-ledger"
+        )));
+    }
+    Ok(())
+}
+
 async fn migrate(client: &mut Client, schema: &str) -> Result<(), StoreError> {
+    // A schema already at this binary's version needs no lock: the migration's lock is the
+    // append lock, which an import on another server may hold for longer than the session's
+    // lock timeout, and a server opening then must not fail for it.
+    let applied = applied_migrations(client, schema).await?;
+    refuse_newer(schema, applied)?;
+    if applied == MIGRATIONS.len() as i32 {
+        return Ok(());
+    }
     let tx = client.transaction().await.map_err(pg)?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&append_lock(schema)])
         .await
@@ -617,13 +657,7 @@ async fn migrate(client: &mut Client, schema: &str) -> Result<(), StoreError> {
         .await
         .map_err(pg)?;
     let applied: i32 = row.get(0);
-    let known = MIGRATIONS.len() as i32;
-    if applied > known {
-        return Err(StoreError::Io(format!(
-            "the database schema {schema} is at version {applied}, newer than this binary knows \
-             ({known}): run a newer account-ledger"
-        )));
-    }
+    refuse_newer(schema, applied)?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied as usize) {
         tx.batch_execute(&format!("SET LOCAL search_path TO {schema}; {sql}"))
             .await
