@@ -378,15 +378,9 @@ impl LedgerState {
         let (by_import_id, by_login, accounts) = if rows.len() < 4096 {
             (import_ids(), logins(), accounts())
         } else {
-            std::thread::scope(|s| {
-                let by_import_id = s.spawn(import_ids);
-                let by_login = s.spawn(logins);
-                let accounts = accounts();
-                let join = |h: std::thread::ScopedJoinHandle<'_, KeyIndex>| {
-                    h.join().expect("building a key index")
-                };
-                (join(by_import_id), join(by_login), accounts)
-            })
+            let (by_import_id, (by_login, accounts)) =
+                crate::threads::join(import_ids, || crate::threads::join(logins, accounts));
+            (by_import_id, by_login, accounts)
         };
         for acc in rows {
             match self.domain_accounts.get_mut(acc.domain.as_str()) {

@@ -13,18 +13,33 @@ pub fn map<T: Sync, R: Send>(
         return items.iter().map(f).collect();
     }
     let per = items.len().div_ceil(threads);
+    let mut chunks = items.chunks(per);
+    let here = chunks.next().unwrap_or_default();
+    let f = &f;
     std::thread::scope(|scope| {
-        let handles: Vec<_> = items
-            .chunks(per)
+        // A chunk whose thread the OS refuses (a thread limit, memory) runs here instead:
+        // `scope.spawn` would panic, and the callers are a partition writer or the open.
+        let others: Vec<_> = chunks
             .map(|chunk| {
-                let f = &f;
-                scope.spawn(move || chunk.iter().map(f).collect::<Vec<R>>())
+                std::thread::Builder::new()
+                    .spawn_scoped(scope, move || chunk.iter().map(f).collect::<Vec<R>>())
+                    .map_err(|e| {
+                        tracing::warn!("no thread for parallel work ({e}): running it here");
+                        chunk
+                    })
             })
             .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("a worker thread panicked"))
-            .collect()
+        let mut out: Vec<R> = here.iter().map(f).collect();
+        for other in others {
+            match other {
+                Ok(handle) => match handle.join() {
+                    Ok(part) => out.extend(part),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                },
+                Err(chunk) => out.extend(chunk.iter().map(f)),
+            }
+        }
+        out
     })
 }
 
