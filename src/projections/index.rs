@@ -5,8 +5,9 @@
 //!   creation order (the order of every list). Counts per (status, role) give totals.
 //! - `terms`: (first 8 bytes of a search token, account). A search word is the range of its
 //!   prefix; candidates are then checked against the profile with [`matches_search`], the one
-//!   definition of what a search finds. Held as a sorted vector built in one pass (16 bytes an
-//!   entry; a persistent set took 40) plus a persistent set of the terms added since. A changed
+//!   definition of what a search finds. Held as sorted vectors built in one pass, one per core
+//!   that built them (16 bytes an entry; a persistent set took 40), plus a persistent set of
+//!   the terms added since. A changed
 //!   name leaves its old term behind: candidates are checked anyway, and the writer rebuilds
 //!   the vector once the added terms reach a quarter of it ([`AccountIndex::wants_rebuild`]).
 //!
@@ -33,7 +34,8 @@ pub struct AccountIndex {
     counts: HashMap<(u8, u32), u64>,
     /// Role names (lowercase) by role number; roles are few per domain.
     roles: Vec<Arc<str>>,
-    terms_built: Arc<Vec<(u64, AccountId)>>,
+    /// Sorted runs, one per part of the rows built on its own core ([`AccountIndex::build`]).
+    terms_built: Arc<Vec<Vec<(u64, AccountId)>>>,
     terms_added: OrdSet<(u64, AccountId)>,
 }
 
@@ -41,7 +43,7 @@ impl fmt::Debug for AccountIndex {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AccountIndex")
             .field("listed", &self.listed.len())
-            .field("terms_built", &self.terms_built.len())
+            .field("terms_built", &self.terms_built_len())
             .field("terms_added", &self.terms_added.len())
             .field("roles", &self.roles)
             .finish()
@@ -142,20 +144,30 @@ fn prefix_range(word: &str) -> RangeInclusive<u64> {
     low..=high
 }
 
-impl AccountIndex {
-    /// The index of a set of account rows (start-up, after a rebuild, after an import).
-    pub fn build<'a>(accounts: impl Iterator<Item = &'a AccountState>) -> AccountIndex {
-        let mut index = AccountIndex::default();
-        let mut listed = Vec::new();
+/// Domains with at least this many rows are indexed on both cores.
+const PARALLEL_BUILD_ROWS: usize = 65_536;
+
+/// The index entries of some rows, roles numbered in the order met.
+#[derive(Default)]
+struct Entries {
+    roles: Vec<Arc<str>>,
+    /// (status, role, account), unsorted.
+    listed: Vec<(u8, u32, AccountId)>,
+    /// Sorted.
+    terms: Vec<(u64, AccountId)>,
+}
+
+impl Entries {
+    fn of(rows: &[&AccountState]) -> Entries {
+        let mut numbering = AccountIndex::default();
+        let mut listed = Vec::with_capacity(rows.len());
         let mut terms = Vec::new();
         let mut keys = Vec::new();
-        for a in accounts {
+        for a in rows {
             let Some(status) = status_code(a.status()) else {
                 continue;
             };
-            let role = index.role_number(&a.role);
-            listed.push((status, role, a.id));
-            *index.counts.entry((status, role)).or_default() += 1;
+            listed.push((status, numbering.role_number(&a.role), a.id));
             // Deduplicated per account first (a login and an email often share 8 bytes):
             // the vector to sort stays a fifth smaller.
             keys.clear();
@@ -164,28 +176,76 @@ impl AccountIndex {
             keys.dedup();
             terms.extend(keys.iter().map(|k| (*k, a.id)));
         }
-        // The two halves are independent: build them on both cores.
-        let (terms, listed) = crate::threads::join(
-            move || {
-                terms.sort_unstable();
-                terms.dedup();
-                terms.shrink_to_fit();
-                terms
-            },
-            || {
-                // Sorted input: each insert walks the tree's rightmost path, cache-warm.
-                listed.sort_unstable();
-                listed.into_iter().collect::<OrdSet<_>>()
-            },
+        terms.sort_unstable();
+        terms.shrink_to_fit();
+        Entries {
+            roles: numbering.roles,
+            listed,
+            terms,
+        }
+    }
+}
+
+/// Two ascending sequences as one ascending sequence.
+fn merge_ascending<T: Ord>(
+    a: impl Iterator<Item = T>,
+    b: impl Iterator<Item = T>,
+) -> impl Iterator<Item = T> {
+    let (mut a, mut b) = (a.peekable(), b.peekable());
+    std::iter::from_fn(move || match (a.peek(), b.peek()) {
+        (Some(x), Some(y)) if y < x => b.next(),
+        (Some(_), _) => a.next(),
+        (None, _) => b.next(),
+    })
+}
+
+impl AccountIndex {
+    /// The index of a set of account rows (start-up, after a rebuild, after an import). A
+    /// large set is indexed on both cores, each half of the rows on its own.
+    pub fn build<'a>(accounts: impl Iterator<Item = &'a AccountState>) -> AccountIndex {
+        let rows: Vec<&AccountState> = accounts.collect();
+        AccountIndex::build_in_halves(&rows, rows.len() >= PARALLEL_BUILD_ROWS)
+    }
+
+    fn build_in_halves(rows: &[&AccountState], split: bool) -> AccountIndex {
+        let (first, second) = if split {
+            let (first, second) = rows.split_at(rows.len() / 2);
+            crate::threads::join(|| Entries::of(first), || Entries::of(second))
+        } else {
+            (Entries::of(rows), Entries::default())
+        };
+        let mut index = AccountIndex {
+            roles: first.roles,
+            ..AccountIndex::default()
+        };
+        // The second half numbered its roles on its own: renumber them as the first did.
+        let renumbered: Vec<u32> = second.roles.iter().map(|r| index.role_number(r)).collect();
+        let (mut listed, mut other) = (first.listed, second.listed);
+        for entry in &mut other {
+            entry.1 = renumbered[entry.1 as usize];
+        }
+        crate::threads::join(|| listed.sort_unstable(), || other.sort_unstable());
+        let counts = &mut index.counts;
+        // Sorted input: each insert walks the tree's rightmost path, cache-warm.
+        index.listed = merge_ascending(listed.into_iter(), other.into_iter())
+            .inspect(|(status, role, _)| *counts.entry((*status, *role)).or_default() += 1)
+            .collect();
+        index.terms_built = Arc::new(
+            [first.terms, second.terms]
+                .into_iter()
+                .filter(|run| !run.is_empty())
+                .collect(),
         );
-        index.listed = listed;
-        index.terms_built = Arc::new(terms);
         index
+    }
+
+    fn terms_built_len(&self) -> usize {
+        self.terms_built.iter().map(Vec::len).sum()
     }
 
     /// Whether enough terms were added since the last build that a new build pays off.
     pub fn wants_rebuild(&self) -> bool {
-        self.terms_added.len() > self.terms_built.len() / 4 + 65_536
+        self.terms_added.len() > self.terms_built_len() / 4 + 65_536
     }
 
     /// Replace what the index holds for one account: `old` its row before, `new` after. A
@@ -226,7 +286,11 @@ impl AccountIndex {
         }
         for t in token_fields(a) {
             let term = (token_key(t), a.id);
-            if self.terms_built.binary_search(&term).is_err() {
+            if self
+                .terms_built
+                .iter()
+                .all(|run| run.binary_search(&term).is_err())
+            {
                 self.terms_added.insert(term);
             }
         }
@@ -326,11 +390,14 @@ impl AccountIndex {
     pub fn search_candidates(&self, word: &str) -> Vec<AccountId> {
         let range = prefix_range(word);
         let (low, high) = ((*range.start(), 0), (*range.end(), AccountId::MAX));
-        let built = &self.terms_built;
-        let from = built.partition_point(|t| *t < low);
-        let to = built.partition_point(|t| *t <= high);
-        let mut ids: Vec<AccountId> = built[from..to]
+        let mut ids: Vec<AccountId> = self
+            .terms_built
             .iter()
+            .flat_map(|run| {
+                let from = run.partition_point(|t| *t < low);
+                let to = run.partition_point(|t| *t <= high);
+                &run[from..to]
+            })
             .chain(self.terms_added.range(low..=high))
             .map(|k| k.1)
             .collect();
@@ -404,6 +471,60 @@ mod tests {
         let eleve = index.role_number("Élève");
         assert_eq!(index.find_role("ÉLÈVE"), Some(eleve));
         assert_eq!(index.find_role("students"), None);
+    }
+
+    #[test]
+    fn an_index_built_in_halves_answers_as_one_built_whole() {
+        // Roles met in another order in each half, some accounts not enabled or deleted.
+        let roles = ["student", "Teacher", "admin", "STUDENT", "parent"];
+        let rows: Vec<AccountState> = (1..=400u64)
+            .map(|id| {
+                let role = roles[((id * 7 + u64::from(id > 200) * 3) % 5) as usize];
+                let mut a = account(
+                    id,
+                    &format!("u{:03}", id * 13 % 400),
+                    &format!("F{}", id % 9),
+                    role,
+                );
+                a.enabled = id % 3 != 0;
+                a.active = id % 11 != 0;
+                a.deleted = id % 17 == 0;
+                a
+            })
+            .collect();
+        let refs: Vec<&AccountState> = rows.iter().collect();
+        let whole = AccountIndex::build_in_halves(&refs, false);
+        let halves = AccountIndex::build_in_halves(&refs, true);
+        assert_eq!(halves.terms_built.len(), 2, "built in two runs");
+        for statuses in [
+            &LISTED_STATUSES[..1],
+            &LISTED_STATUSES[1..],
+            &LISTED_STATUSES[..],
+        ] {
+            for role in [
+                None,
+                Some("student"),
+                Some("TEACHER"),
+                Some("parent"),
+                Some("none"),
+            ] {
+                for after in [0, 150, 250] {
+                    let a: Vec<_> = whole.listed_after(statuses, role, after).collect();
+                    let b: Vec<_> = halves.listed_after(statuses, role, after).collect();
+                    assert_eq!(a, b, "{statuses:?} {role:?} after {after}");
+                }
+                assert_eq!(whole.count(statuses, role), halves.count(statuses, role));
+            }
+        }
+        assert!(whole.count(&LISTED_STATUSES, None) > 0);
+        for word in ["u1", "u39", "f3", "s1", "smith", "u012@", "zz"] {
+            assert_eq!(
+                whole.search_candidates(word),
+                halves.search_candidates(word),
+                "{word}"
+            );
+        }
+        assert!(!halves.search_candidates("u1").is_empty());
     }
 
     #[test]
