@@ -120,6 +120,46 @@ async fn a_license_limit_above_u32_is_refused_not_truncated() {
 }
 
 #[tokio::test]
+async fn a_list_search_or_role_longer_than_256_bytes_is_refused_naming_it() {
+    let (server, mut c) = start_with_domains(&[("d1", 10)]).await;
+    let long = "a ".repeat(129);
+    let searched = c
+        .list_accounts(req(
+            AUDITOR,
+            pb::ListAccountsRequest {
+                search: Some(long.clone()),
+                ..list_request("d1")
+            },
+        ))
+        .await;
+    assert_status(searched, Code::InvalidArgument, &["search", "258 bytes"]);
+    let by_role = c
+        .list_accounts(req(
+            AUDITOR,
+            pb::ListAccountsRequest {
+                role: Some(long),
+                ..list_request("d1")
+            },
+        ))
+        .await;
+    assert_status(by_role, Code::InvalidArgument, &["role"]);
+    // 256 bytes is taken (and finds nothing here).
+    let page = c
+        .list_accounts(req(
+            AUDITOR,
+            pb::ListAccountsRequest {
+                search: Some("a".repeat(256)),
+                ..list_request("d1")
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(page.total, 0);
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_huge_or_control_character_token_principal_is_refused() {
     let (server, mut c) = start_with_domains(&[("d1", 10)]).await;
     let size_before = std::fs::metadata(&server.config_path).unwrap().len();

@@ -270,7 +270,7 @@ async fn bad_schedule_requests_name_their_field(backend: Backend) {
                 ..base()
             },
             Code::InvalidArgument,
-            "enable_at",
+            "until",
         ),
         (
             pb::ScheduleChangeRequest {

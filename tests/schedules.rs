@@ -320,7 +320,7 @@ async fn schedules_are_refused_for_bad_selections_and_instants() {
         until_us: Some(T0 + HOUR),
     };
     let err = schedule(&ledger, Target::Everyone, lock).await.unwrap_err();
-    assert!(err.to_string().contains("enable_at"), "{err}");
+    assert!(err.to_string().contains("until"), "{err}");
     let later = Change::Enable { at_us: T0 + HOUR };
     let err = schedule(&ledger, Target::Accounts(vec![elsewhere]), later)
         .await
@@ -329,6 +329,24 @@ async fn schedules_are_refused_for_bad_selections_and_instants() {
         err,
         LedgerError::Domain(DomainError::UnknownAccount { .. })
     ));
+    // Deleted in its own domain: still only unknown here (not "deleted", which would tell
+    // this domain's admin something of another district).
+    for command in [
+        Command::Deactivate { account: elsewhere },
+        Command::Delete { account: elsewhere },
+    ] {
+        ledger
+            .execute(Request::manual("admin", command))
+            .await
+            .unwrap();
+    }
+    let err = schedule(&ledger, Target::Accounts(vec![elsewhere]), later)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, LedgerError::Domain(DomainError::UnknownAccount { .. })),
+        "{err}"
+    );
     let err = schedule(
         &ledger,
         Target::ImportIds {

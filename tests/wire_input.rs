@@ -140,6 +140,27 @@ async fn an_undecodable_request_is_invalid_argument_for_every_method() {
     server.stop().await;
 }
 
+/// The Peer service (served when servers share a PostgreSQL store) refuses a caller without
+/// the store's secret before it reads the body: an undecodable body is UNAUTHENTICATED, not
+/// INVALID_ARGUMENT, so a stranger cannot make the server take in a large message.
+#[tokio::test]
+async fn a_peer_call_without_the_secret_is_refused_before_its_body_is_read() {
+    let (server, _c) = start_with_domains(&[("d1", 10)]).await;
+    let code = call(
+        server.addr,
+        "/account_ledger.v1.Peer/Execute",
+        false,
+        vec![0x0A, 0x10, 0x01],
+    )
+    .await;
+    let expected = match Backend::from_env() {
+        Backend::Postgres => Code::Unauthenticated,
+        Backend::Sled => Code::Unimplemented, // one server: no Peer service at all
+    };
+    assert_eq!(code, expected);
+    server.stop().await;
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 

@@ -178,6 +178,21 @@ pub fn request_id(id: Option<String>) -> Result<Option<String>, Status> {
     }
 }
 
+/// Longest search or role filter a list takes: a search word is a prefix of a profile field
+/// (at most 256 bytes), so a longer one finds nothing, and checking it costs every candidate.
+pub const MAX_FILTER_BYTES: usize = 256;
+
+/// An optional list filter: absent when empty, refused when longer than [`MAX_FILTER_BYTES`].
+pub fn list_filter(field: &str, value: Option<String>) -> Result<Option<String>, Status> {
+    match value {
+        Some(v) if v.len() > MAX_FILTER_BYTES => Err(invalid(
+            field,
+            format!("{} bytes, more than {MAX_FILTER_BYTES}", v.len()),
+        )),
+        v => Ok(v.filter(|s| !s.is_empty())),
+    }
+}
+
 /// A required non-blank text field.
 pub fn required(field: &str, value: String) -> Result<String, Status> {
     if value.trim().is_empty() {

@@ -10,7 +10,8 @@ use tonic::{Request, Response, Status};
 use super::auth::{Op, Role};
 use super::confirm::Action;
 use super::convert::{
-    self, event_to_wire, optional_as_of, page_token, page_token_after, required, timestamp_to_us,
+    self, event_to_wire, list_filter, optional_as_of, page_token, page_token_after, required,
+    timestamp_to_us,
 };
 use super::pb;
 use super::server::LedgerService;
@@ -359,8 +360,8 @@ impl pb::account_ledger_server::AccountLedger for LedgerService {
         let filter = AccountFilter {
             include_disabled: req.include_disabled,
             include_deactivated: req.include_deactivated,
-            search: req.search.filter(|s| !s.is_empty()),
-            role: req.role.filter(|s| !s.is_empty()),
+            search: list_filter("search", req.search)?,
+            role: list_filter("role", req.role)?,
         };
         let start = PageStart {
             after: page_token_after(&req.page_token)?,

@@ -33,26 +33,17 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
 
 pub struct PeerService {
     ledger: Ledger,
+}
+
+/// The shared-secret check, run on a call's metadata before its body is read: a caller
+/// without the secret must not make the server take in a message of up to [`MAX_MESSAGE`].
+#[derive(Clone)]
+pub struct PeerSecretCheck {
     secret: String,
 }
 
-impl PeerService {
-    pub fn server(ledger: Ledger, secret: &[u8]) -> pb::peer_server::PeerServer<PeerService> {
-        pb::peer_server::PeerServer::new(PeerService {
-            ledger,
-            secret: hex::encode(secret),
-        })
-        .max_decoding_message_size(MAX_MESSAGE)
-        .max_encoding_message_size(MAX_MESSAGE)
-    }
-}
-
-#[tonic::async_trait]
-impl pb::peer_server::Peer for PeerService {
-    async fn execute(
-        &self,
-        request: Request<pb::PeerBatch>,
-    ) -> Result<Response<pb::PeerOutcome>, Status> {
+impl tonic::service::Interceptor for PeerSecretCheck {
+    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
         let given = request
             .metadata()
             .get(SECRET_HEADER)
@@ -63,6 +54,36 @@ impl pb::peer_server::Peer for PeerService {
                 "Peer is for servers of the same store only",
             ));
         }
+        Ok(request)
+    }
+}
+
+pub type PeerServer = tonic::service::interceptor::InterceptedService<
+    pb::peer_server::PeerServer<PeerService>,
+    PeerSecretCheck,
+>;
+
+impl PeerService {
+    pub fn server(ledger: Ledger, secret: &[u8]) -> PeerServer {
+        let server = pb::peer_server::PeerServer::new(PeerService { ledger })
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE);
+        tonic::service::interceptor::InterceptedService::new(
+            server,
+            PeerSecretCheck {
+                secret: hex::encode(secret),
+            },
+        )
+    }
+}
+
+#[tonic::async_trait]
+impl pb::peer_server::Peer for PeerService {
+    /// Reached only with the shared secret ([`PeerSecretCheck`]).
+    async fn execute(
+        &self,
+        request: Request<pb::PeerBatch>,
+    ) -> Result<Response<pb::PeerOutcome>, Status> {
         let (requests, mode): (Vec<LedgerRequest>, BatchMode) = decode(&request.into_inner().batch)
             .map_err(|e| Status::invalid_argument(format!("invalid batch: {e}")))?;
         // The ledger's own refusal travels as it is, so the first server answers exactly it.

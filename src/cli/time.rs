@@ -70,9 +70,13 @@ pub fn parse_instant(s: &str) -> Result<i64, String> {
     }
     let offset_secs = match rest {
         "Z" | "z" => 0,
-        o if o.len() == 6 && (o.starts_with('+') || o.starts_with('-')) && &o[3..4] == ":" => {
-            let oh: i64 = o[1..3].parse().map_err(|_| bad())?;
-            let om: i64 = o[4..6].parse().map_err(|_| bad())?;
+        o if o.len() == 6
+            && (o.starts_with('+') || o.starts_with('-'))
+            && o.as_bytes()[3] == b':' =>
+        {
+            // `get`: a non-ASCII character would put a byte range inside it.
+            let part = |r: std::ops::Range<usize>| o.get(r).and_then(|t| t.parse::<i64>().ok());
+            let (oh, om) = (part(1..3).ok_or_else(bad)?, part(4..6).ok_or_else(bad)?);
             let v = oh * 3600 + om * 60;
             if o.starts_with('-') { -v } else { v }
         }
@@ -132,5 +136,8 @@ mod tests {
         assert_eq!(parse_instant("60").unwrap(), 60_000_000);
         assert!(parse_instant("yesterday").is_err());
         assert!(parse_instant("2025-13-01T00:00:00Z").is_err());
+        // Offsets with a character of two bytes in them: refused, not a panic.
+        assert!(parse_instant("2025-01-31T12:00:00+0é:0").is_err());
+        assert!(parse_instant("2025-01-31T12:00:00+é:00").is_err());
     }
 }

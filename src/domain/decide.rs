@@ -182,7 +182,7 @@ pub fn decide(state: &LedgerState, command: &Command) -> Result<Vec<Event>, Doma
                 && until <= at_us
             {
                 return Err(DomainError::Invalid {
-                    field: "enable_at",
+                    field: "until",
                     reason: "must be after the disable instant".into(),
                 });
             }
@@ -232,7 +232,7 @@ pub fn decide(state: &LedgerState, command: &Command) -> Result<Vec<Event>, Doma
             let d = domain_of(state, domain)?;
             if !(0..=MAX_DELETION_GRACE_US).contains(grace_us) {
                 return Err(DomainError::Invalid {
-                    field: "grace",
+                    field: "grace_seconds",
                     reason: "must be between 0 and 365 days".into(),
                 });
             }
@@ -347,10 +347,12 @@ fn select(
         }
         Target::Accounts(ids) => {
             for id in ids {
-                let acc = live_account(state, *id)?;
-                if acc.domain != domain {
+                // Another domain's account is unknown here, deleted or not: its state is
+                // not this domain's to learn.
+                if state.account(*id).is_none_or(|a| a.domain != domain) {
                     return Err(DomainError::UnknownAccount { account: *id });
                 }
+                live_account(state, *id)?;
             }
             ids.clone()
         }
@@ -364,7 +366,7 @@ fn select(
     };
     if ids.is_empty() {
         return Err(DomainError::Invalid {
-            field: "accounts",
+            field: "selection",
             reason: "no account selected".into(),
         });
     }

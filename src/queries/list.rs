@@ -46,12 +46,19 @@ impl AccountFilter {
 
     /// The rule itself, row by row (what the index answers must equal).
     pub fn matches(&self, a: &AccountState) -> bool {
-        self.statuses().contains(&a.status())
-            && self
-                .role
-                .as_ref()
-                .is_none_or(|r| a.role.to_lowercase() == r.to_lowercase())
-            && matches_search(a, &self.words())
+        self.matcher()(a)
+    }
+
+    /// [`AccountFilter::matches`] with the statuses, role and search words worked out once,
+    /// for checking many rows.
+    pub fn matcher(&self) -> impl Fn(&AccountState) -> bool + '_ {
+        let (statuses, words) = (self.statuses(), self.words());
+        let role = self.role.as_ref().map(|r| r.to_lowercase());
+        move |a| {
+            statuses.contains(&a.status())
+                && role.as_ref().is_none_or(|r| a.role.to_lowercase() == *r)
+                && matches_search(a, &words)
+        }
     }
 }
 
@@ -124,40 +131,35 @@ pub(crate) fn page(
 ) -> AccountPage {
     let statuses = filter.statuses();
     let role = filter.role.as_deref();
+    let matches = filter.matcher();
     let after = start.after;
     let unchanged = |id: &AccountId| !changed.contains_key(id);
-    let (current, current_total): (Box<dyn Iterator<Item = AccountId> + '_>, u64) = match filter
-        .words()
-        .first()
-    {
-        None => {
-            let changed_now = changed
-                .keys()
-                .filter(|id| state.account(**id).is_some_and(|a| filter.matches(a)))
-                .count() as u64;
-            (
-                Box::new(index.listed_after(&statuses, role, after).filter(unchanged)),
-                index.count(&statuses, role).saturating_sub(changed_now),
-            )
-        }
-        Some(first) => {
-            let hits: Vec<AccountId> = index
-                .search_candidates(first)
-                .into_iter()
-                .filter(|id| unchanged(id) && state.account(*id).is_some_and(|a| filter.matches(a)))
-                .collect();
-            let total = hits.len() as u64;
-            (
-                Box::new(hits.into_iter().filter(move |id| *id > after)),
-                total,
-            )
-        }
-    };
-    let past: Vec<&AccountState> = changed
-        .values()
-        .flatten()
-        .filter(|a| filter.matches(a))
-        .collect();
+    let (current, current_total): (Box<dyn Iterator<Item = AccountId> + '_>, u64) =
+        match filter.words().first() {
+            None => {
+                let changed_now = changed
+                    .keys()
+                    .filter(|id| state.account(**id).is_some_and(&matches))
+                    .count() as u64;
+                (
+                    Box::new(index.listed_after(&statuses, role, after).filter(unchanged)),
+                    index.count(&statuses, role).saturating_sub(changed_now),
+                )
+            }
+            Some(first) => {
+                let hits: Vec<AccountId> = index
+                    .search_candidates(first)
+                    .into_iter()
+                    .filter(|id| unchanged(id) && state.account(*id).is_some_and(&matches))
+                    .collect();
+                let total = hits.len() as u64;
+                (
+                    Box::new(hits.into_iter().filter(move |id| *id > after)),
+                    total,
+                )
+            }
+        };
+    let past: Vec<&AccountState> = changed.values().flatten().filter(|a| matches(a)).collect();
     let total = current_total + past.len() as u64;
     let mut past = past.into_iter().filter(|a| a.id > after).peekable();
     let mut current = current.filter_map(|id| state.account(id)).peekable();
