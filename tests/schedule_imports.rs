@@ -281,64 +281,6 @@ async fn with_a_grace_period_left_out_stubs_are_deactivated_then_deleted_unless_
     env.ledger.close().await.unwrap();
 }
 
-/// A stub left out, back, then left out again has a whole grace period from the second time:
-/// the first schedule does not delete it when it falls due.
-#[tokio::test]
-async fn a_stub_left_out_again_after_coming_back_gets_a_whole_grace_period() {
-    let env = env().await;
-    let week = 7 * 24 * HOUR;
-    env.ledger
-        .execute(Request::manual(
-            "op",
-            Command::SetDeletionGrace {
-                domain: "d".into(),
-                grace_us: week,
-            },
-        ))
-        .await
-        .unwrap();
-    let (a, b) = (
-        "S1,A,A,a,a@x.example,student,1\n",
-        "S2,B,B,b,b@x.example,student,1\n",
-    );
-    env.import("users.csv", &format!("{a}{b}"), None).await;
-    let first = env.import("users.csv", b, None).await;
-    let first = first.deletion_schedule.expect("a deletion schedule");
-    env.clock.set(T0 + 2 * 24 * HOUR);
-    env.import("users.csv", &format!("{a}{b}"), None).await;
-    assert_eq!(env.status("S1"), Status::Enabled, "back");
-    env.clock.set(T0 + 5 * 24 * HOUR);
-    let second = env.import("users.csv", b, None).await;
-    let second = second
-        .deletion_schedule
-        .expect("a second deletion schedule");
-    assert_ne!(first, second);
-    env.fire_at(T0 + week).await;
-    assert_eq!(
-        env.status("S1"),
-        Status::Deactivated,
-        "two days into its second grace period: not deleted by the first schedule"
-    );
-    env.fire_at(T0 + 5 * 24 * HOUR + week).await;
-    let s1 = env
-        .ledger
-        .read_domain("d", |s| {
-            s.accounts
-                .values()
-                .find(|a| a.import_id.as_deref() == Some("S1"))
-                .map(|a| a.status())
-        })
-        .flatten();
-    assert_eq!(
-        s1,
-        Some(Status::Deleted),
-        "deleted at the end of its second period"
-    );
-    let verified = env.ledger.verify_projections().await.unwrap();
-    assert!(verified.equal, "{}", verified.detail);
-    env.ledger.close().await.unwrap();
-}
-
 #[tokio::test]
 async fn a_grace_period_is_at_most_a_year() {
     let env = env().await;

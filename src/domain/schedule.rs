@@ -99,8 +99,7 @@ pub struct Schedule {
     /// Accounts to enable at the end of a lock-out (those its start disabled, plus those an
     /// import wanted enabled meanwhile), or beside the selection of a delayed start.
     pub restore: BTreeSet<AccountId>,
-    /// Accounts an import wanted disabled while held: never enabled by this schedule. For a
-    /// deletion: stubs that came back since it was made, never deleted by it.
+    /// Accounts an import wanted disabled while held: never enabled by this schedule.
     pub excluded: BTreeSet<AccountId>,
     /// Accounts changed by each phase fired so far.
     pub changed: u64,
@@ -296,12 +295,9 @@ pub fn plan_firing(
             }
         }
         (Phase::Start, Change::Delete { .. }) => {
-            for acc in accounts.filter(|a| {
-                s.selects(a)
-                    && !s.excluded.contains(&a.id)
-                    && a.status() == Status::Deactivated
-                    && a.is_stub()
-            }) {
+            for acc in accounts
+                .filter(|a| s.selects(a) && a.status() == Status::Deactivated && a.is_stub())
+            {
                 commands.push(Command::Delete { account: acc.id });
                 changed.push(acc.id);
             }

@@ -9,7 +9,7 @@ use imbl::{OrdMap, Vector};
 
 use serde::{Deserialize, Serialize};
 
-use super::schedule::{Change, Schedule, ScheduleId, ScheduleStatus};
+use super::schedule::{Schedule, ScheduleId, ScheduleStatus};
 use super::{AccountId, DEFAULT_MASS_CHANGE_PERCENT, Event, KeyIndex, PackedProfile, SharedName};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -280,11 +280,6 @@ impl LedgerState {
                 let acc = Arc::make_mut(acc);
                 let before = acc.takes_license();
                 acc.version = acc.version.saturating_add(1);
-                let came_back = matches!(
-                    other,
-                    Event::AccountReactivated { .. } | Event::AccountEnabled { .. }
-                ) && acc.is_stub();
-                let domain = acc.domain.clone();
                 match other {
                     Event::ProfileUpdated { profile, role, .. } => {
                         let old = std::mem::replace(&mut acc.profile, profile.clone());
@@ -316,26 +311,6 @@ impl LedgerState {
                     _ => {}
                 }
                 self.recount_after(Some(before), id);
-                if came_back {
-                    self.restart_grace(domain.as_str(), id);
-                }
-            }
-        }
-    }
-
-    /// A stub that comes back (reactivated or enabled) before a pending deletion of it fires
-    /// is never deleted by that schedule: left out again later, it gets a whole grace period
-    /// of its own (a schedule made then), not what was left of the first one.
-    fn restart_grace(&mut self, domain: &str, id: AccountId) {
-        let (Some(acc), Some(d)) = (self.accounts.get(&id), self.domains.get_mut(domain)) else {
-            return;
-        };
-        for s in d.schedules.values_mut() {
-            if s.status == ScheduleStatus::Pending
-                && matches!(s.change, Change::Delete { .. })
-                && s.selects(acc)
-            {
-                s.excluded.insert(id);
             }
         }
     }
