@@ -350,10 +350,7 @@ async fn an_append_behind_a_lock_held_elsewhere_fails_in_bounded_time_and_writes
     let url = with_lock_timeout_1s(&pg_url());
     let log = PgEventLog::open(&url, &schema.name).await.unwrap();
     log.append(vec![limit("d", 1)]).await.unwrap();
-    let (mut holder, connection) = tokio_postgres::connect(&pg_url(), tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let mut holder = another_session().await;
     let tx = holder.transaction().await.unwrap();
     tx.batch_execute(&format!(
         "LOCK TABLE {}.events IN ACCESS EXCLUSIVE MODE",
@@ -386,6 +383,15 @@ async fn an_append_behind_a_lock_held_elsewhere_fails_in_bounded_time_and_writes
     schema.drop_it().await;
 }
 
+/// A session of the test's own beside the log's (to hold a lock the log then meets).
+async fn another_session() -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(&pg_url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+}
+
 /// The test database's URL with the session's `lock_timeout` set to 1 s by the URL itself.
 fn with_lock_timeout_1s(url: &str) -> String {
     if url.contains("://") {
@@ -404,10 +410,7 @@ async fn a_server_opens_while_another_holds_the_append_lock() {
     let url = with_lock_timeout_1s(&pg_url());
     let first = PgEventLog::open(&url, &schema.name).await.unwrap();
     first.append(vec![limit("d", 1)]).await.unwrap();
-    let (holder, connection) = tokio_postgres::connect(&pg_url(), tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let holder = another_session().await;
     let key = account_ledger::store::pg_log::append_lock(&schema.name);
     holder
         .execute("SELECT pg_advisory_lock($1)", &[&key])
