@@ -55,13 +55,19 @@ async fn env() -> Env {
 
 impl Env {
     async fn import(&self, name: &str, rows: &str, start_at: Option<i64>) -> ImportReport {
+        self.import_file(name, &format!("{HEADER}{rows}"), start_at)
+            .await
+    }
+
+    /// Import `content` (its header included) as a file named `name`.
+    async fn import_file(&self, name: &str, content: &str, start_at: Option<i64>) -> ImportReport {
         let dir = self
             .files
             .path()
             .join(format!("{}", self.ledger.log().last_position()));
         std::fs::create_dir_all(&dir).unwrap();
         let path: PathBuf = dir.join(name);
-        std::fs::write(&path, format!("{HEADER}{rows}")).unwrap();
+        std::fs::write(&path, content).unwrap();
         let before = self.ledger.log().last_position();
         let report = run_import(
             &self.ledger,
@@ -279,6 +285,131 @@ async fn with_a_grace_period_left_out_stubs_are_deactivated_then_deleted_unless_
     let verified = env.ledger.verify_projections().await.unwrap();
     assert!(verified.equal, "{}", verified.detail);
     env.ledger.close().await.unwrap();
+}
+
+impl Env {
+    async fn grace_of_a_week(&self) {
+        self.ledger
+            .execute(Request::manual(
+                "op",
+                Command::SetDeletionGrace {
+                    domain: "d".into(),
+                    grace_us: WEEK,
+                },
+            ))
+            .await
+            .unwrap();
+    }
+
+    /// Status of the account once imported as `import_id`, Deleted included.
+    fn status_ever(&self, import_id: &str) -> Option<Status> {
+        self.ledger
+            .read_domain("d", |s| {
+                s.accounts
+                    .values()
+                    .find(|a| a.import_id.as_deref() == Some(import_id))
+                    .map(|a| a.status())
+            })
+            .flatten()
+    }
+
+    async fn verify_and_close(self) {
+        let verified = self.ledger.verify_projections().await.unwrap();
+        assert!(verified.equal, "{}", verified.detail);
+        self.ledger.close().await.unwrap();
+    }
+}
+
+const WEEK: i64 = 7 * 24 * HOUR;
+const ROW_A: &str = "S1,A,A,a,a@x.example,student,1\n";
+const ROW_B: &str = "S2,B,B,b,b@x.example,student,1\n";
+
+/// A stub left out, back, then left out again has a whole grace period from the second time:
+/// the first schedule does not delete it when it falls due.
+#[tokio::test]
+async fn a_stub_left_out_again_after_coming_back_gets_a_whole_grace_period() {
+    let env = env().await;
+    env.grace_of_a_week().await;
+    env.import("users.csv", &format!("{ROW_A}{ROW_B}"), None)
+        .await;
+    let first = env.import("users.csv", ROW_B, None).await;
+    let first = first.deletion_schedule.expect("a deletion schedule");
+    env.clock.set(T0 + 2 * 24 * HOUR);
+    env.import("users.csv", &format!("{ROW_A}{ROW_B}"), None)
+        .await;
+    assert_eq!(env.status("S1"), Status::Enabled, "back");
+    env.clock.set(T0 + 5 * 24 * HOUR);
+    let second = env.import("users.csv", ROW_B, None).await;
+    let second = second
+        .deletion_schedule
+        .expect("a second deletion schedule");
+    assert_ne!(first, second);
+    env.fire_at(T0 + WEEK).await;
+    assert_eq!(
+        env.status("S1"),
+        Status::Deactivated,
+        "two days into its second grace period: not deleted by the first schedule"
+    );
+    env.fire_at(T0 + 5 * 24 * HOUR + WEEK).await;
+    assert_eq!(
+        env.status_ever("S1"),
+        Some(Status::Deleted),
+        "deleted at the end of its second period"
+    );
+    env.verify_and_close().await;
+}
+
+/// Running a file again during the period (a nightly full import, or the same
+/// delete_users.csv) makes no new schedule for the stubs already waiting: their deletion is not
+/// postponed night after night.
+#[tokio::test]
+async fn running_a_file_again_does_not_postpone_a_grace_deletion() {
+    let env = env().await;
+    env.grace_of_a_week().await;
+    env.import("users.csv", &format!("{ROW_A}{ROW_B}"), None)
+        .await;
+    let first = env.import("users.csv", ROW_B, None).await;
+    assert!(first.deletion_schedule.is_some(), "{first:#?}");
+    for day in 1..7 {
+        env.clock.set(T0 + day * 24 * HOUR);
+        for again in [
+            env.import("users.csv", ROW_B, None).await,
+            env.import_file("delete_users.csv", "import_id\nS1\n", None)
+                .await,
+        ] {
+            assert_eq!(again.deletion_schedule, None, "day {day}: {again:#?}");
+            assert_eq!(again.counts.deactivated, 0, "day {day}: {again:#?}");
+        }
+    }
+    env.fire_at(T0 + WEEK).await;
+    assert_eq!(env.status_ever("S1"), Some(Status::Deleted));
+    assert_eq!(env.status("S2"), Status::Enabled);
+    env.verify_and_close().await;
+}
+
+/// Undoing the file that brought a stub back puts it back under its first schedule: deleted
+/// when that period ends, as if the file had never run.
+#[tokio::test]
+async fn a_comeback_undone_by_a_revert_is_deleted_when_the_first_period_ends() {
+    let env = env().await;
+    env.grace_of_a_week().await;
+    env.import("users.csv", &format!("{ROW_A}{ROW_B}"), None)
+        .await;
+    env.import("users.csv", ROW_B, None).await;
+    env.clock.set(T0 + 2 * 24 * HOUR);
+    let back = env
+        .import("users.csv", &format!("{ROW_A}{ROW_B}"), None)
+        .await;
+    assert_eq!(env.status("S1"), Status::Enabled);
+    env.ledger
+        .revert_job(&back.job_id, "admin", false, false)
+        .await
+        .unwrap()
+        .expect("the job is in the log");
+    assert_eq!(env.status("S1"), Status::Deactivated, "the comeback undone");
+    env.fire_at(T0 + WEEK).await;
+    assert_eq!(env.status_ever("S1"), Some(Status::Deleted));
+    env.verify_and_close().await;
 }
 
 #[tokio::test]

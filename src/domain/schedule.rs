@@ -99,7 +99,8 @@ pub struct Schedule {
     /// Accounts to enable at the end of a lock-out (those its start disabled, plus those an
     /// import wanted enabled meanwhile), or beside the selection of a delayed start.
     pub restore: BTreeSet<AccountId>,
-    /// Accounts an import wanted disabled while held: never enabled by this schedule.
+    /// Accounts an import wanted disabled while held: never enabled by this schedule. For a
+    /// deletion: accounts a later deletion schedule selects, never deleted by this one.
     pub excluded: BTreeSet<AccountId>,
     /// Accounts changed by each phase fired so far.
     pub changed: u64,
@@ -145,6 +146,15 @@ impl Schedule {
             Selection::Role(role) => acc.role == *role,
             Selection::Accounts(ids) => ids.binary_search(&acc.id).is_ok(),
         }
+    }
+
+    /// Whether firing this pending deletion would delete `acc` if it is still a deactivated
+    /// stub then: it selects it and no later deletion schedule took it over.
+    pub fn will_delete(&self, acc: &AccountState) -> bool {
+        self.status == ScheduleStatus::Pending
+            && matches!(self.change, Change::Delete { .. })
+            && self.selects(acc)
+            && !self.excluded.contains(&acc.id)
     }
 
     /// Whether imports are held from enabling accounts this schedule selects right now: a
@@ -209,6 +219,46 @@ pub fn holding(state: &LedgerState, acc: &AccountState) -> Option<ScheduleId> {
         .values()
         .find(|s| s.is_holding() && (s.selects(acc) || s.restore.contains(&acc.id)))
         .map(|s| s.id)
+}
+
+/// The pending deletion that will delete `acc` if it is still a deactivated stub then.
+pub fn deleting(state: &LedgerState, acc: &AccountState) -> Option<ScheduleId> {
+    let d = state.domains.get(acc.domain.as_str())?;
+    d.schedules
+        .values()
+        .find(|s| s.will_delete(acc))
+        .map(|s| s.id)
+}
+
+/// A new deletion of listed accounts takes them over from the pending deletions made before
+/// it: the latest says when they are deleted. A stub left out, back, then left out again gets
+/// a whole grace period from the second time, never the rest of the first; a stub left out
+/// and still out when a file is run again keeps its first schedule (the import makes no new
+/// one for it, see `import::plan`), so re-running a file never postpones a deletion.
+pub fn take_over_deletions(
+    schedules: &mut std::collections::BTreeMap<ScheduleId, Schedule>,
+    new: &Schedule,
+) {
+    let (Change::Delete { .. }, Selection::Accounts(ids)) = (new.change, &new.selection) else {
+        return;
+    };
+    for s in schedules.values_mut() {
+        if s.id == new.id
+            || s.status != ScheduleStatus::Pending
+            || !matches!(s.change, Change::Delete { .. })
+        {
+            continue;
+        }
+        for id in ids {
+            let selected = match &s.selection {
+                Selection::Accounts(theirs) => theirs.binary_search(id).is_ok(),
+                Selection::Everyone | Selection::Role(_) => true,
+            };
+            if selected {
+                s.excluded.insert(*id);
+            }
+        }
+    }
 }
 
 /// The schedule holding a new account of `role` from being created enabled by an import.
@@ -296,7 +346,7 @@ pub fn plan_firing(
         }
         (Phase::Start, Change::Delete { .. }) => {
             for acc in accounts
-                .filter(|a| s.selects(a) && a.status() == Status::Deactivated && a.is_stub())
+                .filter(|a| s.will_delete(a) && a.status() == Status::Deactivated && a.is_stub())
             {
                 commands.push(Command::Delete { account: acc.id });
                 changed.push(acc.id);

@@ -199,10 +199,9 @@ impl LedgerState {
                 reason,
             } => {
                 if let Some(d) = self.domains.get_mut(domain) {
-                    d.schedules.insert(
-                        *schedule,
-                        Schedule::new(*schedule, selection.clone(), *change, reason.clone()),
-                    );
+                    let made = Schedule::new(*schedule, selection.clone(), *change, reason.clone());
+                    super::schedule::take_over_deletions(&mut d.schedules, &made);
+                    d.schedules.insert(*schedule, made);
                 }
             }
             Event::ScheduleCancelled {

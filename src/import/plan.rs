@@ -440,6 +440,10 @@ impl Planner {
             .get(&self.domain)
             .map_or(0, |d| d.deletion_grace_us);
         if grace > 0 && acc.is_stub() {
+            if !acc.active && schedule::deleting(state, acc).is_some() {
+                // Still out since an earlier file: its deletion stays when it was.
+                return None;
+            }
             self.plan.delete_at = Some(self.now_us.saturating_add(grace));
             if let Some(iid) = &acc.import_id {
                 self.plan.grace_deletions.push(iid.clone());

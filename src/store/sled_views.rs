@@ -26,8 +26,9 @@ pub struct SledViews {
 const FLOOR: &[u8] = b"K";
 const LAYOUT: &[u8] = b"L";
 /// Views are partitioned by domain since layout 2.
-/// 3: domain rows carry their schedules.
-const LAYOUT_VERSION: u64 = 4;
+/// 3: domain rows carry their schedules. 5: a deletion schedule's `excluded` holds the
+/// accounts later deletions took over (derived since then, so older rows lack it).
+const LAYOUT_VERSION: u64 = 5;
 
 fn bucket_key(domain: &str, bucket: u64) -> Vec<u8> {
     let mut k = vec![b'B'];
