@@ -412,6 +412,182 @@ async fn a_comeback_undone_by_a_revert_is_deleted_when_the_first_period_ends() {
     env.verify_and_close().await;
 }
 
+/// A grace deletion that falls due while the file bringing the stub back is being written is
+/// planned on the state before that file; decided after it, it must not delete the account
+/// the file just brought back (the firing carries the versions it was planned on).
+#[tokio::test]
+async fn a_deletion_planned_before_a_comeback_is_written_does_not_delete_it() {
+    let env = env().await;
+    env.grace_of_a_week().await;
+    env.ledger
+        .execute(Request::manual(
+            "op",
+            Command::SetLicenseLimit {
+                domain: "d".into(),
+                license_limit: 100_000,
+            },
+        ))
+        .await
+        .unwrap();
+    env.import("users.csv", &format!("{ROW_A}{ROW_B}"), None)
+        .await;
+    env.import("users.csv", ROW_B, None).await;
+    // The comeback file creates many accounts too, so that its batch takes a while to write.
+    let mut comeback = format!("{HEADER}{ROW_A}{ROW_B}");
+    for i in 0..30_000 {
+        comeback.push_str(&format!("N{i},N,N,n{i},n{i}@x.example,student,1\n"));
+    }
+    let dir = env.files.path().join("comeback");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("users.csv");
+    std::fs::write(&path, comeback).unwrap();
+    let (applying, mut is_applying) = tokio::sync::mpsc::unbounded_channel();
+    let clock = env.clock.clone();
+    let import = run_import(
+        &env.ledger,
+        ImportJob::new("d", "admin"),
+        ImportInput::Path(path),
+        ImportOptions::default(),
+        move |p| {
+            if p.phase == account_ledger::import::Phase::Applying {
+                // The deletion falls due just as the file's batch goes to the ledger.
+                clock.set(T0 + WEEK);
+                let _ = applying.send(());
+            }
+        },
+    );
+    let fire = async {
+        is_applying.recv().await;
+        env.ledger.fire_due_schedules().await.unwrap();
+    };
+    let (report, ()) = tokio::join!(import, fire);
+    let report = report.unwrap();
+    env.ledger.fire_due_schedules().await.unwrap();
+    if report.counts.reactivated == 1 {
+        assert_eq!(
+            env.status_ever("S1"),
+            Some(Status::Enabled),
+            "brought back by the file, then deleted by a plan made before it"
+        );
+    } else {
+        // The deletion was decided first: the file's row for S1 found it deleted.
+        assert_eq!(env.status_ever("S1"), Some(Status::Deleted), "{report:#?}");
+    }
+    env.verify_and_close().await;
+}
+
+impl Env {
+    /// A lock-out of every account from `from` to `until` hours after T0, made by an admin.
+    async fn lock_out(&self, from: i64, until: i64) {
+        self.ledger
+            .execute(Request::manual(
+                "admin",
+                Command::ScheduleChange {
+                    domain: "d".into(),
+                    target: Target::Everyone,
+                    change: Change::Disable {
+                        at_us: T0 + from * HOUR,
+                        until_us: Some(T0 + until * HOUR),
+                    },
+                    reason: format!("{from}h to {until}h"),
+                },
+            ))
+            .await
+            .unwrap();
+    }
+}
+
+/// Two lock-outs that overlap: the first to end does not enable what the other still holds;
+/// the last end enables it.
+#[tokio::test]
+async fn overlapping_lock_outs_enable_only_when_the_last_one_ends() {
+    let env = env().await;
+    env.import("users.csv", &format!("{ROW_A}{ROW_B}"), None)
+        .await;
+    env.lock_out(1, 3).await;
+    env.lock_out(2, 5).await;
+    env.fire_at(T0 + HOUR).await;
+    env.fire_at(T0 + 2 * HOUR).await;
+    assert_eq!(env.status("S1"), Status::Disabled);
+    env.fire_at(T0 + 3 * HOUR).await;
+    assert_eq!(
+        env.status("S1"),
+        Status::Disabled,
+        "the second still holds it"
+    );
+    assert_eq!(
+        env.status("S2"),
+        Status::Disabled,
+        "the second still holds it"
+    );
+    env.fire_at(T0 + 5 * HOUR).await;
+    assert_eq!(env.status("S1"), Status::Enabled, "the last lock-out ended");
+    assert_eq!(env.status("S2"), Status::Enabled, "the last lock-out ended");
+    env.verify_and_close().await;
+}
+
+/// A row asking for an account disabled while two lock-outs hold it is remembered by both:
+/// neither end enables it, whichever of them disabled it.
+#[tokio::test]
+async fn a_row_disabling_during_overlapping_lock_outs_is_kept_by_both() {
+    let env = env().await;
+    env.import("users.csv", &format!("{ROW_A}{ROW_B}"), None)
+        .await;
+    // Made first, starts second: the one that disables the accounts is the later made.
+    env.lock_out(2, 3).await;
+    env.lock_out(1, 5).await;
+    env.fire_at(T0 + HOUR).await;
+    env.fire_at(T0 + 2 * HOUR).await;
+    let report = env
+        .import(
+            "users.csv",
+            "S1,A,A,a,a@x.example,student,0\nS2,B,B,b,b@x.example,student,1\n",
+            None,
+        )
+        .await;
+    assert_eq!(report.held, 2, "{report:#?}");
+    env.fire_at(T0 + 3 * HOUR).await;
+    env.fire_at(T0 + 5 * HOUR).await;
+    assert_eq!(
+        env.status("S1"),
+        Status::Disabled,
+        "the file wanted it disabled"
+    );
+    assert_eq!(env.status("S2"), Status::Enabled);
+    env.verify_and_close().await;
+}
+
+/// A blank `enabled` cell keeps the account's flag: a deactivated account that was enabled
+/// comes back during a lock-out disabled (held), and is enabled when the lock-out ends.
+#[tokio::test]
+async fn a_blank_enabled_cell_does_not_enable_an_account_during_a_lock_out() {
+    let env = env().await;
+    env.import("users.csv", &format!("{ROW_A}{ROW_B}"), None)
+        .await;
+    let s1 = env.ledger.account_by_import_id("d", "S1").unwrap().id;
+    env.ledger
+        .execute(Request::manual(
+            "admin",
+            Command::Deactivate { account: s1 },
+        ))
+        .await
+        .unwrap();
+    env.lock_out(1, 3).await;
+    env.fire_at(T0 + HOUR).await;
+    let report = env
+        .import(
+            "users.csv",
+            "S1,A,A,a,a@x.example,student,\nS2,B,B,b,b@x.example,student,1\n",
+            None,
+        )
+        .await;
+    assert_eq!(report.counts.reactivated, 1, "{report:#?}");
+    assert_eq!(env.status("S1"), Status::Disabled, "held by the lock-out");
+    env.fire_at(T0 + 3 * HOUR).await;
+    assert_eq!(env.status("S1"), Status::Enabled);
+    env.verify_and_close().await;
+}
+
 #[tokio::test]
 async fn a_grace_period_is_at_most_a_year() {
     let env = env().await;

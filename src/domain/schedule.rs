@@ -157,6 +157,12 @@ impl Schedule {
             && !self.excluded.contains(&acc.id)
     }
 
+    /// Whether this schedule holds `acc` disabled now (imports and other schedules' ends
+    /// leave it so).
+    pub fn holds(&self, acc: &AccountState) -> bool {
+        self.is_holding() && (self.selects(acc) || self.restore.contains(&acc.id))
+    }
+
     /// Whether imports are held from enabling accounts this schedule selects right now: a
     /// lock-out between its start and its end, or a delayed start before it fires.
     pub fn is_holding(&self) -> bool {
@@ -212,13 +218,72 @@ impl Schedule {
     }
 }
 
-/// The schedule holding an existing account from being enabled by an import, if any.
-pub fn holding(state: &LedgerState, acc: &AccountState) -> Option<ScheduleId> {
-    let d = state.domains.get(acc.domain.as_str())?;
+/// Every schedule holding an existing account from being enabled by an import (none, one, or
+/// several overlapping). An import's wish is remembered by each, so whichever ends last
+/// decides, as none of them enables what another still holds.
+pub fn holding(state: &LedgerState, acc: &AccountState) -> Vec<ScheduleId> {
+    let Some(d) = state.domains.get(acc.domain.as_str()) else {
+        return Vec::new();
+    };
     d.schedules
         .values()
-        .find(|s| s.is_holding() && (s.selects(acc) || s.restore.contains(&acc.id)))
+        .filter(|s| s.holds(acc))
         .map(|s| s.id)
+        .collect()
+}
+
+/// Whether a schedule other than `id` holds `acc` disabled now.
+fn held_elsewhere(d: &super::DomainState, id: ScheduleId, acc: &AccountState) -> bool {
+    d.schedules.values().any(|s| s.id != id && s.holds(acc))
+}
+
+/// At the end of lock-out `id`, the accounts it would have enabled but another schedule still
+/// holds (its plan left them disabled, see [`plan_firing`]) become that schedule's to enable.
+/// Called by evolve on the end's marker, before the end's own events, so the state is the one
+/// the end was planned on; `changed` (what the end enables) is left alone whatever it finds.
+pub fn hand_over_held(
+    state: &mut LedgerState,
+    domain: &str,
+    id: ScheduleId,
+    changed: &[AccountId],
+) {
+    let Some(d) = state.domains.get(domain) else {
+        return;
+    };
+    let Some(ended) = d.schedules.get(&id) else {
+        return;
+    };
+    let mut moves: Vec<(ScheduleId, AccountId)> = Vec::new();
+    let mut enabled_by_end: Option<std::collections::HashSet<AccountId>> = None;
+    for a in ended.restore.iter().filter(|a| !ended.excluded.contains(a)) {
+        let Some(acc) = state.account(*a) else {
+            continue;
+        };
+        if acc.status() != Status::Disabled || !held_elsewhere(d, id, acc) {
+            continue;
+        }
+        let enabled_by_end =
+            enabled_by_end.get_or_insert_with(|| changed.iter().copied().collect());
+        if enabled_by_end.contains(a) {
+            continue;
+        }
+        for other in d.schedules.values() {
+            if other.id != id && other.holds(acc) && !other.excluded.contains(a) {
+                moves.push((other.id, *a));
+            }
+        }
+    }
+    if moves.is_empty() {
+        return;
+    }
+    let Some(d) = state.domains.get_mut(domain) else {
+        return;
+    };
+    for (other, a) in moves {
+        if let Some(s) = d.schedules.get_mut(&other) {
+            s.restore.insert(a);
+        }
+    }
 }
 
 /// The pending deletion that will delete `acc` if it is still a deactivated stub then.
@@ -278,6 +343,10 @@ pub struct Firing {
     pub schedule: ScheduleId,
     pub phase: Phase,
     pub commands: Vec<Command>,
+    /// The version of each command's account when planned: decided on an account that
+    /// changed since (a stub reactivated by an import queued ahead), the firing is refused and
+    /// planned again, never applied to what the plan did not see.
+    pub versions: Vec<u64>,
     pub changed: Vec<AccountId>,
     pub not_enabled: Vec<AccountId>,
 }
@@ -335,12 +404,14 @@ pub fn plan_firing(
         .flatten()
         .filter_map(|a| state.account(*a));
     let mut commands = Vec::new();
+    let mut versions = Vec::new();
     let mut changed = Vec::new();
     let mut not_enabled = Vec::new();
     match (phase, s.change) {
         (Phase::Start, Change::Disable { .. }) => {
             for acc in accounts.filter(|a| s.selects(a) && a.status() == Status::Enabled) {
                 commands.push(Command::Disable { account: acc.id });
+                versions.push(acc.version);
                 changed.push(acc.id);
             }
         }
@@ -349,6 +420,7 @@ pub fn plan_firing(
                 .filter(|a| s.will_delete(a) && a.status() == Status::Deactivated && a.is_stub())
             {
                 commands.push(Command::Delete { account: acc.id });
+                versions.push(acc.version);
                 changed.push(acc.id);
             }
         }
@@ -358,7 +430,12 @@ pub fn plan_firing(
                     Phase::Start => s.selects(a) || s.restore.contains(&a.id),
                     Phase::End => s.restore.contains(&a.id),
                 };
-                chosen && !s.excluded.contains(&a.id) && a.status() == Status::Disabled
+                // An overlapping schedule still holding it enables it when it ends (it is
+                // handed over, see `hand_over_held`).
+                chosen
+                    && !s.excluded.contains(&a.id)
+                    && a.status() == Status::Disabled
+                    && !held_elsewhere(d, id, a)
             };
             let mut free = d.license_limit.saturating_sub(d.licenses_used);
             for acc in accounts.filter(|a| wanted(a)) {
@@ -368,6 +445,7 @@ pub fn plan_firing(
                 }
                 free -= 1;
                 commands.push(Command::Enable { account: acc.id });
+                versions.push(acc.version);
                 changed.push(acc.id);
             }
         }
@@ -378,6 +456,7 @@ pub fn plan_firing(
         schedule: id,
         phase,
         commands,
+        versions,
         changed,
         not_enabled,
     })

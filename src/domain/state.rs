@@ -218,6 +218,9 @@ impl LedgerState {
                 changed,
                 not_enabled,
             } => {
+                if *phase == super::schedule::Phase::End {
+                    super::schedule::hand_over_held(self, domain, *schedule, changed);
+                }
                 if let Some(s) = self.schedule_mut(domain, *schedule) {
                     s.fired(*phase, changed, not_enabled);
                 }

@@ -373,7 +373,11 @@ async fn job_results(
         }
     }
     let schedule = made.start;
-    let mut held_by: Vec<_> = plan.held.iter().map(|h| h.schedule).collect();
+    let mut held_by: Vec<_> = plan
+        .held
+        .iter()
+        .flat_map(|h| h.schedules.iter().copied())
+        .collect();
     held_by.sort_unstable();
     held_by.dedup();
     if !held_by.is_empty() {

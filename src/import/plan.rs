@@ -107,7 +107,8 @@ pub struct TakenRow {
 pub struct Held {
     pub row: u64,
     pub import_id: String,
-    pub schedule: ScheduleId,
+    /// Every schedule holding it (overlapping lock-outs each remember the wish).
+    pub schedules: Vec<ScheduleId>,
     pub enable: bool,
 }
 
@@ -205,11 +206,13 @@ impl Plan {
     pub fn job_commands(&self) -> Vec<Command> {
         let mut by_schedule: BTreeMap<ScheduleId, (Vec<String>, Vec<String>)> = BTreeMap::new();
         for h in &self.held {
-            let lists = by_schedule.entry(h.schedule).or_default();
-            if h.enable {
-                lists.0.push(h.import_id.clone());
-            } else {
-                lists.1.push(h.import_id.clone());
+            for schedule in &h.schedules {
+                let lists = by_schedule.entry(*schedule).or_default();
+                if h.enable {
+                    lists.0.push(h.import_id.clone());
+                } else {
+                    lists.1.push(h.import_id.clone());
+                }
             }
         }
         let mut commands: Vec<Command> = by_schedule
@@ -365,16 +368,19 @@ impl Planner {
                     }
                 },
                 Some(acc) => {
-                    let hold = schedule::holding(state, acc);
+                    let holds = schedule::holding(state, acc);
                     let mut fields = fields.clone();
-                    match (hold, fields.enabled) {
-                        (Some(schedule), Some(true)) if acc.status() != Status::Enabled => {
+                    // A blank cell keeps the flag: a deactivated account that was enabled
+                    // would come back enabled, so it is held as a "1" is.
+                    let wants_enabled = fields.enabled.unwrap_or(acc.enabled);
+                    if !holds.is_empty() {
+                        if wants_enabled && acc.status() != Status::Enabled {
                             // Held: the account stays (or comes back) disabled for now.
                             fields.enabled = Some(false);
-                            held = Some((schedule, true));
+                            held = Some((holds, true));
+                        } else if fields.enabled == Some(false) {
+                            held = Some((holds, false));
                         }
-                        (Some(schedule), Some(false)) => held = Some((schedule, false)),
-                        _ => {}
                     }
                     update(acc, &fields)
                 }
@@ -384,11 +390,11 @@ impl Planner {
                 Some(acc) => self.remove(state, acc).into_iter().collect(),
             },
         };
-        if let Some((schedule, enable)) = held {
+        if let Some((schedules, enable)) = held {
             self.plan.held.push(Held {
                 row: row.row,
                 import_id: row.import_id.clone(),
-                schedule,
+                schedules,
                 enable,
             });
         }
@@ -414,7 +420,7 @@ impl Planner {
         state: &LedgerState,
         step: &mut Step,
         row: &UserRow,
-        held: &mut Option<(ScheduleId, bool)>,
+        held: &mut Option<(Vec<ScheduleId>, bool)>,
     ) {
         let Command::CreateAccount { enabled, role, .. } = &mut step.command else {
             return;
@@ -424,7 +430,7 @@ impl Planner {
         }
         if let Some(schedule) = schedule::holding_new(state, &self.domain, role) {
             *enabled = false;
-            *held = Some((schedule, true));
+            *held = Some((vec![schedule], true));
         } else if self.plan.start_at.is_some() {
             *enabled = false;
             self.plan.starting.push(row.import_id.clone());

@@ -123,14 +123,15 @@ impl Ledger {
                 schedule: id,
                 phase,
             };
-            let requests: Vec<Request> = std::iter::once(firing.marker())
-                .chain(firing.commands.iter().cloned())
-                .map(|command| Request {
+            let planned = firing.commands.iter().cloned().zip(firing.versions.iter());
+            let requests: Vec<Request> = std::iter::once((firing.marker(), None))
+                .chain(planned.map(|(command, version)| (command, Some(*version))))
+                .map(|(command, expected_version)| Request {
                     command,
                     actor: SCHEDULER.into(),
                     source: source.clone(),
                     request_id: None,
-                    expected_version: None,
+                    expected_version,
                 })
                 .collect();
             // Decided here or refused, never forwarded: the plan was made on this server's
@@ -155,7 +156,7 @@ impl Ledger {
                     }));
                 }
                 // The domain changed between planning and deciding (a license taken, an
-                // account deleted): plan again on the new state.
+                // account changed or deleted): plan again on the new state.
                 Some(e) => last_refusal = Some(e),
             }
         }
