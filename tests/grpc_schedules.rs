@@ -315,7 +315,47 @@ async fn bad_schedule_requests_name_their_field(backend: Backend) {
     server.stop().await;
 }
 
+/// A schedule retried with its request id answers the first schedule; a request id first
+/// used by an account command is refused naming the field (not an internal error).
+async fn a_schedules_request_id_answers_its_first_schedule_only(backend: Backend) {
+    let (server, mut c, mut s, _clock, _, _) = start(backend).await;
+    let with_id = |id: &str| pb::ScheduleChangeRequest {
+        request_id: Some(id.into()),
+        ..lock_out(pb::schedule_selection::Kind::Everyone(true))
+    };
+    let first = s
+        .schedule_change(req(ADMIN_D1, with_id("summer-1")))
+        .await
+        .unwrap()
+        .into_inner();
+    let again = s
+        .schedule_change(req(ADMIN_D1, with_id("summer-1")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.schedule, first.schedule);
+    assert_eq!(list(&mut s, ADMIN_D1).await.len(), 1, "made once");
+    c.create_account(req(
+        ADMIN_D1,
+        pb::CreateAccountRequest {
+            request_id: Some("used-by-create".into()),
+            ..create("d1", "cleo", Some("S9"))
+        },
+    ))
+    .await
+    .unwrap();
+    assert_status(
+        s.schedule_change(req(ADMIN_D1, with_id("used-by-create")))
+            .await,
+        Code::FailedPrecondition,
+        &["request_id"],
+    );
+    assert_eq!(list(&mut s, ADMIN_D1).await.len(), 1, "nothing made");
+    server.stop().await;
+}
+
 on_both_backends!(
+    a_schedules_request_id_answers_its_first_schedule_only,
     a_lock_out_is_listed_fires_on_time_and_names_itself_in_the_history,
     only_admins_of_the_domain_schedule_and_auditors_only_list,
     bad_schedule_requests_name_their_field

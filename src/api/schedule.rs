@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status};
 use super::auth::{Auth, Op, Principal};
 use super::convert::{self, required, schedule_to_wire};
 use super::pb;
-use super::status::{domain_not_found, invalid};
+use super::status::{domain_not_found, invalid, request_id_used_elsewhere};
 use crate::domain::Command;
 use crate::domain::schedule::{Change, ScheduleId};
 use crate::ledger::{Ledger, Request as LedgerRequest};
@@ -65,7 +65,8 @@ impl ScheduleService {
                 .await?
                 .first()
                 .map(|(schedule, _)| *schedule)
-                .ok_or_else(|| Status::internal("the schedule was not recorded"))?,
+                // The ledger answered a replay of the request id's first command.
+                .ok_or_else(|| request_id_used_elsewhere("made no schedule"))?,
         };
         Ok((id, position))
     }

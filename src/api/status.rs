@@ -109,6 +109,14 @@ pub fn missing(field: &str) -> Status {
     Status::invalid_argument(format!("invalid {field}: required"))
 }
 
+/// FAILED_PRECONDITION: a request id answered by the first command that used it, which was
+/// not this kind of command (its answer cannot be this reply).
+pub fn request_id_used_elsewhere(what: &str) -> Status {
+    Status::failed_precondition(format!(
+        "invalid request_id: already used by a command that {what}; use a new request id"
+    ))
+}
+
 pub fn unauthenticated(reason: impl std::fmt::Display) -> Status {
     Status::unauthenticated(reason.to_string())
 }
