@@ -70,6 +70,23 @@ async fn an_uploaded_import_is_reverted(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(job.events_written, 2, "{job:?}");
+    // Another domain's admin and an auditor may not revert it (checked before it is read).
+    for token in [ADMIN_D2, AUDITOR] {
+        assert_status(
+            imports
+                .revert_import_job(req(
+                    token,
+                    pb::RevertImportJobRequest {
+                        job_id: job.job_id.clone(),
+                        dry_run: false,
+                        confirm_mass_change: true,
+                    },
+                ))
+                .await,
+            Code::PermissionDenied,
+            &[],
+        );
+    }
     let reverted = imports
         .revert_import_job(req(
             ADMIN_D1,

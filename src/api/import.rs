@@ -662,6 +662,11 @@ impl pb::import_service_server::ImportService for ImportService {
         let who = self.auth.authenticate(&request).await?;
         let req = request.into_inner();
         let job = parse_job_id(&req.job_id)?;
+        // Rights first: planning reads every event of the job.
+        who.require(Op::ManageAccounts)?;
+        if let Some(domain) = self.ledger.import_job_domain(&job).await? {
+            who.require_in(Op::ManageAccounts, &domain)?;
+        }
         let Some(plan) = self.ledger.plan_revert(&job).await? else {
             return Err(Status::not_found(format!(
                 "job {job} has no events in the log: nothing to revert (a dry run, refused or \

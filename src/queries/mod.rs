@@ -250,6 +250,22 @@ impl Ledger {
         events.iter().find_map(|e| self.event_domain(&e.event))
     }
 
+    /// The domain of an import job: from its recorded summary, or else from its first events
+    /// (not all of them), so that a caller's rights are checked before a job of a million
+    /// events is read.
+    pub async fn import_job_domain(&self, job: &Uuid) -> Result<Option<String>, LedgerError> {
+        if let Some((domain, _)) = self.recorded_import_job(job) {
+            return Ok(Some(domain));
+        }
+        for some in self.log().job_positions(job).chunks(256) {
+            let events = self.log().read_positions(some).await?;
+            if let Some(domain) = self.events_domain(&events) {
+                return Ok(Some(domain));
+            }
+        }
+        Ok(None)
+    }
+
     /// Every event one import job caused.
     pub async fn import_job_history(&self, job: &Uuid) -> Result<Vec<RecordedEvent>, LedgerError> {
         let positions = self.log().job_positions(job);
