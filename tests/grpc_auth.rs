@@ -407,3 +407,92 @@ async fn operator_issues_tokens_stored_hashed() {
     assert!(file.contains("carol"));
     server.stop().await;
 }
+
+/// A token revoked while its Subscribe or ExportUsers stream is open: the stream ends with
+/// UNAUTHENTICATED instead of reading on until the client hangs up.
+#[tokio::test]
+async fn a_revoked_tokens_open_streams_end_unauthenticated() {
+    const ROWS: usize = 30_000;
+    let server = TestServer::start().await;
+    let mut c = server.client().await;
+    register(&mut c, "d1", 100_000).await;
+    // More rows than HTTP/2's windows and the server's buffer hold, so that the export is
+    // still being produced when the token is revoked.
+    let creates = (0..ROWS)
+        .map(|i| {
+            let profile = account_ledger::domain::Profile {
+                login: format!("user{i}"),
+                first_name: "A rather long first name".into(),
+                last_name: "And a rather long last name".into(),
+                email: format!("user{i}@a-long-district-domain.example"),
+            };
+            account_ledger::ledger::Request::manual(
+                "alice",
+                account_ledger::domain::Command::CreateAccount {
+                    domain: "d1".into(),
+                    account: 0,
+                    import_id: None,
+                    profile,
+                    role: "student".into(),
+                    enabled: true,
+                },
+            )
+        })
+        .collect();
+    server
+        .ledger
+        .execute_batch(creates, account_ledger::ledger::BatchMode::Strict)
+        .await
+        .unwrap();
+    let mut events = c
+        .subscribe(req(
+            ADMIN_D1,
+            pb::SubscribeRequest {
+                from_position: 0,
+                domain: Some("d1".into()),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut export = c
+        .export_users(req(
+            ADMIN_D1,
+            pb::ExportUsersRequest {
+                domain: "d1".into(),
+                as_of: None,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    events.message().await.unwrap().expect("a first event");
+    export.message().await.unwrap().expect("a first row");
+    let id = account_ledger::api::auth::hash_token(ADMIN_D1)[..12].to_string();
+    c.revoke_token(req(OPERATOR, pb::RevokeTokenRequest { id }))
+        .await
+        .unwrap();
+    let mut rows = 1;
+    let ended = loop {
+        match export.message().await {
+            Ok(Some(_)) => rows += 1,
+            Ok(None) => panic!("all {rows} rows exported after the token was revoked"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(ended.code(), Code::Unauthenticated, "{ended:?}");
+    assert!(rows < ROWS, "{rows}");
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        loop {
+            match events.message().await {
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("the subscription ended without an error"),
+                Err(status) => break status,
+            }
+        }
+    })
+    .await
+    .expect("the subscription still open 30 s after its token was revoked");
+    assert_eq!(ended.code(), Code::Unauthenticated, "{ended:?}");
+    server.stop().await;
+}

@@ -120,6 +120,8 @@ pub struct Principal {
     pub name: String,
     pub role: Role,
     pub domains: Vec<String>,
+    /// The id of the token it signed in with (streams check it is still valid as they go).
+    pub token_id: String,
 }
 
 impl Principal {
@@ -524,7 +526,28 @@ impl Auth {
             name: entry.principal.clone(),
             role: entry.role,
             domains: entry.domains.clone(),
+            token_id: entry.id().to_string(),
         })
+    }
+
+    /// UNAUTHENTICATED once `who`'s token is revoked or expired: a long stream (Subscribe,
+    /// ExportUsers) checks as it goes, so a revoked token stops reading within a row, not when
+    /// the client hangs up.
+    pub fn still_valid(&self, who: &Principal) -> Result<(), Status> {
+        let config = self.config.read().unwrap_or_else(|e| e.into_inner());
+        let now = crate::store::now_us();
+        let valid = config
+            .tokens
+            .iter()
+            .any(|t| t.id() == who.token_id && t.expires_at_us.is_none_or(|expiry| now < expiry));
+        if valid {
+            Ok(())
+        } else {
+            Err(unauthenticated(format!(
+                "token {} was revoked or has expired during this stream",
+                who.token_id
+            )))
+        }
     }
 
     fn check_not_limited(&self, ip: IpAddr) -> Result<(), Status> {

@@ -424,10 +424,16 @@ impl pb::account_ledger_server::AccountLedger for LedgerService {
         // snapshot of the domain; nothing holds the whole export.
         let snapshot = self.ledger.export_snapshot(&domain)?;
         let (tx, rx) = tokio::sync::mpsc::channel(EXPORT_BUFFER);
+        let auth = self.auth.clone();
         tokio::task::spawn_blocking(move || {
-            for a in snapshot.rows() {
-                if tx.blocking_send(Ok(pb::Account::from(a))).is_err() {
-                    return; // the client went away
+            for (i, a) in snapshot.rows().enumerate() {
+                let row = match i % EXPORT_BUFFER {
+                    0 => auth.still_valid(&who).map(|()| pb::Account::from(a)),
+                    _ => Ok(pb::Account::from(a)),
+                };
+                let refused = row.is_err();
+                if tx.blocking_send(row).is_err() || refused {
+                    return; // the client went away, or may no longer read
                 }
             }
         });
@@ -462,6 +468,10 @@ impl pb::account_ledger_server::AccountLedger for LedgerService {
         let req = request.into_inner();
         let job = uuid::Uuid::parse_str(req.job_id.trim())
             .map_err(|e| invalid("job_id", format!("not a UUID: {e}")))?;
+        // Rights first: a job may have a million events.
+        if let Some(domain) = self.ledger.import_job_domain(&job).await? {
+            who.require_in(Op::Read, &domain)?;
+        }
         let events = self.ledger.import_job_history(&job).await?;
         if events.is_empty() {
             return Err(Status::not_found(format!(
@@ -526,6 +536,9 @@ impl pb::account_ledger_server::AccountLedger for LedgerService {
         let open = SubscriptionGauge::open();
         let stream = ReceiverStream::new(rx).map(move |item| {
             let _open = &open;
+            // A revoked token's stream ends with UNAUTHENTICATED (tonic sends an error
+            // as the stream's last message).
+            this.auth.still_valid(&who)?;
             match item {
                 Ok(e) => Ok(event_to_wire(&e, this.domain_of_event(&e))),
                 Err(e) => Err(Status::from(e)),
