@@ -226,3 +226,40 @@ async fn nul_and_bom_inside_csv_fields_are_row_errors_naming_the_column() {
     );
     server.stop().await;
 }
+
+/// An uploaded file's name is recorded on every event of its job: a name over 255 bytes, or
+/// one holding a control character, is refused naming the field, and nothing is written.
+#[tokio::test]
+async fn an_upload_named_too_long_or_with_control_characters_is_refused() {
+    let (server, _c) = start_with_domains(&[("d1", 10)]).await;
+    let csv = "import_id,first_name,last_name,login,email,user_type,enabled\n\
+               S1,Ann,Lee,ann,ann@x.org,student,1\n";
+    let before = server.ledger.log().last_position();
+    for (name, needle) in [
+        (format!("{}.csv", "u".repeat(300)), "more than 255"),
+        ("users\n.csv".to_string(), "U+000A"),
+    ] {
+        let header = pb::ImportHeader {
+            domain: "d1".into(),
+            file_name: name,
+            ..Default::default()
+        };
+        assert_status(
+            upload(
+                &mut imports(&server).await,
+                ADMIN_D1,
+                header,
+                csv.as_bytes(),
+            )
+            .await,
+            Code::InvalidArgument,
+            &["header.file_name", needle],
+        );
+    }
+    assert_eq!(
+        server.ledger.log().last_position(),
+        before,
+        "nothing written"
+    );
+    server.stop().await;
+}

@@ -32,6 +32,7 @@ use super::auth::{Auth, Op, Principal};
 use super::convert::{required, us_to_timestamp};
 use super::pb::{self, upload_import_request::Part};
 use super::status::{domain_not_found, from_import, invalid, missing, permission_denied};
+use crate::import::limits::{MAX_FILE_NAME_BYTES, quote};
 use crate::import::{
     Counts, FileKind, GuardCheck, ImportInput, ImportJob, ImportOptions, ImportReport, JobStatus,
     RowChange, RowError, Version, run_import,
@@ -112,7 +113,27 @@ fn base_file_name(name: &str) -> Result<String, Status> {
     if base.is_empty() || base == "." || base == ".." {
         return Err(invalid(
             "header.file_name",
-            format!("{name:?} is not a file name (e.g. users.csv)"),
+            format!("{} is not a file name (e.g. users.csv)", quote(name)),
+        ));
+    }
+    if base.len() > MAX_FILE_NAME_BYTES {
+        return Err(invalid(
+            "header.file_name",
+            format!(
+                "{} is {} bytes, more than {MAX_FILE_NAME_BYTES}",
+                quote(&base),
+                base.len()
+            ),
+        ));
+    }
+    if let Some(c) = base.chars().find(|c| c.is_control()) {
+        return Err(invalid(
+            "header.file_name",
+            format!(
+                "{} holds the control character U+{:04X}",
+                quote(&base),
+                u32::from(c)
+            ),
         ));
     }
     Ok(base)

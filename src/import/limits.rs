@@ -20,6 +20,9 @@ pub const MAX_COMPRESSION_RATIO: u64 = 100;
 pub const RATIO_GRACE_BYTES: u64 = 1 << 20;
 /// Row errors a report lists in full; the rest are counted (`failed`) and summed up in a warning.
 pub const MAX_ROW_ERRORS_LISTED: usize = 10_000;
+/// Bytes of an uploaded file's name (recorded on every event the job writes; a file system's
+/// own limit is 255).
+pub const MAX_FILE_NAME_BYTES: usize = 255;
 /// Characters of a value quoted back in an error message.
 pub const QUOTE_CHARS: usize = 40;
 
