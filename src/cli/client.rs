@@ -78,7 +78,11 @@ fn account_ref(s: &str) -> Result<pb::AccountRef, String> {
 
 fn as_of(s: &Option<String>) -> Result<Option<prost_types::Timestamp>, String> {
     s.as_deref()
-        .map(|s| parse_instant(s).map(us_to_timestamp))
+        .map(|s| {
+            parse_instant(s)
+                .map(us_to_timestamp)
+                .map_err(|e| format!("--as-of {e}"))
+        })
         .transpose()
 }
 

@@ -372,7 +372,7 @@ pub async fn run(args: ImportArgs) -> Result<ExitCode, String> {
         .map(|t| {
             super::time::parse_instant(t)
                 .map(crate::api::convert::us_to_timestamp)
-                .map_err(|e| e.replace("--as-of", "--start-at"))
+                .map_err(|e| format!("--start-at {e}"))
         })
         .transpose()?;
     let json = conn.json;

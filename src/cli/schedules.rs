@@ -73,7 +73,7 @@ pub struct AddArgs {
 fn instant(flag: &str, value: &str) -> Result<prost_types::Timestamp, String> {
     parse_instant(value)
         .map(us_to_timestamp)
-        .map_err(|e| e.replace("--as-of", flag))
+        .map_err(|e| format!("{flag} {e}"))
 }
 
 impl AddArgs {

@@ -24,29 +24,35 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
-/// Microseconds since the epoch from RFC 3339 or Unix seconds.
+/// Microseconds since the epoch from RFC 3339 or Unix seconds. The error names the value, not
+/// the flag: the caller puts its flag in front.
 pub fn parse_instant(s: &str) -> Result<i64, String> {
     let s = s.trim();
     if let Ok(secs) = s.parse::<i64>() {
         return secs
             .checked_mul(1_000_000)
-            .ok_or_else(|| format!("--as-of {s}: out of range"));
+            .ok_or_else(|| format!("{s}: out of range"));
     }
-    let bad =
-        || format!("--as-of {s:?}: expected RFC 3339 like 2025-01-31T12:00:00Z or Unix seconds");
+    let bad = || format!("{s:?}: expected RFC 3339 like 2025-01-31T12:00:00Z or Unix seconds");
     let b = s.as_bytes();
     if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
         return Err(bad());
     }
-    let num = |r: std::ops::Range<usize>| -> Result<i64, String> {
-        s.get(r).and_then(|t| t.parse::<i64>().ok()).ok_or_else(bad)
+    // Digits only: `parse` would also take a sign. `get`: a non-ASCII character would put a
+    // byte range inside it.
+    let digits = |t: &str, r: std::ops::Range<usize>| -> Result<i64, String> {
+        t.get(r)
+            .filter(|t| t.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|t| t.parse::<i64>().ok())
+            .ok_or_else(bad)
     };
+    let num = |r| digits(s, r);
     let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
     let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
     if b[13] != b':'
         || b[16] != b':'
         || !(1..=12).contains(&mo)
-        || !(1..=31).contains(&d)
+        || !(1..=days_in_month(y, mo)).contains(&d)
         || h > 23
         || mi > 59
         || sec > 60
@@ -74,9 +80,10 @@ pub fn parse_instant(s: &str) -> Result<i64, String> {
             && (o.starts_with('+') || o.starts_with('-'))
             && o.as_bytes()[3] == b':' =>
         {
-            // `get`: a non-ASCII character would put a byte range inside it.
-            let part = |r: std::ops::Range<usize>| o.get(r).and_then(|t| t.parse::<i64>().ok());
-            let (oh, om) = (part(1..3).ok_or_else(bad)?, part(4..6).ok_or_else(bad)?);
+            let (oh, om) = (digits(o, 1..3)?, digits(o, 4..6)?);
+            if oh > 23 || om > 59 {
+                return Err(format!("{s:?}: the offset {o} is not a time of day"));
+            }
             let v = oh * 3600 + om * 60;
             if o.starts_with('-') { -v } else { v }
         }
@@ -84,6 +91,15 @@ pub fn parse_instant(s: &str) -> Result<i64, String> {
     };
     let secs = days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + sec - offset_secs;
     Ok(secs * 1_000_000 + micros)
+}
+
+fn days_in_month(y: i64, m: i64) -> i64 {
+    match m {
+        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
 }
 
 /// RFC 3339 UTC with microseconds.
@@ -139,5 +155,19 @@ mod tests {
         // Offsets with a character of two bytes in them: refused, not a panic.
         assert!(parse_instant("2025-01-31T12:00:00+0é:0").is_err());
         assert!(parse_instant("2025-01-31T12:00:00+é:00").is_err());
+        // Offsets and dates out of range, and signs inside fields.
+        for bad in [
+            "2025-01-31T12:00:00+99:99",
+            "2025-01-31T12:00:00+24:00",
+            "2025-01-31T12:00:00+-1:00",
+            "2025-02-29T00:00:00Z",
+            "2025-04-31T00:00:00Z",
+            "2025-01-+1T00:00:00Z",
+        ] {
+            let e = parse_instant(bad).unwrap_err();
+            assert!(e.contains(bad), "{e}");
+        }
+        assert!(parse_instant("2024-02-29T00:00:00Z").is_ok());
+        assert!(parse_instant("2025-01-31T12:00:00-23:59").is_ok());
     }
 }
