@@ -425,15 +425,18 @@ impl pb::account_ledger_server::AccountLedger for LedgerService {
         let snapshot = self.ledger.export_snapshot(&domain)?;
         let (tx, rx) = tokio::sync::mpsc::channel(EXPORT_BUFFER);
         let auth = self.auth.clone();
-        tokio::task::spawn_blocking(move || {
+        // A task, not a blocking thread: a client that stops reading parks a future, not one
+        // of the blocking pool's threads, and is given up after EXPORT_STALL.
+        tokio::spawn(async move {
             for (i, a) in snapshot.rows().enumerate() {
                 let row = match i % EXPORT_BUFFER {
                     0 => auth.still_valid(&who).map(|()| pb::Account::from(a)),
                     _ => Ok(pb::Account::from(a)),
                 };
                 let refused = row.is_err();
-                if tx.blocking_send(row).is_err() || refused {
-                    return; // the client went away, or may no longer read
+                let sent = tokio::time::timeout(EXPORT_STALL, tx.send(row)).await;
+                if !matches!(sent, Ok(Ok(()))) || refused {
+                    return; // the client went away or stalled, or may no longer read
                 }
             }
         });
@@ -603,6 +606,8 @@ fn validate_principal(principal: &str) -> Result<(), Status> {
 
 /// Export rows converted ahead of the client.
 const EXPORT_BUFFER: usize = 256;
+/// An export whose client reads nothing for this long is ended (its snapshot is let go).
+const EXPORT_STALL: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// One open Subscribe stream in the `subscriptions` gauge, for as long as it lives.
 struct SubscriptionGauge;
