@@ -256,6 +256,7 @@ async fn an_import_on_one_server_is_seen_on_the_others_and_tokens_revoked_anywhe
                 &admin,
                 pb::GetImportJobHistoryRequest {
                     job_id: job.job_id.clone(),
+                    ..Default::default()
                 },
             ))
             .await

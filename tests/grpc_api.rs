@@ -538,6 +538,7 @@ async fn import_job_history_with_a_malformed_job_id_is_invalid_argument_naming_j
             AUDITOR,
             pb::GetImportJobHistoryRequest {
                 job_id: "nope".into(),
+                ..Default::default()
             },
         ))
         .await,
@@ -635,6 +636,7 @@ async fn history_of_an_unknown_import_job_is_not_found() {
             AUDITOR,
             pb::GetImportJobHistoryRequest {
                 job_id: uuid::Uuid::new_v4().to_string(),
+                ..Default::default()
             },
         ))
         .await,
@@ -1132,6 +1134,7 @@ async fn import_job_history_lists_the_jobs_events_with_file_and_row() {
             ADMIN_D1,
             pb::GetImportJobHistoryRequest {
                 job_id: job.to_string(),
+                ..Default::default()
             },
         ))
         .await
@@ -1151,6 +1154,47 @@ async fn import_job_history_lists_the_jobs_events_with_file_and_row() {
     server.stop().await;
 }
 
+/// A job's history comes in pages: `limit` events after `after_position`, then an empty
+/// page at the end; a limit over 10000 is refused naming it.
+#[tokio::test]
+async fn import_job_history_pages_by_position() {
+    let (server, mut c, job) = start_with_an_import_job().await;
+    let page = |after_position: u64, limit: u32| pb::GetImportJobHistoryRequest {
+        job_id: job.to_string(),
+        after_position,
+        limit,
+    };
+    let all = c
+        .get_import_job_history(req(ADMIN_D1, page(0, 0)))
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    assert_eq!(all.len(), 2);
+    let mut paged = Vec::new();
+    let mut after = 0;
+    loop {
+        let events = c
+            .get_import_job_history(req(ADMIN_D1, page(after, 1)))
+            .await
+            .unwrap()
+            .into_inner()
+            .events;
+        let Some(last) = events.last() else { break };
+        assert_eq!(events.len(), 1);
+        after = last.position;
+        paged.extend(events);
+    }
+    assert_eq!(paged, all);
+    assert_status(
+        c.get_import_job_history(req(ADMIN_D1, page(0, 10_001)))
+            .await,
+        Code::InvalidArgument,
+        &["limit"],
+    );
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn import_job_history_is_hidden_from_another_domains_admin() {
     let (server, mut c, job) = start_with_an_import_job().await;
@@ -1159,6 +1203,7 @@ async fn import_job_history_is_hidden_from_another_domains_admin() {
             ADMIN_D2,
             pb::GetImportJobHistoryRequest {
                 job_id: job.to_string(),
+                ..Default::default()
             },
         ))
         .await,

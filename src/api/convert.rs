@@ -167,6 +167,15 @@ pub fn event_to_wire(e: &RecordedEvent, domain: Option<String>) -> pb::LedgerEve
 }
 
 /// A client request id: non-empty, at most 200 characters.
+/// A page size as asked: 0 means 1000, at most 10000 (a page is one message).
+pub fn page_limit(limit: u32) -> Result<usize, Status> {
+    match limit {
+        0 => Ok(1000),
+        n if n > 10_000 => Err(invalid("limit", format!("{n} is more than 10000"))),
+        n => Ok(n as usize),
+    }
+}
+
 pub fn request_id(id: Option<String>) -> Result<Option<String>, Status> {
     match id {
         None => Ok(None),

@@ -266,6 +266,20 @@ impl Ledger {
         Ok(None)
     }
 
+    /// Up to `limit` events of one import job after log position `after`, oldest first; empty
+    /// when the job has none there (or none at all).
+    pub async fn import_job_history_page(
+        &self,
+        job: &Uuid,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, LedgerError> {
+        let positions = self.log().job_positions(job);
+        let start = positions.partition_point(|p| *p <= after);
+        let end = start.saturating_add(limit).min(positions.len());
+        Ok(self.log().read_positions(&positions[start..end]).await?)
+    }
+
     /// Every event one import job caused.
     pub async fn import_job_history(&self, job: &Uuid) -> Result<Vec<RecordedEvent>, LedgerError> {
         let positions = self.log().job_positions(job);
