@@ -588,6 +588,112 @@ async fn a_blank_enabled_cell_does_not_enable_an_account_during_a_lock_out() {
     env.verify_and_close().await;
 }
 
+/// A hold recorded by an import on a lock-out that ended after the import was planned is
+/// refused (recorded there, it would keep the accounts disabled for good, unseen); the
+/// import reports it as a warning and what to do.
+#[tokio::test]
+async fn a_hold_on_an_ended_lock_out_is_refused() {
+    let env = env().await;
+    env.import("users.csv", &format!("{ROW_A}{ROW_B}"), None)
+        .await;
+    env.lock_out(1, 3).await;
+    env.fire_at(T0 + HOUR).await;
+    let hold = || {
+        Request::manual(
+            "admin",
+            Command::HoldImport {
+                domain: "d".into(),
+                schedule: 1,
+                enable: vec!["S1".into()],
+                keep_disabled: vec![],
+            },
+        )
+    };
+    env.ledger
+        .execute(hold())
+        .await
+        .expect("held while it runs");
+    env.fire_at(T0 + 3 * HOUR).await;
+    let err = env.ledger.execute(hold()).await.unwrap_err();
+    assert!(err.to_string().contains("done"), "{err}");
+    env.verify_and_close().await;
+}
+
+/// A delayed start that falls due while a lock-out holds its accounts leaves them to the
+/// lock-out, whose end enables them (whichever of the two was made first).
+#[tokio::test]
+async fn a_delayed_start_due_during_a_lock_out_is_enabled_at_its_end() {
+    let env = env().await;
+    let start = env
+        .import("users.csv", ROW_A, Some(T0 + 2 * HOUR))
+        .await
+        .start_schedule
+        .expect("a start schedule");
+    env.lock_out(1, 3).await;
+    env.fire_at(T0 + HOUR).await;
+    env.fire_at(T0 + 2 * HOUR).await;
+    let done = env
+        .ledger
+        .read_domain("d", |s| s.domains["d"].schedules[&start].status)
+        .unwrap();
+    assert_eq!(done, ScheduleStatus::Done);
+    assert_eq!(env.status("S1"), Status::Disabled, "the lock-out holds it");
+    env.fire_at(T0 + 3 * HOUR).await;
+    assert_eq!(
+        env.status("S1"),
+        Status::Enabled,
+        "handed to the lock-out's end"
+    );
+    env.verify_and_close().await;
+}
+
+/// The later of two deletions of a stub decides when it is deleted (the stub left out again
+/// case is above); cancelled before the earlier one is due, the earlier one applies again.
+#[tokio::test]
+async fn a_cancelled_later_deletion_gives_the_stub_back_to_the_earlier_one() {
+    let env = env().await;
+    env.grace_of_a_week().await;
+    env.import("users.csv", &format!("{ROW_A}{ROW_B}"), None)
+        .await;
+    env.import("users.csv", ROW_B, None).await;
+    let s1 = env.ledger.account_by_import_id("d", "S1").unwrap().id;
+    let made = env
+        .ledger
+        .execute(Request::manual(
+            "admin",
+            Command::ScheduleChange {
+                domain: "d".into(),
+                target: Target::Accounts(vec![s1]),
+                change: Change::Delete {
+                    at_us: T0 + 2 * WEEK,
+                },
+                reason: "later".into(),
+            },
+        ))
+        .await
+        .unwrap();
+    let later = env.ledger.schedules_made(&made.positions).await.unwrap()[0].0;
+    env.fire_at(T0 + WEEK - 1).await;
+    env.ledger
+        .execute(Request::manual(
+            "admin",
+            Command::CancelSchedule {
+                domain: "d".into(),
+                schedule: later,
+                reason: "changed my mind".into(),
+            },
+        ))
+        .await
+        .unwrap();
+    env.fire_at(T0 + WEEK).await;
+    assert_eq!(
+        env.status_ever("S1"),
+        Some(Status::Deleted),
+        "the first applies again"
+    );
+    env.verify_and_close().await;
+}
+
 #[tokio::test]
 async fn a_grace_period_is_at_most_a_year() {
     let env = env().await;

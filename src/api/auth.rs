@@ -530,9 +530,9 @@ impl Auth {
         })
     }
 
-    /// UNAUTHENTICATED once `who`'s token is revoked or expired: a long stream (Subscribe,
-    /// ExportUsers) checks as it goes, so a revoked token stops reading within a row, not when
-    /// the client hangs up.
+    /// UNAUTHENTICATED once `who`'s token is revoked or expired: a long stream checks as it
+    /// goes (Subscribe at each event, ExportUsers every 256 rows, so a few hundred rows
+    /// already produced may still arrive), not only when the client hangs up.
     pub fn still_valid(&self, who: &Principal) -> Result<(), Status> {
         let config = self.config.read().unwrap_or_else(|e| e.into_inner());
         let now = crate::store::now_us();

@@ -26,6 +26,7 @@ pub fn from_domain(e: &DomainError) -> Status {
         | DomainError::LimitBelowUsage { .. }
         | DomainError::ScheduleNotOpen { .. } => Status::failed_precondition(msg),
         DomainError::Invalid { .. } => Status::invalid_argument(msg),
+        DomainError::FiringOutdated { .. } => Status::aborted(msg),
     }
 }
 

@@ -272,6 +272,18 @@ pub fn decide(state: &LedgerState, command: &Command) -> Result<Vec<Event>, Doma
                     Phase::End => ScheduleStatus::Started,
                 }
             })?;
+            // The firing's commands follow this marker in one batch: they are exactly what
+            // the current state plans, or the batch is refused and planned again. So a
+            // firing never acts on what its plan did not see (an account brought back,
+            // signed in, held by an import or another schedule since), and what it leaves
+            // to another schedule is worked out on the same state (evolve's hand-over).
+            let now = super::schedule::plan_firing(state, domain, *schedule, *phase);
+            if now.is_none_or(|f| f.changed != *changed || f.not_enabled != *not_enabled) {
+                return Err(DomainError::FiringOutdated {
+                    domain: domain.clone(),
+                    schedule: *schedule,
+                });
+            }
             Ok(vec![Event::ScheduleFired {
                 domain: domain.clone(),
                 schedule: s.id,
@@ -286,7 +298,11 @@ pub fn decide(state: &LedgerState, command: &Command) -> Result<Vec<Event>, Doma
             enable,
             keep_disabled,
         } => {
-            let s = open_schedule(state, domain, *schedule, "held", |_| true)?;
+            // Refused once the schedule ended (fired or cancelled after the import was
+            // planned): recorded there, the hold would keep its accounts disabled for good.
+            let s = open_schedule(state, domain, *schedule, "held", |status| {
+                matches!(status, ScheduleStatus::Pending | ScheduleStatus::Started)
+            })?;
             let enable = accounts_of_import_ids(state, domain, enable, true)?;
             let keep_disabled = accounts_of_import_ids(state, domain, keep_disabled, true)?;
             if enable.is_empty() && keep_disabled.is_empty() {

@@ -68,6 +68,14 @@ pub enum DomainError {
         field: Name,
         reason: String,
     },
+    // Last, so that the other variants keep their numbers on the wire between servers.
+    /// ABORTED: a firing planned on a state that has changed since (an account or another
+    /// schedule); the firer plans it again.
+    #[error(
+        "schedule {schedule} of domain {domain:?}: the domain changed since this firing was \
+         planned"
+    )]
+    FiringOutdated { domain: String, schedule: u32 },
 }
 
 /// A name received from a peer server as the `&'static str` the rules use (field names, status

@@ -99,8 +99,7 @@ pub struct Schedule {
     /// Accounts to enable at the end of a lock-out (those its start disabled, plus those an
     /// import wanted enabled meanwhile), or beside the selection of a delayed start.
     pub restore: BTreeSet<AccountId>,
-    /// Accounts an import wanted disabled while held: never enabled by this schedule. For a
-    /// deletion: accounts a later deletion schedule selects, never deleted by this one.
+    /// Accounts an import wanted disabled while held: never enabled by this schedule.
     pub excluded: BTreeSet<AccountId>,
     /// Accounts changed by each phase fired so far.
     pub changed: u64,
@@ -148,13 +147,21 @@ impl Schedule {
         }
     }
 
-    /// Whether firing this pending deletion would delete `acc` if it is still a deactivated
-    /// stub then: it selects it and no later deletion schedule took it over.
-    pub fn will_delete(&self, acc: &AccountState) -> bool {
+    /// Whether this is a pending deletion that selects `acc`.
+    fn pending_deletion_of(&self, acc: &AccountState) -> bool {
         self.status == ScheduleStatus::Pending
             && matches!(self.change, Change::Delete { .. })
             && self.selects(acc)
-            && !self.excluded.contains(&acc.id)
+    }
+
+    /// Whether firing `phase` (a start that enables, or a lock-out's end) would enable `acc`,
+    /// licenses and other schedules aside.
+    fn would_enable(&self, phase: Phase, acc: &AccountState) -> bool {
+        let chosen = match phase {
+            Phase::Start => self.selects(acc) || self.restore.contains(&acc.id),
+            Phase::End => self.restore.contains(&acc.id),
+        };
+        chosen && !self.excluded.contains(&acc.id) && acc.status() == Status::Disabled
     }
 
     /// Whether this schedule holds `acc` disabled now (imports and other schedules' ends
@@ -218,6 +225,27 @@ impl Schedule {
     }
 }
 
+/// A pending deletion of `acc` (it is deleted then if still a deactivated stub).
+pub fn deleting(state: &LedgerState, acc: &AccountState) -> Option<ScheduleId> {
+    let d = state.domains.get(acc.domain.as_str())?;
+    d.schedules
+        .values()
+        .find(|s| s.pending_deletion_of(acc))
+        .map(|s| s.id)
+}
+
+/// Whether a pending deletion made after schedule `id` selects `acc`: the latest deletion of
+/// an account says when it is deleted. A stub left out, back, then left out again gets a
+/// whole grace period from the second time, never the rest of the first (the later schedule
+/// cancelled, the first applies again); a stub still out when a file runs again keeps its
+/// first schedule (the import makes no new one for it, see `import::plan`), so re-running a
+/// file never postpones a deletion.
+fn deleted_later(d: &super::DomainState, id: ScheduleId, acc: &AccountState) -> bool {
+    d.schedules
+        .range((std::ops::Bound::Excluded(id), std::ops::Bound::Unbounded))
+        .any(|(_, s)| s.pending_deletion_of(acc))
+}
+
 /// Every schedule holding an existing account from being enabled by an import (none, one, or
 /// several overlapping). An import's wish is remembered by each, so whichever ends last
 /// decides, as none of them enables what another still holds.
@@ -237,39 +265,47 @@ fn held_elsewhere(d: &super::DomainState, id: ScheduleId, acc: &AccountState) ->
     d.schedules.values().any(|s| s.id != id && s.holds(acc))
 }
 
-/// At the end of lock-out `id`, the accounts it would have enabled but another schedule still
-/// holds (its plan left them disabled, see [`plan_firing`]) become that schedule's to enable.
-/// Called by evolve on the end's marker, before the end's own events, so the state is the one
-/// the end was planned on; `changed` (what the end enables) is left alone whatever it finds.
+/// When `phase` of schedule `id` fires and enables (a delayed start, a lock-out's end), the
+/// accounts it would have enabled but another schedule still holds (its plan left them
+/// disabled, see [`plan_firing`]) become that schedule's to enable. Called by evolve on the
+/// firing's marker, before its own events; `decide` accepts the marker only when the state
+/// plans exactly that firing, so this sees the state the firing was planned on. `changed`
+/// (what the firing enables) is left alone whatever it finds.
 pub fn hand_over_held(
     state: &mut LedgerState,
     domain: &str,
     id: ScheduleId,
+    phase: Phase,
     changed: &[AccountId],
 ) {
     let Some(d) = state.domains.get(domain) else {
         return;
     };
-    let Some(ended) = d.schedules.get(&id) else {
+    let Some(fired) = d.schedules.get(&id) else {
         return;
     };
+    if !matches!(
+        (phase, fired.change),
+        (Phase::Start, Change::Enable { .. }) | (Phase::End, Change::Disable { .. })
+    ) {
+        return;
+    }
     let mut moves: Vec<(ScheduleId, AccountId)> = Vec::new();
-    let mut enabled_by_end: Option<std::collections::HashSet<AccountId>> = None;
-    for a in ended.restore.iter().filter(|a| !ended.excluded.contains(a)) {
-        let Some(acc) = state.account(*a) else {
-            continue;
-        };
-        if acc.status() != Status::Disabled || !held_elsewhere(d, id, acc) {
-            continue;
-        }
-        let enabled_by_end =
-            enabled_by_end.get_or_insert_with(|| changed.iter().copied().collect());
-        if enabled_by_end.contains(a) {
+    let mut enabled_by_firing: Option<std::collections::HashSet<AccountId>> = None;
+    let accounts = state
+        .domain_accounts
+        .get(domain)
+        .into_iter()
+        .flatten()
+        .filter_map(|a| state.account(*a));
+    for acc in accounts.filter(|a| fired.would_enable(phase, a) && held_elsewhere(d, id, a)) {
+        let enabled = enabled_by_firing.get_or_insert_with(|| changed.iter().copied().collect());
+        if enabled.contains(&acc.id) {
             continue;
         }
         for other in d.schedules.values() {
-            if other.id != id && other.holds(acc) && !other.excluded.contains(a) {
-                moves.push((other.id, *a));
+            if other.id != id && other.holds(acc) && !other.excluded.contains(&acc.id) {
+                moves.push((other.id, acc.id));
             }
         }
     }
@@ -286,53 +322,16 @@ pub fn hand_over_held(
     }
 }
 
-/// The pending deletion that will delete `acc` if it is still a deactivated stub then.
-pub fn deleting(state: &LedgerState, acc: &AccountState) -> Option<ScheduleId> {
-    let d = state.domains.get(acc.domain.as_str())?;
-    d.schedules
-        .values()
-        .find(|s| s.will_delete(acc))
-        .map(|s| s.id)
-}
-
-/// A new deletion of listed accounts takes them over from the pending deletions made before
-/// it: the latest says when they are deleted. A stub left out, back, then left out again gets
-/// a whole grace period from the second time, never the rest of the first; a stub left out
-/// and still out when a file is run again keeps its first schedule (the import makes no new
-/// one for it, see `import::plan`), so re-running a file never postpones a deletion.
-pub fn take_over_deletions(
-    schedules: &mut std::collections::BTreeMap<ScheduleId, Schedule>,
-    new: &Schedule,
-) {
-    let (Change::Delete { .. }, Selection::Accounts(ids)) = (new.change, &new.selection) else {
-        return;
-    };
-    for s in schedules.values_mut() {
-        if s.id == new.id
-            || s.status != ScheduleStatus::Pending
-            || !matches!(s.change, Change::Delete { .. })
-        {
-            continue;
-        }
-        for id in ids {
-            let selected = match &s.selection {
-                Selection::Accounts(theirs) => theirs.binary_search(id).is_ok(),
-                Selection::Everyone | Selection::Role(_) => true,
-            };
-            if selected {
-                s.excluded.insert(*id);
-            }
-        }
-    }
-}
-
 /// The schedule holding a new account of `role` from being created enabled by an import.
-pub fn holding_new(state: &LedgerState, domain: &str, role: &str) -> Option<ScheduleId> {
-    let d = state.domains.get(domain)?;
+pub fn holding_new(state: &LedgerState, domain: &str, role: &str) -> Vec<ScheduleId> {
+    let Some(d) = state.domains.get(domain) else {
+        return Vec::new();
+    };
     d.schedules
         .values()
-        .find(|s| s.is_holding() && s.selects_new(role))
+        .filter(|s| s.is_holding() && s.selects_new(role))
         .map(|s| s.id)
+        .collect()
 }
 
 /// What firing one phase of one schedule does: the commands (all on existing accounts, in
@@ -343,10 +342,6 @@ pub struct Firing {
     pub schedule: ScheduleId,
     pub phase: Phase,
     pub commands: Vec<Command>,
-    /// The version of each command's account when planned: decided on an account that
-    /// changed since (a stub reactivated by an import queued ahead), the firing is refused and
-    /// planned again, never applied to what the plan did not see.
-    pub versions: Vec<u64>,
     pub changed: Vec<AccountId>,
     pub not_enabled: Vec<AccountId>,
 }
@@ -404,39 +399,30 @@ pub fn plan_firing(
         .flatten()
         .filter_map(|a| state.account(*a));
     let mut commands = Vec::new();
-    let mut versions = Vec::new();
     let mut changed = Vec::new();
     let mut not_enabled = Vec::new();
     match (phase, s.change) {
         (Phase::Start, Change::Disable { .. }) => {
             for acc in accounts.filter(|a| s.selects(a) && a.status() == Status::Enabled) {
                 commands.push(Command::Disable { account: acc.id });
-                versions.push(acc.version);
                 changed.push(acc.id);
             }
         }
         (Phase::Start, Change::Delete { .. }) => {
-            for acc in accounts
-                .filter(|a| s.will_delete(a) && a.status() == Status::Deactivated && a.is_stub())
-            {
+            for acc in accounts.filter(|a| {
+                s.selects(a)
+                    && !deleted_later(d, id, a)
+                    && a.status() == Status::Deactivated
+                    && a.is_stub()
+            }) {
                 commands.push(Command::Delete { account: acc.id });
-                versions.push(acc.version);
                 changed.push(acc.id);
             }
         }
         (Phase::Start, Change::Enable { .. }) | (Phase::End, Change::Disable { .. }) => {
-            let wanted = |a: &AccountState| {
-                let chosen = match phase {
-                    Phase::Start => s.selects(a) || s.restore.contains(&a.id),
-                    Phase::End => s.restore.contains(&a.id),
-                };
-                // An overlapping schedule still holding it enables it when it ends (it is
-                // handed over, see `hand_over_held`).
-                chosen
-                    && !s.excluded.contains(&a.id)
-                    && a.status() == Status::Disabled
-                    && !held_elsewhere(d, id, a)
-            };
+            // An overlapping schedule still holding it enables it when it ends (it is
+            // handed over, see `hand_over_held`).
+            let wanted = |a: &AccountState| s.would_enable(phase, a) && !held_elsewhere(d, id, a);
             let mut free = d.license_limit.saturating_sub(d.licenses_used);
             for acc in accounts.filter(|a| wanted(a)) {
                 if free == 0 {
@@ -445,7 +431,6 @@ pub fn plan_firing(
                 }
                 free -= 1;
                 commands.push(Command::Enable { account: acc.id });
-                versions.push(acc.version);
                 changed.push(acc.id);
             }
         }
@@ -456,7 +441,6 @@ pub fn plan_firing(
         schedule: id,
         phase,
         commands,
-        versions,
         changed,
         not_enabled,
     })

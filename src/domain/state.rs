@@ -199,9 +199,10 @@ impl LedgerState {
                 reason,
             } => {
                 if let Some(d) = self.domains.get_mut(domain) {
-                    let made = Schedule::new(*schedule, selection.clone(), *change, reason.clone());
-                    super::schedule::take_over_deletions(&mut d.schedules, &made);
-                    d.schedules.insert(*schedule, made);
+                    d.schedules.insert(
+                        *schedule,
+                        Schedule::new(*schedule, selection.clone(), *change, reason.clone()),
+                    );
                 }
             }
             Event::ScheduleCancelled {
@@ -218,9 +219,7 @@ impl LedgerState {
                 changed,
                 not_enabled,
             } => {
-                if *phase == super::schedule::Phase::End {
-                    super::schedule::hand_over_held(self, domain, *schedule, changed);
-                }
+                super::schedule::hand_over_held(self, domain, *schedule, *phase, changed);
                 if let Some(s) = self.schedule_mut(domain, *schedule) {
                     s.fired(*phase, changed, not_enabled);
                 }

@@ -31,6 +31,7 @@ pub use powerschool::{FileKind, UserRow, UsersCsvWriter, Version, write_users_cs
 pub use report::{Counts, ImportReport, JobStatus, RowChange};
 use rows::Roles;
 
+use crate::domain::DomainError;
 use crate::domain::schedule::{Change, ScheduleId};
 use crate::ledger::{BatchMode, BatchOutcome, Ledger};
 use error::ColumnNames;
@@ -369,6 +370,14 @@ async fn job_results(
                     Err(e) => warnings.push(format!("{}: {e}", plan.file)),
                 }
             }
+            Err(crate::ledger::LedgerError::Domain(DomainError::ScheduleNotOpen {
+                schedule,
+                ..
+            })) => warnings.push(format!(
+                "{}: scheduled change {schedule} ended while this file was being applied: the \
+                 rows it held stay as they are now (disabled); run the file again to apply them",
+                plan.file
+            )),
             Err(e) => warnings.push(format!("{}: {e}", plan.file)),
         }
     }

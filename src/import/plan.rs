@@ -428,9 +428,10 @@ impl Planner {
         if !*enabled {
             return;
         }
-        if let Some(schedule) = schedule::holding_new(state, &self.domain, role) {
+        let holds = schedule::holding_new(state, &self.domain, role);
+        if !holds.is_empty() {
             *enabled = false;
-            *held = Some((vec![schedule], true));
+            *held = Some((holds, true));
         } else if self.plan.start_at.is_some() {
             *enabled = false;
             self.plan.starting.push(row.import_id.clone());

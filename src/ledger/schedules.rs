@@ -123,15 +123,16 @@ impl Ledger {
                 schedule: id,
                 phase,
             };
-            let planned = firing.commands.iter().cloned().zip(firing.versions.iter());
-            let requests: Vec<Request> = std::iter::once((firing.marker(), None))
-                .chain(planned.map(|(command, version)| (command, Some(*version))))
-                .map(|(command, expected_version)| Request {
+            // The marker is refused unless the state still plans exactly this firing (see
+            // `decide`), so the commands need no expected versions.
+            let requests: Vec<Request> = std::iter::once(firing.marker())
+                .chain(firing.commands.iter().cloned())
+                .map(|command| Request {
                     command,
                     actor: SCHEDULER.into(),
                     source: source.clone(),
                     request_id: None,
-                    expected_version,
+                    expected_version: None,
                 })
                 .collect();
             // Decided here or refused, never forwarded: the plan was made on this server's
@@ -142,6 +143,11 @@ impl Ledger {
                 Some(Err(LedgerError::Domain(
                     DomainError::ScheduleNotOpen { .. } | DomainError::UnknownSchedule { .. },
                 ))) => return Ok(None),
+                // Planned on a state that changed since: plan again on the new one.
+                Some(Err(e @ LedgerError::Domain(DomainError::FiringOutdated { .. }))) => {
+                    last_refusal = Some(e);
+                    continue;
+                }
                 Some(Err(e)) => return Err(e),
                 _ => {}
             }
@@ -156,7 +162,7 @@ impl Ledger {
                     }));
                 }
                 // The domain changed between planning and deciding (a license taken, an
-                // account changed or deleted): plan again on the new state.
+                // account deleted): plan again on the new state.
                 Some(e) => last_refusal = Some(e),
             }
         }

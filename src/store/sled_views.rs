@@ -27,7 +27,8 @@ const FLOOR: &[u8] = b"K";
 const LAYOUT: &[u8] = b"L";
 /// Views are partitioned by domain since layout 2.
 /// 3: domain rows carry their schedules. 5: a deletion schedule's `excluded` holds the
-/// accounts later deletions took over (derived since then, so older rows lack it).
+/// accounts later deletions took over, and a lock-out's `restore` those an overlapping one
+/// handed over at its end (derived since then, so older rows lack them).
 const LAYOUT_VERSION: u64 = 5;
 
 fn bucket_key(domain: &str, bucket: u64) -> Vec<u8> {
