@@ -205,7 +205,7 @@ async fn apply(
     });
     let (requests, rows) = plan.take_requests(&job.actor, job.job_id);
     let requested = requests.len();
-    let outcome = if requests.is_empty() {
+    let mut outcome = if requests.is_empty() {
         BatchOutcome {
             results: Vec::new(),
             written: false,
@@ -219,6 +219,23 @@ async fn apply(
                 source,
             })?
     };
+    // A strict batch refused by one of the job's own commands (its rows all decided, e.g. a
+    // hold on a schedule that ended meanwhile) wrote nothing: the whole job is refused, not
+    // reported as rows applied.
+    let row_steps: usize = rows.iter().map(|r| r.steps.len()).sum();
+    if mode == BatchMode::Strict && !outcome.written {
+        let split = row_steps.min(outcome.results.len());
+        let rows_ok = outcome.results[..split].iter().all(Result::is_ok);
+        let refused_by_job = outcome.results[split..].iter().position(Result::is_err);
+        if let (true, Some(i)) = (rows_ok, refused_by_job)
+            && let Err(source) = outcome.results.swap_remove(split + i)
+        {
+            return Err(ImportError::Ledger {
+                file: file.clone(),
+                source,
+            });
+        }
+    }
     let mut counts = Counts {
         unchanged: plan.unchanged,
         failed: plan.failed_rows(),
@@ -231,7 +248,7 @@ async fn apply(
     let mut events_written = 0u64;
     let mut results = outcome.results.into_iter();
     // The job's own commands follow its rows' (Plan::take_requests).
-    let job_commands = requested - rows.iter().map(|r| r.steps.len()).sum::<usize>();
+    let job_commands = requested - row_steps;
     for row in rows {
         let mut done = Vec::new();
         let mut account = row.account;

@@ -26,10 +26,9 @@ pub struct SledViews {
 const FLOOR: &[u8] = b"K";
 const LAYOUT: &[u8] = b"L";
 /// Views are partitioned by domain since layout 2.
-/// 3: domain rows carry their schedules. 5: a deletion schedule's `excluded` holds the
-/// accounts later deletions took over, and a lock-out's `restore` those an overlapping one
-/// handed over at its end (derived since then, so older rows lack them).
-const LAYOUT_VERSION: u64 = 5;
+/// 3: domain rows carry their schedules. 6: a schedule's `restore` holds the accounts another
+/// schedule's start or end handed over (derived since then, so older rows lack them).
+const LAYOUT_VERSION: u64 = 6;
 
 fn bucket_key(domain: &str, bucket: u64) -> Vec<u8> {
     let mut k = vec![b'B'];
