@@ -292,12 +292,7 @@ pub fn hand_over_held(
     }
     let mut moves: Vec<(ScheduleId, AccountId)> = Vec::new();
     let mut enabled_by_firing: Option<std::collections::HashSet<AccountId>> = None;
-    let accounts = state
-        .domain_accounts
-        .get(domain)
-        .into_iter()
-        .flatten()
-        .filter_map(|a| state.account(*a));
+    let accounts = state.accounts_of(domain);
     for acc in accounts.filter(|a| fired.would_enable(phase, a) && held_elsewhere(d, id, a)) {
         let enabled = enabled_by_firing.get_or_insert_with(|| changed.iter().copied().collect());
         if enabled.contains(&acc.id) {
@@ -392,12 +387,7 @@ pub fn plan_firing(
 ) -> Option<Firing> {
     let d = state.domains.get(domain)?;
     let s = d.schedules.get(&id)?;
-    let accounts = state
-        .domain_accounts
-        .get(domain)
-        .into_iter()
-        .flatten()
-        .filter_map(|a| state.account(*a));
+    let accounts = state.accounts_of(domain);
     let mut commands = Vec::new();
     let mut changed = Vec::new();
     let mut not_enabled = Vec::new();

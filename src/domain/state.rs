@@ -119,6 +119,15 @@ impl LedgerState {
         self.accounts.get(&id).map(|a| &**a)
     }
 
+    /// Every account of `domain` (deleted ones included), in the domain's order.
+    pub fn accounts_of<'a>(&'a self, domain: &str) -> impl Iterator<Item = &'a AccountState> {
+        self.domain_accounts
+            .get(domain)
+            .into_iter()
+            .flatten()
+            .filter_map(|a| self.account(*a))
+    }
+
     /// The live account of `domain` with this import id.
     pub fn account_by_import_id(&self, domain: &str, import_id: &str) -> Option<&AccountState> {
         self.by_import_id
