@@ -3,7 +3,8 @@
 # N new accounts imported over gRPC, the server's RSS (peak and after), then a restart timed until
 # health says SERVING (grpc_probe.py), the RSS after restart, the daily queries timed over gRPC
 # (`account-ledger reads-bench`, after the import and after the restart), and a streamed export
-# of every row (JSON lines, then the re-importable CSV).
+# of every row (JSON lines, then the re-importable CSV), then a list as of an instant before a
+# change of every account.
 # A benchmark, not a test.
 # usage: scripts/district-1m.sh BINARY WORKDIR [ROWS] [PORT]
 set -euo pipefail
@@ -59,4 +60,16 @@ echo 5 > /proc/$spid/clear_refs; idle=$(grep VmRSS /proc/$spid/status | awk '{pr
 t0=$(date +%s.%N); n=$("$bin" export big --json | wc -l); t1=$(date +%s.%N)
 peak=$(grep VmHWM /proc/$spid/status | awk '{print $2}')
 echo "export of $n rows (CLI --json): $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}') s; server peak RSS above idle: $(( (peak - idle) / 1024 )) MiB"
+# An old instant after which every account changed: the file again with every account
+# disabled, then the first page as of before it (every account folded up to then).
+before=$(date -u +%Y-%m-%dT%H:%M:%SZ); sleep 1.1
+sed 's/,1$/,0/' "$work/users.csv" > "$work/users-disabled.csv"
+"$bin" import --domain big --kind users --confirm-mass-change "$work/users-disabled.csv" > "$work/import2.out" 2>&1
+echo 5 > /proc/$spid/clear_refs; idle=$(grep VmRSS /proc/$spid/status | awk '{print $2}')
+for i in 1 2 3; do
+  t0=$(date +%s.%N); "$bin" account list big --as-of "$before" --limit 100 > "$work/asof.out"; t1=$(date +%s.%N)
+  echo "ListAccounts, first page as of before a change of every account: $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}') s ($(tail -2 "$work/asof.out" | head -1))"
+done
+peak=$(grep VmHWM /proc/$spid/status | awk '{print $2}')
+echo "server peak RSS above idle during those lists: $(( (peak - idle) / 1024 )) MiB"
 kill -TERM $spid; wait $spid || true

@@ -277,3 +277,71 @@ proptest! {
         })?;
     }
 }
+
+/// An instant after which every account of the domain changed (disabled, deactivated, renamed,
+/// or created later): each row is folded as it was then, and the pages equal a fold of the log
+/// up to that instant.
+#[test]
+fn a_list_as_of_before_every_account_changed_shows_each_as_it_was() {
+    support::run(async {
+        let (_dir, ledger) = support::open().await;
+        support::register(&ledger, "north", 1000).await;
+        let mut ids = Vec::new();
+        for n in 0..40 {
+            ids.push(support::create(&ledger, "north", &format!("user{n}"), n % 5 != 0).await);
+        }
+        let log = ledger.read_log(1, u64::MAX, usize::MAX).await.unwrap();
+        let before = log.last().unwrap().recorded_at_us;
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        for (i, &account) in ids.iter().enumerate() {
+            let command = match i % 3 {
+                0 => Command::Disable { account },
+                1 => Command::Deactivate { account },
+                _ => Command::UpdateProfile {
+                    account,
+                    profile: support::profile(&format!("renamed{i}")),
+                    role: "teacher".into(),
+                },
+            };
+            ledger
+                .execute(Request::manual("admin", command))
+                .await
+                .unwrap();
+        }
+        support::create(&ledger, "north", "late", true).await;
+
+        let log = ledger.read_log(1, u64::MAX, usize::MAX).await.unwrap();
+        let position = ledger.log().position_at(before);
+        let mut then = LedgerState::default();
+        for e in log.iter().take_while(|e| e.position <= position) {
+            then.evolve(&e.event);
+        }
+        let every = AccountFilter {
+            include_disabled: true,
+            include_deactivated: true,
+            ..AccountFilter::default()
+        };
+        for f in [AccountFilter::default(), every] {
+            let want = brute_list(&then, "north", &f);
+            let got = walk(&ledger, "north", &f, Some(before), 7, want.len())
+                .await
+                .unwrap();
+            assert_eq!(got, want, "{f:?}");
+        }
+        let all = brute_list(
+            &then,
+            "north",
+            &AccountFilter {
+                include_disabled: true,
+                include_deactivated: true,
+                ..AccountFilter::default()
+            },
+        );
+        assert_eq!(
+            all.len(),
+            40,
+            "the accounts that existed then, none renamed"
+        );
+        assert!(all.iter().all(|a| a.profile.login().starts_with("user") && a.status() != Status::Deactivated));
+    });
+}

@@ -86,6 +86,59 @@ impl AccountState {
     pub fn is_stub(&self) -> bool {
         self.last_sign_in_us.is_none() && !self.owns_data
     }
+
+    /// The row an `AccountCreated` event makes (None for any other event).
+    pub fn created(event: &Event) -> Option<AccountState> {
+        let Event::AccountCreated {
+            account,
+            domain,
+            import_id,
+            profile,
+            role,
+            enabled,
+        } = event
+        else {
+            return None;
+        };
+        Some(AccountState {
+            id: *account,
+            domain: domain.clone(),
+            import_id: import_id.clone(),
+            profile: profile.clone(),
+            role: role.clone(),
+            enabled: *enabled,
+            active: true,
+            deleted: false,
+            last_sign_in_us: None,
+            owns_data: false,
+            version: 1,
+        })
+    }
+
+    /// Apply a later event of this account's stream to its row. Returns the profile the event
+    /// replaced (a profile update) or erased (a deletion), for the caller's indexes.
+    pub fn apply(&mut self, event: &Event) -> Option<PackedProfile> {
+        self.version = self.version.saturating_add(1);
+        match event {
+            Event::ProfileUpdated { profile, role, .. } => {
+                self.role = role.clone();
+                return Some(std::mem::replace(&mut self.profile, profile.clone()));
+            }
+            Event::AccountDisabled { .. } => self.enabled = false,
+            Event::AccountEnabled { .. } => self.enabled = true,
+            Event::AccountDeactivated { .. } => self.active = false,
+            Event::AccountReactivated { .. } => self.active = true,
+            Event::SignInRecorded { at_us, .. } => self.last_sign_in_us = Some(*at_us),
+            Event::DataOwnershipRecorded { .. } => self.owns_data = true,
+            Event::AccountDeleted { .. } => {
+                self.deleted = true;
+                // The default is the erased profile.
+                return Some(std::mem::take(&mut self.profile));
+            }
+            _ => {}
+        }
+        None
+    }
 }
 
 /// Everything the rules need, for every domain. Deleted accounts stay (as tombstones with an
@@ -248,21 +301,10 @@ impl LedgerState {
                 domain,
                 import_id,
                 profile,
-                role,
-                enabled,
+                ..
             } => {
-                let state = AccountState {
-                    id: *account,
-                    domain: domain.clone(),
-                    import_id: import_id.clone(),
-                    profile: profile.clone(),
-                    role: role.clone(),
-                    enabled: *enabled,
-                    active: true,
-                    deleted: false,
-                    last_sign_in_us: None,
-                    owns_data: false,
-                    version: 1,
+                let Some(state) = AccountState::created(event) else {
+                    return;
                 };
                 if let Some(iid) = import_id {
                     self.by_import_id.insert(domain, iid, *account);
@@ -289,36 +331,21 @@ impl LedgerState {
                 };
                 let acc = Arc::make_mut(acc);
                 let before = acc.takes_license();
-                acc.version = acc.version.saturating_add(1);
-                match other {
-                    Event::ProfileUpdated { profile, role, .. } => {
-                        let old = std::mem::replace(&mut acc.profile, profile.clone());
-                        acc.role = role.clone();
-                        let domain = acc.domain.clone();
-                        self.by_login.remove(&domain, &login_key(old.login()), id);
-                        if !profile.is_erased() {
+                if let Some(old) = acc.apply(other) {
+                    let domain = acc.domain.clone();
+                    self.by_login.remove(&domain, &login_key(old.login()), id);
+                    match other {
+                        Event::ProfileUpdated { profile, .. } if !profile.is_erased() => {
                             self.by_login
                                 .insert(&domain, &login_key(profile.login()), id);
                         }
-                    }
-                    Event::AccountDisabled { .. } => acc.enabled = false,
-                    Event::AccountEnabled { .. } => acc.enabled = true,
-                    Event::AccountDeactivated { .. } => acc.active = false,
-                    Event::AccountReactivated { .. } => acc.active = true,
-                    Event::SignInRecorded { at_us, .. } => acc.last_sign_in_us = Some(*at_us),
-                    Event::DataOwnershipRecorded { .. } => acc.owns_data = true,
-                    Event::AccountDeleted { .. } => {
-                        acc.deleted = true;
-                        // The default is the erased profile.
-                        let profile = std::mem::take(&mut acc.profile);
-                        let domain = acc.domain.clone();
-                        if let Some(iid) = &acc.import_id {
-                            self.by_import_id.remove(&domain, iid, id);
+                        Event::AccountDeleted { .. } => {
+                            if let Some(iid) = &acc.import_id {
+                                self.by_import_id.remove(&domain, iid, id);
+                            }
                         }
-                        self.by_login
-                            .remove(&domain, &login_key(profile.login()), id);
+                        _ => {}
                     }
-                    _ => {}
                 }
                 self.recount_after(Some(before), id);
             }

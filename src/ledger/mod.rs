@@ -150,6 +150,9 @@ pub(crate) struct Shared {
     pub(crate) live: broadcast::Sender<Arc<RecordedEvent>>,
     /// Saves and rebuilds of the persisted views, one at a time.
     save_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Folds of many accounts as of an instant, one at a time: each holds a district's past
+    /// rows in memory while it runs (see [`crate::queries::PastView`]).
+    pub(crate) large_folds: Arc<tokio::sync::Semaphore>,
     /// The floor last persisted (a save with nothing new is skipped).
     saved_floor: std::sync::atomic::AtomicU64,
     closed: std::sync::atomic::AtomicBool,
@@ -332,6 +335,7 @@ impl Ledger {
             senders: RwLock::new(Vec::new()),
             live,
             save_lock: Arc::new(tokio::sync::Mutex::new(())),
+            large_folds: Arc::new(tokio::sync::Semaphore::new(1)),
             saved_floor: u64::MAX.into(),
             closed: false.into(),
             clock,

@@ -4,7 +4,8 @@
 //! A page costs a few index range seeks plus the page. As of an instant, the domain is its
 //! current rows with the accounts that differ at that instant put back as they were
 //! ([`PastView`]): found from the log after the instant when that is short (a minute ago costs
-//! the events of the last minute), else by folding only the accounts that existed then.
+//! the events of the last minute), else from the stream index (accounts whose last event is
+//! after the instant); only those accounts are folded.
 
 use std::collections::BTreeMap;
 
@@ -87,16 +88,13 @@ pub struct PastView {
     domain: String,
     /// Rows as they were, by account; None: it did not exist then.
     changed: BTreeMap<AccountId, Option<AccountState>>,
-    /// False when `changed` holds every account that existed then (current rows unused).
-    current_rows_apply: bool,
+    /// Held while a view of many past rows lives (one such view at a time).
+    large_fold: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl PastView {
     /// Every account of the domain as it was (deleted ones included), in creation order.
     pub fn accounts(&self) -> Vec<AccountState> {
-        if !self.current_rows_apply {
-            return self.changed.values().flatten().cloned().collect();
-        }
         self.state
             .domain_accounts
             .get(&self.domain)
@@ -110,13 +108,14 @@ impl PastView {
     }
 
     pub fn page(&self, filter: &AccountFilter, start: PageStart, limit: usize) -> AccountPage {
-        let no_index = AccountIndex::default();
-        let index = if self.current_rows_apply {
-            &self.index
-        } else {
-            &no_index
-        };
-        page(&self.state, index, &self.changed, filter, start, limit)
+        page(
+            &self.state,
+            &self.index,
+            &self.changed,
+            filter,
+            start,
+            limit,
+        )
     }
 }
 
@@ -184,9 +183,14 @@ pub(crate) fn page(
     }
 }
 
-/// Reading the log after the instant costs about a tenth of folding one account's stream per
-/// event; past this ratio folding the accounts that existed then is cheaper.
-const EVENTS_PER_FOLDED_ACCOUNT: u64 = 10;
+/// Reading (and opening) one event of the log costs about as much as this many stream index
+/// lookups: past this ratio, asking the index about each account of the domain is cheaper than
+/// reading the log after the instant.
+const INDEX_LOOKUPS_PER_EVENT_READ: u64 = 10;
+
+/// Accounts past which a fold as of an instant waits for any other such fold to end (1M past
+/// rows take ~670 MiB while they are folded and paged).
+const LARGE_FOLD: usize = 100_000;
 
 impl Ledger {
     /// One page of a domain's accounts now, in creation order.
@@ -255,7 +259,7 @@ impl Ledger {
             index,
             domain: domain.to_string(),
             changed: BTreeMap::new(),
-            current_rows_apply: true,
+            large_fold: None,
         };
         let position = self.log().position_at(at_us);
         // Before its registration the domain did not exist: the same answer as license usage
@@ -278,25 +282,40 @@ impl Ledger {
             .get(domain)
             .map(|v| v.iter().copied().collect())
             .unwrap_or_default();
-        // Accounts are numbered in creation order within a domain: those that existed then
-        // are a prefix.
-        let existed = ids.partition_point(|id| {
-            self.log()
-                .stream_positions(&StreamId::Account(*id))
-                .first()
-                .is_some_and(|p| *p <= position)
-        });
-        let touched = if through - position <= EVENTS_PER_FOLDED_ACCOUNT * existed as u64 {
+        // The accounts that differ then are those with events after the instant (created
+        // after it included: they did not exist). A short tail of the log names them for
+        // less than asking the stream index about every account of the domain.
+        let touched = if (through - position) * INDEX_LOOKUPS_PER_EVENT_READ <= ids.len() as u64 {
             self.accounts_touched(&view.state, position, through)
                 .await?
         } else {
-            view.current_rows_apply = false;
-            ids[..existed].to_vec()
+            ids.into_iter()
+                .filter(|id| {
+                    self.log()
+                        .stream_positions(&StreamId::Account(*id))
+                        .last()
+                        .is_some_and(|p| *p > position)
+                })
+                .collect()
         };
-        let past = self.fold_accounts(&touched, position).await?;
+        // Several auditors' old instants in a large district must not each hold a copy: the
+        // view keeps its turn until it is dropped.
+        if touched.len() > LARGE_FOLD {
+            view.large_fold = self.shared.large_folds.clone().acquire_owned().await.ok();
+        }
+        let mut past = self.fold_accounts(&touched, position).await?;
         view.changed = touched
             .into_iter()
-            .map(|id| (id, past.account(id).cloned()))
+            .map(|id| {
+                let mut row = past.remove(&id);
+                // A profile unchanged since then shares the current row's bytes.
+                if let (Some(row), Some(now)) = (row.as_mut(), view.state.account(id))
+                    && row.profile == now.profile
+                {
+                    row.profile = now.profile.clone();
+                }
+                (id, row)
+            })
             .collect();
         Ok(view)
     }

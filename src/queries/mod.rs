@@ -11,16 +11,20 @@
 
 mod list;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use tokio::sync::{broadcast::error::RecvError, mpsc};
 use uuid::Uuid;
 
-use crate::domain::{AccountId, AccountState, DomainError, Event, LedgerState, Status, StreamId};
+use crate::domain::{AccountId, AccountState, DomainError, Event, Status, StreamId};
 use crate::ledger::{Ledger, LedgerError};
 use crate::store::RecordedEvent;
 
 pub use list::{AccountFilter, AccountPage, PageStart, PastView};
+
+/// Events read at a time when folding accounts as of an instant.
+const FOLD_READ: usize = 16_384;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LicenseUsage {
@@ -188,8 +192,7 @@ impl Ledger {
         at_us: i64,
     ) -> Result<Option<AccountState>, LedgerError> {
         let position = self.log().position_at(at_us);
-        let state = self.fold_accounts(&[id], position).await?;
-        Ok(state.account(id).cloned())
+        Ok(self.fold_accounts(&[id], position).await?.remove(&id))
     }
 
     pub async fn license_usage_as_of(
@@ -219,24 +222,31 @@ impl Ledger {
         })
     }
 
-    /// Fold the streams of `ids` up to `position` into a scratch state.
+    /// The rows of `ids` as they were at `position` (those that existed then), folded from
+    /// their streams alone (no indexes, no counts), reading [`FOLD_READ`] events at a time: a
+    /// district's events are never all in memory at once.
     pub(crate) async fn fold_accounts(
         &self,
         ids: &[AccountId],
         position: u64,
-    ) -> Result<LedgerState, LedgerError> {
+    ) -> Result<BTreeMap<AccountId, AccountState>, LedgerError> {
         let mut positions: Vec<u64> = ids
             .iter()
             .flat_map(|id| self.log().stream_positions(&StreamId::Account(*id)))
             .filter(|p| *p <= position)
             .collect();
         positions.sort_unstable();
-        let events = self.log().read_positions(&positions).await?;
-        let mut state = LedgerState::default();
-        for e in &events {
-            state.evolve(&e.event);
+        let mut rows = BTreeMap::new();
+        for part in positions.chunks(FOLD_READ) {
+            for e in self.log().read_positions(part).await? {
+                if let Some(row) = AccountState::created(&e.event) {
+                    rows.insert(row.id, row);
+                } else if let Some(row) = e.event.account().and_then(|id| rows.get_mut(&id)) {
+                    row.apply(&e.event);
+                }
+            }
         }
-        Ok(state)
+        Ok(rows)
     }
 
     /// Every event of one account, oldest first, with actor, time and source.
