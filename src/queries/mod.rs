@@ -14,6 +14,7 @@ mod list;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use futures::StreamExt;
 use tokio::sync::{broadcast::error::RecvError, mpsc};
 use uuid::Uuid;
 
@@ -237,8 +238,17 @@ impl Ledger {
             .collect();
         positions.sort_unstable();
         let mut rows = BTreeMap::new();
-        for part in positions.chunks(FOLD_READ) {
-            for e in self.log().read_positions(part).await? {
+        // Two reads at a time (decoding and opening are most of a fold: both cores), applied in
+        // order.
+        let parts: Vec<Vec<u64>> = positions.chunks(FOLD_READ).map(<[u64]>::to_vec).collect();
+        let mut parts = futures::stream::iter(parts)
+            .map(|part| {
+                let log = self.log().clone();
+                async move { log.read_positions(&part).await }
+            })
+            .buffered(2);
+        while let Some(events) = parts.next().await {
+            for e in events? {
                 if let Some(row) = AccountState::created(&e.event) {
                     rows.insert(row.id, row);
                 } else if let Some(row) = e.event.account().and_then(|id| rows.get_mut(&id)) {
