@@ -276,12 +276,15 @@ impl Ledger {
         if position >= through {
             return Ok(view);
         }
-        let ids: Vec<AccountId> = view
+        // Ascending, as the fold's rows and the view's map are (creation order is, within a
+        // domain; sorted anyway, as that costs one pass over sorted numbers).
+        let mut ids: Vec<AccountId> = view
             .state
             .domain_accounts
             .get(domain)
             .map(|v| v.iter().copied().collect())
             .unwrap_or_default();
+        ids.sort_unstable();
         // The accounts that differ then are those with events after the instant (created
         // after it included: they did not exist). A short tail of the log names them for
         // less than asking the stream index about every account of the domain.
@@ -303,11 +306,17 @@ impl Ledger {
         if touched.len() > LARGE_FOLD {
             view.large_fold = self.shared.large_folds.clone().acquire_owned().await.ok();
         }
-        let mut past = self.fold_accounts(&touched, position).await?;
+        // Both ascend by account number: the fold's map is consumed (and freed) as the view's
+        // is built, not held beside it.
+        let mut past = self
+            .fold_accounts(&touched, position)
+            .await?
+            .into_iter()
+            .peekable();
         view.changed = touched
             .into_iter()
             .map(|id| {
-                let mut row = past.remove(&id);
+                let mut row = past.next_if(|(p, _)| *p == id).map(|(_, row)| row);
                 // A profile unchanged since then shares the current row's bytes.
                 if let (Some(row), Some(now)) = (row.as_mut(), view.state.account(id))
                     && row.profile == now.profile
