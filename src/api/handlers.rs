@@ -17,7 +17,7 @@ use super::pb;
 use super::server::LedgerService;
 use super::status::{domain_not_found, invalid};
 use crate::domain::{Command, Profile, Status as AccountStatus};
-use crate::queries::{AccountFilter, PageStart, in_users_export};
+use crate::queries::{AccountFilter, PageStart};
 use crate::store::now_us;
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
@@ -414,15 +414,12 @@ impl pb::account_ledger_server::AccountLedger for LedgerService {
         let who = self.auth.authenticate(&request).await?;
         let req = request.into_inner();
         let domain = self.readable_domain(&who, req.domain).await?;
-        let as_of = optional_as_of(req.as_of.as_ref())?;
-        if as_of.is_some() {
-            let accounts = self.accounts(&domain, as_of, in_users_export).await?;
-            let stream = tokio_stream::iter(accounts).map(|a| Ok(pb::Account::from(&a)));
-            return Ok(Response::new(Box::pin(stream)));
-        }
-        // Now: rows are converted as the client reads them (a bounded channel), from a
-        // snapshot of the domain; nothing holds the whole export.
-        let snapshot = self.ledger.export_snapshot(&domain)?;
+        // Rows are converted as the client reads them (a bounded channel), from a snapshot of
+        // the domain (as of an instant: its past view); nothing copies the whole export.
+        let snapshot = match optional_as_of(req.as_of.as_ref())? {
+            Some(at) => self.ledger.export_snapshot_as_of(&domain, at).await?,
+            None => self.ledger.export_snapshot(&domain)?,
+        };
         let (tx, rx) = tokio::sync::mpsc::channel(EXPORT_BUFFER);
         let auth = self.auth.clone();
         // A task, not a blocking thread: a client that stops reading parks a future, not one

@@ -184,34 +184,6 @@ impl LedgerService {
         }
         Ok(domain)
     }
-
-    /// The domain's accounts matching `filter`, now or as of an instant.
-    pub(super) async fn accounts(
-        &self,
-        domain: &str,
-        as_of: Option<i64>,
-        keep: impl Fn(&AccountState) -> bool,
-    ) -> Result<Vec<AccountState>, Status> {
-        match as_of {
-            Some(at) => Ok(self
-                .ledger
-                .accounts_as_of(domain, at)
-                .await?
-                .into_iter()
-                .filter(|a| keep(a))
-                .collect()),
-            None => Ok(self.ledger.read_domain_or_empty(domain, |s| {
-                s.domain_accounts
-                    .get(domain)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|id| s.account(*id))
-                    .filter(|a| keep(a))
-                    .cloned()
-                    .collect()
-            })),
-        }
-    }
 }
 
 /// Every service of the server: health, reflection (v1 and v1alpha) and the ledger. Add another

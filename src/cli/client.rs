@@ -168,8 +168,11 @@ pub async fn run(command: ClientCommand) -> Result<(), String> {
                     let expires_at = match (expires_in, expires_at) {
                         (Some(d), _) => Some(
                             crate::store::now_us()
-                                + super::time::parse_duration_us(&d)
-                                    .map_err(|e| format!("--expires-in {e}"))?,
+                                .checked_add(
+                                    super::time::parse_duration_us(&d)
+                                        .map_err(|e| format!("--expires-in {e}"))?,
+                                )
+                                .ok_or_else(|| format!("--expires-in {d:?}: too far ahead"))?,
                         ),
                         (None, Some(t)) => {
                             Some(parse_instant(&t).map_err(|e| format!("--expires-at {e}"))?)

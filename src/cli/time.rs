@@ -119,7 +119,9 @@ pub fn format_us(us: i64) -> String {
 /// A duration like `90d`, `12h`, `30m` or `45s`, in microseconds.
 pub fn parse_duration_us(s: &str) -> Result<i64, String> {
     let s = s.trim();
-    let (n, unit) = s.split_at(s.len().saturating_sub(1));
+    // The unit is the last character (which may be more than a byte: then no unit known).
+    let cut = s.char_indices().last().map_or(0, |(i, _)| i);
+    let (n, unit) = s.split_at(cut);
     let n: i64 = n
         .parse()
         .map_err(|_| format!("{s:?}: expected a number and a unit, e.g. 90d, 12h, 30m, 45s"))?;
@@ -138,6 +140,14 @@ pub fn parse_duration_us(s: &str) -> Result<i64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_duration_with_a_multibyte_last_character_is_refused() {
+        assert_eq!(parse_duration_us("90d").unwrap(), 90 * 86_400 * 1_000_000);
+        for bad in ["5é", "é", "", "3ü"] {
+            assert!(parse_duration_us(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn round_trips_and_offsets() {

@@ -179,11 +179,21 @@ impl Ledger {
     /// an O(1) copy of the domain's persistent maps, so a million-row export streams with flat
     /// memory while commands go on.
     pub fn export_snapshot(&self, domain: &str) -> Result<ExportSnapshot, LedgerError> {
-        self.read_domain(domain, |s| ExportSnapshot {
+        self.read_domain(domain, |s| ExportSnapshot::Now {
             domain: domain.to_string(),
             state: s.clone(),
         })
         .ok_or_else(|| unknown_domain(domain))
+    }
+
+    /// The domain's users export as it was at `at_us`, walked the same way (the past rows
+    /// are held, once, by the view; see [`PastView`]).
+    pub async fn export_snapshot_as_of(
+        &self,
+        domain: &str,
+        at_us: i64,
+    ) -> Result<ExportSnapshot, LedgerError> {
+        Ok(ExportSnapshot::AsOf(self.past_view(domain, at_us).await?))
     }
 
     /// The account as it was at `at_us` (None: it did not exist yet).
@@ -241,6 +251,7 @@ impl Ledger {
         // Two reads at a time (decoding and opening are most of a fold: both cores), applied in
         // order.
         let parts: Vec<Vec<u64>> = positions.chunks(FOLD_READ).map(<[u64]>::to_vec).collect();
+        drop(positions);
         let mut parts = futures::stream::iter(parts)
             .map(|part| {
                 let log = self.log().clone();
@@ -380,21 +391,30 @@ impl Ledger {
     }
 }
 
-/// A domain's state frozen for an export (see [`Ledger::export_snapshot`]).
-pub struct ExportSnapshot {
-    domain: String,
-    state: crate::domain::LedgerState,
+/// A domain's accounts frozen for an export, now or as of an instant (see
+/// [`Ledger::export_snapshot`], [`Ledger::export_snapshot_as_of`]).
+pub enum ExportSnapshot {
+    Now {
+        domain: String,
+        state: crate::domain::LedgerState,
+    },
+    AsOf(PastView),
 }
 
 impl ExportSnapshot {
     /// Enabled and Disabled accounts, in account-list order.
-    pub fn rows(&self) -> impl Iterator<Item = &AccountState> {
-        self.state
-            .domain_accounts
-            .get(&self.domain)
-            .into_iter()
-            .flatten()
-            .filter_map(|id| self.state.account(*id))
-            .filter(|a| in_users_export(a))
+    pub fn rows(&self) -> Box<dyn Iterator<Item = &AccountState> + Send + '_> {
+        match self {
+            ExportSnapshot::Now { domain, state } => Box::new(
+                state
+                    .domain_accounts
+                    .get(domain)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|id| state.account(*id))
+                    .filter(|a| in_users_export(a)),
+            ),
+            ExportSnapshot::AsOf(view) => Box::new(view.rows().filter(|a| in_users_export(a))),
+        }
     }
 }

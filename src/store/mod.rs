@@ -45,7 +45,7 @@ pub use sled_log::{
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use crate::domain::{AccountState, DomainState, StreamId};
+use crate::domain::{AccountId, AccountState, DomainState, StreamId};
 
 /// The narrow interface the ledger needs from a log store. Keep storage-engine types out of it:
 /// a PostgreSQL-protocol implementation is meant to sit beside the sled one.
@@ -110,6 +110,10 @@ pub trait EventLog: Send + Sync {
 
     /// Number of events in a stream (its version).
     fn stream_version(&self, stream: &StreamId) -> u64;
+
+    /// Those of `accounts` with an event after `position`, in the order given: one lookup of
+    /// each stream's newest position, no walk (lists as of an instant).
+    fn accounts_changed_after(&self, accounts: &[AccountId], position: u64) -> Vec<AccountId>;
 
     /// The last position recorded at or before `at_us` (0 when none).
     fn position_at(&self, at_us: i64) -> u64;

@@ -48,7 +48,7 @@ use super::log_index::{self, LogIndex};
 use super::pg_cluster::Fence;
 use super::vault::{Key, Vault};
 use super::{Appended, EventLog, NewEvent, RecordedEvent, StoreError};
-use crate::domain::StreamId;
+use crate::domain::{AccountId, StreamId};
 
 /// The advisory lock appends (and migrations) of one schema serialize on: "AL" and a CRC-32 of
 /// the schema name, so deployments in other schemas of the same database do not wait for it.
@@ -666,6 +666,10 @@ impl EventLog for PgEventLog {
 
     fn stream_version(&self, stream: &StreamId) -> u64 {
         self.index().streams.version(stream)
+    }
+
+    fn accounts_changed_after(&self, accounts: &[AccountId], position: u64) -> Vec<AccountId> {
+        self.index().streams.changed_after(accounts, position)
     }
 
     fn position_at(&self, at_us: i64) -> u64 {

@@ -744,6 +744,10 @@ impl EventLog for SledEventLog {
         self.index().streams.version(stream)
     }
 
+    fn accounts_changed_after(&self, accounts: &[AccountId], position: u64) -> Vec<AccountId> {
+        self.index().streams.changed_after(accounts, position)
+    }
+
     fn position_at(&self, at_us: i64) -> u64 {
         self.index().position_at(at_us)
     }

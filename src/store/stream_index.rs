@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::StreamId;
+use crate::domain::{AccountId, StreamId};
 
 /// Account numbers up to this are held in a dense table; larger ones (never handed out in
 /// practice) and domain streams in a map.
@@ -63,6 +63,20 @@ impl StreamIndex {
         self.head(stream).1
     }
 
+    /// The stream's newest position (0: none); no walk.
+    pub(crate) fn newest(&self, stream: &StreamId) -> u64 {
+        self.head(stream).0
+    }
+
+    /// Those of `accounts` whose newest event is after `position`, in the order given.
+    pub(crate) fn changed_after(&self, accounts: &[AccountId], position: u64) -> Vec<AccountId> {
+        accounts
+            .iter()
+            .copied()
+            .filter(|a| self.newest(&StreamId::Account(*a)) > position)
+            .collect()
+    }
+
     /// The stream's positions up to `through`, oldest first.
     pub(crate) fn positions(&self, stream: &StreamId, through: u64) -> Vec<u64> {
         let mut out = Vec::new();
@@ -98,6 +112,10 @@ mod tests {
         assert_eq!(index.positions(&StreamId::Account(7), 3), vec![2]);
         assert_eq!(index.version(&StreamId::Account(7)), 2);
         assert_eq!(index.version(&StreamId::Account(8)), 0);
+        assert_eq!(index.newest(&StreamId::Account(7)), 4);
+        assert_eq!(index.newest(&StreamId::Account(8)), 0);
+        assert_eq!(index.changed_after(&[9, 7, 8], 3), vec![7]);
+        assert!(index.changed_after(&[7], 4).is_empty());
         assert!(index.positions(&StreamId::Account(1 << 40), 9).is_empty());
     }
 }
