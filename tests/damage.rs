@@ -154,6 +154,19 @@ async fn eight_overwritten_bytes_in_the_log_are_refused() {
 }
 
 #[tokio::test]
+async fn a_log_chunk_keyed_past_the_end_of_the_log_is_refused_as_a_gap() {
+    let dir = populated().await;
+    {
+        let db = sled::open(ledger_file(&dir, "sled")).unwrap();
+        let log = db.open_tree("log").unwrap();
+        let (_, chunk) = log.last().unwrap().unwrap();
+        log.insert((1u64 << 40).to_be_bytes(), chunk).unwrap();
+        db.flush().unwrap();
+    }
+    assert_refusal(&dir, "ledger/sled", "a gap in the log");
+}
+
+#[tokio::test]
 async fn a_damaged_commit_journal_is_refused_naming_it() {
     let dir = populated().await;
     let journal = ledger_file(&dir, "COMMITS");

@@ -443,6 +443,20 @@ impl SledEventLog {
                 at: "log key".into(),
                 reason: format!("{} bytes", k.len()),
             })?;
+            // Positions are gap-free: a chunk keyed past the log's end is damage (and indexing
+            // it would size the index by its key).
+            if first > index.last_position + 1 {
+                return Err(StoreError::Corrupt {
+                    at: format!(
+                        "{} (tree log, chunk at position {first})",
+                        self.inner.dir.join("sled").display()
+                    ),
+                    reason: format!(
+                        "the log ends at position {}: a gap in the log",
+                        index.last_position
+                    ),
+                });
+            }
             for e in codec::decode_chunk(first, &v, None)? {
                 if e.position <= from {
                     continue;
