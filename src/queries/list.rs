@@ -98,6 +98,12 @@ impl PastView {
         self.rows().cloned().collect()
     }
 
+    /// Give up this view's turn among large views (see `Shared::large_folds`) before holding
+    /// it for long.
+    pub(crate) fn end_turn(&mut self) {
+        self.large_fold = None;
+    }
+
     /// [`PastView::accounts`], borrowed.
     pub fn rows(&self) -> impl Iterator<Item = &AccountState> + Send + '_ {
         self.state
@@ -302,8 +308,9 @@ impl Ledger {
             touched.windows(2).all(|w| w[0] < w[1]),
             "the merge below needs it"
         );
-        // Several auditors' old instants in a large district must not each hold a copy: the
-        // view keeps its turn until it is dropped (an export as of then: until streamed).
+        // Several auditors' old instants in a large district must not each fold a copy at
+        // once: the view keeps its turn until it is dropped (a page) or gives it up (an
+        // export, once folded).
         // Accounts created since count too: an upper bound of the rows folded.
         if touched.len() > LARGE_FOLD {
             view.large_fold = self.shared.large_folds.clone().acquire_owned().await.ok();

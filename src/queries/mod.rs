@@ -187,13 +187,18 @@ impl Ledger {
     }
 
     /// The domain's users export as it was at `at_us`, walked the same way (the past rows
-    /// are held, once, by the view; see [`PastView`]).
+    /// are held, once, by the view; see [`PastView`]); it waits its turn to fold, then streams
+    /// without holding it.
     pub async fn export_snapshot_as_of(
         &self,
         domain: &str,
         at_us: i64,
     ) -> Result<ExportSnapshot, LedgerError> {
-        Ok(ExportSnapshot::AsOf(self.past_view(domain, at_us).await?))
+        let mut view = self.past_view(domain, at_us).await?;
+        // The turn of large views is for folding: a client reading slowly must not hold up
+        // every other large view for as long as it streams.
+        view.end_turn();
+        Ok(ExportSnapshot::AsOf(view))
     }
 
     /// The account as it was at `at_us` (None: it did not exist yet).
