@@ -669,11 +669,7 @@ impl EventLog for PgEventLog {
     }
 
     fn accounts_changed_after(&self, accounts: &[AccountId], position: u64) -> Vec<AccountId> {
-        // A stream's newest position only grows: a later lookup can only add an account.
-        accounts
-            .chunks(super::stream_index::LOOKUPS_PER_LOCK)
-            .flat_map(|part| self.index().streams.changed_after(part, position))
-            .collect()
+        log_index::accounts_changed_after(&self.index, accounts, position)
     }
 
     fn position_at(&self, at_us: i64) -> u64 {

@@ -13,11 +13,6 @@ use crate::domain::{AccountId, StreamId};
 /// practice) and domain streams in a map.
 const DENSE_ACCOUNTS: u64 = 1 << 28;
 
-/// Accounts looked up under one hold of the log index's read lock by a caller that asks about
-/// a whole domain: ~0.4 ms, so appends (which take the write lock) are not held up for a
-/// district's worth of lookups.
-pub(crate) const LOOKUPS_PER_LOCK: usize = 4096;
-
 #[derive(Clone, Default, Serialize, Deserialize)]
 pub(crate) struct StreamIndex {
     /// By account number: (newest position, event count); (0, 0) for none.
