@@ -34,6 +34,25 @@ where
     })
 }
 
+/// What a caught panic said (its message when it had one).
+pub fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
+/// Run `work` to its end, or say what it panicked with: a background loop (saving views,
+/// firing schedules, following other servers) logs the panic and goes on at its next turn
+/// instead of stopping for good while the server looks healthy.
+pub async fn caught<T>(work: impl std::future::Future<Output = T>) -> Result<T, String> {
+    use futures::FutureExt;
+    std::panic::AssertUnwindSafe(work)
+        .catch_unwind()
+        .await
+        .map_err(|panic| panic_text(&panic))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -197,6 +197,7 @@ pub async fn router(
     health
         .set_serving::<AccountLedgerServer<LedgerService>>()
         .await;
+    spawn_health_watch(&ledger, health);
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -231,6 +232,23 @@ pub async fn router(
             schedules,
         ))
         .add_optional_service(peer))
+}
+
+/// Health turns NOT_SERVING (the server and the ledger service) once a domain's writer stops
+/// on a panic: its commands are refused until a restart, which is what an orchestrator
+/// watching health does.
+pub(crate) fn spawn_health_watch(ledger: &Ledger, health: tonic_health::server::HealthReporter) {
+    let mut stopped = ledger.stopped_writers();
+    tokio::spawn(async move {
+        if stopped.wait_for(|n| *n > 0).await.is_ok() {
+            health
+                .set_not_serving::<AccountLedgerServer<LedgerService>>()
+                .await;
+            health
+                .set_service_status("", tonic_health::ServingStatus::NotServing)
+                .await;
+        }
+    });
 }
 
 /// Serve on `listener` until `shutdown` resolves: then stop accepting, finish in-flight calls,

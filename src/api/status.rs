@@ -51,6 +51,7 @@ pub fn from_ledger(e: &LedgerError) -> Status {
             Status::unavailable(e.to_string())
         }
         LedgerError::MassRevert { .. } => Status::failed_precondition(e.to_string()),
+        LedgerError::WriterStopped { .. } => Status::internal(e.to_string()),
     }
 }
 

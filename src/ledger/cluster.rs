@@ -293,6 +293,10 @@ impl Ledger {
             // Closing: its leases are being given up, none is taken.
             return Err(LedgerError::Closed);
         }
+        if part.writer_stopped() {
+            // It cannot decide the domain: another server takes the lease once it runs out.
+            return Err(part.writer_gone().await);
+        }
         let _one_claim = part.claiming.lock().await;
         if part.fence().is_some() {
             return Ok(Owner::Here);
@@ -327,11 +331,13 @@ impl Ledger {
     async fn refresh_writer(&self, part: &Partition) -> Result<(), LedgerError> {
         let sender = self.sender(part).ok_or(LedgerError::Closed)?;
         let (reply, rx) = tokio::sync::oneshot::channel();
-        sender
-            .send(Job::Refresh { reply })
-            .await
-            .map_err(|_| LedgerError::Closed)?;
-        rx.await.map_err(|_| LedgerError::Closed)
+        if sender.send(Job::Refresh { reply }).await.is_err() {
+            return Err(part.writer_gone().await);
+        }
+        match rx.await {
+            Ok(answer) => Ok(answer),
+            Err(_) => Err(part.writer_gone().await),
+        }
     }
 
     /// Apply what other servers appended to the read models of the domains this server does
@@ -519,8 +525,14 @@ pub(super) fn spawn_tasks(shared: Weak<Shared>) {
             if shared.closed.load(Ordering::SeqCst) {
                 return;
             }
-            if let Err(e) = (Ledger { shared }).follow().await {
-                tracing::warn!("reading other servers' changes failed (retried): {e}");
+            match crate::threads::caught((Ledger { shared }).follow()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!("reading other servers' changes failed (retried): {e}")
+                }
+                Err(panic) => {
+                    tracing::error!("reading other servers' changes panicked ({panic}); retried")
+                }
             }
         }
     });
@@ -541,7 +553,7 @@ pub(super) fn spawn_tasks(shared: Weak<Shared>) {
                 .routes
                 .all()
                 .into_iter()
-                .filter(|p| p.fence().is_some())
+                .filter(|p| p.fence().is_some() && !p.writer_stopped())
                 .collect();
             let names: Vec<String> = held.iter().map(|p| p.domain.clone()).collect();
             // A renewal that hangs (a database gone without a word) counts as failed.

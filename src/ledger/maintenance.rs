@@ -39,8 +39,10 @@ pub(super) fn spawn_saver(shared: Weak<Shared>) {
                 return;
             }
             let started = std::time::Instant::now();
-            if let Err(e) = save_all(&shared).await {
-                tracing::error!("saving projections failed: {e}");
+            match crate::threads::caught(save_all(&shared)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!("saving projections failed: {e}"),
+                Err(panic) => tracing::error!("saving projections panicked ({panic}); retried"),
             }
             // Under heavy load saving takes longer: stretch the interval so it stays under a
             // tenth of the time (each save rewrites whole buckets; sled keeps the old ones until
@@ -71,6 +73,14 @@ async fn save_locked(shared: &Shared) -> Result<(), LedgerError> {
     let mut changed = false;
     for part in shared.routes.all() {
         let mut read = part.write();
+        if part.writer_stopped() {
+            // Its read model may hold half a group: nothing of it is saved, and the open
+            // after a restart rebuilds it from its last save and the log after that. Where
+            // that save ended is not kept, so the floor says "from the start" (each domain
+            // skips what its own saved checkpoint holds): one slower open after a bug.
+            floor = 0;
+            continue;
+        }
         let through = part.complete_through(&read, durable);
         floor = floor.min(through);
         if read.domain().is_none() {
@@ -157,10 +167,10 @@ pub(super) async fn rebuild(ledger: &Ledger) -> Result<u64, LedgerError> {
     // while one is awaited and swapped.
     let mut indexed = parts.iter().map(|(part, sender)| {
         let taken = fresh.take(&part.domain);
-        (sender, index_on_blocking_thread(taken))
+        (part, sender, index_on_blocking_thread(taken))
     });
     let mut next = indexed.next();
-    while let Some((sender, task)) = next {
+    while let Some((part, sender, task)) = next {
         next = indexed.next();
         let prepared = task
             .await
@@ -171,8 +181,13 @@ pub(super) async fn rebuild(ledger: &Ledger) -> Result<u64, LedgerError> {
             replayed_to,
             reply,
         };
-        sender.send(job).await.map_err(|_| LedgerError::Closed)?;
-        rx.await.map_err(|_| LedgerError::Closed)??;
+        if sender.send(job).await.is_err() {
+            return Err(part.writer_gone().await);
+        }
+        match rx.await {
+            Ok(swapped) => swapped?,
+            Err(_) => return Err(part.writer_gone().await),
+        }
     }
     tracing::info!(
         events = replayed,

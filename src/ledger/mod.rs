@@ -17,15 +17,18 @@ mod account_table;
 pub mod clock;
 mod cluster;
 mod decider;
+mod error;
 mod maintenance;
 mod partition;
 mod replay;
 mod revert;
 mod routes;
 mod schedules;
+mod writer_stop;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use cluster::{FOLLOW_EVERY, Forwarder};
+pub use error::LedgerError;
 pub use revert::{RevertOutcome, RevertPlan, RevertStep};
 pub use schedules::{Fired, SCHEDULER};
 
@@ -85,44 +88,6 @@ pub struct Executed {
     pub version: u64,
 }
 
-#[derive(Debug, thiserror::Error, serde::Serialize, serde::Deserialize)]
-pub enum LedgerError {
-    #[error(transparent)]
-    Domain(#[from] DomainError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// ABORTED: the stream (an account or a domain) moved on; re-read and retry.
-    #[error("{stream} is at version {actual}, expected {expected}")]
-    VersionMismatch {
-        stream: StreamId,
-        expected: u64,
-        actual: u64,
-    },
-    /// UNAVAILABLE: the server deciding the domain did not answer (it may have stopped: its
-    /// domains move to another server when its lease runs out).
-    #[error("the server deciding domain {domain:?} ({address}) did not answer: {reason}; retry")]
-    OwnerUnreachable {
-        domain: String,
-        address: String,
-        reason: String,
-    },
-    /// UNAVAILABLE: the ledger is shutting down.
-    #[error("the ledger is shutting down")]
-    Closed,
-    /// FAILED_PRECONDITION: a revert would deactivate or delete more than the domain's
-    /// mass-change share; run it again confirmed.
-    #[error(
-        "reverting job {job} would deactivate or delete {affected} of the {active} active imported accounts of domain {domain:?} (more than the {percent}% allowed); check the dry run, or confirm the mass change to revert"
-    )]
-    MassRevert {
-        job: uuid::Uuid,
-        domain: String,
-        affected: u64,
-        active: u64,
-        percent: u8,
-    },
-}
-
 /// How a batch (an import job) treats rows that are refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum BatchMode {
@@ -160,6 +125,8 @@ pub(crate) struct Shared {
     clock: Arc<dyn Clock>,
     /// Set on a store several servers share (PostgreSQL): leases, forwarding, the follower.
     pub(crate) cluster: Option<Arc<cluster::Cluster>>,
+    /// How many domains' writers stopped on a panic ([`LedgerError::WriterStopped`]).
+    stopped_writers: Arc<tokio::sync::watch::Sender<usize>>,
 }
 
 /// Handle to the ledger; cheap to clone.
@@ -340,6 +307,7 @@ impl Ledger {
             closed: false.into(),
             clock,
             cluster,
+            stopped_writers: Arc::new(tokio::sync::watch::channel(0).0),
         });
         let ledger = Ledger { shared };
         for projections in replay.into_parts() {
@@ -370,6 +338,7 @@ impl Ledger {
             routes: self.shared.routes.clone(),
             live: self.shared.live.clone(),
             cluster: self.shared.cluster.clone(),
+            stopped_writers: self.shared.stopped_writers.clone(),
         }
     }
 
@@ -563,15 +532,21 @@ impl Ledger {
     ) -> Result<BatchOutcome, LedgerError> {
         let sender = self.sender(part).ok_or(LedgerError::Closed)?;
         let (reply, rx) = oneshot::channel();
-        sender
+        if sender
             .send(Job::Execute {
                 requests,
                 mode,
                 reply,
             })
             .await
-            .map_err(|_| LedgerError::Closed)?;
-        rx.await.map_err(|_| LedgerError::Closed)
+            .is_err()
+        {
+            return Err(part.writer_gone().await);
+        }
+        match rx.await {
+            Ok(answer) => Ok(answer),
+            Err(_) => Err(part.writer_gone().await),
+        }
     }
 
     /// Decide a job on a copy of its domain's read model, in the caller's task: the exact
@@ -625,6 +600,12 @@ impl Ledger {
         self.shared.log.sync().await?;
         self.leave_cluster().await?;
         Ok(())
+    }
+
+    /// How many domains' writers stopped on a panic, watched: health says NOT_SERVING from
+    /// the first (a restart brings the domains back from the log).
+    pub fn stopped_writers(&self) -> tokio::sync::watch::Receiver<usize> {
+        self.shared.stopped_writers.subscribe()
     }
 
     fn is_closed(&self) -> bool {

@@ -14,6 +14,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::decider::{Decider, EventIds, Pending};
 use super::routes::Routes;
+use super::writer_stop;
 use super::{BatchMode, BatchOutcome, Executed, LedgerError, Request};
 use crate::domain::{AccountId, Event, LedgerState, StreamId};
 use crate::projections::{AccountIndex, Projections};
@@ -64,6 +65,10 @@ pub(crate) struct Partition {
     left_to_writer: std::sync::Mutex<Vec<u64>>,
     /// True once the read model's list and search index is built (lists wait for it).
     index_built: tokio::sync::watch::Sender<bool>,
+    /// Why the writer stopped, once it stopped on a panic ([`writer_stop`]).
+    pub(super) stopped: std::sync::OnceLock<String>,
+    /// True once the writer's task has ended (stopped, or closed with the ledger).
+    pub(super) writer_ended: tokio::sync::watch::Sender<bool>,
 }
 
 impl Partition {
@@ -83,6 +88,8 @@ impl Partition {
             claiming: tokio::sync::Mutex::new(()),
             left_to_writer: std::sync::Mutex::default(),
             index_built: tokio::sync::watch::channel(built).0,
+            stopped: std::sync::OnceLock::new(),
+            writer_ended: tokio::sync::watch::channel(false).0,
         }
     }
 
@@ -250,6 +257,8 @@ pub(crate) struct WriterContext {
     pub(crate) routes: Arc<Routes>,
     pub(crate) live: broadcast::Sender<Arc<RecordedEvent>>,
     pub(crate) cluster: Option<Arc<super::cluster::Cluster>>,
+    /// How many writers stopped on a panic (health turns NOT_SERVING at the first).
+    pub(crate) stopped_writers: Arc<tokio::sync::watch::Sender<usize>>,
 }
 
 pub(crate) struct Writer {
@@ -271,15 +280,20 @@ impl Writer {
             .log
             .stream_version(&StreamId::Domain(part.domain.clone()));
         let (tx, rx) = mpsc::channel(65536);
+        let stopped_writers = ctx.stopped_writers.clone();
         let writer = Writer {
             ctx,
-            part,
+            part: part.clone(),
             state,
             domain_version,
             ids: EventIds::new(),
             numbers: 0..0,
         };
-        tokio::spawn(writer.run(rx));
+        tokio::spawn(writer_stop::supervise(
+            part,
+            stopped_writers,
+            writer.run(rx),
+        ));
         tx
     }
 
@@ -421,6 +435,8 @@ impl Writer {
         if group.is_empty() {
             return;
         }
+        #[cfg(test)]
+        writer_stop::tests::panic_if_armed(&self.part.domain);
         let routes = self.ctx.routes.clone();
         let fence = self.part.fence();
         if let Some(cluster) = self.ctx.cluster.clone() {

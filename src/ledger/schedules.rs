@@ -45,8 +45,12 @@ pub(super) fn spawn_firer(shared: Weak<Shared>) {
                     return;
                 }
                 let ledger = Ledger { shared };
-                if let Err(e) = ledger.fire_due_schedules().await {
-                    tracing::error!("firing scheduled changes failed: {e}");
+                match crate::threads::caught(ledger.fire_due_schedules()).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::error!("firing scheduled changes failed: {e}"),
+                    Err(panic) => {
+                        tracing::error!("firing scheduled changes panicked ({panic}); retried")
+                    }
                 }
             }
             tokio::time::sleep(LOOK_EVERY).await;

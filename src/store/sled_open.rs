@@ -21,7 +21,12 @@ pub(crate) fn open_sled(sled_dir: &Path) -> Result<sled::Db, String> {
                 .cache_capacity(16 * 1024 * 1024)
                 .open()
         }))
-        .map_err(|panic| format!("sled panicked while opening: {}", panic_text(&panic)))?;
+        .map_err(|panic| {
+            format!(
+                "sled panicked while opening: {}",
+                crate::threads::panic_text(&panic)
+            )
+        })?;
         match opened {
             Ok(db) => return Ok(db),
             Err(sled::Error::Io(e)) if is_locked(&e) && std::time::Instant::now() < deadline => {
@@ -49,11 +54,4 @@ fn is_locked(e: &std::io::Error) -> bool {
     e.kind() == std::io::ErrorKind::WouldBlock
         || e.raw_os_error() == Some(libc::EWOULDBLOCK)
         || e.to_string().contains("could not acquire lock")
-}
-
-fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
-    p.downcast_ref::<String>()
-        .cloned()
-        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "unknown panic".into())
 }
