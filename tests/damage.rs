@@ -154,8 +154,12 @@ async fn eight_overwritten_bytes_in_the_log_are_refused() {
 }
 
 #[tokio::test]
-async fn a_log_chunk_keyed_past_the_end_of_the_log_is_refused_as_a_gap() {
+async fn a_log_chunk_keyed_past_the_end_is_refused_as_a_gap_before_the_journal_is_touched() {
+    // The journal holds the commits since sled's last flush: were the stray key taken for the
+    // log's end, they would be dropped as already in sled and the journal reset.
     let dir = populated().await;
+    let journal = ledger_file(&dir, "COMMITS");
+    let before = std::fs::read(&journal).unwrap();
     {
         let db = sled::open(ledger_file(&dir, "sled")).unwrap();
         let log = db.open_tree("log").unwrap();
@@ -164,6 +168,10 @@ async fn a_log_chunk_keyed_past_the_end_of_the_log_is_refused_as_a_gap() {
         db.flush().unwrap();
     }
     assert_refusal(&dir, "ledger/sled", "a gap in the log");
+    assert!(
+        std::fs::read(&journal).unwrap() == before,
+        "the refused open rewrote the commit journal"
+    );
 }
 
 #[tokio::test]

@@ -159,20 +159,47 @@ pub(super) struct Replayed {
 }
 
 /// The position of the log's last event (0 when empty).
-pub(super) fn log_end(log: &sled::Tree) -> Result<u64, StoreError> {
-    Ok(match log.last()? {
-        Some((key, value)) => {
-            let first = codec::read_u64(&key).ok_or_else(|| StoreError::Corrupt {
-                at: "log key".into(),
-                reason: format!("{} bytes", key.len()),
-            })?;
-            let events = codec::decode_chunk(first, &value, None)?;
-            events
-                .last()
-                .map_or(first.saturating_sub(1), |e| e.position)
+pub(super) fn log_end(log: &sled::Tree, sled_dir: &Path) -> Result<u64, StoreError> {
+    let Some((key, value)) = log.last()? else {
+        return Ok(0);
+    };
+    let first = chunk_key(&key)?;
+    let end = chunk_end(first, &value)?;
+    // Checked before the journal is replayed or reset: a stray chunk keyed far past the log
+    // (damage) would otherwise pass for its end, and the journal's commits short of it would
+    // be dropped as already in sled.
+    let before_end = match log.range(..key).next_back() {
+        Some(item) => {
+            let (key, value) = item?;
+            chunk_end(chunk_key(&key)?, &value)?
         }
         None => 0,
+    };
+    if first != before_end + 1 {
+        return Err(StoreError::Corrupt {
+            at: format!(
+                "{} (tree log, chunk at position {first})",
+                sled_dir.display()
+            ),
+            reason: format!("the chunk before it ends at position {before_end}: a gap in the log"),
+        });
+    }
+    Ok(end)
+}
+
+fn chunk_key(key: &[u8]) -> Result<u64, StoreError> {
+    codec::read_u64(key).ok_or_else(|| StoreError::Corrupt {
+        at: "log key".into(),
+        reason: format!("{} bytes", key.len()),
     })
+}
+
+/// The position of a chunk's last event.
+fn chunk_end(first: u64, value: &[u8]) -> Result<u64, StoreError> {
+    let events = codec::decode_chunk(first, value, None)?;
+    Ok(events
+        .last()
+        .map_or(first.saturating_sub(1), |e| e.position))
 }
 
 /// Insert into `log` the chunks past its end `end`, in order. A chunk that would leave a gap

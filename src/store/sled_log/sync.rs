@@ -74,7 +74,7 @@ pub(super) fn recover_journal(
         }
     };
     let db_path = dir.join("sled").join("db");
-    let mut end = journal::log_end(log)?;
+    let mut end = journal::log_end(log, &dir.join("sled"))?;
     if end < journal.base() {
         // Not a crash: sled had made these durable before the journal's lap began.
         accept_or_refuse(
@@ -101,7 +101,7 @@ pub(super) fn recover_journal(
             }
             Err(what) => {
                 accept_or_refuse(options, db_path, what)?;
-                end = journal::log_end(log)?;
+                end = journal::log_end(log, &dir.join("sled"))?;
                 db.flush()?;
             }
         }
