@@ -124,11 +124,15 @@ pub(crate) mod previous_positions {
                 return Err(de::Error::custom("previous positions: a number cut short"));
             };
             let position = out.len() as u64 + 1;
-            out.push(if back == 0 {
-                0
-            } else {
-                position.wrapping_sub(back)
-            });
+            // Saved as a distance back, so a walk back from any position only goes down and
+            // ends; one pointing before the log's start is damage.
+            if back >= position {
+                return Err(de::Error::custom(format!(
+                    "previous positions: the event at {position} points {back} back, before the \
+                     log's start"
+                )));
+            }
+            out.push(if back == 0 { 0 } else { position - back });
         }
         out.shrink_to_fit();
         Ok(out)
@@ -177,5 +181,27 @@ mod tests {
         let bytes = bincode::serde::encode_to_vec(&saved, cfg).unwrap();
         let (back, _): (Saved, usize) = bincode::serde::decode_from_slice(&bytes, cfg).unwrap();
         assert_eq!(back, saved);
+    }
+
+    #[test]
+    fn a_previous_position_before_the_log_is_refused() {
+        // Encoded by hand: the event at position 2 says its stream's previous one is 5 back.
+        let mut blob = Vec::new();
+        put(&mut blob, 0);
+        put(&mut blob, 5);
+        let saved = Saved {
+            times: Vec::new(),
+            previous: Vec::new(),
+        };
+        let cfg = bincode::config::standard();
+        let mut bytes = bincode::serde::encode_to_vec(&saved, cfg).unwrap();
+        // The previous positions are last: an empty blob's length byte, replaced by this one.
+        bytes.pop();
+        bytes.extend(bincode::serde::encode_to_vec(Bytes(&blob), cfg).unwrap());
+        let refused = bincode::serde::decode_from_slice::<Saved, _>(&bytes, cfg).unwrap_err();
+        assert!(
+            refused.to_string().contains("before the log's start"),
+            "{refused}"
+        );
     }
 }
