@@ -196,3 +196,39 @@ fn a_server_rides_through_the_database_cutting_its_connections() {
     drop(server);
     psql(&format!("DROP SCHEMA {schema} CASCADE"));
 }
+
+#[test]
+fn a_column_changed_by_hand_is_refused_naming_it_not_a_panic() {
+    let schema = format!("al_serve_{}", uuid::Uuid::new_v4().simple());
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let url = pg_url();
+    let args = ["--store", url.as_str(), "--store-schema", schema.as_str()];
+    let server = Served::start(&data, "127.0.0.1:0", &args);
+    let op = server.token.clone().unwrap();
+    server.domain_admin(&op, "d1");
+    stop(server);
+    psql(&format!(
+        "ALTER TABLE {schema}.events ALTER COLUMN recorded_at_us TYPE numeric"
+    ));
+    // Without its view cache the open reads the whole log from the database.
+    std::fs::remove_dir_all(data.join("views-cache")).unwrap();
+    let mut child = served::spawn(&data, "127.0.0.1:0", &args);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("serve started over a column of the wrong type");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    psql(&format!("DROP SCHEMA {schema} CASCADE"));
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("recorded_at_us"), "names the column: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+}

@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use super::StoreError;
 use super::pg_conn::{PgConn, reconnect_if_lost, session};
-use super::pg_log::{append_lock, checked_schema, pg};
+use super::pg_log::{append_lock, checked_schema, col, pg};
 
 /// How long a lease lasts without renewal: a killed server's domains move after this.
 pub const LEASE_TTL: Duration = Duration::from_secs(5);
@@ -127,7 +127,7 @@ impl PgCluster {
             )
             .await
             .map_err(pg)?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
+        rows.iter().map(|r| col(r, 0)).collect()
     }
 
     /// Take the lease of `domain` if nobody holds it or it ran out; otherwise say who holds it.
@@ -141,7 +141,7 @@ impl PgCluster {
             .await
             .map_err(pg)?
         {
-            return Ok(held(&row));
+            return held(&row);
         }
         let tx = client.transaction().await.map_err(pg)?;
         tx.execute(
@@ -166,13 +166,15 @@ impl PgCluster {
             .await
             .map_err(pg)?;
         let claim = match won {
-            Some(row) => Claim::Won { epoch: row.get(0) },
+            Some(row) => Claim::Won {
+                epoch: col(&row, 0)?,
+            },
             None => {
                 let row = tx
                     .query_one(&self.holder_sql(""), &[&domain])
                     .await
                     .map_err(pg)?;
-                held(&row)
+                held(&row)?
             }
         };
         tx.commit().await.map_err(pg)?;
@@ -221,7 +223,7 @@ impl PgCluster {
             )
             .await
             .map_err(pg)?;
-        let start: i64 = row.get(0);
+        let start: i64 = col(&row, 0)?;
         Ok(start as u64..start as u64 + n)
     }
 
@@ -236,7 +238,7 @@ impl PgCluster {
             )
             .await
             .map_err(pg)?;
-        Ok(row.get(0))
+        col(&row, 0)
     }
 
     /// The token table as stored (its version and JSON), if any server has made it.
@@ -253,7 +255,7 @@ impl PgCluster {
             )
             .await
             .map_err(pg)?;
-        Ok(row.map(|r| (r.get(0), r.get(1))))
+        row.map(|r| Ok((col(&r, 0)?, col(&r, 1)?))).transpose()
     }
 
     /// Store the first token table; false when another server made one first.
@@ -290,16 +292,16 @@ impl PgCluster {
             )
             .await
             .map_err(pg)?;
-        Ok(row.map(|r| r.get(0)))
+        row.map(|r| col(&r, 0)).transpose()
     }
 }
 
 /// A row of [`PgCluster::holder_sql`] as a claim that lost.
-fn held(row: &tokio_postgres::Row) -> Claim {
-    let left: i64 = row.get(2);
-    Claim::Held {
-        owner: row.get(0),
-        address: row.get(1),
+fn held(row: &tokio_postgres::Row) -> Result<Claim, StoreError> {
+    let left: i64 = col(row, 2)?;
+    Ok(Claim::Held {
+        owner: col(row, 0)?,
+        address: col(row, 1)?,
         left: Duration::from_millis(left.max(0) as u64),
-    }
+    })
 }

@@ -81,6 +81,21 @@ pub(super) fn pg(e: tokio_postgres::Error) -> StoreError {
     StoreError::Io(format!("postgres: {}", pg_text(&e)))
 }
 
+/// Column `i` of a row the server's own statements read: a column of another type (a schema
+/// changed by hand) is damage, refused with its column named, not a panic of the task reading.
+pub(super) fn col<'a, T: tokio_postgres::types::FromSql<'a>>(
+    row: &'a tokio_postgres::Row,
+    i: usize,
+) -> Result<T, StoreError> {
+    row.try_get(i).map_err(|e| StoreError::Corrupt {
+        at: format!(
+            "postgres column {:?}",
+            row.columns().get(i).map_or("?", |c| c.name())
+        ),
+        reason: e.to_string(),
+    })
+}
+
 /// What went wrong, in words: the error's own text is "db error" for everything the server
 /// said, so say what it said (and its SQLSTATE).
 pub(super) fn pg_text(e: &tokio_postgres::Error) -> String {
@@ -210,7 +225,7 @@ pub(super) async fn commit_durably(client: &Client) -> Result<(), StoreError> {
         .query_one("SELECT current_setting('synchronous_commit')", &[])
         .await
         .map_err(pg)?;
-    let setting: String = row.get(0);
+    let setting: String = col(&row, 0)?;
     if setting == "off" {
         tracing::warn!(
             "synchronous_commit is off for this role or database: set to on for the log"
@@ -317,7 +332,7 @@ impl PgEventLog {
             )
             .await
             .map_err(pg)?;
-        Ok(row.get(0))
+        col(&row, 0)
     }
 
     /// The flusher's session, for a barrier after a commit or a read that comes after this
@@ -480,7 +495,7 @@ impl PgEventLog {
             )
             .await
             .map_err(pg)?;
-        let bytes: i64 = row.get(0);
+        let bytes: i64 = col(&row, 0)?;
         self.size.store(bytes as u64, Ordering::Relaxed);
         Ok(())
     }
@@ -496,8 +511,8 @@ impl PgEventLog {
 
 /// An `(account, key)` row of the keys table.
 fn key_row(schema: &str, row: &tokio_postgres::Row) -> Result<(u64, Key), StoreError> {
-    let account: i64 = row.get(0);
-    let key: &[u8] = row.get(1);
+    let account: i64 = col(row, 0)?;
+    let key: &[u8] = col(row, 1)?;
     let key: Key = key.try_into().map_err(|_| StoreError::Corrupt {
         at: format!("{schema}.account_keys, account {account}"),
         reason: format!("a key of {} bytes", key.len()),
@@ -511,9 +526,9 @@ fn decode_row(
     row: &tokio_postgres::Row,
     vault: Option<&Vault>,
 ) -> Result<Vec<RecordedEvent>, StoreError> {
-    let position: i64 = row.get(0);
-    let stamp: i64 = row.get(1);
-    let body: &[u8] = row.get(2);
+    let position: i64 = col(row, 0)?;
+    let stamp: i64 = col(row, 1)?;
+    let body: &[u8] = col(row, 2)?;
     let mut events = codec::decode_chunk(position as u64, body, vault)?;
     for e in &mut events {
         e.recorded_at_us = stamp;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::PgCluster;
 use crate::store::StoreError;
-use crate::store::pg_log::pg;
+use crate::store::pg_log::{col, pg};
 
 /// The database's clock in µs since the epoch, the same wherever a statement reads it: one
 /// clock for every server's windows.
@@ -61,7 +61,7 @@ impl PgCluster {
             )
             .await
             .map_err(pg)?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        rows.iter().map(|r| Ok((col(r, 0)?, col(r, 1)?))).collect()
     }
 
     /// Add failed authentications (peer, how many) to each peer's window of `window` (a new
@@ -103,13 +103,12 @@ impl PgCluster {
             )
             .await
             .map_err(pg)?;
-        Ok(rows
-            .iter()
+        rows.iter()
             .map(|r| {
-                let failures: i32 = r.get(1);
-                (r.get(0), failures.max(0) as u32, left(r.get(2)))
+                let failures: i32 = col(r, 1)?;
+                Ok((col(r, 0)?, failures.max(0) as u32, left(col(r, 2)?)))
             })
-            .collect())
+            .collect()
     }
 
     /// Peers with at least `max` failures in a window that is not over, with the time it has
@@ -142,7 +141,9 @@ impl PgCluster {
             )
             .await
             .map_err(pg)?;
-        Ok(rows.iter().map(|r| (r.get(0), left(r.get(1)))).collect())
+        rows.iter()
+            .map(|r| Ok((col(r, 0)?, left(col(r, 1)?))))
+            .collect()
     }
 }
 

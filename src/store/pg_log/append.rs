@@ -4,7 +4,7 @@
 use tokio_postgres::{Client, Statement};
 use uuid::Uuid;
 
-use super::{PAGE, PgEventLog, append_lock, appends_channel, pg, range_sql};
+use super::{PAGE, PgEventLog, append_lock, appends_channel, col, pg, range_sql};
 use crate::store::codec;
 use crate::store::pg_cluster::Fence;
 use crate::store::vault::Key;
@@ -359,7 +359,11 @@ impl PgEventLog {
         shredded.map_err(pg)?;
         notified.map_err(pg)?;
         committed.map_err(pg)?;
-        let (last, last_stamp, held): (i64, i64, bool) = (head.get(0), head.get(1), head.get(2));
+        let (last, last_stamp, held): (i64, i64, bool) = (
+            col(&head, 0).map_err(Trip::Failed)?,
+            col(&head, 1).map_err(Trip::Failed)?,
+            col(&head, 2).map_err(Trip::Failed)?,
+        );
         if !held {
             return Err(Trip::Failed(StoreError::LeaseLost {
                 domain: domain.to_string(),

@@ -3,7 +3,7 @@
 
 use tokio_postgres::{Client, GenericClient};
 
-use super::{StoreError, append_lock, pg};
+use super::{StoreError, append_lock, col, pg};
 
 /// Migrations in order; the database records the last one applied.
 const MIGRATIONS: &[&str] = &[
@@ -48,7 +48,7 @@ async fn applied_migrations(client: &impl GenericClient, schema: &str) -> Result
         .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])
         .await
         .map_err(pg)?;
-    if !row.get::<_, bool>(0) {
+    if !col::<bool>(&row, 0)? {
         return Ok(0);
     }
     let row = client
@@ -58,7 +58,7 @@ async fn applied_migrations(client: &impl GenericClient, schema: &str) -> Result
         )
         .await
         .map_err(pg)?;
-    Ok(row.get(0))
+    col(&row, 0)
 }
 
 fn refuse_newer(schema: &str, applied: i32) -> Result<(), StoreError> {
