@@ -407,8 +407,14 @@ impl Auth {
             loop {
                 tokio::time::sleep(TOKENS_RELOAD_EVERY).await;
                 let Some(auth) = weak.upgrade() else { return };
-                if let Err(e) = auth.reload().await {
-                    tracing::warn!("rereading the shared tokens failed (retried): {e}");
+                match crate::threads::caught(auth.reload()).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => {
+                        tracing::warn!("rereading the shared tokens failed (retried): {e}")
+                    }
+                    Err(panic) => {
+                        tracing::error!("rereading the shared tokens panicked ({panic}); retried")
+                    }
                 }
                 match tokio::time::timeout(SHARE_WITHIN, auth.share_uses_and_failures()).await {
                     Ok(Ok(())) => {}
