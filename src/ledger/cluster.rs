@@ -306,6 +306,10 @@ impl Ledger {
                 // Everything committed before the lease was won, then the writer takes it.
                 self.follow().await?;
                 self.refresh_writer(part).await?;
+                if part.writer_stopped() {
+                    // Stopped meanwhile: the lease runs out unrenewed.
+                    return Err(part.writer_gone().await);
+                }
                 part.set_fence(Some(Fence {
                     domain: part.domain.clone(),
                     owner: cluster.server(),
@@ -557,11 +561,16 @@ pub(super) fn spawn_tasks(shared: Weak<Shared>) {
                 .collect();
             let names: Vec<String> = held.iter().map(|p| p.domain.clone()).collect();
             // A renewal that hangs (a database gone without a word) counts as failed.
-            let renewal =
-                tokio::time::timeout(LEASE_TTL - RENEW_EVERY, cluster.store.renew(&names));
-            let renewal = renewal.await.unwrap_or_else(|_| {
-                Err(StoreError::Io("no answer within the lease's length".into()))
-            });
+            // A panic counts as failed too (logged; the loop goes on).
+            let renewal = tokio::time::timeout(
+                LEASE_TTL - RENEW_EVERY,
+                crate::threads::caught(cluster.store.renew(&names)),
+            );
+            let renewal = match renewal.await {
+                Ok(Ok(renewal)) => renewal,
+                Ok(Err(panic)) => Err(StoreError::Io(format!("the renewal panicked: {panic}"))),
+                Err(_) => Err(StoreError::Io("no answer within the lease's length".into())),
+            };
             match renewal {
                 Ok(kept) => {
                     renewed = Instant::now();

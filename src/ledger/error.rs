@@ -34,9 +34,13 @@ pub enum LedgerError {
     /// stopped may or may not have been appended: retry it with its request id after the
     /// restart.
     #[error(
-        "domain {domain:?}'s writer stopped on an internal error ({reason}); its commands are refused until the server is restarted (nothing acknowledged is lost; retry with the same request id after the restart)"
+        "domain {domain:?}'s writer stopped on an internal error (the server's log says which); its commands are refused until the server is restarted (nothing acknowledged is lost; retry with the same request id after the restart)"
     )]
-    WriterStopped { domain: String, reason: String },
+    WriterStopped {
+        domain: String,
+        /// The panic's message: logged, not sent to clients (it may hold data).
+        reason: String,
+    },
     /// FAILED_PRECONDITION: a revert would deactivate or delete more than the domain's
     /// mass-change share; run it again confirmed.
     #[error(

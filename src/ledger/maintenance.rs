@@ -73,11 +73,12 @@ async fn save_locked(shared: &Shared) -> Result<(), LedgerError> {
     let mut changed = false;
     for part in shared.routes.all() {
         let mut read = part.write();
-        if part.writer_stopped() {
-            // Its read model may hold half a group: nothing of it is saved, and the open
-            // after a restart rebuilds it from its last save and the log after that. Where
-            // that save ended is not kept, so the floor says "from the start" (each domain
-            // skips what its own saved checkpoint holds): one slower open after a bug.
+        if part.writer_stopped() || part.read_model_poisoned() {
+            // Its read model may hold half a group (a panic while it was updated poisons its
+            // lock, before the writer's stop is recorded): nothing of it is saved, and the
+            // open after a restart rebuilds it from its last save and the log after that.
+            // Where that save ended is not kept, so the floor says "from the start" (each
+            // domain skips what its own saved checkpoint holds): one slower open after a bug.
             floor = 0;
             continue;
         }
@@ -94,6 +95,9 @@ async fn save_locked(shared: &Shared) -> Result<(), LedgerError> {
     if !changed && points.is_empty() && floor == shared.saved_floor.load(Ordering::SeqCst) {
         return Ok(());
     }
+    // The rows are taken (their dirty marks cleared, the checkpoints moved on): unless this
+    // save lands, the next one must write every row again, whether it failed or panicked.
+    let retake = RetakeUnlessSaved(shared, false);
     let views = shared.views.clone();
     let saved_points: HashMap<String, u64> = points
         .iter()
@@ -113,6 +117,7 @@ async fn save_locked(shared: &Shared) -> Result<(), LedgerError> {
     .await
     .map_err(|e| StoreError::Io(format!("saving views: {e}")))??;
     shared.log.sync().await?;
+    retake.saved();
     shared.saved_floor.store(floor, Ordering::SeqCst);
     // Only now may the read models drop the points: until the save is durable, "usage as of"
     // answers them from memory.
@@ -126,12 +131,36 @@ async fn save_locked(shared: &Shared) -> Result<(), LedgerError> {
     Ok(())
 }
 
+/// Marks every row for the next save when dropped before [`RetakeUnlessSaved::saved`].
+struct RetakeUnlessSaved<'a>(&'a Shared, bool);
+
+impl RetakeUnlessSaved<'_> {
+    fn saved(mut self) {
+        self.1 = true;
+    }
+}
+
+impl Drop for RetakeUnlessSaved<'_> {
+    fn drop(&mut self) {
+        if !self.1 {
+            for part in self.0.routes.all() {
+                part.write().mark_all_dirty();
+            }
+        }
+    }
+}
+
 /// Replay the whole log into fresh projections while commands go on, then hand each
 /// partition its part (it applies the events that came after the replay) and persist
 /// everything anew.
 pub(super) async fn rebuild(ledger: &Ledger) -> Result<u64, LedgerError> {
     let shared = &ledger.shared;
     let no_saves = shared.save_lock.clone().lock_owned().await;
+    // The view store is cleared below and every domain handed its rebuilt model in turn: a
+    // stopped writer would end that half way, leaving the domains after it saved short.
+    if let Some(part) = shared.routes.all().into_iter().find(|p| p.writer_stopped()) {
+        return Err(part.writer_gone().await);
+    }
     let started = std::time::Instant::now();
     let mut fresh = Replay::default();
     let mut replayed = fresh.catch_up(&*shared.log).await?;
@@ -202,15 +231,8 @@ pub(super) async fn rebuild(ledger: &Ledger) -> Result<u64, LedgerError> {
     let shared = ledger.shared.clone();
     tokio::spawn(async move {
         let started = std::time::Instant::now();
+        // Failed, it leaves every row marked for the next save.
         let saved = save_locked(&shared).await;
-        if saved.is_err() {
-            // The rows it took are not saved: the next save writes every row again.
-            shared
-                .routes
-                .all()
-                .iter()
-                .for_each(|p| p.write().mark_all_dirty());
-        }
         // The store is released before the lock: whoever waited on it (close) may reopen it.
         drop(shared);
         drop(no_saves);

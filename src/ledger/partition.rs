@@ -149,6 +149,11 @@ impl Partition {
         self.read()
     }
 
+    /// Whether a panic left the read model part way through an update.
+    pub(crate) fn read_model_poisoned(&self) -> bool {
+        self.read.is_poisoned()
+    }
+
     pub(crate) fn fence(&self) -> Option<Fence> {
         self.fence.read().unwrap_or_else(|e| e.into_inner()).clone()
     }

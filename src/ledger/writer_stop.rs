@@ -176,6 +176,11 @@ pub(super) mod tests {
             assert!(waited < 100, "health still serving after a writer stopped");
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
+        // A rebuild would clear the saved views and stop half way: refused before it starts.
+        match ledger.rebuild_projections().await {
+            Err(LedgerError::WriterStopped { domain, .. }) => assert_eq!(domain, "stops.example"),
+            other => panic!("rebuild: expected WriterStopped, got {other:?}"),
+        }
         // The other domain is decided as before.
         ledger
             .execute(create("goes-on.example", "other"))
