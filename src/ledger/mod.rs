@@ -25,6 +25,8 @@ mod revert;
 mod routes;
 mod schedules;
 mod writer_stop;
+#[cfg(test)]
+pub(crate) use writer_stop::tests as writer_faults;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use cluster::{FOLLOW_EVERY, Forwarder};

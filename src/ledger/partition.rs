@@ -441,7 +441,7 @@ impl Writer {
             return;
         }
         #[cfg(test)]
-        writer_stop::tests::panic_if_armed(&self.part.domain);
+        writer_stop::tests::panic_if_armed(&self.part.domain, writer_stop::tests::Armed::Deciding);
         let routes = self.ctx.routes.clone();
         let fence = self.part.fence();
         if let Some(cluster) = self.ctx.cluster.clone() {

@@ -65,7 +65,7 @@ impl Partition {
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+pub(crate) mod tests {
     use std::sync::Mutex;
 
     use tonic_health::pb::HealthCheckRequest;
@@ -75,12 +75,22 @@ pub(super) mod tests {
     use crate::domain::{Command, Profile};
     use crate::ledger::{Ledger, LedgerError, Request};
 
-    /// Domains whose writer panics at its next group (armed by a test).
-    static ARMED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    /// Where an armed writer panics.
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    pub(crate) enum Armed {
+        /// Before its next group is decided.
+        Deciding,
+        /// Part way through applying its next appended group to the read model (the rows and
+        /// the checkpoint moved on, the domain row not yet marked for saving).
+        Publishing,
+    }
 
-    pub(in crate::ledger) fn panic_if_armed(domain: &str) {
+    /// Domains whose writer panics at the next such point (armed by a test).
+    static ARMED: Mutex<Vec<(String, Armed)>> = Mutex::new(Vec::new());
+
+    pub(crate) fn panic_if_armed(domain: &str, at: Armed) {
         let mut armed = ARMED.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(i) = armed.iter().position(|d| d == domain) {
+        if let Some(i) = armed.iter().position(|(d, a)| d == domain && *a == at) {
             armed.remove(i);
             drop(armed);
             panic!("a panic injected by a test");
@@ -158,7 +168,10 @@ pub(super) mod tests {
         crate::api::server::spawn_health_watch(&ledger, reporter);
         assert_eq!(status(&health).await, ServingStatus::Serving);
 
-        ARMED.lock().unwrap().push("stops.example".into());
+        ARMED
+            .lock()
+            .unwrap()
+            .push(("stops.example".into(), Armed::Deciding));
         for login in ["in-flight", "after"] {
             match ledger.execute(create("stops.example", login)).await {
                 Err(LedgerError::WriterStopped { domain, reason }) => {
@@ -198,6 +211,43 @@ pub(super) mod tests {
             .unwrap();
         assert_eq!(accounts(&ledger, "stops.example"), ["back", "before"]);
         assert_eq!(*ledger.stopped_writers().borrow(), 0);
+        ledger.close().await.unwrap();
+    }
+
+    fn licenses_used(ledger: &Ledger, domain: &str) -> u32 {
+        ledger
+            .read_domain(domain, |s| s.domains[domain].licenses_used)
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_read_model_a_writer_stopped_in_is_not_saved_and_comes_back_from_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(dir.path()).await.unwrap();
+        register(&ledger, "half.example").await;
+        ledger
+            .execute(create("half.example", "first"))
+            .await
+            .unwrap();
+        ARMED
+            .lock()
+            .unwrap()
+            .push(("half.example".into(), Armed::Publishing));
+        // Appended, then the writer stops part way through applying it.
+        let answer = ledger.execute(create("half.example", "second")).await;
+        assert!(
+            matches!(answer, Err(LedgerError::WriterStopped { .. })),
+            "{answer:?}"
+        );
+        assert_eq!(licenses_used(&ledger, "half.example"), 2);
+        // Saved, its rows and checkpoint would hold "second" but its domain row the license
+        // count from before.
+        ledger.close().await.unwrap();
+        drop(ledger);
+
+        let ledger = Ledger::open(dir.path()).await.unwrap();
+        assert_eq!(accounts(&ledger, "half.example"), ["first", "second"]);
+        assert_eq!(licenses_used(&ledger, "half.example"), 2);
         ledger.close().await.unwrap();
     }
 }

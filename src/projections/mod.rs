@@ -244,6 +244,13 @@ impl Projections {
             Some(index) => self.index = index,
             None => self.update_index(&before, touched),
         }
+        #[cfg(test)]
+        if let Some(domain) = self.state.domains.keys().next() {
+            crate::ledger::writer_faults::panic_if_armed(
+                domain,
+                crate::ledger::writer_faults::Armed::Publishing,
+            );
+        }
         self.dirty_domain = true;
         if self.usage() != usage_before {
             // One append is one stamp: its usage after the last event is what "as of T" sees.
