@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Import one users.csv into a fresh server started from BINARY: the import's time through the
-# CLI, the server's peak RSS (VmHWM) and its RSS 3 s after. Run it with two builds, alternated, to compare them in
+# CLI, the server's peak RSS (VmHWM) and its RSS 3 s after, then the data dir's bytes once the
+# server stopped (sled's share named). Run it with two builds, alternated, to compare them in
 # the same minutes (district-1m.sh leaves a 1M-row users.csv in its work dir). A benchmark, not
 # a test.
 # usage: scripts/import-rss.sh BINARY USERS_CSV [PORT]
@@ -19,3 +20,4 @@ t1=$(date +%s.%N)
 echo "$bin: import $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}') s; server peak RSS $(grep VmHWM /proc/$spid/status | awk '{printf "%d MiB", $2/1024}')"
 sleep 3; echo "  RSS 3 s after the import: $(grep VmRSS /proc/$spid/status | awk '{printf "%d MiB", $2/1024}')"
 kill -TERM $spid; wait $spid || true
+echo "  data dir after the stop: $(du -sb "$work/data" | cut -f1) bytes, of which sled $(du -sb "$work/data/ledger/sled" | cut -f1)"

@@ -174,6 +174,67 @@ async fn a_log_chunk_keyed_past_the_end_is_refused_as_a_gap_before_the_journal_i
     );
 }
 
+/// A data dir whose log holds an import of 600 accounts: its chunks are in the chunk file
+/// (`CHUNKS`), sled holds pointers to them. Without its log index checkpoint, so the open
+/// reads every chunk (with it, damage is found when a chunk is read).
+async fn populated_by_an_import() -> tempfile::TempDir {
+    use account_ledger::import::{ImportInput, ImportJob, ImportOptions, run_import};
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(&dir.path().join("ledger")).await.unwrap();
+    support::register(&ledger, "d1", 1000).await;
+    let mut csv = String::from("import_id,login,first_name,last_name,enabled\n");
+    for i in 0..600 {
+        csv.push_str(&format!("sis-{i},user{i},First,Last,1\n"));
+    }
+    let input = ImportInput::Reader {
+        name: "users.csv".into(),
+        reader: Box::new(std::io::Cursor::new(csv.into_bytes())),
+    };
+    let report = run_import(
+        &ledger,
+        ImportJob::new("d1", "admin"),
+        input,
+        ImportOptions::default(),
+        |_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.events_written, 600);
+    ledger.close().await.unwrap();
+    drop(ledger);
+    let _ = std::fs::remove_file(ledger_file(&dir, "LOG_INDEX"));
+    dir
+}
+
+#[tokio::test]
+async fn a_flipped_byte_in_the_chunk_file_is_refused_naming_it() {
+    let dir = populated_by_an_import().await;
+    let chunks = ledger_file(&dir, "CHUNKS");
+    let f = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open(&chunks)
+        .unwrap();
+    let mut byte = [0u8; 1];
+    f.read_exact_at(&mut byte, 5000).unwrap();
+    f.write_all_at(&[byte[0] ^ 0x40], 5000).unwrap();
+    f.sync_all().unwrap();
+    assert_refusal(
+        &dir,
+        &chunks.display().to_string(),
+        "does not match its CRC",
+    );
+}
+
+#[tokio::test]
+async fn a_chunk_file_cut_short_is_refused_naming_it() {
+    let dir = populated_by_an_import().await;
+    let chunks = ledger_file(&dir, "CHUNKS");
+    let len = std::fs::metadata(&chunks).unwrap().len();
+    set_len(&chunks, len - 100);
+    assert_refusal(&dir, &chunks.display().to_string(), "cut short");
+}
+
 #[tokio::test]
 async fn a_damaged_commit_journal_is_refused_naming_it() {
     let dir = populated().await;

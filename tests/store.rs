@@ -261,12 +261,13 @@ fn a_batch_interrupted_by_kill_9_is_all_there_or_not_at_all() {
 
 #[test]
 fn a_batch_written_in_several_parts_and_killed_is_all_there_or_not_at_all() {
-    // 235 chunks: written as four sled batches under the torn-commit marker.
+    // 235 chunks: written to the chunk file, their pointers to sled in one batch.
     killed_batches_are_whole(60_000, 600);
 }
 
 /// A crash after a large commit's last part but before its marker was removed (so before it
-/// was acknowledged): the open discards the whole commit and the log goes on from before it.
+/// was acknowledged), as builds before the chunk file wrote one: the open discards the whole
+/// commit and the log goes on from before it.
 #[tokio::test]
 async fn a_large_commit_whose_marker_survived_a_crash_is_discarded_at_open() {
     let dir = tempfile::tempdir().unwrap();
@@ -416,7 +417,7 @@ async fn a_log_shorter_than_the_journal_began_with_is_refused() {
 }
 
 /// A data dir of layout 2 (before the commit journal) opens, gets its journal and is marked
-/// layout 3, which older binaries refuse.
+/// layout 4, which older binaries refuse.
 #[tokio::test]
 async fn a_layout_2_data_dir_gets_a_commit_journal() {
     let dir = tempfile::tempdir().unwrap();
@@ -435,7 +436,7 @@ async fn a_layout_2_data_dir_gets_a_commit_journal() {
     assert!(dir.path().join("COMMITS").exists());
     assert_eq!(
         std::fs::read_to_string(&marker).unwrap(),
-        "account-ledger data directory, layout 3\n"
+        "account-ledger data directory, layout 4\n"
     );
     assert_eq!(open_store(dir.path()).unwrap().log.last_position(), 2);
 }

@@ -274,7 +274,7 @@ pub fn read_u64(bytes: &[u8]) -> Option<u64> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -329,7 +329,7 @@ mod tests {
         assert!(back[0].profile.is_erased(), "sealed, not in clear");
     }
 
-    pub(super) fn created(account: AccountId) -> crate::store::NewEvent {
+    pub(crate) fn created(account: AccountId) -> crate::store::NewEvent {
         crate::store::NewEvent {
             event_id: Uuid::from_u128(account as u128),
             actor: "admin".into(),

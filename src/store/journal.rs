@@ -196,10 +196,8 @@ fn chunk_key(key: &[u8]) -> Result<u64, StoreError> {
 
 /// The position of a chunk's last event.
 fn chunk_end(first: u64, value: &[u8]) -> Result<u64, StoreError> {
-    let events = codec::decode_chunk(first, value, None)?;
-    Ok(events
-        .last()
-        .map_or(first.saturating_sub(1), |e| e.position))
+    let events = super::chunk_file::event_count(first, value)?;
+    Ok((first + events).saturating_sub(1))
 }
 
 /// Insert into `log` the chunks past its end `end`, in order. A chunk that would leave a gap

@@ -12,6 +12,7 @@
 //!   into sled (`journal.rs`).
 
 mod block_file;
+mod chunk_file;
 mod chunk_shared;
 mod chunk_table;
 pub mod codec;

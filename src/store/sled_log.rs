@@ -24,6 +24,7 @@ use std::sync::{Arc, Condvar, Mutex, RwLock};
 use async_trait::async_trait;
 use uuid::Uuid;
 
+use super::chunk_file::ChunkFile;
 use super::codec::{self, u64_key};
 use super::files;
 use super::index_checkpoint;
@@ -44,7 +45,10 @@ use sync::{SYNC_FAILED, SyncState, Unsynced, recover_journal};
 
 pub const CHUNK_EVENTS: usize = 256;
 const MARKER_FILE: &str = "ACCOUNT_LEDGER_DATA";
-const MARKER_TEXT: &str = "account-ledger data directory, layout 3\n";
+const MARKER_TEXT: &str = "account-ledger data directory, layout 4\n";
+/// Layout 3 had no chunk file: one is made on open (an older binary refuses layout 4, so it
+/// never reads a log that points into one).
+const MARKER_TEXT_3: &str = "account-ledger data directory, layout 3\n";
 /// Layout 2 had no commit journal: one is made on open (an older binary refuses layout 3, so
 /// it never opens a dir whose newest commits may be in the journal alone).
 const MARKER_TEXT_2: &str = "account-ledger data directory, layout 2\n";
@@ -63,8 +67,8 @@ struct Inner {
     dir: PathBuf,
     db: sled::Db,
     log: sled::Tree,
-    /// The torn-commit marker ([`sled_commit`]), set while a commit is written in parts.
-    torn: sled::Tree,
+    /// The chunks of commits of several chunks, which `log` points into.
+    chunks: ChunkFile,
     /// sled's main file, fsynced after each flush (sled 0.34 only sync_file_ranges it).
     db_file: File,
     vault: Arc<Vault>,
@@ -138,7 +142,8 @@ pub fn open_store_with(dir: &Path, options: StoreOptions) -> Result<OpenedStore,
     let marker = dir.join(MARKER_FILE);
     let mut created = false;
     let layout = match std::fs::read_to_string(&marker) {
-        Ok(text) if text == MARKER_TEXT => 3,
+        Ok(text) if text == MARKER_TEXT => 4,
+        Ok(text) if text == MARKER_TEXT_3 => 3,
         Ok(text) if text == MARKER_TEXT_2 => 2,
         Ok(text) if text == MARKER_TEXT_1 => 1,
         Ok(_) => {
@@ -164,7 +169,7 @@ pub fn open_store_with(dir: &Path, options: StoreOptions) -> Result<OpenedStore,
                 .and_then(|_| f.sync_all())
                 .map_err(|e| open_err(e.to_string()))?;
             created = true;
-            3
+            4
         }
     };
     let layout_1 = layout == 1;
@@ -187,12 +192,21 @@ pub fn open_store_with(dir: &Path, options: StoreOptions) -> Result<OpenedStore,
     let log = db.open_tree("log").map_err(|e| open_err(e.to_string()))?;
     let torn = db.open_tree("torn").map_err(|e| open_err(e.to_string()))?;
     sled_commit::discard_torn(&db, &log, &torn).map_err(|e| open_err(e.to_string()))?;
+    let chunks = ChunkFile::open(dir).map_err(|e| open_err(e.to_string()))?;
     let db_file = File::open(sled_dir.join("db")).map_err(|e| open_err(e.to_string()))?;
-    let journal = recover_journal(dir, &db, &log, &db_file, options, layout == 3 && !created)
-        .map_err(|e| match e {
-            StoreError::DataLoss { .. } => e,
-            e => open_err(e.to_string()),
-        })?;
+    let journal = recover_journal(
+        dir,
+        &db,
+        &log,
+        &chunks,
+        &db_file,
+        options,
+        layout >= 3 && !created,
+    )
+    .map_err(|e| match e {
+        StoreError::DataLoss { .. } => e,
+        e => open_err(e.to_string()),
+    })?;
     let vault_path = dir.join("keys.vault");
     let vault = match Vault::open(&vault_path, recorded.vault_len) {
         Err(StoreError::DataLoss { path, what }) if options.accept_data_loss => {
@@ -216,14 +230,14 @@ pub fn open_store_with(dir: &Path, options: StoreOptions) -> Result<OpenedStore,
             tracing::warn!(path = %p.display(), "was readable by other users; narrowed to owner-only");
         }
     }
-    if layout < 3 {
+    if layout < 4 {
         std::fs::write(&marker, MARKER_TEXT).map_err(|e| open_err(e.to_string()))?;
     }
     let inner = Arc::new(Inner {
         dir: dir.to_path_buf(),
         db: db.clone(),
         log,
-        torn,
+        chunks,
         db_file,
         vault: vault.clone(),
         index: RwLock::new(LogIndex::default()),
@@ -318,7 +332,12 @@ impl Drop for Inner {
     fn drop(&mut self) {
         // Flush while every handle is alive: sled's own flush in the trees' drop (make_stable)
         // once waited forever with its IO threads idle (seen 1 in 6 test runs, sled 0.34).
-        let flushed = self.db.flush();
+        // The chunk file before sled: a pointer sled makes durable points at durable bytes.
+        let flushed = self
+            .chunks
+            .sync()
+            .map_err(sled::Error::from)
+            .and_then(|()| self.db.flush());
         // After a failed sync a later one may report success for pages the kernel dropped:
         // claim nothing and keep the journal for the next open.
         if self.indexed.load(Ordering::Acquire) && !self.sync_failed.load(Ordering::Acquire) {
@@ -425,7 +444,17 @@ impl SledEventLog {
                 unsynced.chunks.push((first, value));
                 unsynced.through = last;
             } else {
-                sled_commit::write_chunks(&self.inner.log, &self.inner.torn, &mut records, sealed)?;
+                // A failed write of the log's files: nothing more is acknowledged until a
+                // restart recovers (as after a failed sync).
+                if let Err(e) = sled_commit::write_chunks(
+                    &self.inner.log,
+                    &self.inner.chunks,
+                    &mut records,
+                    sealed,
+                ) {
+                    self.inner.sync_failed.store(true, Ordering::Release);
+                    return Err(e);
+                }
                 let mut unsynced = self.unsynced();
                 unsynced.flush_sled = true;
                 unsynced.through = last;
@@ -460,7 +489,10 @@ impl SledEventLog {
         match self.inner.log.range(..=u64_key(position)).next_back() {
             Some(item) => {
                 let (k, v) = item?;
-                Ok(codec::read_u64(&k).map(|p| (p, v)))
+                match codec::read_u64(&k) {
+                    Some(p) => Ok(Some((p, self.inner.chunks.resolve(v)?))),
+                    None => Ok(None),
+                }
             }
             None => Ok(None),
         }
@@ -487,6 +519,7 @@ impl SledEventLog {
             if first > to {
                 break;
             }
+            let v = self.inner.chunks.resolve(v)?;
             for e in codec::decode_chunk(first, &v, Some(&self.inner.vault))? {
                 if e.position >= from && e.position <= to {
                     out.push(e);

@@ -100,6 +100,7 @@ impl SledEventLog {
                     ),
                 });
             }
+            let v = self.inner.chunks.resolve(v)?;
             for e in codec::decode_chunk(first, &v, None)? {
                 if e.position <= from {
                     continue;

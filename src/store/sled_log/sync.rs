@@ -8,9 +8,10 @@ use std::sync::atomic::Ordering;
 
 use super::{SledEventLog, StoreOptions, accept_or_refuse};
 use crate::store::StoreError;
+use crate::store::chunk_file::{self, ChunkFile};
 use crate::store::journal::{self, Journal, Opened};
 
-pub(super) const SYNC_FAILED: &str = "a sync of the log failed: appends are refused until the server restarts (its open recovers \
+pub(super) const SYNC_FAILED: &str = "a write or sync of the log failed: appends are refused until the server restarts (its open recovers \
      every acknowledged commit)";
 
 /// What the next group sync must make durable.
@@ -37,6 +38,7 @@ pub(super) fn recover_journal(
     dir: &Path,
     db: &sled::Db,
     log: &sled::Tree,
+    chunk_store: &ChunkFile,
     db_file: &File,
     options: StoreOptions,
     expected: bool,
@@ -73,6 +75,7 @@ pub(super) fn recover_journal(
             }
         }
     };
+    chunk_file::discard_unsynced(log, chunk_store, journal.base())?;
     let db_path = dir.join("sled").join("db");
     let mut end = journal::log_end(log, &dir.join("sled"))?;
     if end < journal.base() {
@@ -115,6 +118,7 @@ impl SledEventLog {
     /// Make everything written so far durable: sled flush, then fsync of its file.
     pub fn sync_blocking(&self) -> Result<(), StoreError> {
         self.inner.vault.sync()?;
+        self.inner.chunks.sync()?;
         self.inner.db.flush()?;
         self.inner.db_file.sync_data()?;
         Ok(())
@@ -157,6 +161,8 @@ impl SledEventLog {
         }
         // Everything written to sled so far is in this flush.
         let through = self.index().last_position.max(taken.through);
+        // The chunk file first: a pointer sled makes durable points at durable bytes.
+        inner.chunks.sync()?;
         inner.db.flush()?;
         inner.db_file.sync_data()?;
         journal.new_lap(through)?;
