@@ -30,13 +30,48 @@ fn psql(sql: &str) -> String {
     })
 }
 
+/// A schema of its own for one test, dropped when the test ends (kept after a failure, for a
+/// look, and because a panic while unwinding would abort), and the `serve` arguments that use it.
+struct Schema {
+    name: String,
+    url: String,
+}
+
+impl Schema {
+    fn new() -> Schema {
+        Schema::with_url(pg_url())
+    }
+
+    fn with_url(url: String) -> Schema {
+        Schema {
+            name: format!("al_serve_{}", uuid::Uuid::new_v4().simple()),
+            url,
+        }
+    }
+
+    fn args(&self) -> [&str; 4] {
+        ["--store", &self.url, "--store-schema", &self.name]
+    }
+
+    fn drop_now(&self) {
+        psql(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name));
+    }
+}
+
+impl Drop for Schema {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            self.drop_now();
+        }
+    }
+}
+
 #[test]
 fn a_server_on_postgres_keeps_log_and_keys_in_the_database() {
-    let schema = format!("al_serve_{}", uuid::Uuid::new_v4().simple());
+    let schema = Schema::new();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let url = pg_url();
-    let args = ["--store", url.as_str(), "--store-schema", schema.as_str()];
+    let args = schema.args();
     let server = Served::start(&data, "127.0.0.1:0", &args);
     let op = server.token.clone().unwrap();
     let admin = server.domain_admin(&op, "d1");
@@ -63,10 +98,13 @@ fn a_server_on_postgres_keeps_log_and_keys_in_the_database() {
     drop(server);
 
     assert_eq!(
-        psql(&format!("SELECT count(*) FROM {schema}.account_keys")),
+        psql(&format!(
+            "SELECT count(*) FROM {}.account_keys",
+            schema.name
+        )),
         "1"
     );
-    let events: u64 = psql(&format!("SELECT count(*) FROM {schema}.events"))
+    let events: u64 = psql(&format!("SELECT count(*) FROM {}.events", schema.name))
         .parse()
         .unwrap();
     assert!(events >= 4, "{events} events");
@@ -85,7 +123,6 @@ fn a_server_on_postgres_keeps_log_and_keys_in_the_database() {
     assert_eq!(bob["status"], "deleted", "{bob}");
     assert_ne!(bob["login"], "bob", "erased: {bob}");
     drop(server);
-    psql(&format!("DROP SCHEMA {schema} CASCADE"));
 }
 
 /// SIGTERM and wait: the server saves its views before it exits.
@@ -101,18 +138,17 @@ fn stop(mut server: Served) {
 
 #[test]
 fn a_view_cache_made_from_another_store_is_never_caught_up_with_this_one() {
-    let schema = format!("al_serve_{}", uuid::Uuid::new_v4().simple());
+    let schema = Schema::new();
     let dir = tempfile::tempdir().unwrap();
     let (mine, other) = (dir.path().join("mine"), dir.path().join("other"));
-    let url = pg_url();
-    let args = ["--store", url.as_str(), "--store-schema", schema.as_str()];
+    let args = schema.args();
     let server = Served::start(&mine, "127.0.0.1:0", &args);
     let op = server.token.clone().unwrap();
     server.domain_admin(&op, "old");
     stop(server);
     assert!(mine.join("views-cache").join("STORE_ID").exists());
     // The schema is dropped and made again, and another server writes more than we had.
-    psql(&format!("DROP SCHEMA {schema} CASCADE"));
+    schema.drop_now();
     let server = Served::start(&other, "127.0.0.1:0", &args);
     let op2 = server.token.clone().unwrap();
     let admin = server.domain_admin(&op2, "new");
@@ -137,7 +173,6 @@ fn a_view_cache_made_from_another_store_is_never_caught_up_with_this_one() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains('3'), "{out}");
     drop(server);
-    psql(&format!("DROP SCHEMA {schema} CASCADE"));
 }
 
 /// `account create` of `login` in d1 through `server`: the CLI's exit code and stderr.
@@ -151,11 +186,10 @@ fn create(server: &Served, admin: &str, login: &str) -> (i32, String) {
 
 #[test]
 fn a_server_rides_through_the_database_cutting_its_connections() {
-    let schema = format!("al_serve_{}", uuid::Uuid::new_v4().simple());
     let app = format!("al_cut_{}", uuid::Uuid::new_v4().simple());
+    let schema = Schema::with_url(format!("{} application_name={app}", pg_url()));
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("{} application_name={app}", pg_url());
-    let args = ["--store", url.as_str(), "--store-schema", schema.as_str()];
+    let args = schema.args();
     let server = Served::start(&dir.path().join("data"), "127.0.0.1:0", &args);
     let op = server.token.clone().unwrap();
     let admin = server.domain_admin(&op, "d1");
@@ -194,22 +228,21 @@ fn a_server_rides_through_the_database_cutting_its_connections() {
     let bob: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(bob["login"], "bob", "{bob}");
     drop(server);
-    psql(&format!("DROP SCHEMA {schema} CASCADE"));
 }
 
 #[test]
 fn a_column_changed_by_hand_is_refused_naming_it_not_a_panic() {
-    let schema = format!("al_serve_{}", uuid::Uuid::new_v4().simple());
+    let schema = Schema::new();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let url = pg_url();
-    let args = ["--store", url.as_str(), "--store-schema", schema.as_str()];
+    let args = schema.args();
     let server = Served::start(&data, "127.0.0.1:0", &args);
     let op = server.token.clone().unwrap();
     server.domain_admin(&op, "d1");
     stop(server);
     psql(&format!(
-        "ALTER TABLE {schema}.events ALTER COLUMN recorded_at_us TYPE numeric"
+        "ALTER TABLE {}.events ALTER COLUMN recorded_at_us TYPE numeric",
+        schema.name
     ));
     // Without its view cache the open reads the whole log from the database.
     std::fs::remove_dir_all(data.join("views-cache")).unwrap();
@@ -227,7 +260,6 @@ fn a_column_changed_by_hand_is_refused_naming_it_not_a_panic() {
     };
     let mut err = String::new();
     std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
-    psql(&format!("DROP SCHEMA {schema} CASCADE"));
     assert_eq!(status.code(), Some(1), "{err}");
     assert!(err.contains("recorded_at_us"), "names the column: {err}");
     assert!(!err.contains("panicked"), "{err}");
