@@ -77,6 +77,22 @@ impl Pointer {
     }
 }
 
+/// A chunk's bytes, as sled holds them or as read from the file (not copied again).
+pub enum ChunkBytes {
+    Sled(sled::IVec),
+    File(Vec<u8>),
+}
+
+impl std::ops::Deref for ChunkBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            ChunkBytes::Sled(v) => v,
+            ChunkBytes::File(v) => v,
+        }
+    }
+}
+
 /// The file, appended to under the log's append lock.
 #[derive(Debug)]
 pub struct ChunkFile {
@@ -130,6 +146,11 @@ impl ChunkFile {
         })
     }
 
+    /// The file's length (garbage a crash left after the last chunk included).
+    pub fn len_on_disk(&self) -> std::io::Result<u64> {
+        Ok(self.file.metadata()?.len())
+    }
+
     /// Make every chunk written so far durable.
     pub fn sync(&self) -> std::io::Result<()> {
         if self.dirty.swap(false, Ordering::AcqRel)
@@ -168,10 +189,10 @@ impl ChunkFile {
     }
 
     /// A value of the `log` tree as chunk bytes: read from the file when it is a pointer.
-    pub fn resolve(&self, value: sled::IVec) -> Result<sled::IVec, StoreError> {
+    pub fn resolve(&self, value: sled::IVec) -> Result<ChunkBytes, StoreError> {
         match Pointer::decode(&value)? {
-            Some(p) => Ok(self.read(&p)?.into()),
-            None => Ok(value),
+            Some(p) => Ok(ChunkBytes::File(self.read(&p)?)),
+            None => Ok(ChunkBytes::Sled(value)),
         }
     }
 }
@@ -237,7 +258,7 @@ mod tests {
         assert_eq!(Pointer::decode(&b.encode()).unwrap(), Some(b));
         assert_eq!(file.read(&a).unwrap(), b"first chunk");
         assert_eq!(
-            file.resolve(a.encode().to_vec().into()).unwrap(),
+            &*file.resolve(a.encode().to_vec().into()).unwrap(),
             &b"first chunk"[..]
         );
         assert_eq!(event_count(1, &b.encode()).unwrap(), 2);

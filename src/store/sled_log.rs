@@ -24,7 +24,7 @@ use std::sync::{Arc, Condvar, Mutex, RwLock};
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::chunk_file::ChunkFile;
+use super::chunk_file::{ChunkBytes, ChunkFile};
 use super::codec::{self, u64_key};
 use super::files;
 use super::index_checkpoint;
@@ -485,7 +485,7 @@ impl SledEventLog {
         })
     }
 
-    fn chunk_at_or_before(&self, position: u64) -> Result<Option<(u64, sled::IVec)>, StoreError> {
+    fn chunk_at_or_before(&self, position: u64) -> Result<Option<(u64, ChunkBytes)>, StoreError> {
         match self.inner.log.range(..=u64_key(position)).next_back() {
             Some(item) => {
                 let (k, v) = item?;
@@ -674,6 +674,7 @@ impl EventLog for SledEventLog {
             Err(e) => return Err(StoreError::Io(format!("log index checkpoint: {e}"))),
         };
         Ok(self.inner.db.size_on_disk()?
+            + self.inner.chunks.len_on_disk()?
             + self.inner.vault.len_on_disk()
             + checkpoint
             + journal::SIZE)
