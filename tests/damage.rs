@@ -236,6 +236,18 @@ async fn a_chunk_file_cut_short_is_refused_naming_it() {
 }
 
 #[tokio::test]
+async fn a_missing_chunk_file_is_refused_naming_it() {
+    let dir = populated_by_an_import().await;
+    let chunks = ledger_file(&dir, "CHUNKS");
+    std::fs::remove_file(&chunks).unwrap();
+    assert_refusal(
+        &dir,
+        &chunks.display().to_string(),
+        "the chunk file is missing",
+    );
+}
+
+#[tokio::test]
 async fn a_damaged_commit_journal_is_refused_naming_it() {
     let dir = populated().await;
     let journal = ledger_file(&dir, "COMMITS");

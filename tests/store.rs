@@ -255,7 +255,7 @@ fn killed_batches_are_whole(batch: u64, first_kill_ms: u64) {
 
 #[test]
 fn a_batch_interrupted_by_kill_9_is_all_there_or_not_at_all() {
-    // 20 chunks: one sled batch.
+    // 40 chunks in the chunk file, their pointers one sled batch.
     killed_batches_are_whole(5000, 400);
 }
 

@@ -20,6 +20,7 @@
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::StoreError;
@@ -100,8 +101,13 @@ pub struct ChunkFile {
     path: PathBuf,
     /// Where the next chunk goes.
     end: AtomicU64,
-    /// Written to since its last sync.
+    /// Written to since its last sync (set at open: what a killed process left in the page
+    /// cache is synced before the open's new journal lap counts on it).
     dirty: AtomicBool,
+    /// One sync at a time: a second caller waits for the running one, and then finds the flag
+    /// set again if it wrote after that one began, instead of returning before its bytes are
+    /// durable.
+    syncing: Mutex<()>,
 }
 
 impl ChunkFile {
@@ -116,11 +122,16 @@ impl ChunkFile {
             .mode(super::files::FILE_MODE)
             .open(&path)?;
         let end = file.metadata()?.len();
+        if end == 0 {
+            // A new file: its name is durable before any pointer into it.
+            File::open(dir)?.sync_all()?;
+        }
         Ok(ChunkFile {
             file,
             path,
             end: AtomicU64::new(end),
-            dirty: AtomicBool::new(false),
+            dirty: AtomicBool::new(true),
+            syncing: Mutex::new(()),
         })
     }
 
@@ -153,6 +164,7 @@ impl ChunkFile {
 
     /// Make every chunk written so far durable.
     pub fn sync(&self) -> std::io::Result<()> {
+        let _one = self.syncing.lock().unwrap_or_else(|e| e.into_inner());
         if self.dirty.swap(false, Ordering::AcqRel)
             && let Err(e) = self.file.sync_data()
         {

@@ -1,5 +1,6 @@
 //! [`EventLog`] on sled. Layout (tree `log`): key = position of a chunk's first event (u64 BE),
-//! value = a codec chunk of up to [`CHUNK_EVENTS`] consecutive events of one commit.
+//! value = a codec chunk of up to [`CHUNK_EVENTS`] consecutive events of one commit, or, for a
+//! commit of several chunks, a pointer into the chunk file ([`super::chunk_file`]).
 //!
 //! Why chunks: sled's cost is per key, not per byte (see ARCHITECTURE.md), so one key per event
 //! caps writes near 40k events/s; a chunk keeps a single-event read cheap (decode ≤ 256 events)
@@ -24,7 +25,7 @@ use std::sync::{Arc, Condvar, Mutex, RwLock};
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::chunk_file::{ChunkBytes, ChunkFile};
+use super::chunk_file::{self, ChunkBytes, ChunkFile};
 use super::codec::{self, u64_key};
 use super::files;
 use super::index_checkpoint;
@@ -192,6 +193,13 @@ pub fn open_store_with(dir: &Path, options: StoreOptions) -> Result<OpenedStore,
     let log = db.open_tree("log").map_err(|e| open_err(e.to_string()))?;
     let torn = db.open_tree("torn").map_err(|e| open_err(e.to_string()))?;
     sled_commit::discard_torn(&db, &log, &torn).map_err(|e| open_err(e.to_string()))?;
+    // Every open of layout 4 makes the file: gone, it was removed, and the imports in it with it.
+    let chunk_path = dir.join(chunk_file::CHUNK_FILE);
+    if layout == 4 && !created && !chunk_path.exists() {
+        let what = "the chunk file is missing: the log's large commits (import jobs) are in it"
+            .to_string();
+        accept_or_refuse(options, chunk_path, what)?;
+    }
     let chunks = ChunkFile::open(dir).map_err(|e| open_err(e.to_string()))?;
     let db_file = File::open(sled_dir.join("db")).map_err(|e| open_err(e.to_string()))?;
     let journal = recover_journal(

@@ -109,6 +109,8 @@ pub(super) fn recover_journal(
             }
         }
     }
+    // What a killed process left in the page cache is durable before the lap counts on it.
+    chunk_store.sync()?;
     db_file.sync_data()?;
     journal.new_lap(end)?;
     Ok(journal)
@@ -117,11 +119,19 @@ pub(super) fn recover_journal(
 impl SledEventLog {
     /// Make everything written so far durable: sled flush, then fsync of its file.
     pub fn sync_blocking(&self) -> Result<(), StoreError> {
-        self.inner.vault.sync()?;
-        self.inner.chunks.sync()?;
-        self.inner.db.flush()?;
-        self.inner.db_file.sync_data()?;
-        Ok(())
+        let synced = (|| -> Result<(), StoreError> {
+            self.inner.vault.sync()?;
+            self.inner.chunks.sync()?;
+            self.inner.db.flush()?;
+            self.inner.db_file.sync_data()?;
+            Ok(())
+        })();
+        if let Err(e) = &synced {
+            // As for the group sync: a later sync may report success for dropped pages.
+            self.inner.sync_failed.store(true, Ordering::Release);
+            tracing::error!("{SYNC_FAILED}: {e}");
+        }
+        synced
     }
 
     pub(super) fn unsynced(&self) -> std::sync::MutexGuard<'_, Unsynced> {
